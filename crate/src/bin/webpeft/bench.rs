@@ -1,0 +1,112 @@
+//! `webpeft bench`: speed measurements printed as a table. These are
+//! measurements, never tests; the PyTorch side lives in `scripts/bench_torch.py`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Subcommand;
+use webpeft::device::Backend;
+use webpeft::generate::read_f32;
+use webpeft::models::KvCache;
+use webpeft::{Model, Result};
+
+use crate::{block, load};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Forward-pass throughput: MiniLM (batch 16 x 64) and SmolLM2 (1 x 128 prefill, then decode).
+    Forward {
+        /// Folder holding the bundled models (see scripts/fetch-models.sh).
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Comma-separated devices to measure.
+        #[arg(long, default_value = "cpu,gpu")]
+        devices: String,
+        /// Timed iterations after one warm-up.
+        #[arg(long, default_value_t = 3)]
+        iters: usize,
+        /// Decode steps for the SmolLM2 decode measurement.
+        #[arg(long, default_value_t = 16)]
+        decode_tokens: usize,
+    },
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Forward { models, devices, iters, decode_tokens } => {
+            println!("{:<22} {:<6} {:<22} {:>10} {:>10}", "model", "device", "workload", "ms/iter", "tokens/s");
+            for dev in devices.split(',') {
+                let backend: Backend = dev.trim().parse()?;
+                let minilm = load(&models.join("all-MiniLM-L6-v2"), backend)?;
+                let ms = time(iters, || run_batch(&minilm, 16, 64))?;
+                row("all-MiniLM-L6-v2", dev, "forward 16x64", ms, 16.0 * 64.0);
+                drop(minilm);
+                let smol = load(&models.join("SmolLM2-135M-Instruct.Q4_1.gguf"), backend)?;
+                let ms = time(iters, || run_batch(&smol, 1, 128))?;
+                row("SmolLM2-135M (Q4_1)", dev, "prefill 1x128", ms, 128.0);
+                decode(&smol, 128, decode_tokens)?; // warm-up
+                let mut ms = 0.0;
+                for _ in 0..iters {
+                    ms += decode(&smol, 128, decode_tokens)? / iters.max(1) as f64;
+                }
+                row("SmolLM2-135M (Q4_1)", dev, &format!("decode {decode_tokens} tokens"), ms / decode_tokens as f64, 1.0);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn row(model: &str, dev: &str, work: &str, ms: f64, tokens: f64) {
+    println!("{:<22} {:<6} {:<22} {:>10.1} {:>10.1}", model, dev, work, ms, tokens / (ms / 1000.0));
+}
+
+/// Mean milliseconds of `f` over `iters` runs after one warm-up.
+fn time(iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let start = Instant::now();
+    for _ in 0..iters {
+        f()?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1000.0 / iters.max(1) as f64)
+}
+
+/// Deterministic pseudo-random ids well inside the vocabulary.
+fn ids(batch: usize, seq: usize, vocab: usize) -> Vec<Vec<u32>> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..batch)
+        .map(|_| {
+            (0..seq)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (1000 + x % (vocab as u64 - 2000)) as u32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One forward pass, waiting for the result to reach the host.
+fn run_batch(m: &Model, batch: usize, seq: usize) -> Result<()> {
+    let out = m.forward(&ids(batch, seq, m.info.vocab_size), None, None, None)?;
+    let t = out.token_logits.map(|l| l.sum()).unwrap_or_else(|| out.last_hidden_state.sum());
+    block(read_f32(t)).map(|_| ())
+}
+
+/// Prefills `prompt` tokens, then decodes `n` tokens one at a time; returns
+/// the milliseconds of the decode loop alone.
+fn decode(m: &Model, prompt: usize, n: usize) -> Result<f64> {
+    let mut cache = KvCache::new(m.num_layers());
+    let p = ids(1, prompt, m.info.vocab_size);
+    let out = m.forward(&p, None, None, Some(&mut cache))?;
+    block(read_f32(out.last_hidden_state.sum()))?;
+    let start = Instant::now();
+    let mut next = vec![vec![p[0][0]]];
+    for _ in 0..n {
+        let out = m.forward(&next, None, None, Some(&mut cache))?;
+        let logits = block(read_f32(out.token_logits.expect("causal model")))?;
+        next = vec![vec![webpeft::generate::argmax(&logits)]];
+    }
+    Ok(start.elapsed().as_secs_f64() * 1000.0)
+}

@@ -1,0 +1,231 @@
+//! `webpeft`: the native command-line tool. It owns everything the core must
+//! not touch (files, arguments, blocking on GPU reads) and calls the core.
+
+mod bench;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use webpeft::device::{self, Backend};
+use webpeft::formats::safetensors::{write_f32, OutTensor};
+use webpeft::formats::tokenizer::Message;
+use webpeft::generate::{generate, read_f32, GenerateOptions};
+use webpeft::{Error, Model, ModelFiles, Result};
+
+#[derive(Parser)]
+#[command(name = "webpeft", version, about = "Run and fine-tune small Hugging Face transformers (natively; the same core runs in the browser)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print architecture, parameter count, dtypes, vocabulary and context length.
+    Info {
+        /// A model directory (config.json + safetensors + tokenizer.json) or a .gguf file.
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the token ids of TEXT as a JSON array (special tokens included, as transformers does).
+    Tokenize {
+        model: PathBuf,
+        #[arg(long)]
+        text: String,
+    },
+    /// Run one forward pass and write `logits` and `last_hidden_state` (f32) to a safetensors file.
+    Forward {
+        model: PathBuf,
+        /// Comma-separated token ids.
+        #[arg(long)]
+        tokens: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: Backend,
+    },
+    /// Generate text, streamed to stdout.
+    Generate {
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// Wrap the prompt as a user message in the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "cpu")]
+        device: Backend,
+    },
+    /// Measure speed (a measurement, not a test).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Info { model, json } => {
+            let m = load(&model, Backend::Cpu)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&m.info).expect("info serialises"));
+            } else {
+                let i = &m.info;
+                println!("architecture:    {} ({})", i.architecture, i.model_type);
+                println!("task:            {}", i.task);
+                println!("parameters:      {} ({:.1} M)", i.num_parameters, i.num_parameters as f64 / 1e6);
+                println!("dtypes:          {}", i.dtypes.join(", "));
+                println!("format:          {}", i.format);
+                println!("vocabulary:      {}", i.vocab_size);
+                println!("hidden size:     {}", i.hidden_size);
+                println!("layers:          {}", i.num_layers);
+                println!("context length:  {}", i.context_length);
+                if let Some(n) = i.num_labels {
+                    println!("labels:          {n}");
+                }
+                println!("chat template:   {}", if i.has_chat_template { "yes" } else { "no" });
+            }
+        }
+        Command::Tokenize { model, text } => {
+            let m = load(&model, Backend::Cpu)?;
+            let ids = tokenizer(&m)?.encode(&text, true)?;
+            println!("{}", serde_json::to_string(&ids).expect("ids serialise"));
+        }
+        Command::Forward { model, tokens, out, device } => {
+            let ids = parse_tokens(&tokens)?;
+            let m = load(&model, device)?;
+            let fwd = m.forward(&[ids.clone()], None, None, None)?;
+            let [_, s, h] = fwd.last_hidden_state.dims();
+            let mut tensors = vec![OutTensor {
+                name: "last_hidden_state".into(),
+                shape: vec![s, h],
+                data: block(read_f32(fwd.last_hidden_state))?,
+            }];
+            if let Some(l) = fwd.token_logits {
+                let v = l.dims()[2];
+                tensors.push(OutTensor { name: "logits".into(), shape: vec![s, v], data: block(read_f32(l))? });
+            }
+            if let Some(l) = fwd.class_logits {
+                let n = l.dims()[1];
+                tensors.push(OutTensor { name: "logits".into(), shape: vec![n], data: block(read_f32(l))? });
+            }
+            let bytes = write_f32(&tensors, None)?;
+            std::fs::write(&out, bytes).map_err(|e| Error::io(out.display().to_string(), e.to_string()))?;
+        }
+        Command::Generate { model, prompt, chat, max_new_tokens, temperature, top_p, seed, device } => {
+            let m = load(&model, device)?;
+            let tok = tokenizer(&m)?;
+            let prompt_ids = if chat {
+                let text = tok.apply_chat_template(&[Message { role: "user".into(), content: prompt }], true)?;
+                tok.encode(&text, false)?
+            } else {
+                tok.encode(&prompt, true)?
+            };
+            let opts = GenerateOptions { max_new_tokens, temperature, top_p, seed, stop_ids: stop_ids(&m) };
+            let mut ids: Vec<u32> = Vec::new();
+            let mut printed = 0usize;
+            let mut stdout = std::io::stdout();
+            block(generate(&m, &prompt_ids, &opts, |id| {
+                ids.push(id);
+                // Decode everything so far and print only the new suffix, so
+                // multi-byte characters split across tokens come out whole.
+                if let Ok(text) = tok.decode(&ids) {
+                    if text.len() > printed && text.is_char_boundary(printed) {
+                        let _ = stdout.write_all(text[printed..].as_bytes());
+                        let _ = stdout.flush();
+                        printed = text.len();
+                    }
+                }
+                true
+            }))?;
+            println!();
+        }
+        Command::Bench { what } => bench::run(what)?,
+    }
+    Ok(())
+}
+
+/// Blocks on a future (native only; the browser awaits instead).
+pub fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    pollster::block_on(f)
+}
+
+fn parse_tokens(s: &str) -> Result<Vec<u32>> {
+    let ids: std::result::Result<Vec<u32>, _> = s.split(',').map(|t| t.trim().parse::<u32>()).collect();
+    match ids {
+        Ok(ids) if !ids.is_empty() => Ok(ids),
+        _ => Err(Error::input("--tokens", format!("'{s}' is not a comma-separated list of token ids"))),
+    }
+}
+
+fn tokenizer(m: &Model) -> Result<&webpeft::formats::tokenizer::TextTokenizer> {
+    m.tokenizer.as_ref().ok_or_else(|| Error::format("model", "no tokenizer.json was found with this model"))
+}
+
+/// The model's end-of-sequence ids: `eos_token_id` from the config plus the tokenizer's eos token.
+pub fn stop_ids(m: &Model) -> Vec<u32> {
+    let mut ids: Vec<u32> = match m.config.get("eos_token_id") {
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect(),
+        _ => vec![],
+    };
+    if let Some(t) = m.tokenizer.as_ref() {
+        if let Some(id) = t.eos_token.as_deref().and_then(|e| t.token_id(e)) {
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Reads a model directory or .gguf file and loads it on `backend`.
+pub fn load(path: &Path, backend: Backend) -> Result<Model> {
+    let files = read_model_files(path)?;
+    let device = device::native(backend)?;
+    Model::load(&files, &device)
+}
+
+/// Reads the files a model needs from disk.
+pub fn read_model_files(path: &Path) -> Result<ModelFiles> {
+    let shown = path.display().to_string();
+    let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e.to_string()));
+    let mut files = ModelFiles::default();
+    if path.is_file() {
+        files.add(&shown, read(path)?);
+        if !shown.ends_with(".gguf") {
+            return Err(Error::input(shown, "a model is a directory (config.json + safetensors) or a .gguf file"));
+        }
+        return Ok(files);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| Error::io(&shown, e.to_string()))?;
+    let list: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let needed = ModelFiles::needed_from_listing(&list, || std::fs::read(path.join("model.safetensors.index.json")).ok())
+        .map_err(|e| Error { source: format!("{shown}/{}", e.source), ..e })?;
+    for name in needed {
+        files.add(&name, read(&path.join(&name))?);
+    }
+    Ok(files)
+}

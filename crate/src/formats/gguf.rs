@@ -1,0 +1,1629 @@
+//! GGUF (llama.cpp's model format, versions 2 and 3, little-endian): parsing, dequantisation, and
+//! the mapping of a llama-architecture file onto Hugging Face conventions (config.json, tensor
+//! names and layouts, tokenizer), matching what transformers builds with
+//! `from_pretrained(dir, gguf_file=...)`.
+//!
+//! Everything works on an in-memory `&[u8]`, so it runs in wasm too. Every length and count read
+//! from the file is checked against the bytes actually present before anything is allocated, so a
+//! damaged or hostile file gives a [`GgufError`], never a panic or a huge allocation.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{json, Value};
+use tokenizers::models::bpe::{Merges, Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+const MAGIC: u32 = 0x4655_4747; // "GGUF" read as a little-endian u32
+const DEFAULT_ALIGNMENT: u64 = 32;
+const MAX_DIMS: u32 = 4; // GGML_MAX_DIMS
+const MAX_ARRAY_DEPTH: usize = 8; // nested arrays deeper than this are surely not a real file
+const SUPPORTED: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K";
+
+/// A GGUF error. Every message starts with the source name given to [`parse`].
+#[derive(thiserror::Error, Debug)]
+pub enum GgufError {
+    #[error("{file}: bad magic {magic:#010x} (not a GGUF file)")]
+    BadMagic { file: String, magic: u32 },
+    #[error("{file}: unsupported GGUF version {version} (supported: 2, 3; big-endian files are not supported)")]
+    Version { file: String, version: u32 },
+    #[error("{file}: truncated: {what} needs bytes {start}..{end} but the file has {len}")]
+    Truncated {
+        file: String,
+        what: String,
+        start: u64,
+        end: u64,
+        len: u64,
+    },
+    #[error("{file}: tensor {tensor} has unsupported type {dtype} (supported: {SUPPORTED})")]
+    UnsupportedType {
+        file: String,
+        tensor: String,
+        dtype: String,
+    },
+    /// Malformed content, a missing or mistyped key, or something this loader does not support.
+    #[error("{file}: {msg}")]
+    Invalid { file: String, msg: String },
+}
+
+/// A metadata value, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GgufValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    Str(String),
+    Array(Vec<GgufValue>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl GgufValue {
+    /// Any integer value that fits an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        Some(match *self {
+            Self::U8(v) => v.into(),
+            Self::I8(v) => v.into(),
+            Self::U16(v) => v.into(),
+            Self::I16(v) => v.into(),
+            Self::U32(v) => v.into(),
+            Self::I32(v) => v.into(),
+            Self::U64(v) => i64::try_from(v).ok()?,
+            Self::I64(v) => v,
+            _ => return None,
+        })
+    }
+    /// Any non-negative integer value.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Self::U64(v) => Some(v),
+            _ => self.as_i64().and_then(|v| u64::try_from(v).ok()),
+        }
+    }
+    /// Floats, and integers as floats.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Self::F32(v) => Some(v.into()),
+            Self::F64(v) => Some(v),
+            _ => self.as_i64().map(|v| v as f64),
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            Self::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Str(v) => Some(v),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[GgufValue]> {
+        match self {
+            Self::Array(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A tensor's storage type. Only the named variants can be dequantised; `Other` keeps the id of
+/// any other ggml type so errors can name it.
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GgmlType {
+    F32,
+    F16,
+    BF16,
+    Q4_0,
+    Q4_1,
+    Q8_0,
+    Q4_K,
+    Q6_K,
+    Other(u32),
+}
+
+/// ggml's type ids and names (ggml.h), for error messages.
+#[rustfmt::skip]
+const TYPE_NAMES: &[(u32, &str)] = &[
+    (0, "F32"), (1, "F16"), (2, "Q4_0"), (3, "Q4_1"), (6, "Q5_0"), (7, "Q5_1"), (8, "Q8_0"),
+    (9, "Q8_1"), (10, "Q2_K"), (11, "Q3_K"), (12, "Q4_K"), (13, "Q5_K"), (14, "Q6_K"),
+    (15, "Q8_K"), (16, "IQ2_XXS"), (17, "IQ2_XS"), (18, "IQ3_XXS"), (19, "IQ1_S"), (20, "IQ4_NL"),
+    (21, "IQ3_S"), (22, "IQ2_S"), (23, "IQ4_XS"), (24, "I8"), (25, "I16"), (26, "I32"),
+    (27, "I64"), (28, "F64"), (29, "IQ1_M"), (30, "BF16"), (34, "TQ1_0"), (35, "TQ2_0"),
+    (39, "MXFP4"), (40, "NVFP4"), (41, "Q1_0"),
+];
+
+/// The dequantisable types with their ggml ids.
+const SUPPORTED_IDS: [(GgmlType, u32); 8] = [
+    (GgmlType::F32, 0),
+    (GgmlType::F16, 1),
+    (GgmlType::BF16, 30),
+    (GgmlType::Q4_0, 2),
+    (GgmlType::Q4_1, 3),
+    (GgmlType::Q8_0, 8),
+    (GgmlType::Q4_K, 12),
+    (GgmlType::Q6_K, 14),
+];
+
+impl GgmlType {
+    pub fn from_id(id: u32) -> Self {
+        let known = SUPPORTED_IDS.iter().find(|(_, i)| *i == id);
+        known.map_or(Self::Other(id), |(t, _)| *t)
+    }
+    pub fn id(self) -> u32 {
+        match self {
+            Self::Other(id) => id,
+            t => SUPPORTED_IDS
+                .iter()
+                .find(|(s, _)| *s == t)
+                .map_or(u32::MAX, |(_, i)| *i),
+        }
+    }
+    /// ggml's name for the type, e.g. "Q4_K", or "type 99" for an id ggml does not know.
+    pub fn name(self) -> String {
+        let id = self.id();
+        match TYPE_NAMES.iter().find(|(i, _)| *i == id) {
+            Some((_, name)) => (*name).to_string(),
+            None => format!("type {id}"),
+        }
+    }
+    /// (values per block, bytes per block) for the types this module dequantises.
+    fn block(self) -> Option<(usize, usize)> {
+        match self {
+            Self::F32 => Some((1, 4)),
+            Self::F16 | Self::BF16 => Some((1, 2)),
+            Self::Q4_0 => Some((32, 18)),
+            Self::Q4_1 => Some((32, 20)),
+            Self::Q8_0 => Some((32, 34)),
+            Self::Q4_K => Some((256, 144)),
+            Self::Q6_K => Some((256, 210)),
+            Self::Other(_) => None,
+        }
+    }
+}
+
+/// One entry of the tensor table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GgufTensorInfo {
+    pub name: String,
+    /// As stored: ne[0] (the contiguous, innermost dimension) first.
+    pub dims: Vec<u64>,
+    pub dtype: GgmlType,
+    /// Offset inside the tensor data section.
+    pub offset: u64,
+}
+
+/// A parsed GGUF file borrowing its tensor data from the input bytes.
+#[derive(Debug)]
+pub struct Gguf<'a> {
+    pub version: u32,
+    pub metadata: BTreeMap<String, GgufValue>,
+    pub tensors: Vec<GgufTensorInfo>,
+    /// The tensor data section.
+    data: &'a [u8],
+    /// Where `data` starts in the file, and the file's length, for messages.
+    data_start: usize,
+    file_len: usize,
+    source: String,
+}
+
+/// Bounds-checked little-endian reader over the whole file.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    file: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], GgufError> {
+        let start = self.pos;
+        let slice = usize::try_from(n)
+            .ok()
+            .and_then(|n| start.checked_add(n))
+            .and_then(|end| self.bytes.get(start..end));
+        match slice {
+            Some(s) => {
+                self.pos += s.len();
+                Ok(s)
+            }
+            None => Err(GgufError::Truncated {
+                file: self.file.into(),
+                what: what.into(),
+                start: start as u64,
+                end: (start as u64).saturating_add(n),
+                len: self.bytes.len() as u64,
+            }),
+        }
+    }
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], GgufError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N as u64, what)?);
+        Ok(out)
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, GgufError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, GgufError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+    fn string(&mut self, what: &str) -> Result<String, GgufError> {
+        let len = self.u64(what)?;
+        let bytes = self.take(len, what)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| self.invalid(format!("{what} is not valid UTF-8")))
+    }
+    fn remaining(&self) -> u64 {
+        (self.bytes.len() - self.pos.min(self.bytes.len())) as u64
+    }
+    fn invalid(&self, msg: String) -> GgufError {
+        GgufError::Invalid {
+            file: self.file.into(),
+            msg,
+        }
+    }
+
+    /// One metadata value of type `ty`; `what` names it for messages.
+    fn value(&mut self, ty: u32, what: &str, depth: usize) -> Result<GgufValue, GgufError> {
+        use GgufValue as V;
+        Ok(match ty {
+            0 => V::U8(self.array::<1>(what)?[0]),
+            1 => V::I8(i8::from_le_bytes(self.array(what)?)),
+            2 => V::U16(u16::from_le_bytes(self.array(what)?)),
+            3 => V::I16(i16::from_le_bytes(self.array(what)?)),
+            4 => V::U32(self.u32(what)?),
+            5 => V::I32(i32::from_le_bytes(self.array(what)?)),
+            6 => V::F32(f32::from_le_bytes(self.array(what)?)),
+            7 => V::Bool(self.array::<1>(what)?[0] != 0),
+            8 => V::Str(self.string(what)?),
+            9 => {
+                if depth >= MAX_ARRAY_DEPTH {
+                    return Err(self.invalid(format!(
+                        "{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}"
+                    )));
+                }
+                let elem_ty = self.u32(what)?;
+                let count = self.u64(what)?;
+                // The smallest encoding of one element bounds how many can fit in what is left,
+                // so a huge count fails here instead of in the allocator.
+                let min_size: u64 = match elem_ty {
+                    0 | 1 | 7 => 1,
+                    2 | 3 => 2,
+                    4..=6 => 4,
+                    8 | 10..=12 => 8,
+                    9 => 12,
+                    _ => {
+                        return Err(
+                            self.invalid(format!("{what}: unknown array element type {elem_ty}"))
+                        )
+                    }
+                };
+                if count
+                    .checked_mul(min_size)
+                    .is_none_or(|n| n > self.remaining())
+                {
+                    return Err(self.invalid(format!(
+                        "{what}: array of {count} elements does not fit in the {} bytes left",
+                        self.remaining()
+                    )));
+                }
+                let mut items = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    items.push(self.value(elem_ty, what, depth + 1)?);
+                }
+                V::Array(items)
+            }
+            10 => V::U64(self.u64(what)?),
+            11 => V::I64(i64::from_le_bytes(self.array(what)?)),
+            12 => V::F64(f64::from_le_bytes(self.array(what)?)),
+            _ => return Err(self.invalid(format!("{what} has unknown value type {ty}"))),
+        })
+    }
+}
+
+/// Parses the header, metadata and tensor table of a GGUF file. `source` (a file name) prefixes
+/// every error message. Tensor data is only checked when a tensor is read.
+pub fn parse<'a>(bytes: &'a [u8], source: &str) -> Result<Gguf<'a>, GgufError> {
+    let mut r = Reader {
+        bytes,
+        pos: 0,
+        file: source,
+    };
+    let magic = r.u32("the magic number")?;
+    if magic != MAGIC {
+        return Err(GgufError::BadMagic {
+            file: source.into(),
+            magic,
+        });
+    }
+    let version = r.u32("the version")?;
+    if version != 2 && version != 3 {
+        return Err(GgufError::Version {
+            file: source.into(),
+            version,
+        });
+    }
+    let n_tensors = r.u64("the tensor count")?;
+    let n_kv = r.u64("the metadata count")?;
+
+    let mut metadata = BTreeMap::new();
+    for i in 0..n_kv {
+        let key = r.string(&format!("metadata key #{i}"))?;
+        let ty = r.u32(&format!("the type of metadata {key}"))?;
+        let value = r.value(ty, &format!("metadata {key}"), 0)?;
+        if metadata.insert(key.clone(), value).is_some() {
+            return Err(r.invalid(format!("duplicate metadata key {key}")));
+        }
+    }
+
+    // A tensor entry takes at least 24 bytes (empty name, no dims), which bounds the count.
+    if n_tensors.checked_mul(24).is_none_or(|n| n > r.remaining()) {
+        return Err(r.invalid(format!(
+            "{n_tensors} tensors do not fit in the {} bytes left",
+            r.remaining()
+        )));
+    }
+    let mut tensors: Vec<GgufTensorInfo> = Vec::with_capacity(n_tensors as usize);
+    let mut names = HashSet::new();
+    for i in 0..n_tensors {
+        let name = r.string(&format!("the name of tensor #{i}"))?;
+        let n_dims = r.u32(&format!("tensor {name}"))?;
+        if n_dims > MAX_DIMS {
+            return Err(r.invalid(format!(
+                "tensor {name} has {n_dims} dimensions (at most {MAX_DIMS})"
+            )));
+        }
+        let mut dims = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            dims.push(r.u64(&format!("tensor {name}"))?);
+        }
+        // ggml keeps element counts in an i64.
+        if dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .is_none_or(|n| n > i64::MAX as u64)
+        {
+            return Err(r.invalid(format!(
+                "tensor {name} has too many elements: dims {dims:?}"
+            )));
+        }
+        let dtype = GgmlType::from_id(r.u32(&format!("tensor {name}"))?);
+        let offset = r.u64(&format!("tensor {name}"))?;
+        if !names.insert(name.clone()) {
+            return Err(r.invalid(format!("duplicate tensor {name}")));
+        }
+        tensors.push(GgufTensorInfo {
+            name,
+            dims,
+            dtype,
+            offset,
+        });
+    }
+
+    let alignment = match metadata.get("general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some(v) => v
+            .as_u64()
+            .filter(|a| a.is_power_of_two())
+            .ok_or_else(|| r.invalid(format!("general.alignment {v:?} is not a power of two")))?,
+    };
+    if let Some(t) = tensors.iter().find(|t| !t.offset.is_multiple_of(alignment)) {
+        return Err(r.invalid(format!(
+            "tensor {} offset {} is not a multiple of the alignment {alignment}",
+            t.name, t.offset
+        )));
+    }
+    // The data section starts at the next multiple of the alignment after the tensor table.
+    let data_start = usize::try_from(alignment)
+        .ok()
+        .and_then(|a| r.pos.checked_next_multiple_of(a))
+        .unwrap_or(usize::MAX);
+    let data = bytes.get(data_start..).unwrap_or(&[]);
+    Ok(Gguf {
+        version,
+        metadata,
+        tensors,
+        data,
+        data_start,
+        file_len: bytes.len(),
+        source: source.into(),
+    })
+}
+
+impl<'a> Gguf<'a> {
+    /// The source name given to [`parse`].
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn invalid(&self, msg: impl Into<String>) -> GgufError {
+        GgufError::Invalid {
+            file: self.source.clone(),
+            msg: msg.into(),
+        }
+    }
+
+    /// Dequantises a tensor to f32. The shape is in PyTorch order (the stored dims reversed).
+    pub fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), GgufError> {
+        let info = self
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| self.invalid(format!("no tensor named {name}")))?;
+        self.dequantize(info)
+    }
+
+    fn dequantize(&self, t: &GgufTensorInfo) -> Result<(Vec<usize>, Vec<f32>), GgufError> {
+        let unsupported = || GgufError::UnsupportedType {
+            file: self.source.clone(),
+            tensor: t.name.clone(),
+            dtype: t.dtype.name(),
+        };
+        let (block_len, block_bytes) = t.dtype.block().ok_or_else(unsupported)?;
+        let too_big = || {
+            self.invalid(format!(
+                "tensor {} is too large for this platform: dims {:?}",
+                t.name, t.dims
+            ))
+        };
+        let shape = t
+            .dims
+            .iter()
+            .rev()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| too_big())?;
+        let count = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(too_big)?;
+        // ggml quantises each row (ne[0] values) on its own, so rows hold whole blocks.
+        let row = t.dims.first().copied().unwrap_or(1);
+        if !row.is_multiple_of(block_len as u64) {
+            return Err(self.invalid(format!(
+                "tensor {}: row length {row} is not a multiple of the {} block size {block_len}",
+                t.name,
+                t.dtype.name()
+            )));
+        }
+        let n_bytes = (count / block_len)
+            .checked_mul(block_bytes)
+            .ok_or_else(too_big)?;
+        let raw = usize::try_from(t.offset)
+            .ok()
+            .and_then(|start| Some((start, start.checked_add(n_bytes)?)))
+            .and_then(|(start, end)| self.data.get(start..end));
+        let Some(raw) = raw else {
+            let start = (self.data_start as u64).saturating_add(t.offset);
+            return Err(GgufError::Truncated {
+                file: self.source.clone(),
+                what: format!("tensor {}", t.name),
+                start,
+                end: start.saturating_add(n_bytes as u64),
+                len: self.file_len as u64,
+            });
+        };
+        Ok((shape, dequantize(t.dtype, raw)))
+    }
+
+    /// The value of `key` converted by `get`, None when absent, an error when of another type.
+    fn meta_as<'s, T>(
+        &'s self,
+        key: &str,
+        want: &str,
+        get: impl Fn(&'s GgufValue) -> Option<T>,
+    ) -> Result<Option<T>, GgufError> {
+        let wrong = || self.invalid(format!("metadata {key} is not {want}"));
+        self.metadata
+            .get(key)
+            .map(|v| get(v).ok_or_else(wrong))
+            .transpose()
+    }
+    fn meta_u64(&self, key: &str) -> Result<Option<u64>, GgufError> {
+        self.meta_as(key, "a non-negative integer", GgufValue::as_u64)
+    }
+    fn meta_str(&self, key: &str) -> Result<Option<&str>, GgufError> {
+        self.meta_as(key, "a string", GgufValue::as_str)
+    }
+    fn meta_strs(&self, key: &str) -> Result<Option<Vec<&str>>, GgufError> {
+        self.meta_as(key, "an array of strings", |v| {
+            v.as_array()?.iter().map(GgufValue::as_str).collect()
+        })
+    }
+    fn required_u64(&self, key: &str) -> Result<u64, GgufError> {
+        self.meta_u64(key)?
+            .ok_or_else(|| self.invalid(format!("missing metadata {key}")))
+    }
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
+}
+
+/// Dequantises whole blocks exactly as ggml (ggml-quants.c `dequantize_row_*`) does, in the
+/// same float operation order, so results are bit-identical to `gguf.quants.dequantize`.
+/// `raw` holds a whole number of blocks of `dtype` (checked by the caller).
+fn dequantize(dtype: GgmlType, raw: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(
+        dtype
+            .block()
+            .map_or(0, |(n, b)| (raw.len() / b).saturating_mul(n)),
+    );
+    match dtype {
+        GgmlType::F32 => out.extend(
+            raw.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+        GgmlType::F16 => out.extend(raw.chunks_exact(2).map(|b| f16_at(b, 0))),
+        GgmlType::BF16 => out.extend(
+            raw.chunks_exact(2)
+                .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)),
+        ),
+        // d: f16, then 32 signed bytes.
+        GgmlType::Q8_0 => {
+            for b in raw.chunks_exact(34) {
+                let d = f16_at(b, 0);
+                out.extend(b[2..].iter().map(|&q| f32::from(q as i8) * d));
+            }
+        }
+        // d: f16, then 16 bytes: low nibbles are values 0..16, high nibbles values 16..32.
+        GgmlType::Q4_0 => {
+            for b in raw.chunks_exact(18) {
+                let (d, qs) = (f16_at(b, 0), &b[2..]);
+                out.extend(qs.iter().map(|&q| (i32::from(q & 0xF) - 8) as f32 * d));
+                out.extend(qs.iter().map(|&q| (i32::from(q >> 4) - 8) as f32 * d));
+            }
+        }
+        // d, m: f16, then nibbles as Q4_0; value = q * d + m.
+        GgmlType::Q4_1 => {
+            for b in raw.chunks_exact(20) {
+                let (d, m, qs) = (f16_at(b, 0), f16_at(b, 2), &b[4..]);
+                out.extend(qs.iter().map(|&q| f32::from(q & 0xF) * d + m));
+                out.extend(qs.iter().map(|&q| f32::from(q >> 4) * d + m));
+            }
+        }
+        // d, dmin: f16; 12 bytes packing 8 six-bit (scale, min) pairs; 128 bytes of nibbles.
+        // Each 64 values share 32 bytes: low nibbles use pair 2j, high nibbles pair 2j+1.
+        GgmlType::Q4_K => {
+            for b in raw.chunks_exact(144) {
+                let (d, dmin, scales, qs) = (f16_at(b, 0), f16_at(b, 2), &b[4..16], &b[16..]);
+                let scale_min = |j: usize| -> (f32, f32) {
+                    let (sc, m) = if j < 4 {
+                        (scales[j] & 63, scales[j + 4] & 63)
+                    } else {
+                        (
+                            (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4),
+                            (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4),
+                        )
+                    };
+                    (d * f32::from(sc), dmin * f32::from(m))
+                };
+                for (j, q) in qs.chunks_exact(32).enumerate() {
+                    let (d1, m1) = scale_min(2 * j);
+                    let (d2, m2) = scale_min(2 * j + 1);
+                    out.extend(q.iter().map(|&q| d1 * f32::from(q & 0xF) - m1));
+                    out.extend(q.iter().map(|&q| d2 * f32::from(q >> 4) - m2));
+                }
+            }
+        }
+        // 128 bytes of low nibbles (ql), 64 bytes of 2-bit highs (qh), 16 i8 scales, d: f16.
+        // Values are 6-bit, offset by 32; each 16 values share a scale.
+        GgmlType::Q6_K => {
+            for b in raw.chunks_exact(210) {
+                let (ql, qh, sc, d) = (&b[..128], &b[128..192], &b[192..208], f16_at(b, 208));
+                for half in 0..2 {
+                    let (ql, qh, sc) = (&ql[64 * half..], &qh[32 * half..], &sc[8 * half..]);
+                    let mut y = [0f32; 128];
+                    for l in 0..32 {
+                        let is = l / 16;
+                        let q =
+                            |lo: u8, shift: u32| i32::from(lo | (((qh[l] >> shift) & 3) << 4)) - 32;
+                        let scale = |k: usize| d * f32::from(sc[is + k] as i8);
+                        y[l] = scale(0) * q(ql[l] & 0xF, 0) as f32;
+                        y[l + 32] = scale(2) * q(ql[l + 32] & 0xF, 2) as f32;
+                        y[l + 64] = scale(4) * q(ql[l] >> 4, 4) as f32;
+                        y[l + 96] = scale(6) * q(ql[l + 32] >> 4, 6) as f32;
+                    }
+                    out.extend_from_slice(&y);
+                }
+            }
+        }
+        GgmlType::Other(_) => {}
+    }
+    out
+}
+
+/// Everything the model loader needs from a llama-architecture GGUF, in Hugging Face conventions.
+pub struct HfFromGguf {
+    /// A transformers `LlamaConfig` as config.json would hold it.
+    pub config: Value,
+    /// (HF name, HF shape, values), e.g. `model.layers.0.self_attn.q_proj.weight`. No `lm_head.weight`
+    /// when the embeddings are tied (`config.tie_word_embeddings`).
+    pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<String>,
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+}
+
+/// The HF name of a llama GGUF tensor (transformers' mapping through gguf-py's tensor name map),
+/// or None for names with no HF counterpart. Layer indices must be below `n_layers`.
+fn hf_name(name: &str, n_layers: u64) -> Option<String> {
+    match name {
+        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "output_norm.weight" => return Some("model.norm.weight".into()),
+        "output.weight" => return Some("lm_head.weight".into()),
+        _ => {}
+    }
+    let (layer, part) = name
+        .strip_prefix("blk.")?
+        .strip_suffix(".weight")?
+        .split_once('.')?;
+    let layer: u64 = layer.parse().ok().filter(|&l| l < n_layers)?;
+    let hf = match part {
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.weight"))
+}
+
+/// Undoes llama.cpp's q/k permutation. Its converter reorders each head's rows from HF's
+/// rotate-half layout [x0..x(h/2) | x(h/2)..xh] to interleaved pairs for ggml's RoPE: file row
+/// `head*h + 2*i + t` is HF row `head*h + t*h/2 + i` (transformers' `reverse_permute_weights`).
+fn unpermute_rows(w: &[f32], rows: usize, n_head: usize) -> Option<Vec<f32>> {
+    let group = n_head.checked_mul(2).filter(|&g| g > 0)?;
+    if rows == 0 || !rows.is_multiple_of(group) || !w.len().is_multiple_of(rows) {
+        return None;
+    }
+    let (cols, half) = (w.len() / rows, rows / group);
+    let mut out = vec![0f32; w.len()];
+    for head in 0..n_head {
+        for i in 0..half {
+            for t in 0..2 {
+                let src = (head * 2 * half + 2 * i + t) * cols;
+                let dst = (head * 2 * half + t * half + i) * cols;
+                out[dst..dst + cols].copy_from_slice(&w[src..src + cols]);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Maps a llama-architecture GGUF onto what transformers' `from_pretrained(dir, gguf_file=...)`
+/// builds: config, dequantised f32 tensors under HF names and layouts, and the tokenizer.
+pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
+    let arch = g.meta_str("general.architecture")?.unwrap_or("");
+    if arch != "llama" {
+        return Err(g.invalid(format!(
+            "unsupported GGUF architecture '{arch}' (supported: llama)"
+        )));
+    }
+    let tokens = g.meta_strs("tokenizer.ggml.tokens")?;
+    let has_output = g.tensors.iter().any(|t| t.name == "output.weight");
+    let config = llama_config(g, tokens.as_ref().map(Vec::len), has_output)?;
+    let n_layers = config["num_hidden_layers"].as_u64().unwrap_or(0);
+    // 0 (from a count that does not fit) makes the q/k un-permute below fail with an error.
+    let count = |k: &str| {
+        config[k]
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0)
+    };
+    let (n_head, n_kv_head) = (count("num_attention_heads"), count("num_key_value_heads"));
+
+    let mut tensors = Vec::with_capacity(g.tensors.len());
+    for t in &g.tensors {
+        if t.name == "rope_freqs.weight" {
+            continue; // Llama 3 RoPE scaling, already turned into config.rope_scaling
+        }
+        let hf = hf_name(&t.name, n_layers).ok_or_else(|| {
+            g.invalid(format!(
+                "tensor {} has no place in a Hugging Face LlamaForCausalLM",
+                t.name
+            ))
+        })?;
+        let (shape, mut values) = g.dequantize(t)?;
+        let heads = if hf.ends_with("q_proj.weight") {
+            Some(n_head)
+        } else if hf.ends_with("k_proj.weight") {
+            Some(n_kv_head)
+        } else {
+            None
+        };
+        if let Some(heads) = heads {
+            values = unpermute_rows(&values, shape.first().copied().unwrap_or(0), heads)
+                .ok_or_else(|| {
+                    g.invalid(format!(
+                        "tensor {} of shape {shape:?} does not split into {heads} heads",
+                        t.name
+                    ))
+                })?;
+        }
+        tensors.push((hf, shape, values));
+    }
+
+    let (tokenizer, bos_token, eos_token) = gpt2_tokenizer(g, tokens.as_deref())?;
+    let chat_template = g.meta_str("tokenizer.chat_template")?.map(String::from);
+    Ok(HfFromGguf {
+        config,
+        tensors,
+        tokenizer,
+        chat_template,
+        bos_token,
+        eos_token,
+    })
+}
+
+/// transformers' GGUF config for llama (integrations/ggml.py `GGUF_CONFIG_MAPPING["llama"]`),
+/// with LlamaConfig's defaults for optional keys.
+fn llama_config(g: &Gguf, n_tokens: Option<usize>, has_output: bool) -> Result<Value, GgufError> {
+    let key = |k: &str| format!("llama.{k}");
+    let hidden = g.required_u64(&key("embedding_length"))?;
+    let n_head = g.required_u64(&key("attention.head_count"))?;
+    if n_head == 0 {
+        return Err(g.invalid("llama.attention.head_count is 0"));
+    }
+    let n_kv_head = g
+        .meta_u64(&key("attention.head_count_kv"))?
+        .unwrap_or(n_head);
+    let head_dim = g
+        .meta_u64(&key("rope.dimension_count"))?
+        .unwrap_or(hidden / n_head);
+    let rope_theta = g
+        .meta_as(&key("rope.freq_base"), "a number", GgufValue::as_f64)?
+        .unwrap_or(10000.0);
+    let vocab_size = match g.meta_u64(&key("vocab_size"))? {
+        Some(v) => v,
+        None => n_tokens
+            .ok_or_else(|| g.invalid("missing llama.vocab_size and tokenizer.ggml.tokens"))?
+            as u64,
+    };
+    let rope_scaling = llama3_rope_scaling(g, rope_theta, head_dim)?;
+    let mut rope_parameters = json!({"rope_type": "default", "rope_theta": rope_theta});
+    if let (Some(Value::Object(s)), Value::Object(p)) = (&rope_scaling, &mut rope_parameters) {
+        p.extend(s.clone());
+    }
+    let mut config = json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "intermediate_size": g.required_u64(&key("feed_forward_length"))?,
+        "num_hidden_layers": g.required_u64(&key("block_count"))?,
+        "num_attention_heads": n_head,
+        "num_key_value_heads": n_kv_head,
+        "head_dim": head_dim,
+        "rms_norm_eps": g.meta_as(&key("attention.layer_norm_rms_epsilon"), "a number", GgufValue::as_f64)?.unwrap_or(1e-6),
+        "rope_theta": rope_theta,
+        "rope_scaling": rope_scaling,
+        "rope_parameters": rope_parameters,
+        "max_position_embeddings": g.meta_u64(&key("context_length"))?.unwrap_or(2048),
+        "vocab_size": vocab_size,
+        "tie_word_embeddings": !has_output,
+        "bos_token_id": g.meta_u64("tokenizer.ggml.bos_token_id")?.unwrap_or(1),
+        "eos_token_id": g.meta_u64("tokenizer.ggml.eos_token_id")?.unwrap_or(2),
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "mlp_bias": false,
+        "torch_dtype": "float32",
+        "dtype": "float32",
+    });
+    for (gguf_key, hf_key) in [
+        ("tokenizer.ggml.padding_token_id", "pad_token_id"),
+        ("tokenizer.ggml.unknown_token_id", "unk_token_id"),
+    ] {
+        if let (Some(id), Value::Object(c)) = (g.meta_u64(gguf_key)?, &mut config) {
+            c.insert(hf_key.into(), id.into());
+        }
+    }
+    Ok(config)
+}
+
+/// llama.cpp stores Llama 3.x RoPE scaling not as metadata but as a `rope_freqs.weight` tensor of
+/// per-frequency divisors (convert_hf_to_gguf.py, LlamaModel). transformers ignores it; we turn it
+/// back into HF's `rope_scaling`, accepting only the parameters every Llama 3.x release uses
+/// (low_freq_factor 1, high_freq_factor 4, original context 8192) and checking they reproduce it.
+fn llama3_rope_scaling(g: &Gguf, theta: f64, head_dim: u64) -> Result<Option<Value>, GgufError> {
+    if let Some(kind) = g.meta_str("llama.rope.scaling.type")? {
+        if kind != "none" {
+            return Err(g.invalid(format!(
+                "unsupported RoPE scaling '{kind}' (llama.rope.scaling.type)"
+            )));
+        }
+    }
+    if !g.tensors.iter().any(|t| t.name == "rope_freqs.weight") {
+        return Ok(None);
+    }
+    let (_, stored) = g.tensor_f32("rope_freqs.weight")?;
+    let factor = f64::from(stored.last().copied().unwrap_or(0.0));
+    let (low, high, original) = (1.0f64, 4.0f64, 8192.0f64);
+    let dim = head_dim as f64;
+    let expected = (0..head_dim / 2).map(|i| {
+        let wavelen = 2.0 * std::f64::consts::PI * theta.powf(2.0 * i as f64 / dim);
+        if wavelen < original / high {
+            1.0
+        } else if wavelen > original / low {
+            factor
+        } else {
+            let smooth = (original / wavelen - low) / (high - low);
+            1.0 / ((1.0 - smooth) / factor + smooth)
+        }
+    });
+    let matches = stored.len() as u64 == head_dim / 2
+        && factor >= 1.0
+        && stored
+            .iter()
+            .zip(expected)
+            .all(|(&s, e)| (f64::from(s) - e).abs() <= 1e-3 * e.abs().max(1.0));
+    if !matches {
+        return Err(g.invalid("rope_freqs.weight does not match Llama 3 RoPE scaling (low_freq_factor 1, high_freq_factor 4, original context 8192)"));
+    }
+    Ok(Some(json!({
+        "rope_type": "llama3",
+        "factor": factor,
+        "low_freq_factor": low,
+        "high_freq_factor": high,
+        "original_max_position_embeddings": original as u64,
+    })))
+}
+
+/// GPT-2's byte-to-character table: each byte is spelled as one printable character.
+fn byte_chars() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut extra = 0;
+    for (b, slot) in table.iter_mut().enumerate() {
+        let printable = matches!(b, 33..=126 | 161..=172 | 174..=255);
+        let code = if printable { b as u32 } else { 256 + extra };
+        extra += u32::from(!printable);
+        *slot = char::from_u32(code).unwrap_or_default();
+    }
+    table
+}
+
+/// `tokenizer.ggml.pre` values for which transformers replaces GPT-2's split regex
+/// (`GGUF_PRE_TOKENIZER_SPLITS` in integrations/gguf/gguf_tokenizer_mapping.py).
+fn split_regex(pre: &str) -> Option<&'static str> {
+    const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const QWEN35: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    Some(match pre {
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+        | "lfm2" | "jina-v5-nano" | "dbrx" | "smaug-bpe" => LLAMA3,
+        "tekken" => TEKKEN,
+        "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" => QWEN2,
+        "qwen35" => QWEN35,
+        "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => GPT4O,
+        _ => return None,
+    })
+}
+
+/// The byte-level BPE tokenizer transformers builds for `tokenizer.ggml.model == "gpt2"`
+/// (`byte_level_tokenizer`, `add_gguf_special_tokens`, `set_split_regex`, then
+/// `TokenizersBackend.update_post_processor`). Returns it with the bos and eos token strings.
+fn gpt2_tokenizer(
+    g: &Gguf,
+    tokens: Option<&[&str]>,
+) -> Result<(Tokenizer, Option<String>, Option<String>), GgufError> {
+    let bad = |msg: String| g.invalid(format!("tokenizer: {msg}"));
+    match g.meta_str("tokenizer.ggml.model")? {
+        Some("gpt2") => {}
+        Some(other) => {
+            return Err(bad(format!(
+                "unsupported GGUF tokenizer model '{other}' (supported: gpt2)"
+            )))
+        }
+        None => return Err(bad("missing tokenizer.ggml.model".into())),
+    }
+    let tokens = tokens.ok_or_else(|| bad("missing tokenizer.ggml.tokens".into()))?;
+    let types = g
+        .meta_as("tokenizer.ggml.token_type", "an array of integers", |v| {
+            v.as_array()?
+                .iter()
+                .map(GgufValue::as_i64)
+                .collect::<Option<Vec<_>>>()
+        })?
+        .unwrap_or_default();
+
+    // Tokens are stored as text; byte-level BPE spells each byte as one character of GPT-2's
+    // table. Tokens already in that alphabet are kept, others are re-spelled from their UTF-8.
+    let table = byte_chars();
+    let alphabet: HashSet<char> = table.iter().copied().collect();
+    let in_alphabet = |t: &str| t.chars().all(|c| alphabet.contains(&c));
+    let mut vocab = Vocab::default();
+    for (id, tok) in tokens.iter().enumerate() {
+        let spelled = if in_alphabet(tok) {
+            tok.to_string()
+        } else {
+            tok.bytes().map(|b| table[usize::from(b)]).collect()
+        };
+        vocab.insert(spelled, id as u32); // a later duplicate wins, as in a Python dict
+    }
+    let merges: Merges = g
+        .meta_strs("tokenizer.ggml.merges")?
+        .ok_or_else(|| bad("missing tokenizer.ggml.merges".into()))?
+        .iter()
+        .map(|m| match m.split(' ').collect::<Vec<_>>()[..] {
+            [a, b] => Ok((a.to_string(), b.to_string())),
+            _ => Err(bad(format!(
+                "merge '{m}' is not two tokens separated by one space"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .continuing_subword_prefix(String::new())
+        .end_of_word_suffix(String::new())
+        .fuse_unk(false)
+        .build()
+        .map_err(|e| bad(format!("bad vocabulary or merges: {e}")))?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    match g.meta_str("tokenizer.ggml.pre")?.and_then(split_regex) {
+        None => {
+            tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        }
+        Some(regex) => {
+            let split = Split::new(
+                SplitPattern::Regex(regex.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| bad(format!("split regex: {e}")))?;
+            tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
+                split.into(),
+                ByteLevel::new(false, true, false).into(),
+            ])));
+        }
+    }
+    tokenizer.with_decoder(Some(ByteLevel::default()));
+
+    // Special tokens: those the file marks CONTROL (3) that are spelled in the byte alphabet
+    // (others are llama.cpp mislabels), plus the named bos/eos/unk/pad tokens. GPT2Tokenizer's
+    // default "<|endoftext|>" is special too; transformers would also add it when absent from the
+    // vocabulary, with an id past the embeddings, which we do not copy.
+    let named = |key: &str| -> Result<Option<String>, GgufError> {
+        match g.meta_u64(key)? {
+            None => Ok(None),
+            Some(id) => usize::try_from(id)
+                .ok()
+                .and_then(|i| tokens.get(i))
+                .map(|t| Some(t.to_string()))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{key} {id} is not below the vocabulary size {}",
+                        tokens.len()
+                    ))
+                }),
+        }
+    };
+    let bos = named("tokenizer.ggml.bos_token_id")?;
+    let eos = named("tokenizer.ggml.eos_token_id")?;
+    let mut special: Vec<String> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|&(t, &ty)| ty == 3 && in_alphabet(t))
+        .map(|(t, _)| t.to_string())
+        .collect();
+    special.extend(
+        [
+            bos.clone(),
+            eos.clone(),
+            named("tokenizer.ggml.unknown_token_id")?,
+            named("tokenizer.ggml.padding_token_id")?,
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    if tokenizer.token_to_id("<|endoftext|>").is_some() {
+        special.push("<|endoftext|>".into());
+    }
+    let mut seen = HashSet::new();
+    special.retain(|t| seen.insert(t.clone()));
+    let special: Vec<AddedToken> = special
+        .into_iter()
+        .map(|t| AddedToken::from(t, true).normalized(false))
+        .collect();
+    tokenizer.add_special_tokens(&special);
+    // USER_DEFINED (4) tokens, like `<think>`, are matched whole but are not special.
+    let user: Vec<AddedToken> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|&(t, &ty)| ty == 4 && tokenizer.token_to_id(t).is_some())
+        .map(|(t, _)| AddedToken::from(t.to_string(), false).normalized(false))
+        .collect();
+    tokenizer.add_tokens(&user);
+
+    // transformers adds BOS/EOS only when the file asks (add_bos_token defaults to false for
+    // gpt2 vocabularies), using the id the token string has in the finished tokenizer.
+    let add = |flag: &str, tok: &Option<String>| -> Result<Option<(String, u32)>, GgufError> {
+        let on = g
+            .meta_as(flag, "a bool", GgufValue::as_bool)?
+            .unwrap_or(false);
+        Ok(tok
+            .as_ref()
+            .filter(|_| on)
+            .and_then(|t| Some((t.clone(), tokenizer.token_to_id(t)?))))
+    };
+    let (add_bos, add_eos) = (
+        add("tokenizer.ggml.add_bos_token", &bos)?,
+        add("tokenizer.ggml.add_eos_token", &eos)?,
+    );
+    let post = post_processor(add_bos, add_eos).map_err(|e| bad(format!("post-processor: {e}")))?;
+    tokenizer.with_post_processor(Some(post));
+    Ok((tokenizer, bos, eos))
+}
+
+/// transformers' `update_post_processor` template: `[bos] $A [eos]` (and `[bos] $B [eos]` for
+/// pairs, type id 1). Built from JSON because template strings cannot hold tokens with ':'.
+fn post_processor(
+    bos: Option<(String, u32)>,
+    eos: Option<(String, u32)>,
+) -> Result<TemplateProcessing, serde_json::Error> {
+    let template = |seq: &str, type_id: u32| -> Vec<Value> {
+        let special =
+            |(t, _): &(String, u32)| json!({"SpecialToken": {"id": t, "type_id": type_id}});
+        let seq = json!({"Sequence": {"id": seq, "type_id": type_id}});
+        bos.iter()
+            .map(special)
+            .chain([seq])
+            .chain(eos.iter().map(special))
+            .collect()
+    };
+    let special_tokens: serde_json::Map<String, Value> = bos
+        .iter()
+        .chain(&eos)
+        .map(|(t, id)| (t.clone(), json!({"id": t, "ids": [id], "tokens": [t]})))
+        .collect();
+    let pair = [template("A", 0), template("B", 1)].concat();
+    serde_json::from_value(json!({
+        "type": "TemplateProcessing",
+        "single": template("A", 0),
+        "pair": pair,
+        "special_tokens": special_tokens,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// Minimal GGUF writer for building test files.
+    #[derive(Default)]
+    struct Writer {
+        kv: Vec<u8>,
+        n_kv: u64,
+        infos: Vec<u8>,
+        data: Vec<u8>,
+        n_tensors: u64,
+    }
+
+    fn put_str(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+
+    impl Writer {
+        fn kv(&mut self, key: &str, ty: u32, payload: &[u8]) {
+            put_str(&mut self.kv, key);
+            self.kv.extend(ty.to_le_bytes());
+            self.kv.extend(payload);
+            self.n_kv += 1;
+        }
+        fn u32(&mut self, key: &str, v: u32) {
+            self.kv(key, 4, &v.to_le_bytes());
+        }
+        fn f32(&mut self, key: &str, v: f32) {
+            self.kv(key, 6, &v.to_le_bytes());
+        }
+        fn str(&mut self, key: &str, v: &str) {
+            let mut p = Vec::new();
+            put_str(&mut p, v);
+            self.kv(key, 8, &p);
+        }
+        fn strs(&mut self, key: &str, v: &[&str]) {
+            let mut p = 8u32.to_le_bytes().to_vec();
+            p.extend((v.len() as u64).to_le_bytes());
+            v.iter().for_each(|s| put_str(&mut p, s));
+            self.kv(key, 9, &p);
+        }
+        fn i32s(&mut self, key: &str, v: &[i32]) {
+            let mut p = 5u32.to_le_bytes().to_vec();
+            p.extend((v.len() as u64).to_le_bytes());
+            v.iter().for_each(|x| p.extend(x.to_le_bytes()));
+            self.kv(key, 9, &p);
+        }
+        fn tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType, raw: &[u8]) {
+            put_str(&mut self.infos, name);
+            self.infos.extend((dims.len() as u32).to_le_bytes());
+            dims.iter().for_each(|d| self.infos.extend(d.to_le_bytes()));
+            self.infos.extend(ty.id().to_le_bytes());
+            self.infos.extend((self.data.len() as u64).to_le_bytes());
+            self.data.extend(raw);
+            self.data.resize(self.data.len().next_multiple_of(32), 0);
+            self.n_tensors += 1;
+        }
+        /// The file, and the length of everything before the tensor data.
+        fn finish(&self) -> (Vec<u8>, usize) {
+            let mut out = MAGIC.to_le_bytes().to_vec();
+            out.extend(3u32.to_le_bytes());
+            out.extend(self.n_tensors.to_le_bytes());
+            out.extend(self.n_kv.to_le_bytes());
+            out.extend(&self.kv);
+            out.extend(&self.infos);
+            let header = out.len();
+            out.resize(header.next_multiple_of(32), 0);
+            out.extend(&self.data);
+            (out, header)
+        }
+    }
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// A tiny two-layer llama with every supported type somewhere and a byte-level tokenizer.
+    fn tiny_llama() -> (Vec<u8>, usize) {
+        tiny_llama_with(|_| {})
+    }
+
+    /// `extra` may add tensors or metadata.
+    fn tiny_llama_with(extra: impl FnOnce(&mut Writer)) -> (Vec<u8>, usize) {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let (hidden, ffn, vocab) = (32u64, 256u64, 6u64);
+        let mut w = Writer::default();
+        w.str("general.architecture", "llama");
+        w.u32("llama.block_count", 2);
+        w.u32("llama.context_length", 64);
+        w.u32("llama.embedding_length", hidden as u32);
+        w.u32("llama.feed_forward_length", ffn as u32);
+        w.u32("llama.attention.head_count", 2);
+        w.u32("llama.attention.head_count_kv", 1);
+        w.f32("llama.rope.freq_base", 10000.0);
+        w.f32("llama.attention.layer_norm_rms_epsilon", 1e-5);
+        w.str("tokenizer.ggml.model", "gpt2");
+        w.str("tokenizer.ggml.pre", "llama-bpe");
+        w.strs(
+            "tokenizer.ggml.tokens",
+            &["<|endoftext|>", "a", "b", "ab", "Ġ", "Ġab"],
+        );
+        w.i32s("tokenizer.ggml.token_type", &[3, 1, 1, 1, 1, 1]);
+        w.strs("tokenizer.ggml.merges", &["a b", "Ġ ab"]);
+        w.u32("tokenizer.ggml.bos_token_id", 0);
+        w.u32("tokenizer.ggml.eos_token_id", 0);
+        w.str("tokenizer.chat_template", "{{ messages }}");
+        let f32s = |rng: &mut XorShift, n: u64| -> Vec<u8> {
+            (0..n)
+                .flat_map(|_| ((rng.next() % 2000) as f32 / 1000.0 - 1.0).to_le_bytes())
+                .collect()
+        };
+        let emb = rng.bytes((vocab * hidden / 32 * 34) as usize);
+        w.tensor("token_embd.weight", &[hidden, vocab], GgmlType::Q8_0, &emb);
+        for l in 0..2 {
+            let t = |n: &str| format!("blk.{l}.{n}.weight");
+            w.tensor(
+                &t("attn_norm"),
+                &[hidden],
+                GgmlType::F32,
+                &f32s(&mut rng, hidden),
+            );
+            w.tensor(
+                &t("attn_q"),
+                &[hidden, hidden],
+                GgmlType::Q4_0,
+                &rng.bytes((hidden * hidden / 32 * 18) as usize),
+            );
+            w.tensor(
+                &t("attn_k"),
+                &[hidden, 16],
+                GgmlType::Q4_1,
+                &rng.bytes((16 * hidden / 32 * 20) as usize),
+            );
+            w.tensor(
+                &t("attn_v"),
+                &[hidden, 16],
+                GgmlType::F16,
+                &rng.bytes((16 * hidden * 2) as usize),
+            );
+            w.tensor(
+                &t("attn_output"),
+                &[hidden, hidden],
+                GgmlType::BF16,
+                &rng.bytes((hidden * hidden * 2) as usize),
+            );
+            w.tensor(
+                &t("ffn_norm"),
+                &[hidden],
+                GgmlType::F32,
+                &f32s(&mut rng, hidden),
+            );
+            w.tensor(
+                &t("ffn_gate"),
+                &[hidden, ffn],
+                GgmlType::F16,
+                &rng.bytes((ffn * hidden * 2) as usize),
+            );
+            w.tensor(
+                &t("ffn_up"),
+                &[hidden, ffn],
+                GgmlType::Q8_0,
+                &rng.bytes((ffn * hidden / 32 * 34) as usize),
+            );
+            let (down_ty, block) = if l == 0 {
+                (GgmlType::Q4_K, 144)
+            } else {
+                (GgmlType::Q6_K, 210)
+            };
+            w.tensor(
+                &t("ffn_down"),
+                &[ffn, hidden],
+                down_ty,
+                &rng.bytes((hidden * ffn / 256 * block) as usize),
+            );
+        }
+        w.tensor(
+            "output_norm.weight",
+            &[hidden],
+            GgmlType::F32,
+            &f32s(&mut rng, hidden),
+        );
+        extra(&mut w);
+        w.finish()
+    }
+
+    /// Everything the module offers on `bytes`; an Err anywhere is fine, a panic is not.
+    fn exercise(bytes: &[u8]) {
+        if let Ok(g) = parse(bytes, "fuzz.gguf") {
+            for t in &g.tensors {
+                let _ = g.tensor_f32(&t.name);
+            }
+            if let Ok(hf) = to_hf(&g) {
+                let _ = hf.tokenizer.encode("ab ab<|endoftext|>", true);
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_llama_loads() {
+        let (bytes, _) = tiny_llama();
+        let g = parse(&bytes, "tiny.gguf").unwrap();
+        assert_eq!((g.version, g.tensors.len()), (3, 20));
+        let hf = to_hf(&g).unwrap();
+        assert_eq!(hf.config["tie_word_embeddings"], json!(true));
+        assert_eq!(hf.config["head_dim"], json!(16));
+        let (name, shape, _) = &hf.tensors[2];
+        assert_eq!(
+            (name.as_str(), shape.as_slice()),
+            ("model.layers.0.self_attn.q_proj.weight", &[32usize, 32][..])
+        );
+        assert!(hf
+            .tensors
+            .iter()
+            .all(|(_, s, v)| s.iter().product::<usize>() == v.len()));
+        let ids = hf.tokenizer.encode("ab ab<|endoftext|>", true).unwrap();
+        assert_eq!(ids.get_ids(), &[3, 5, 0]);
+        assert_eq!(hf.bos_token.as_deref(), Some("<|endoftext|>"));
+        assert_eq!(hf.chat_template.as_deref(), Some("{{ messages }}"));
+
+        let mut other = bytes.clone();
+        let at = other.windows(4).position(|w| w == b"gpt2").unwrap();
+        other[at..at + 4].copy_from_slice(b"bert");
+        let e = to_hf(&parse(&other, "tiny.gguf").unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            e,
+            "tiny.gguf: tokenizer: unsupported GGUF tokenizer model 'bert' (supported: gpt2)"
+        );
+    }
+
+    #[test]
+    fn llama3_rope_freqs_become_rope_scaling() {
+        // llama.cpp's factors for Llama 3.x parameters (theta 10000, head_dim 16 hits all 3 cases).
+        let (factor, theta, dim) = (32.0f64, 10000.0f64, 16.0);
+        let freqs: Vec<f32> = (0..8)
+            .map(|i| {
+                let wavelen = 2.0 * std::f64::consts::PI * theta.powf(2.0 * i as f64 / dim);
+                let smooth = (8192.0 / wavelen - 1.0) / 3.0;
+                match wavelen {
+                    w if w < 2048.0 => 1.0,
+                    w if w > 8192.0 => factor as f32,
+                    _ => (1.0 / ((1.0 - smooth) / factor + smooth)) as f32,
+                }
+            })
+            .collect();
+        let with = |f: &[f32]| {
+            let raw: Vec<u8> = f.iter().flat_map(|x| x.to_le_bytes()).collect();
+            tiny_llama_with(|w| w.tensor("rope_freqs.weight", &[8], GgmlType::F32, &raw)).0
+        };
+        let bytes = with(&freqs);
+        let hf = to_hf(&parse(&bytes, "l3.gguf").unwrap()).unwrap();
+        let scaling = &hf.config["rope_scaling"];
+        assert_eq!(
+            (scaling["rope_type"].as_str(), scaling["factor"].as_f64()),
+            (Some("llama3"), Some(32.0))
+        );
+        assert_eq!(
+            hf.config["rope_parameters"]["original_max_position_embeddings"],
+            json!(8192)
+        );
+        let mut odd = freqs.clone();
+        odd[6] *= 1.1;
+        let bytes = with(&odd);
+        let e = to_hf(&parse(&bytes, "l3.gguf").unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("does not match Llama 3 RoPE scaling"), "{e}");
+    }
+
+    #[test]
+    fn split_regexes_compile() {
+        for pre in ["llama-bpe", "tekken", "gpt-4o", "qwen2", "qwen35"] {
+            let regex = split_regex(pre).unwrap();
+            Split::new(
+                SplitPattern::Regex(regex.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .unwrap_or_else(|e| panic!("{pre}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unpermute_matches_reshape_swapaxes() {
+        // 2 heads of 4 rows, 1 column: file rows per head are [x0 y0 x1 y1] -> HF [x0 x1 y0 y1].
+        let w: Vec<f32> = (0..8).map(|x| x as f32).collect();
+        assert_eq!(
+            unpermute_rows(&w, 8, 2).unwrap(),
+            [0., 2., 1., 3., 4., 6., 5., 7.]
+        );
+        assert!(unpermute_rows(&w, 8, 3).is_none());
+    }
+
+    #[test]
+    fn hostile_headers_error_without_allocating() {
+        let header = |rest: &[u8]| {
+            let mut b = MAGIC.to_le_bytes().to_vec();
+            b.extend(3u32.to_le_bytes());
+            b.extend(rest);
+            b
+        };
+        let counts = |t: u64, kv: u64| [t.to_le_bytes(), kv.to_le_bytes()].concat();
+        // A key whose length is 2^60.
+        let mut b = header(&counts(0, 1));
+        b.extend((1u64 << 60).to_le_bytes());
+        let e = parse(&b, "x.gguf").unwrap_err().to_string();
+        assert!(
+            e.starts_with("x.gguf: truncated: metadata key #0 needs bytes 32.."),
+            "{e}"
+        );
+        // An array claiming 2^62 elements.
+        let mut b = header(&counts(0, 1));
+        put_str(&mut b, "k");
+        b.extend(9u32.to_le_bytes());
+        b.extend(4u32.to_le_bytes());
+        b.extend((1u64 << 62).to_le_bytes());
+        assert!(parse(&b, "x.gguf")
+            .unwrap_err()
+            .to_string()
+            .contains("does not fit"));
+        // 2^63 tensors; too many dims; element count overflow.
+        assert!(parse(&header(&counts(1 << 63, 0)), "x.gguf").is_err());
+        let mut b = header(&counts(1, 0));
+        put_str(&mut b, "t");
+        b.extend(5u32.to_le_bytes());
+        b.extend([0u8; 64]);
+        assert!(parse(&b, "x.gguf")
+            .unwrap_err()
+            .to_string()
+            .contains("5 dimensions"));
+        let mut b = header(&counts(1, 0));
+        put_str(&mut b, "t");
+        b.extend(2u32.to_le_bytes());
+        b.extend([u64::MAX.to_le_bytes(), 2u64.to_le_bytes()].concat());
+        b.extend([0u8; 12]);
+        assert!(parse(&b, "x.gguf")
+            .unwrap_err()
+            .to_string()
+            .contains("too many elements"));
+        let e = parse(b"GGML\x03\0\0\0", "x.gguf").unwrap_err().to_string();
+        assert_eq!(e, "x.gguf: bad magic 0x4c4d4747 (not a GGUF file)");
+    }
+
+    #[test]
+    fn unsupported_type_and_truncated_data_are_named() {
+        let mut w = Writer::default();
+        w.tensor("a", &[256], GgmlType::Other(16), &[0; 66]);
+        w.tensor("b", &[32], GgmlType::F32, &[0; 128]);
+        let (bytes, _) = w.finish();
+        let g = parse(&bytes, "m.gguf").unwrap();
+        assert_eq!(
+            g.tensor_f32("a").unwrap_err().to_string(),
+            "m.gguf: tensor a has unsupported type IQ2_XXS (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)"
+        );
+        let cut = &bytes[..bytes.len() - 1];
+        let e = parse(cut, "m.gguf")
+            .unwrap()
+            .tensor_f32("b")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("m.gguf: truncated: tensor b needs bytes ")
+                && e.ends_with(&format!("but the file has {}", cut.len())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fuzzed_and_truncated_files_never_panic() {
+        let (bytes, header) = tiny_llama();
+        let mut rng = XorShift(42);
+        for i in 0..400 {
+            let mut b = bytes.clone();
+            for _ in 0..1 + rng.next() % 4 {
+                // Mostly hit the header, where the structure lives.
+                let span = if i % 4 == 0 { b.len() } else { header };
+                let pos = (rng.next() % span as u64) as usize;
+                b[pos] ^= 1 << (rng.next() % 8);
+            }
+            assert!(
+                std::panic::catch_unwind(|| exercise(&b)).is_ok(),
+                "panic on flip set {i}"
+            );
+        }
+        for len in (0..header + 64).chain((header..bytes.len()).step_by(97)) {
+            assert!(
+                std::panic::catch_unwind(|| exercise(&bytes[..len])).is_ok(),
+                "panic at length {len}"
+            );
+        }
+    }
+
+    // ---- Comparisons with Python references (tests/fixtures/gguf/make_ref.py). ----
+    // Missing references fail the tests: a skipped comparison proves nothing.
+
+    fn ref_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/gguf")
+    }
+    fn read(path: PathBuf) -> Option<Vec<u8>> {
+        match std::fs::read(&path) {
+            Ok(b) => Some(b),
+            Err(e) => panic!("{}: {e} (run scripts/fetch-models.sh for the model)", path.display()),
+        }
+    }
+    fn ref_json(name: &str) -> Option<Value> {
+        read(ref_dir().join(name)).map(|b| serde_json::from_slice(&b).unwrap())
+    }
+    fn ref_f32s(name: &str) -> Option<Vec<f32>> {
+        read(ref_dir().join(name)).map(|b| {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        })
+    }
+    fn model() -> Option<Vec<u8>> {
+        read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    }
+    /// The slice `entry["data"] = [offset, len]` of a reference .bin.
+    fn slice<'v>(bin: &'v [f32], entry: &Value) -> &'v [f32] {
+        let (off, len) = (
+            entry["data"][0].as_u64().unwrap() as usize,
+            entry["data"][1].as_u64().unwrap() as usize,
+        );
+        &bin[off..off + len]
+    }
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn synthetic_file_matches_gguf_python() {
+        let (Some(bytes), Some(want), Some(bin)) = (
+            read(ref_dir().join("synthetic.gguf")),
+            ref_json("synthetic.json"),
+            ref_f32s("synthetic.bin"),
+        ) else {
+            return;
+        };
+        let g = parse(&bytes, "synthetic.gguf").unwrap();
+        let m = &g.metadata;
+        assert_eq!(m["general.alignment"], GgufValue::U32(64));
+        assert_eq!(m["t.u64"], GgufValue::U64((1 << 63) + 5));
+        assert_eq!(m["t.i8"], GgufValue::I8(-100));
+        assert_eq!(m["t.str"].as_str(), Some("héllo ✓"));
+        assert_eq!(m["t.f64"], GgufValue::F64(-2.25));
+        let nested = GgufValue::Array(vec![
+            GgufValue::Array(vec![GgufValue::I32(1), GgufValue::I32(2)]),
+            GgufValue::Array(vec![GgufValue::I32(3)]),
+        ]);
+        assert_eq!(m["t.arr_nested"], nested);
+        for (name, entry) in want["tensors"].as_object().unwrap() {
+            let (shape, values) = g.tensor_f32(name).unwrap();
+            assert_eq!(json!(shape), entry["shape"], "{name}");
+            assert_eq!(
+                max_diff(&values, slice(&bin, entry)),
+                0.0,
+                "{name} ({})",
+                entry["type"]
+            );
+        }
+    }
+
+    #[test]
+    fn real_model_dequantises_like_gguf_python() {
+        let (Some(bytes), Some(want), Some(bin)) = (
+            model(),
+            ref_json("real_dequant.json"),
+            ref_f32s("real_dequant.bin"),
+        ) else {
+            return;
+        };
+        let g = parse(&bytes, "model.gguf").unwrap();
+        for (name, entry) in want.as_object().unwrap() {
+            let (shape, values) = g.tensor_f32(name).unwrap();
+            assert_eq!(json!(shape), entry["shape"], "{name}");
+            let expected = slice(&bin, entry); // a prefix of the values
+            assert_eq!(
+                max_diff(&values[..expected.len()], expected),
+                0.0,
+                "{name} ({})",
+                entry["type"]
+            );
+        }
+    }
+
+    #[test]
+    fn tokenizer_variants_match_transformers() {
+        let Some(want) = ref_json("tok_variants.json") else {
+            return;
+        };
+        for (name, v) in want.as_object().unwrap() {
+            let bytes = read(ref_dir().join(format!("{name}.gguf"))).unwrap();
+            let hf = to_hf(&parse(&bytes, name).unwrap()).unwrap();
+            for case in v["cases"].as_array().unwrap() {
+                let text = case["text"].as_str().unwrap();
+                let ids = hf.tokenizer.encode(text, true).unwrap().get_ids().to_vec();
+                assert_eq!(json!(ids), case["ids"], "{name}: {text:?}");
+            }
+            assert_eq!(
+                (json!(hf.bos_token), json!(hf.eos_token)),
+                (v["bos_token"].clone(), v["eos_token"].clone()),
+                "{name}"
+            );
+        }
+    }
+
+}

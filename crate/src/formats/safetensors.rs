@@ -1,0 +1,226 @@
+//! Reading and writing Hugging Face `*.safetensors` files.
+//!
+//! Parsing is delegated to the `safetensors` crate, which bounds the header
+//! (100 MB) and checks every tensor's byte range against the buffer, so a
+//! hostile file cannot make us allocate more than its own size.
+
+use std::collections::{BTreeMap, HashMap};
+
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// A float tensor on the host, converted to f32, remembering where it came from.
+#[derive(Debug, Clone)]
+pub struct HostTensor {
+    /// PyTorch-order shape.
+    pub shape: Vec<usize>,
+    /// Row-major f32 values.
+    pub data: Vec<f32>,
+    /// The dtype as stored in the file (`F32`, `BF16`, `Q4_1`...).
+    pub dtype: String,
+    /// The file it was read from, for messages.
+    pub file: String,
+}
+
+impl HostTensor {
+    /// Builds a tensor, checking that the shape matches the data.
+    pub fn new(shape: Vec<usize>, data: Vec<f32>, dtype: &str, file: &str) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Self { shape, data, dtype: dtype.to_string(), file: file.to_string() }
+    }
+
+    /// Returns the transpose of a 2-D tensor (HF `nn.Linear` `[out, in]` to burn `[in, out]`).
+    pub fn transposed(self) -> Self {
+        let (rows, cols) = (self.shape[0], self.shape[1]);
+        let mut data = vec![0.0f32; self.data.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                data[c * rows + r] = self.data[r * cols + c];
+            }
+        }
+        Self { shape: vec![cols, rows], data, ..self }
+    }
+}
+
+/// All the weights of a model, by their Hugging Face names.
+#[derive(Debug, Default)]
+pub struct WeightMap {
+    tensors: HashMap<String, HostTensor>,
+    /// Files the weights came from, for messages ("model.safetensors" or a shard list).
+    pub source: String,
+}
+
+impl WeightMap {
+    /// An empty map whose messages name `source`.
+    pub fn new(source: &str) -> Self {
+        Self { tensors: HashMap::new(), source: source.to_string() }
+    }
+
+    /// Inserts one tensor.
+    pub fn insert(&mut self, name: String, tensor: HostTensor) {
+        self.tensors.insert(name, tensor);
+    }
+
+    /// Reads every tensor of one safetensors file, converting F32/F16/BF16 to f32.
+    pub fn add_safetensors(&mut self, file: &str, bytes: &[u8]) -> Result<()> {
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::format(file, format!("not a valid safetensors file: {e}")))?;
+        for (name, view) in st.iter() {
+            let shape = view.shape().to_vec();
+            let data = match view.dtype() {
+                Dtype::F32 => view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                // Integer buffers such as BERT's `position_ids` are not weights; keep
+                // them out of the map so a model that needs them reports them missing.
+                Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL if !name.ends_with("weight") => continue,
+                other => {
+                    return Err(Error::format(
+                        file,
+                        format!("tensor {name} has dtype {other:?}; only F32, F16 and BF16 weights are supported"),
+                    ))
+                }
+            };
+            self.tensors.insert(name.to_string(), HostTensor::new(shape, data, &format!("{:?}", view.dtype()), file));
+        }
+        Ok(())
+    }
+
+    /// True if the map holds `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// Names of all tensors, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        names.sort();
+        names
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// True if there are no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Removes and returns `name`, checking it has `shape`. `why` says which
+    /// config values imply that shape, so a mismatch message can name them.
+    pub fn take(&mut self, name: &str, shape: &[usize], why: &str) -> Result<HostTensor> {
+        let t = self.tensors.remove(name).ok_or_else(|| {
+            Error::format(&self.source, format!("missing tensor {name} (required by {why})"))
+        })?;
+        if t.shape != shape {
+            return Err(Error::format(
+                &t.file,
+                format!("tensor {name} has shape {:?}, but {why} implies {:?}", t.shape, shape),
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Like [`WeightMap::take`], but `None` when the tensor is absent.
+    pub fn take_opt(&mut self, name: &str, shape: &[usize], why: &str) -> Result<Option<HostTensor>> {
+        if self.contains(name) {
+            self.take(name, shape, why).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Adds `prefix` to every name unless it is already there (checkpoints differ
+    /// in whether they store the base model under `transformer.`, `bert.`...).
+    pub fn ensure_prefix(&mut self, prefix: &str, probe: &str) {
+        if self.contains(&format!("{prefix}{probe}")) || !self.contains(probe) {
+            return;
+        }
+        let old = std::mem::take(&mut self.tensors);
+        self.tensors = old
+            .into_iter()
+            .map(|(k, v)| if k.starts_with(prefix) { (k, v) } else { (format!("{prefix}{k}"), v) })
+            .collect();
+    }
+
+    /// Total number of f32 values held.
+    pub fn num_values(&self) -> usize {
+        self.tensors.values().map(|t| t.data.len()).sum()
+    }
+
+    /// The distinct stored dtypes, sorted.
+    pub fn dtypes(&self) -> Vec<String> {
+        let mut d: Vec<String> = self.tensors.values().map(|t| t.dtype.clone()).collect();
+        d.sort();
+        d.dedup();
+        d
+    }
+}
+
+/// Lists the shard files named by a `model.safetensors.index.json`.
+pub fn shard_files(index_file: &str, bytes: &[u8]) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let index: Index = serde_json::from_slice(bytes)
+        .map_err(|e| Error::format(index_file, format!("invalid shard index: {e}")))?;
+    let mut files: Vec<String> = index.weight_map.into_values().collect();
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(Error::format(index_file, "the shard index lists no files"));
+    }
+    Ok(files)
+}
+
+/// A named f32 tensor to write.
+pub struct OutTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+struct F32View<'a>(&'a OutTensor, Vec<u8>);
+
+impl safetensors::View for &F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.1)
+    }
+    fn data_len(&self) -> usize {
+        self.1.len()
+    }
+}
+
+/// Serialises f32 tensors to safetensors bytes with the given metadata
+/// (PEFT writes `{"format": "pt"}`).
+pub fn write_f32(tensors: &[OutTensor], metadata: Option<&[(&str, &str)]>) -> Result<Vec<u8>> {
+    let views: Vec<F32View> = tensors
+        .iter()
+        .map(|t| F32View(t, t.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
+    let meta = metadata.map(|m| m.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    safetensors::serialize(views.iter().map(|v| (v.0.name.as_str(), v)), meta)
+        .map_err(|e| Error::format("safetensors", format!("could not serialise: {e}")))
+}

@@ -1,0 +1,114 @@
+//! Text generation for causal LMs: a KV cache, greedy decoding and
+//! temperature / top-p sampling. Logits are read with async reads only, so
+//! the same loop runs in the browser.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::models::{KvCache, Model};
+
+/// How to pick each next token.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    /// 0 means greedy decoding.
+    pub temperature: f32,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches `top_p`.
+    pub top_p: f32,
+    pub seed: u64,
+    /// Generation stops after any of these ids (the model's end-of-sequence tokens).
+    pub stop_ids: Vec<u32>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_new_tokens: 64, temperature: 0.0, top_p: 1.0, seed: 0, stop_ids: vec![] }
+    }
+}
+
+/// Reads a float tensor to the host without blocking (required on WebGPU).
+pub async fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| Error::device(format!("could not read a tensor back: {e:?}")))?;
+    data.try_into_vec::<f32>().map_err(|e| Error::device(format!("unexpected tensor data: {e:?}")))
+}
+
+/// Picks the next token from one row of logits.
+pub fn sample(logits: &[f32], opts: &GenerateOptions, rng: &mut StdRng) -> u32 {
+    if opts.temperature <= 0.0 {
+        return argmax(logits);
+    }
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<(u32, f32)> =
+        logits.iter().enumerate().map(|(i, &l)| (i as u32, ((l - max) / opts.temperature).exp())).collect();
+    let total: f32 = probs.iter().map(|p| p.1).sum();
+    probs.iter_mut().for_each(|p| p.1 /= total);
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut keep = probs.len();
+    if opts.top_p < 1.0 {
+        let mut acc = 0.0;
+        for (i, p) in probs.iter().enumerate() {
+            acc += p.1;
+            if acc >= opts.top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    let kept = &probs[..keep];
+    let mass: f32 = kept.iter().map(|p| p.1).sum();
+    let mut r = rng.random::<f32>() * mass;
+    for p in kept {
+        r -= p.1;
+        if r <= 0.0 {
+            return p.0;
+        }
+    }
+    kept.last().map_or(0, |p| p.0)
+}
+
+/// Index of the largest value (the first one on ties, as `torch.argmax`).
+pub fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Generates up to `max_new_tokens` after `prompt`, calling `on_token` with
+/// each new id as soon as it is known (return `false` from it to stop).
+pub async fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions, mut on_token: impl FnMut(u32) -> bool) -> Result<Vec<u32>> {
+    if !model.is_causal() {
+        return Err(Error::input("generate", format!("{} is not a causal language model", model.info.architecture)));
+    }
+    if prompt.is_empty() {
+        return Err(Error::input("generate", "the prompt is empty"));
+    }
+    let room = model.info.context_length.saturating_sub(prompt.len());
+    if room == 0 {
+        return Err(Error::input(
+            "generate",
+            format!("the prompt has {} tokens; the model's context length is {}", prompt.len(), model.info.context_length),
+        ));
+    }
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut cache = KvCache::new(model.num_layers());
+    let mut out = Vec::new();
+    let mut step: Vec<u32> = prompt.to_vec();
+    for _ in 0..opts.max_new_tokens.min(room) {
+        let fwd = model.forward(&[step.clone()], None, None, Some(&mut cache))?;
+        let logits = fwd.token_logits.expect("causal models return token logits");
+        let [_, s, v] = logits.dims();
+        let last = read_f32(logits.slice([0..1, s - 1..s, 0..v])).await?;
+        let next = sample(&last, opts, &mut rng);
+        out.push(next);
+        if !on_token(next) || opts.stop_ids.contains(&next) {
+            break;
+        }
+        step = vec![next];
+    }
+    Ok(out)
+}

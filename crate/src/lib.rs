@@ -1,0 +1,18 @@
+//! # webpeft core
+//!
+//! Loads Hugging Face models (safetensors or GGUF) and runs them with
+//! transformers' numerics on burn, natively (CPU or wgpu) and in the browser
+//! (WebGPU or wasm CPU). This crate holds no file-system or thread code: the
+//! CLI (`src/bin/webpeft.rs`) and the web bindings feed it bytes.
+//!
+//! Layout: [`formats`] (safetensors, GGUF, tokenizers), [`models`] (one file
+//! per family), [`generate`] (sampling), [`device`] (backends).
+
+pub mod device;
+pub mod error;
+pub mod formats;
+pub mod generate;
+pub mod models;
+
+pub use error::{Error, ErrorKind, Result};
+pub use models::{Model, ModelFiles, ModelInfo};

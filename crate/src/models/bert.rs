@@ -1,0 +1,276 @@
+//! The BERT family of encoders (BERT, MiniLM): `BertModel` and
+//! `BertForSequenceClassification`, with token types, attention masks and the
+//! pooler. Names follow transformers' `modeling_bert.py`, including its
+//! `LayerNorm` fields, so checkpoint names map one to one.
+#![allow(non_snake_case)]
+
+use burn::module::Module;
+use burn::tensor::activation::{gelu, tanh};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Deserialize;
+
+use super::layers::{attention, merge_heads, padding_mask, split_heads, Embedding, LayerNorm, Linear, WeightLayout};
+use crate::error::{Error, Result};
+use crate::formats::safetensors::WeightMap;
+
+/// `config.json` of a BERT-family model.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "two")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+    /// Labels of a classification head, by index.
+    #[serde(default)]
+    pub id2label: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+}
+
+fn two() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+
+impl BertConfig {
+    /// Number of classes: `id2label`'s size, else `num_labels`, else transformers' default of 2.
+    pub fn label_count(&self) -> usize {
+        self.id2label.as_ref().map(|m| m.len()).or(self.num_labels).unwrap_or(2)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden_act != "gelu" {
+            return Err(Error::unsupported("config.json", format!("hidden_act '{}' (supported: gelu)", self.hidden_act)));
+        }
+        if let Some(p) = self.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
+            return Err(Error::unsupported("config.json", format!("position_embedding_type '{p}' (supported: absolute)")));
+        }
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(Error::format(
+                "config.json",
+                format!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    pub token_type_embeddings: Embedding,
+    pub LayerNorm: LayerNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub num_heads: usize,
+}
+
+/// A dense layer followed by a residual LayerNorm (`BertSelfOutput`, `BertOutput`).
+#[derive(Module, Debug)]
+pub struct BertResidualOutput {
+    pub dense: Linear,
+    pub LayerNorm: LayerNorm,
+}
+
+impl BertResidualOutput {
+    fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        self.LayerNorm.forward(self.dense.forward(x) + residual)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    pub self_: BertSelfAttention,
+    pub output: BertResidualOutput,
+}
+
+#[derive(Module, Debug)]
+pub struct BertIntermediate {
+    pub dense: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    pub attention: BertAttention,
+    pub intermediate: BertIntermediate,
+    pub output: BertResidualOutput,
+}
+
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    pub layer: Vec<BertLayer>,
+}
+
+#[derive(Module, Debug)]
+pub struct BertPooler {
+    pub dense: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct BertModel {
+    pub embeddings: BertEmbeddings,
+    pub encoder: BertEncoder,
+    /// Present in most checkpoints; required by the classification head.
+    pub pooler: Option<BertPooler>,
+}
+
+/// A BERT encoder with an optional sequence-classification head.
+#[derive(Module, Debug)]
+pub struct BertForSequenceClassification {
+    pub bert: BertModel,
+    /// `classifier`, `[hidden, num_labels]`; `None` for a bare `BertModel`.
+    pub classifier: Option<Linear>,
+}
+
+/// What an encoder forward pass returns.
+#[derive(Debug, Clone)]
+pub struct EncoderOutput {
+    /// `[batch, seq, hidden]`.
+    pub last_hidden_state: Tensor<3>,
+    /// `[batch, num_labels]` when the model has a classification head.
+    pub logits: Option<Tensor<2>>,
+}
+
+impl BertForSequenceClassification {
+    /// Builds the model. `with_head` is true for `BertForSequenceClassification`
+    /// checkpoints (weights under `bert.` plus `classifier`).
+    pub fn load(cfg: &BertConfig, w: &mut WeightMap, with_head: bool, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        w.ensure_prefix("bert.", "embeddings.word_embeddings.weight");
+        let (h, why) = (cfg.hidden_size, "config.json");
+        let lin = |w: &mut WeightMap, name: String, i: usize, o: usize| Linear::load(w, &name, i, o, true, WeightLayout::OutIn, why, device);
+        let ln = |w: &mut WeightMap, name: String| LayerNorm::load(w, &name, h, cfg.layer_norm_eps, why, device);
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("bert.encoder.layer.{i}");
+            layers.push(BertLayer {
+                attention: BertAttention {
+                    self_: BertSelfAttention {
+                        query: lin(w, format!("{p}.attention.self.query"), h, h)?,
+                        key: lin(w, format!("{p}.attention.self.key"), h, h)?,
+                        value: lin(w, format!("{p}.attention.self.value"), h, h)?,
+                        num_heads: cfg.num_attention_heads,
+                    },
+                    output: BertResidualOutput {
+                        dense: lin(w, format!("{p}.attention.output.dense"), h, h)?,
+                        LayerNorm: ln(w, format!("{p}.attention.output.LayerNorm"))?,
+                    },
+                },
+                intermediate: BertIntermediate { dense: lin(w, format!("{p}.intermediate.dense"), h, cfg.intermediate_size)? },
+                output: BertResidualOutput {
+                    dense: lin(w, format!("{p}.output.dense"), cfg.intermediate_size, h)?,
+                    LayerNorm: ln(w, format!("{p}.output.LayerNorm"))?,
+                },
+            });
+        }
+        let pooler = if w.contains("bert.pooler.dense.weight") || with_head {
+            Some(BertPooler { dense: lin(w, "bert.pooler.dense".into(), h, h)? })
+        } else {
+            None
+        };
+        let classifier = if with_head {
+            Some(lin(w, "classifier".into(), h, cfg.label_count())?)
+        } else {
+            None
+        };
+        Ok(Self {
+            bert: BertModel {
+                embeddings: BertEmbeddings {
+                    word_embeddings: Embedding::load(w, "bert.embeddings.word_embeddings.weight", cfg.vocab_size, h, why, device)?,
+                    position_embeddings: Embedding::load(w, "bert.embeddings.position_embeddings.weight", cfg.max_position_embeddings, h, why, device)?,
+                    token_type_embeddings: Embedding::load(w, "bert.embeddings.token_type_embeddings.weight", cfg.type_vocab_size, h, why, device)?,
+                    LayerNorm: ln(w, "bert.embeddings.LayerNorm".into())?,
+                },
+                encoder: BertEncoder { layer: layers },
+                pooler,
+            },
+            classifier,
+        })
+    }
+
+    /// Word + position + token-type embeddings, before the LayerNorm is applied.
+    pub fn embed(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<3> {
+        let [b, s] = input_ids.dims();
+        let device = input_ids.device();
+        let pos: Vec<i64> = (0..b).flat_map(|_| 0..s as i64).collect();
+        let pos = Tensor::<2, Int>::from_data(TensorData::new(pos, [b, s]), &device);
+        let types = token_type_ids.unwrap_or_else(|| Tensor::<2, Int>::zeros([b, s], &device));
+        let e = &self.bert.embeddings;
+        e.word_embeddings.forward(input_ids) + e.position_embeddings.forward(pos) + e.token_type_embeddings.forward(types)
+    }
+
+    /// Runs the encoder on summed embeddings `[batch, seq, hidden]`.
+    /// `attention_mask` is `[batch][seq]` with 1 for real tokens.
+    pub fn forward_embeds(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
+        let [b, s, _] = x.dims();
+        let device = x.device();
+        let ones;
+        let mask = match attention_mask {
+            Some(m) => m,
+            None => {
+                ones = vec![vec![1u32; s]; b];
+                &ones
+            }
+        };
+        let mask = padding_mask(mask, &device);
+        let mut x = self.bert.embeddings.LayerNorm.forward(x);
+        for layer in &self.bert.encoder.layer {
+            let a = &layer.attention.self_;
+            let q = split_heads(a.query.forward(x.clone()), a.num_heads);
+            let k = split_heads(a.key.forward(x.clone()), a.num_heads);
+            let v = split_heads(a.value.forward(x.clone()), a.num_heads);
+            let head_dim = q.dims()[3];
+            let ctx = merge_heads(attention(q, k, v, Some(mask.clone()), 1.0 / (head_dim as f64).sqrt()));
+            let x1 = layer.attention.output.forward(ctx, x);
+            let inter = gelu(layer.intermediate.dense.forward(x1.clone()));
+            x = layer.output.forward(inter, x1);
+        }
+        let logits = self.classifier.as_ref().map(|c| {
+            let [b, _, h] = x.dims();
+            let first = x.clone().slice_dim(1, 0..1).reshape([b, h]);
+            let pooled = tanh(self.bert.pooler.as_ref().expect("a classifier implies a pooler").dense.forward(first));
+            c.forward(pooled)
+        });
+        EncoderOutput { last_hidden_state: x, logits }
+    }
+
+    /// Runs the encoder on `[batch, seq]` ids.
+    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
+        self.forward_embeds(self.embed(input_ids, token_type_ids), attention_mask)
+    }
+
+    pub fn num_labels(&self) -> Option<usize> {
+        self.classifier.as_ref().map(|c| c.weight.dims()[1])
+    }
+}
+
+/// Sentence-transformers mean pooling: the mask-weighted mean over positions.
+pub fn mean_pool(hidden: Tensor<3>, attention_mask: &[Vec<u32>]) -> Tensor<2> {
+    let [b, s, _] = hidden.dims();
+    let m: Vec<f32> = attention_mask.iter().flatten().map(|&v| v as f32).collect();
+    let m = Tensor::<3>::from_data(TensorData::new(m, [b, s, 1]), &hidden.device());
+    let summed = (hidden * m.clone()).sum_dim(1);
+    let counts = m.sum_dim(1).clamp_min(1e-9);
+    (summed / counts).squeeze_dim::<2>(1)
+}

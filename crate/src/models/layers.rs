@@ -1,0 +1,285 @@
+//! Building blocks shared by the model families: linear layers in burn's
+//! `[in, out]` layout, norms, rotary embeddings and scaled dot-product attention.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::Result;
+use crate::formats::safetensors::{HostTensor, WeightMap};
+
+/// Uploads a host tensor to `device` as a parameter.
+pub fn param<const D: usize>(t: HostTensor, device: &Device) -> Param<Tensor<D>> {
+    Param::from_tensor(tensor(t, device))
+}
+
+/// Uploads a host tensor to `device`.
+pub fn tensor<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(t.data, t.shape), device)
+}
+
+/// A dense layer `y = x W + b` with `W` stored `[in, out]`.
+///
+/// HF `nn.Linear` stores `[out, in]` and is transposed on load; GPT-2's
+/// `Conv1D` already stores `[in, out]`.
+#[derive(Module, Debug)]
+pub struct Linear {
+    /// `[in, out]`.
+    pub weight: Param<Tensor<2>>,
+    /// `[out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+/// How a checkpoint lays out a dense weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// `nn.Linear`: `[out, in]`.
+    OutIn,
+    /// GPT-2 `Conv1D`: `[in, out]`.
+    InOut,
+}
+
+impl Linear {
+    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias` is true).
+    pub fn load(
+        w: &mut WeightMap,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        layout: WeightLayout,
+        why: &str,
+        device: &Device,
+    ) -> Result<Self> {
+        let weight = match layout {
+            WeightLayout::OutIn => w.take(&format!("{prefix}.weight"), &[d_out, d_in], why)?.transposed(),
+            WeightLayout::InOut => w.take(&format!("{prefix}.weight"), &[d_in, d_out], why)?,
+        };
+        let bias = if bias { Some(param(w.take(&format!("{prefix}.bias"), &[d_out], why)?, device)) } else { None };
+        Ok(Self { weight: param(weight, device), bias })
+    }
+
+    /// Applies the layer to the last dimension of `x`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        burn::tensor::module::linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+}
+
+/// Root-mean-square norm as Llama defines it (computed in f32).
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn load(w: &mut WeightMap, prefix: &str, dim: usize, eps: f64, why: &str, device: &Device) -> Result<Self> {
+        Ok(Self { weight: param(w.take(&format!("{prefix}.weight"), &[dim], why)?, device), eps })
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let variance = x.clone().square().mean_dim(2);
+        let x = x * (variance + self.eps).sqrt().recip();
+        x * self.weight.val().unsqueeze::<3>()
+    }
+}
+
+/// LayerNorm with weight and bias (GPT-2, BERT).
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(w: &mut WeightMap, prefix: &str, dim: usize, eps: f64, why: &str, device: &Device) -> Result<Self> {
+        Ok(Self {
+            weight: param(w.take(&format!("{prefix}.weight"), &[dim], why)?, device),
+            bias: param(w.take(&format!("{prefix}.bias"), &[dim], why)?, device),
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let (var, mean) = x.clone().var_mean_bias(2);
+        let x = (x - mean) * (var + self.eps).sqrt().recip();
+        x * self.weight.val().unsqueeze::<3>() + self.bias.val().unsqueeze::<3>()
+    }
+}
+
+/// Llama-3 style frequency rescaling (`rope_scaling.rope_type == "llama3"`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Llama3Scaling {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_max_position_embeddings: f32,
+}
+
+/// Precomputed rotary-embedding tables, `[max_positions, head_dim]`.
+#[derive(Module, Debug)]
+pub struct Rope {
+    pub cos: Tensor<2>,
+    pub sin: Tensor<2>,
+}
+
+impl Rope {
+    /// Builds cos/sin tables in f32 the way transformers does, so long
+    /// positions round the same.
+    pub fn new(head_dim: usize, max_pos: usize, theta: f32, scaling: Option<&Llama3Scaling>, device: &Device) -> Self {
+        let half = head_dim / 2;
+        let mut inv_freq: Vec<f32> =
+            (0..half).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
+        if let Some(s) = scaling {
+            let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
+            let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
+            for f in inv_freq.iter_mut() {
+                let wavelen = 2.0 * std::f32::consts::PI / *f;
+                let scaled = if wavelen > low_wavelen { *f / s.factor } else { *f };
+                let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                *f = if medium {
+                    let smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor)
+                        / (s.high_freq_factor - s.low_freq_factor);
+                    (1.0 - smooth) * scaled / s.factor + smooth * scaled
+                } else {
+                    scaled
+                };
+            }
+        }
+        let mut cos = Vec::with_capacity(max_pos * head_dim);
+        let mut sin = Vec::with_capacity(max_pos * head_dim);
+        for p in 0..max_pos {
+            for j in 0..head_dim {
+                let angle = p as f32 * inv_freq[j % half];
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Self {
+            cos: Tensor::from_data(TensorData::new(cos, [max_pos, head_dim]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [max_pos, head_dim]), device),
+        }
+    }
+
+    /// Rotates `x` `[batch, heads, seq, head_dim]` for positions `offset..offset+seq`.
+    pub fn apply(&self, x: Tensor<4>, offset: usize) -> Tensor<4> {
+        let [_, _, seq, d] = x.dims();
+        let cos = self.cos.clone().slice([offset..offset + seq, 0..d]).unsqueeze::<4>();
+        let sin = self.sin.clone().slice([offset..offset + seq, 0..d]).unsqueeze::<4>();
+        let x1 = x.clone().slice_dim(3, 0..d / 2);
+        let x2 = x.clone().slice_dim(3, d / 2..d);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * cos + rotated * sin
+    }
+}
+
+/// Splits `[batch, seq, heads*head_dim]` into `[batch, heads, seq, head_dim]`.
+pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [b, s, hd] = x.dims();
+    x.reshape([b, s, heads, hd / heads]).swap_dims(1, 2)
+}
+
+/// Merges `[batch, heads, seq, head_dim]` back into `[batch, seq, heads*head_dim]`.
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, h, s, d] = x.dims();
+    x.swap_dims(1, 2).reshape([b, s, h * d])
+}
+
+/// Repeats key/value heads for grouped-query attention.
+pub fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [b, kvh, t, d] = x.dims();
+    x.unsqueeze_dim::<5>(2).expand([b, kvh, n_rep, t, d]).reshape([b, kvh * n_rep, t, d])
+}
+
+/// Softmax attention; `mask` is additive, broadcast to `[batch, heads, seq, kv_len]`.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Tensor<4>>, scale: f64) -> Tensor<4> {
+    let scores = q.matmul(k.swap_dims(2, 3)) * scale;
+    let scores = match mask {
+        Some(m) => scores + m,
+        None => scores,
+    };
+    softmax(scores, 3).matmul(v)
+}
+
+/// The value masked positions get before softmax (transformers uses the dtype's minimum).
+pub const MASKED: f32 = f32::MIN;
+
+/// Additive mask `[batch, 1, seq, offset+seq]`: causal, and hiding padded keys
+/// where `attention_mask` (`[batch][offset+seq]`, 1 = keep) says so.
+pub fn causal_mask(batch: usize, seq: usize, offset: usize, attention_mask: Option<&[Vec<u32>]>, device: &Device) -> Tensor<4> {
+    let kv = offset + seq;
+    let mut data = vec![0.0f32; batch * seq * kv];
+    for b in 0..batch {
+        for i in 0..seq {
+            for j in 0..kv {
+                let padded = attention_mask.map_or(false, |m| m[b].get(j).copied().unwrap_or(1) == 0);
+                if j > offset + i || padded {
+                    data[(b * seq + i) * kv + j] = MASKED;
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [batch, 1, seq, kv]), device)
+}
+
+/// Additive padding mask `[batch, 1, 1, seq]` for bidirectional encoders.
+pub fn padding_mask(attention_mask: &[Vec<u32>], device: &Device) -> Tensor<4> {
+    let batch = attention_mask.len();
+    let seq = attention_mask.first().map_or(0, Vec::len);
+    let data: Vec<f32> = attention_mask.iter().flatten().map(|&m| if m == 0 { MASKED } else { 0.0 }).collect();
+    Tensor::from_data(TensorData::new(data, [batch, 1, 1, seq]), device)
+}
+
+/// A token-embedding table `[vocab, dim]`.
+#[derive(Module, Debug)]
+pub struct Embedding {
+    pub weight: Param<Tensor<2>>,
+}
+
+impl Embedding {
+    pub fn load(w: &mut WeightMap, name: &str, vocab: usize, dim: usize, why: &str, device: &Device) -> Result<Self> {
+        Ok(Self { weight: param(w.take(name, &[vocab, dim], why)?, device) })
+    }
+
+    /// Looks up `[batch, seq]` ids, giving `[batch, seq, dim]`.
+    pub fn forward(&self, ids: Tensor<2, burn::tensor::Int>) -> Tensor<3> {
+        burn::tensor::module::embedding(self.weight.val(), ids)
+    }
+
+    /// Uses the table as a tied output projection: `[.., dim]` to `[.., vocab]`.
+    pub fn attend(&self, x: Tensor<3>) -> Tensor<3> {
+        burn::tensor::module::linear(x, self.weight.val().transpose(), None)
+    }
+}
+
+/// Past keys and values of a decoder, one `[batch, kv_heads, past, head_dim]` pair per layer.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    pub layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+}
+
+impl KvCache {
+    /// An empty cache for `num_layers` layers.
+    pub fn new(num_layers: usize) -> Self {
+        Self { layers: (0..num_layers).map(|_| None).collect() }
+    }
+
+    /// Number of positions already cached.
+    pub fn offset(&self) -> usize {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// Appends this step's keys and values to layer `i` and returns the full ones.
+    pub fn update(&mut self, i: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let (k, v) = match self.layers[i].take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        self.layers[i] = Some((k.clone(), v.clone()));
+        (k, v)
+    }
+}

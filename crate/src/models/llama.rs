@@ -1,0 +1,282 @@
+//! The Llama family: Llama 2/3, SmolLM2, TinyLlama and Qwen2/2.5
+//! (`model_type` `llama` or `qwen2`). Module and field names follow
+//! transformers' `modeling_llama.py`, so checkpoint names map one to one.
+
+use burn::module::Module;
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Int, Tensor};
+use serde::Deserialize;
+
+use super::layers::{attention, causal_mask, merge_heads, repeat_kv, split_heads, Embedding, KvCache, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
+use super::CausalOutput;
+use crate::error::{Error, Result};
+use crate::formats::safetensors::WeightMap;
+
+/// `config.json` of a Llama or Qwen2 model (the fields webpeft uses).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlamaConfig {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_rms_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default)]
+    pub rope_theta: Option<f32>,
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    /// transformers 5 keeps `rope_theta` and scaling here instead.
+    #[serde(default)]
+    pub rope_parameters: Option<serde_json::Value>,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Llama: bias on q/k/v/o. Qwen2 always has q/k/v bias and no o bias.
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+}
+
+fn default_rms_eps() -> f64 {
+    1e-6
+}
+fn default_max_pos() -> usize {
+    2048
+}
+fn default_act() -> String {
+    "silu".into()
+}
+
+impl LlamaConfig {
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+    fn qkv_bias(&self) -> bool {
+        self.model_type == "qwen2" || self.attention_bias
+    }
+    fn o_bias(&self) -> bool {
+        self.model_type != "qwen2" && self.attention_bias
+    }
+
+    /// RoPE base and optional llama3 scaling, from either config style.
+    pub fn rope(&self) -> Result<(f32, Option<Llama3Scaling>)> {
+        let params = self.rope_parameters.as_ref();
+        let theta = self
+            .rope_theta
+            .or_else(|| params.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64()).map(|v| v as f32))
+            .unwrap_or(10000.0);
+        let scaling = self.rope_scaling.as_ref().filter(|v| !v.is_null()).or(params);
+        let Some(s) = scaling else { return Ok((theta, None)) };
+        let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(|v| v.as_str()).unwrap_or("default");
+        match kind {
+            "default" => Ok((theta, None)),
+            "llama3" => {
+                let f = |k: &str| {
+                    s.get(k).and_then(|v| v.as_f64()).map(|v| v as f32).ok_or_else(|| {
+                        Error::format("config.json", format!("rope_scaling of type llama3 lacks {k}"))
+                    })
+                };
+                Ok((
+                    theta,
+                    Some(Llama3Scaling {
+                        factor: f("factor")?,
+                        low_freq_factor: f("low_freq_factor")?,
+                        high_freq_factor: f("high_freq_factor")?,
+                        original_max_position_embeddings: f("original_max_position_embeddings")?,
+                    }),
+                ))
+            }
+            other => Err(Error::unsupported(
+                "config.json",
+                format!("rope scaling type '{other}' is not supported (supported: default, llama3)"),
+            )),
+        }
+    }
+
+    /// Checks the values the forward pass relies on.
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden_act != "silu" {
+            return Err(Error::unsupported("config.json", format!("hidden_act '{}' (Llama models use silu)", self.hidden_act)));
+        }
+        if self.num_attention_heads == 0 || self.kv_heads() == 0 || self.num_attention_heads % self.kv_heads() != 0 {
+            return Err(Error::format(
+                "config.json",
+                format!("num_attention_heads {} is not a multiple of num_key_value_heads {}", self.num_attention_heads, self.kv_heads()),
+            ));
+        }
+        // The RoPE tables are built for every position up front; refuse absurd sizes.
+        if self.max_position_embeddings == 0 || self.max_position_embeddings > 1 << 21 {
+            return Err(Error::format(
+                "config.json",
+                format!("max_position_embeddings {} is out of range (1..=2097152)", self.max_position_embeddings),
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(Error::format("config.json", format!("head_dim {} must be even for RoPE", self.head_dim())));
+        }
+        self.rope().map(|_| ())
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct LlamaAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl LlamaAttention {
+    /// `offset` is the number of past positions (read once per forward pass:
+    /// the cache grows as each layer appends to it).
+    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: &Tensor<4>, offset: usize, layer: usize, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let q = rope.apply(split_heads(self.q_proj.forward(x.clone()), self.num_heads), offset);
+        let k = rope.apply(split_heads(self.k_proj.forward(x.clone()), self.num_kv_heads), offset);
+        let v = split_heads(self.v_proj.forward(x), self.num_kv_heads);
+        let (k, v) = match cache {
+            Some(c) => c.update(layer, k, v),
+            None => (k, v),
+        };
+        let rep = self.num_heads / self.num_kv_heads;
+        let out = attention(q, repeat_kv(k, rep), repeat_kv(v, rep), Some(mask.clone()), 1.0 / (self.head_dim as f64).sqrt());
+        self.o_proj.forward(merge_heads(out))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct LlamaMlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl LlamaMlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.down_proj.forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct LlamaDecoderLayer {
+    pub self_attn: LlamaAttention,
+    pub mlp: LlamaMlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct LlamaModel {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<LlamaDecoderLayer>,
+    pub norm: RmsNorm,
+    pub rotary_emb: Rope,
+}
+
+/// A Llama-family decoder with its language-model head.
+#[derive(Module, Debug)]
+pub struct LlamaForCausalLM {
+    pub model: LlamaModel,
+    /// `None` when the head is tied to `embed_tokens`.
+    pub lm_head: Option<Linear>,
+}
+
+impl LlamaForCausalLM {
+    /// Builds the model from HF-named weights, checking every shape against `cfg`.
+    pub fn load(cfg: &LlamaConfig, w: &mut WeightMap, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
+        let why = "config.json";
+        let lin = |w: &mut WeightMap, name: String, i: usize, o: usize, bias: bool| {
+            Linear::load(w, &name, i, o, bias, WeightLayout::OutIn, why, device)
+        };
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(LlamaDecoderLayer {
+                self_attn: LlamaAttention {
+                    q_proj: lin(w, format!("{p}.self_attn.q_proj"), h, nh * hd, cfg.qkv_bias())?,
+                    k_proj: lin(w, format!("{p}.self_attn.k_proj"), h, nkv * hd, cfg.qkv_bias())?,
+                    v_proj: lin(w, format!("{p}.self_attn.v_proj"), h, nkv * hd, cfg.qkv_bias())?,
+                    o_proj: lin(w, format!("{p}.self_attn.o_proj"), nh * hd, h, cfg.o_bias())?,
+                    num_heads: nh,
+                    num_kv_heads: nkv,
+                    head_dim: hd,
+                },
+                mlp: LlamaMlp {
+                    gate_proj: lin(w, format!("{p}.mlp.gate_proj"), h, cfg.intermediate_size, cfg.mlp_bias)?,
+                    up_proj: lin(w, format!("{p}.mlp.up_proj"), h, cfg.intermediate_size, cfg.mlp_bias)?,
+                    down_proj: lin(w, format!("{p}.mlp.down_proj"), cfg.intermediate_size, h, cfg.mlp_bias)?,
+                },
+                input_layernorm: RmsNorm::load(w, &format!("{p}.input_layernorm"), h, cfg.rms_norm_eps, why, device)?,
+                post_attention_layernorm: RmsNorm::load(w, &format!("{p}.post_attention_layernorm"), h, cfg.rms_norm_eps, why, device)?,
+            });
+        }
+        let (theta, scaling) = cfg.rope()?;
+        let embed_tokens = Embedding::load(w, "model.embed_tokens.weight", cfg.vocab_size, h, why, device)?;
+        // Some tied checkpoints still store lm_head; transformers then ignores it.
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(lin(w, "lm_head".into(), h, cfg.vocab_size, false)?)
+        };
+        Ok(Self {
+            model: LlamaModel {
+                embed_tokens,
+                layers,
+                norm: RmsNorm::load(w, "model.norm", h, cfg.rms_norm_eps, why, device)?,
+                rotary_emb: Rope::new(hd, cfg.max_position_embeddings, theta, scaling.as_ref(), device),
+            },
+            lm_head,
+        })
+    }
+
+    /// Token embeddings for `[batch, seq]` ids.
+    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        self.model.embed_tokens.forward(input_ids)
+    }
+
+    /// Runs the decoder on embeddings `[batch, seq, hidden]`. `attention_mask`
+    /// (1 = real token) covers cached and new positions.
+    pub fn forward_embeds(&self, mut x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> CausalOutput {
+        let [b, s, _] = x.dims();
+        let offset = cache.as_ref().map_or(0, |c| c.offset());
+        let mask = causal_mask(b, s, offset, attention_mask, &x.device());
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            let a = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &self.model.rotary_emb, &mask, offset, i, cache.as_deref_mut());
+            x = x + a;
+            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+        }
+        let hidden = self.model.norm.forward(x);
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(hidden.clone()),
+            None => self.model.embed_tokens.attend(hidden.clone()),
+        };
+        CausalOutput { last_hidden_state: hidden, logits }
+    }
+
+    /// Runs the model on `[batch, seq]` token ids.
+    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
+        self.forward_embeds(self.embed(input_ids), attention_mask, cache)
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.model.layers.len()
+    }
+}

@@ -1,0 +1,320 @@
+//! Model families and the code that builds one from a model's files.
+//!
+//! A model is a Hugging Face directory (`config.json`, `*.safetensors`,
+//! `tokenizer.json`) or one `.gguf` file. The core never touches the file
+//! system: callers hand it the bytes ([`ModelFiles`]), so the browser and the
+//! CLI share this code.
+
+pub mod bert;
+pub mod gpt2;
+pub mod layers;
+pub mod llama;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::formats::gguf;
+use crate::formats::safetensors::{shard_files, HostTensor, WeightMap};
+use crate::formats::tokenizer::TextTokenizer;
+use bert::{BertConfig, BertForSequenceClassification};
+use gpt2::{Gpt2Config, Gpt2LMHeadModel};
+pub use layers::KvCache;
+use llama::{LlamaConfig, LlamaForCausalLM};
+
+/// What a decoder's forward pass returns.
+#[derive(Debug, Clone)]
+pub struct CausalOutput {
+    /// `[batch, seq, hidden]`, after the final norm.
+    pub last_hidden_state: Tensor<3>,
+    /// `[batch, seq, vocab]`.
+    pub logits: Tensor<3>,
+}
+
+/// The files of one model, in memory, by file name.
+#[derive(Debug, Default, Clone)]
+pub struct ModelFiles {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl ModelFiles {
+    /// Adds a file under its base name.
+    pub fn add(&mut self, name: &str, bytes: Vec<u8>) {
+        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+        self.files.insert(base.to_string(), bytes);
+    }
+
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.files.get(name).map(Vec::as_slice)
+    }
+
+    fn gguf(&self) -> Option<(&str, &[u8])> {
+        self.files.iter().find(|(n, _)| n.ends_with(".gguf")).map(|(n, b)| (n.as_str(), b.as_slice()))
+    }
+
+    /// The files a model directory needs: config, tokenizer, and the weights
+    /// (the shards an index names, else `model.safetensors`). `list` gives the
+    /// directory's file names; `read_index` returns the index file's bytes.
+    pub fn needed_from_listing(list: &[String], read_index: impl FnOnce() -> Option<Vec<u8>>) -> Result<Vec<String>> {
+        if let Some(g) = list.iter().find(|n| n.ends_with(".gguf")) {
+            return Ok(vec![g.clone()]);
+        }
+        let mut need: Vec<String> = ["config.json", "tokenizer.json", "tokenizer_config.json"]
+            .iter()
+            .filter(|n| list.iter().any(|f| f == *n))
+            .map(|n| n.to_string())
+            .collect();
+        if list.iter().any(|f| f == "model.safetensors.index.json") {
+            let bytes = read_index().ok_or_else(|| Error::io("model.safetensors.index.json", "could not be read"))?;
+            need.push("model.safetensors.index.json".into());
+            need.extend(shard_files("model.safetensors.index.json", &bytes)?);
+        } else if list.iter().any(|f| f == "model.safetensors") {
+            need.push("model.safetensors".into());
+        } else {
+            return Err(Error::format("model directory", "no model.safetensors, model.safetensors.index.json or .gguf file found"));
+        }
+        Ok(need)
+    }
+}
+
+/// The architecture-specific network.
+#[derive(Debug)]
+pub enum Network {
+    Llama(LlamaForCausalLM),
+    Gpt2(Gpt2LMHeadModel),
+    Bert(BertForSequenceClassification),
+}
+
+/// Facts about a loaded model, as `webpeft info` prints them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// transformers class, e.g. `LlamaForCausalLM`.
+    pub architecture: String,
+    pub model_type: String,
+    /// `causal-lm`, `feature-extraction` or `seq-cls`.
+    pub task: String,
+    pub num_parameters: usize,
+    /// Dtypes as stored in the files (`F32`, `BF16`, `Q4_1`...).
+    pub dtypes: Vec<String>,
+    pub format: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub context_length: usize,
+    pub num_labels: Option<usize>,
+    pub has_chat_template: bool,
+}
+
+/// A model ready to run: its network, tokenizer and description.
+#[derive(Debug)]
+pub struct Model {
+    pub network: Network,
+    pub tokenizer: Option<TextTokenizer>,
+    pub info: ModelInfo,
+    /// `config.json` as loaded (or as mapped from GGUF metadata).
+    pub config: serde_json::Value,
+    pub device: Device,
+}
+
+/// Output of [`Model::forward`] for a batch.
+#[derive(Debug, Clone)]
+pub struct ForwardOutput {
+    /// `[batch, seq, hidden]`.
+    pub last_hidden_state: Tensor<3>,
+    /// Causal LMs: `[batch, seq, vocab]`.
+    pub token_logits: Option<Tensor<3>>,
+    /// Classifiers: `[batch, num_labels]`.
+    pub class_logits: Option<Tensor<2>>,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(file: &str, value: &serde_json::Value) -> Result<T> {
+    serde_json::from_value(value.clone()).map_err(|e| Error::format(file, format!("{e}")))
+}
+
+impl Model {
+    /// Loads a model from its files onto `device`.
+    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+        if let Some((name, bytes)) = files.gguf() {
+            return Self::load_gguf(name, bytes, device);
+        }
+        let config_bytes = files.get("config.json").ok_or_else(|| Error::format("model", "config.json is missing"))?;
+        let config: serde_json::Value =
+            serde_json::from_slice(config_bytes).map_err(|e| Error::format("config.json", format!("invalid JSON: {e}")))?;
+        let mut weights = WeightMap::new("model.safetensors");
+        if let Some(index) = files.get("model.safetensors.index.json") {
+            let shards = shard_files("model.safetensors.index.json", index)?;
+            weights.source = shards.join(", ");
+            for shard in shards {
+                let bytes = files.get(&shard).ok_or_else(|| Error::format(&shard, "shard named by model.safetensors.index.json is missing"))?;
+                weights.add_safetensors(&shard, bytes)?;
+            }
+        } else {
+            let bytes = files.get("model.safetensors").ok_or_else(|| Error::format("model", "model.safetensors is missing"))?;
+            weights.add_safetensors("model.safetensors", bytes)?;
+        }
+        let tokenizer = match files.get("tokenizer.json") {
+            Some(t) => Some(TextTokenizer::from_hf(t, files.get("tokenizer_config.json"))?),
+            None => None,
+        };
+        Self::build(config, weights, tokenizer, "safetensors", device)
+    }
+
+    fn load_gguf(name: &str, bytes: &[u8], device: &Device) -> Result<Self> {
+        let g = gguf::parse(bytes, name).map_err(|e| Error::format(name, strip_source(&e.to_string(), name)))?;
+        let mut dtypes: Vec<String> = g.tensors.iter().map(|t| format!("{:?}", t.dtype)).collect();
+        dtypes.sort();
+        dtypes.dedup();
+        let hf = gguf::to_hf(&g).map_err(|e| {
+            let msg = strip_source(&e.to_string(), name);
+            if msg.contains("unsupported") {
+                Error::unsupported(name, msg)
+            } else {
+                Error::format(name, msg)
+            }
+        })?;
+        let mut weights = WeightMap::new(name);
+        for (tname, shape, data) in hf.tensors {
+            weights.insert(tname, HostTensor::new(shape, data, "F32", name));
+        }
+        let tokenizer = TextTokenizer {
+            inner: hf.tokenizer,
+            chat_template: hf.chat_template,
+            bos_token: hf.bos_token,
+            eos_token: hf.eos_token,
+            source: name.to_string(),
+        };
+        let mut model = Self::build(hf.config, weights, Some(tokenizer), "gguf", device)?;
+        model.info.dtypes = dtypes;
+        Ok(model)
+    }
+
+    fn build(config: serde_json::Value, mut w: WeightMap, tokenizer: Option<TextTokenizer>, format: &str, device: &Device) -> Result<Self> {
+        let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let num_parameters = w.num_values();
+        let dtypes = w.dtypes();
+        let arch = config
+            .get("architectures")
+            .and_then(|a| a.get(0))
+            .and_then(|a| a.as_str())
+            .unwrap_or("")
+            .to_string();
+        let (network, info) = match model_type.as_str() {
+            "llama" | "qwen2" => {
+                let cfg: LlamaConfig = parse_json("config.json", &config)?;
+                let net = LlamaForCausalLM::load(&cfg, &mut w, device)?;
+                let arch = if model_type == "qwen2" { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" };
+                (Network::Llama(net), info(arch, &model_type, "causal-lm", cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings, None))
+            }
+            "gpt2" => {
+                let cfg: Gpt2Config = parse_json("config.json", &config)?;
+                let net = Gpt2LMHeadModel::load(&cfg, &mut w, device)?;
+                (Network::Gpt2(net), info("GPT2LMHeadModel", "gpt2", "causal-lm", cfg.vocab_size, cfg.n_embd, cfg.n_layer, cfg.n_positions, None))
+            }
+            "bert" => {
+                let cfg: BertConfig = parse_json("config.json", &config)?;
+                let with_head = arch == "BertForSequenceClassification" || w.contains("classifier.weight");
+                let net = BertForSequenceClassification::load(&cfg, &mut w, with_head, device)?;
+                let labels = net.num_labels();
+                let (arch, task) = if with_head { ("BertForSequenceClassification", "seq-cls") } else { ("BertModel", "feature-extraction") };
+                (Network::Bert(net), info(arch, "bert", task, cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings, labels))
+            }
+            "" => return Err(Error::format("config.json", "model_type is missing")),
+            other => {
+                return Err(Error::unsupported(
+                    "config.json",
+                    format!("unknown model_type '{other}' (supported: llama, qwen2, gpt2, bert)"),
+                ))
+            }
+        };
+        let info = ModelInfo {
+            num_parameters,
+            dtypes,
+            format: format.to_string(),
+            has_chat_template: tokenizer.as_ref().is_some_and(|t| t.chat_template.is_some()),
+            ..info
+        };
+        Ok(Self { network, tokenizer, info, config, device: device.clone() })
+    }
+
+    /// True for decoders that predict the next token.
+    pub fn is_causal(&self) -> bool {
+        matches!(self.network, Network::Llama(_) | Network::Gpt2(_))
+    }
+
+    /// Number of decoder layers (for a KV cache).
+    pub fn num_layers(&self) -> usize {
+        self.info.num_layers
+    }
+
+    /// Runs a batch of equal-length token rows. `attention_mask` (1 = real
+    /// token) and `token_type_ids` are optional; a cache makes a decoder
+    /// continue from its past positions.
+    pub fn forward(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, token_type_ids: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> Result<ForwardOutput> {
+        let batch = ids.len();
+        let seq = ids.first().map_or(0, Vec::len);
+        if batch == 0 || seq == 0 {
+            return Err(Error::input("input", "no tokens to run"));
+        }
+        if ids.iter().any(|r| r.len() != seq) {
+            return Err(Error::input("input", "all rows of a batch must have the same length (pad them)"));
+        }
+        let past = cache.as_ref().map_or(0, |c| c.offset());
+        if past + seq > self.info.context_length {
+            return Err(Error::input(
+                "input",
+                format!("sequence of {} tokens exceeds the model's context length of {}", past + seq, self.info.context_length),
+            ));
+        }
+        if let Some(bad) = ids.iter().flatten().find(|&&t| t as usize >= self.info.vocab_size) {
+            return Err(Error::input("input", format!("token id {bad} is outside the vocabulary of {}", self.info.vocab_size)));
+        }
+        let input = int_tensor(ids, &self.device);
+        Ok(match &self.network {
+            Network::Llama(m) => {
+                let out = m.forward(input, attention_mask, cache);
+                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits: None }
+            }
+            Network::Gpt2(m) => {
+                let out = m.forward(input, attention_mask, cache);
+                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits: None }
+            }
+            Network::Bert(m) => {
+                let types = token_type_ids.map(|t| int_tensor(t, &self.device));
+                let out = m.forward(input, types, attention_mask);
+                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: None, class_logits: out.logits }
+            }
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn info(arch: &str, model_type: &str, task: &str, vocab: usize, hidden: usize, layers: usize, ctx: usize, labels: Option<usize>) -> ModelInfo {
+    ModelInfo {
+        architecture: arch.into(),
+        model_type: model_type.into(),
+        task: task.into(),
+        num_parameters: 0,
+        dtypes: vec![],
+        format: String::new(),
+        vocab_size: vocab,
+        hidden_size: hidden,
+        num_layers: layers,
+        context_length: ctx,
+        num_labels: labels,
+        has_chat_template: false,
+    }
+}
+
+/// A `[rows, cols]` integer tensor from token rows.
+pub fn int_tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
+    let (b, s) = (rows.len(), rows.first().map_or(0, Vec::len));
+    let flat: Vec<i64> = rows.iter().flatten().map(|&t| t as i64).collect();
+    Tensor::from_data(TensorData::new(flat, [b, s]), device)
+}
+
+/// The GGUF module's messages start with the file name; avoid saying it twice.
+fn strip_source(msg: &str, name: &str) -> String {
+    msg.strip_prefix(&format!("{name}: ")).unwrap_or(msg).to_string()
+}

@@ -1,0 +1,192 @@
+//! Bad input gets a clear error naming the file and the problem, a non-zero
+//! exit from the CLI, and never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use safetensors::{Dtype, SafeTensors};
+use webpeft::{Model, ModelFiles};
+
+/// A fresh scratch copy of a fixture directory.
+fn scratch_copy(fixture_name: &str, tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("webpeft-bad-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(fixture(fixture_name)).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// Runs the CLI; returns (success, stderr).
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webpeft")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `webpeft info DIR` fails cleanly with a message containing every `needle`.
+fn expect_cli_error(path: &Path, needles: &[&str]) {
+    let (ok, err) = cli(&["info", path.to_str().unwrap()]);
+    assert!(!ok, "expected failure for {}", path.display());
+    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error message {err:?} should mention {n:?}");
+    }
+    eprintln!("ok: {}", err.trim());
+}
+
+/// Rewrites a safetensors file tensor by tensor; `edit` returns `None` to drop one.
+fn rewrite(path: &Path, mut edit: impl FnMut(&str, Dtype, Vec<usize>, Vec<u8>) -> Option<(Dtype, Vec<usize>, Vec<u8>)>) {
+    struct Raw(Dtype, Vec<usize>, Vec<u8>);
+    impl safetensors::View for &Raw {
+        fn dtype(&self) -> Dtype { self.0 }
+        fn shape(&self) -> &[usize] { &self.1 }
+        fn data(&self) -> std::borrow::Cow<'_, [u8]> { std::borrow::Cow::Borrowed(&self.2) }
+        fn data_len(&self) -> usize { self.2.len() }
+    }
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Raw)> = Vec::new();
+    for (name, v) in st.iter() {
+        if let Some((d, s, b)) = edit(name, v.dtype(), v.shape().to_vec(), v.data().to_vec()) {
+            out.push((name.to_string(), Raw(d, s, b)));
+        }
+    }
+    let data = safetensors::serialize(out.iter().map(|(n, r)| (n.as_str(), r)), None).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn truncated_safetensors() {
+    let dir = scratch_copy("tiny-llama", "trunc");
+    let f = dir.join("model.safetensors");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    expect_cli_error(&dir, &["model.safetensors", "not a valid safetensors file"]);
+}
+
+#[test]
+fn header_length_beyond_file() {
+    let dir = scratch_copy("tiny-llama", "header");
+    let mut bytes = 5_000_000u64.to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{\"a\":1}");
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    expect_cli_error(&dir, &["model.safetensors", "not a valid safetensors file"]);
+}
+
+#[test]
+fn shape_disagrees_with_config() {
+    let dir = scratch_copy("tiny-llama", "shape");
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    v["intermediate_size"] = serde_json::json!(96);
+    std::fs::write(dir.join("config.json"), v.to_string()).unwrap();
+    expect_cli_error(&dir, &["model.safetensors", "mlp.gate_proj.weight", "has shape [128, 64]", "config.json implies [96, 64]"]);
+}
+
+#[test]
+fn dtype_disagrees_with_config() {
+    let dir = scratch_copy("tiny-llama", "dtype");
+    rewrite(&dir.join("model.safetensors"), |name, d, s, b| {
+        if name == "model.norm.weight" {
+            Some((Dtype::I32, s, b))
+        } else {
+            Some((d, s, b))
+        }
+    });
+    expect_cli_error(&dir, &["model.safetensors", "model.norm.weight", "dtype I32"]);
+}
+
+#[test]
+fn missing_tensor() {
+    let dir = scratch_copy("tiny-llama", "missing");
+    rewrite(&dir.join("model.safetensors"), |name, d, s, b| (name != "model.layers.1.mlp.down_proj.weight").then_some((d, s, b)));
+    expect_cli_error(&dir, &["missing tensor model.layers.1.mlp.down_proj.weight"]);
+}
+
+#[test]
+fn unknown_model_type() {
+    let dir = scratch_copy("tiny-llama", "arch");
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    v["model_type"] = serde_json::json!("mamba");
+    std::fs::write(dir.join("config.json"), v.to_string()).unwrap();
+    expect_cli_error(&dir, &["config.json", "unknown model_type 'mamba'"]);
+}
+
+#[test]
+fn malformed_tokenizer_json() {
+    let dir = scratch_copy("tiny-llama", "tok");
+    std::fs::write(dir.join("tokenizer.json"), "{\"model\": {\"type\": \"BPE\", \"vocab\": 3").unwrap();
+    expect_cli_error(&dir, &["tokenizer.json", "could not parse the tokenizer"]);
+}
+
+#[test]
+fn gguf_bad_magic() {
+    let dir = std::env::temp_dir().join(format!("webpeft-bad-gguf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.gguf");
+    std::fs::write(&f, b"GGML\x03\x00\x00\x00 this is not a gguf file at all").unwrap();
+    expect_cli_error(&f, &["bad.gguf", "magic"]);
+}
+
+#[test]
+fn gguf_truncated_data() {
+    let src = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !src.exists() {
+        let ok = Command::new("bash").arg(root().join("scripts/fetch-models.sh")).status().unwrap().success();
+        assert!(ok, "scripts/fetch-models.sh failed");
+    }
+    let bytes = std::fs::read(&src).unwrap();
+    let dir = std::env::temp_dir().join(format!("webpeft-bad-gguft-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("truncated.gguf");
+    std::fs::write(&f, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    expect_cli_error(&f, &["truncated.gguf", "truncated"]);
+}
+
+/// Flips random bytes in a tiny model's files a few hundred times: every
+/// outcome must be Ok or an Error, never a panic.
+#[test]
+fn random_corruption_never_panics() {
+    let base = files(&fixture("tiny-llama"));
+    let device = device(webpeft::device::Backend::Cpu);
+    let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let targets = ["model.safetensors", "config.json", "tokenizer.json"];
+    let (mut errors, runs) = (0, 300);
+    for i in 0..runs {
+        let mut f: ModelFiles = base.clone();
+        let name = targets[i % targets.len()];
+        let bytes = f.files.get_mut(name).unwrap();
+        // Mostly hit headers and JSON structure, where parsing decisions are made.
+        let span = if name == "model.safetensors" { 4096.min(bytes.len()) } else { bytes.len() };
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % span;
+            bytes[at] ^= 1 << (next() % 8);
+        }
+        if next() % 5 == 0 {
+            let cut = (next() as usize) % bytes.len();
+            bytes.truncate(cut);
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Model::load(&f, &device).map(|_| ())));
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                errors += 1;
+                assert!(!e.to_string().is_empty());
+            }
+            Err(_) => panic!("run {i}: corrupting {name} caused a panic"),
+        }
+    }
+    assert!(errors > runs / 4, "only {errors} of {runs} corruptions were detected; the test is not exercising the parsers");
+}

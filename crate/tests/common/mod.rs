@@ -1,0 +1,105 @@
+//! Helpers shared by the integration tests: fixture paths, reference dumps
+//! and closeness checks.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use safetensors::{Dtype, SafeTensors};
+use webpeft::device::{self, Backend};
+use webpeft::{Model, ModelFiles};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// A reference tensor: shape and values (ints widened to f64 for simplicity).
+#[derive(Debug, Clone)]
+pub struct Ref {
+    pub shape: Vec<usize>,
+    pub f32: Vec<f32>,
+    pub i64: Vec<i64>,
+}
+
+impl Ref {
+    pub fn ids(&self) -> Vec<u32> {
+        self.i64.iter().map(|&v| v as u32).collect()
+    }
+    /// Rows of a 2-D int tensor.
+    pub fn id_rows(&self) -> Vec<Vec<u32>> {
+        self.ids().chunks(self.shape[1]).map(|c| c.to_vec()).collect()
+    }
+}
+
+/// Reads every tensor of a safetensors reference dump.
+pub fn read_ref(path: &Path) -> HashMap<String, Ref> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.iter()
+        .map(|(name, v)| {
+            let shape = v.shape().to_vec();
+            let mut r = Ref { shape, f32: vec![], i64: vec![] };
+            match v.dtype() {
+                Dtype::F32 => r.f32 = v.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                Dtype::I64 => r.i64 = v.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
+                other => panic!("unexpected dtype {other:?} for {name}"),
+            }
+            (name.to_string(), r)
+        })
+        .collect()
+}
+
+/// Reads a model directory or .gguf file from disk, as the CLI does.
+pub fn files(path: &Path) -> ModelFiles {
+    let mut files = ModelFiles::default();
+    if path.is_file() {
+        files.add(&path.to_string_lossy(), std::fs::read(path).unwrap());
+    } else {
+        for e in std::fs::read_dir(path).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".json") || name.ends_with(".safetensors") && name != "reference.safetensors" {
+                files.add(&name, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    files
+}
+
+pub fn device(backend: Backend) -> Device {
+    device::native(backend).expect("device")
+}
+
+pub fn load(path: &Path, backend: Backend) -> Model {
+    Model::load(&files(path), &device(backend)).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+}
+
+/// Reads a tensor back (tests may block; the web path never does).
+pub fn host<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    pollster::block_on(webpeft::generate::read_f32(t)).unwrap()
+}
+
+/// Largest absolute difference; panics with context if shapes differ.
+pub fn max_abs_diff(what: &str, got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: {} values, reference has {}", got.len(), want.len());
+    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+}
+
+/// Asserts `got` is within `tol` of `want` (max abs), and that the reference is not trivial.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    let d = max_abs_diff(what, got, want);
+    assert!(want.iter().any(|v| v.abs() > 1e-3), "{what}: the reference is all zeros; the test would prove nothing");
+    assert!(d <= tol, "{what}: max abs diff {d:e} > {tol:e}");
+    eprintln!("{what}: max abs diff {d:e} (tolerance {tol:e})");
+}
+
+/// Backends to test: the CPU always, the GPU through wgpu (lavapipe here).
+pub fn backends() -> Vec<Backend> {
+    vec![Backend::Cpu, Backend::Gpu]
+}

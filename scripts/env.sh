@@ -1,0 +1,9 @@
+# Shared settings for the project's scripts (sourced, not run).
+# Cargo builds go to a target directory outside the clone so that repeated
+# runs (and CI on the same machine) reuse the heavy burn build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/webpeft/target}"
+export WEBPEFT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export WEBPEFT_BIN="$CARGO_TARGET_DIR/release/webpeft"
+# Two cores: one job per core; more only thrashes memory during burn's build.
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"  # wgpu/Vulkan warn without it
