@@ -1,0 +1,81 @@
+//! The CLI's contract: names, flags and output formats other tools rely on.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn webpeft(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webpeft")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn forward_writes_logits_and_hidden_states() {
+    for (model, device) in [("tiny-llama", "cpu"), ("tiny-gpt2", "gpu"), ("tiny-bert", "cpu")] {
+        let r = read_ref(&fixture(model).join("reference.safetensors"));
+        let tokens: Vec<String> = r["input_ids"].ids().iter().map(|t| t.to_string()).collect();
+        let out = std::env::temp_dir().join(format!("webpeft-cli-{model}-{}.safetensors", std::process::id()));
+        let dir = fixture(model);
+        let (ok, _, err) = webpeft(&["forward", dir.to_str().unwrap(), "--tokens", &tokens.join(","), "--out", out.to_str().unwrap(), "--device", device]);
+        assert!(ok, "{err}");
+        let got = read_ref(&out);
+        assert_eq!(got["logits"].shape, r["logits"].shape, "{model}: logits shape");
+        assert_eq!(got["last_hidden_state"].shape, r["last_hidden_state"].shape, "{model}: hidden shape");
+        assert_close(&format!("{model} CLI logits"), &got["logits"].f32, &r["logits"].f32, 1e-4);
+        assert_close(&format!("{model} CLI hidden"), &got["last_hidden_state"].f32, &r["last_hidden_state"].f32, 1e-4);
+    }
+}
+
+#[test]
+fn tokenize_prints_transformers_ids() {
+    let dir = fixture("tiny-llama");
+    let (ok, out, err) = webpeft(&["tokenize", dir.to_str().unwrap(), "--text", "hello"]);
+    assert!(ok, "{err}");
+    let ids: Vec<u32> = serde_json::from_str(out.trim()).unwrap();
+    assert!(!ids.is_empty());
+}
+
+#[test]
+fn info_json_describes_the_model() {
+    let dir = fixture("tiny-llama");
+    let (ok, out, err) = webpeft(&["info", dir.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["architecture"], "LlamaForCausalLM");
+    assert_eq!(v["vocab_size"], 320);
+    assert_eq!(v["context_length"], 128);
+    assert_eq!(v["num_layers"], 2);
+    // 320*64 (embed) + 320*64 (untied head) + 64 (norm) + 2 layers.
+    let per_layer = 64 * 64 + 2 * 64 * 32 + 64 * 64 + 3 * 64 * 128 + 2 * 64;
+    assert_eq!(v["num_parameters"], 2 * 320 * 64 + 64 + 2 * per_layer);
+}
+
+#[test]
+fn generate_chat_streams_transformers_text() {
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("real/smollm2.json")).unwrap()).unwrap();
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !model.exists() {
+        assert!(Command::new("bash").arg(root().join("scripts/fetch-models.sh")).status().unwrap().success(), "model fetch failed");
+    }
+    let prompt = r["messages"][0]["content"].as_str().unwrap();
+    let (ok, out, err) = webpeft(&["generate", model.to_str().unwrap(), "--chat", "--prompt", prompt, "--max-new-tokens", "20"]);
+    assert!(ok, "{err}");
+    // transformers stops at <|im_end|> and the CLI prints text without special tokens.
+    assert_eq!(out.trim_end_matches('\n'), r["greedy_20_text_skip_special"].as_str().unwrap());
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let dir = fixture("tiny-llama");
+    let (ok, _, err) = webpeft(&["forward", dir.to_str().unwrap(), "--tokens", "1,x", "--out", "/tmp/x.safetensors"]);
+    assert!(!ok && err.contains("--tokens"), "{err}");
+    let (ok, _, err) = webpeft(&["forward", dir.to_str().unwrap(), "--tokens", "99999", "--out", "/tmp/x.safetensors"]);
+    assert!(!ok && err.contains("outside the vocabulary"), "{err}");
+    let long: Vec<String> = (0..200).map(|_| "5".to_string()).collect();
+    let (ok, _, err) = webpeft(&["forward", dir.to_str().unwrap(), "--tokens", &long.join(","), "--out", "/tmp/x.safetensors"]);
+    assert!(!ok && err.contains("exceeds the model's context length of 128"), "{err}");
+    let (ok, _, err) = webpeft(&["info", "/nonexistent/model"]);
+    assert!(!ok && err.contains("/nonexistent/model"), "{err}");
+}
