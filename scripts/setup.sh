@@ -12,7 +12,7 @@ if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown
 fi
 
 # A Vulkan loader and driver. Real GPUs bring their own; lavapipe is the fallback.
-if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q libvulkan.so.1; then
+if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || ! ldconfig -p | grep libvulkan.so.1 >/dev/null; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
