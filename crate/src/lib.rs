@@ -13,6 +13,7 @@ pub mod error;
 pub mod formats;
 pub mod generate;
 pub mod models;
+pub mod peft;
 
 pub use error::{Error, ErrorKind, Result};
 pub use models::{Model, ModelFiles, ModelInfo};

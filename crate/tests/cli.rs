@@ -29,6 +29,17 @@ fn forward_writes_logits_and_hidden_states() {
 }
 
 #[test]
+fn forward_with_a_peft_adapter() {
+    let r = read_ref(&fixture("peft/qwen2-dora/reference.safetensors"));
+    let tokens: Vec<String> = r["input_ids"].ids().iter().map(|t| t.to_string()).collect();
+    let out = std::env::temp_dir().join(format!("webpeft-cli-adapter-{}.safetensors", std::process::id()));
+    let (model, adapter) = (fixture("tiny-qwen2"), fixture("peft/qwen2-dora"));
+    let (ok, _, err) = webpeft(&["forward", model.to_str().unwrap(), "--adapter", adapter.to_str().unwrap(), "--tokens", &tokens.join(","), "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_close("CLI forward --adapter", &read_ref(&out)["logits"].f32, &r["logits"].f32, 1e-4);
+}
+
+#[test]
 fn tokenize_prints_transformers_ids() {
     let dir = fixture("tiny-llama");
     let (ok, out, err) = webpeft(&["tokenize", dir.to_str().unwrap(), "--text", "hello"]);

@@ -136,6 +136,11 @@ impl WeightMap {
         Ok(t)
     }
 
+    /// Removes and returns `name` whatever its shape (the caller checks it).
+    pub fn remove(&mut self, name: &str) -> Option<HostTensor> {
+        self.tensors.remove(name)
+    }
+
     /// Like [`WeightMap::take`], but `None` when the tensor is absent.
     pub fn take_opt(&mut self, name: &str, shape: &[usize], why: &str) -> Result<Option<HostTensor>> {
         if self.contains(name) {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::layers::{attention, merge_heads, padding_mask, split_heads, Embedding, LayerNorm, Linear, WeightLayout};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
+use super::NamedLayers;
 
 /// `config.json` of a BERT-family model.
 #[derive(Debug, Clone, Deserialize)]
@@ -258,6 +259,32 @@ impl BertForSequenceClassification {
     /// Runs the encoder on `[batch, seq]` ids.
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
         self.forward_embeds(self.embed(input_ids, token_type_ids), attention_mask)
+    }
+
+    /// Every dense and norm layer by its HF module path (for adapters).
+    pub fn named_layers(&mut self) -> NamedLayers<'_> {
+        let mut n = NamedLayers::default();
+        let e = &mut self.bert.embeddings;
+        n.norms.push(("bert.embeddings.LayerNorm".into(), &mut e.LayerNorm));
+        for (i, l) in self.bert.encoder.layer.iter_mut().enumerate() {
+            let p = format!("bert.encoder.layer.{i}");
+            let a = &mut l.attention;
+            n.linears.push((format!("{p}.attention.self.query"), &mut a.self_.query));
+            n.linears.push((format!("{p}.attention.self.key"), &mut a.self_.key));
+            n.linears.push((format!("{p}.attention.self.value"), &mut a.self_.value));
+            n.linears.push((format!("{p}.attention.output.dense"), &mut a.output.dense));
+            n.norms.push((format!("{p}.attention.output.LayerNorm"), &mut a.output.LayerNorm));
+            n.linears.push((format!("{p}.intermediate.dense"), &mut l.intermediate.dense));
+            n.linears.push((format!("{p}.output.dense"), &mut l.output.dense));
+            n.norms.push((format!("{p}.output.LayerNorm"), &mut l.output.LayerNorm));
+        }
+        if let Some(p) = self.bert.pooler.as_mut() {
+            n.linears.push(("bert.pooler.dense".into(), &mut p.dense));
+        }
+        if let Some(c) = self.classifier.as_mut() {
+            n.linears.push(("classifier".into(), c));
+        }
+        n
     }
 
     pub fn num_labels(&self) -> Option<usize> {

@@ -11,6 +11,7 @@ use super::layers::{attention, causal_mask, merge_heads, split_heads, Embedding,
 use super::CausalOutput;
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
+use super::NamedLayers;
 
 /// `config.json` of a GPT-2 model.
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +178,22 @@ impl Gpt2LMHeadModel {
     pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
         let offset = cache.as_ref().map_or(0, |c| c.offset());
         self.forward_embeds(self.embed(input_ids, offset), attention_mask, cache)
+    }
+
+    /// Every dense and norm layer by its HF module path (for adapters).
+    pub fn named_layers(&mut self) -> NamedLayers<'_> {
+        let mut n = NamedLayers::default();
+        for (i, b) in self.transformer.h.iter_mut().enumerate() {
+            let p = format!("transformer.h.{i}");
+            n.linears.push((format!("{p}.attn.c_attn"), &mut b.attn.c_attn));
+            n.linears.push((format!("{p}.attn.c_proj"), &mut b.attn.c_proj));
+            n.linears.push((format!("{p}.mlp.c_fc"), &mut b.mlp.c_fc));
+            n.linears.push((format!("{p}.mlp.c_proj"), &mut b.mlp.c_proj));
+            n.norms.push((format!("{p}.ln_1"), &mut b.ln_1));
+            n.norms.push((format!("{p}.ln_2"), &mut b.ln_2));
+        }
+        n.norms.push(("transformer.ln_f".into(), &mut self.transformer.ln_f));
+        n
     }
 
     pub fn num_layers(&self) -> usize {

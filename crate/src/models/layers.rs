@@ -7,6 +7,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::Result;
 use crate::formats::safetensors::{HostTensor, WeightMap};
+use crate::peft::ia3::Ia3Layer;
+use crate::peft::lora::LoraLayer;
 
 /// Uploads a host tensor to `device` as a parameter.
 pub fn param<const D: usize>(t: HostTensor, device: &Device) -> Param<Tensor<D>> {
@@ -28,6 +30,10 @@ pub struct Linear {
     pub weight: Param<Tensor<2>>,
     /// `[out]`.
     pub bias: Option<Param<Tensor<1>>>,
+    /// A LoRA / DoRA adapter, when one targets this layer.
+    pub lora: Option<LoraLayer>,
+    /// An (IA)^3 vector, when one targets this layer.
+    pub ia3: Option<Ia3Layer>,
 }
 
 /// How a checkpoint lays out a dense weight.
@@ -56,12 +62,30 @@ impl Linear {
             WeightLayout::InOut => w.take(&format!("{prefix}.weight"), &[d_in, d_out], why)?,
         };
         let bias = if bias { Some(param(w.take(&format!("{prefix}.bias"), &[d_out], why)?, device)) } else { None };
-        Ok(Self { weight: param(weight, device), bias })
+        Ok(Self { weight: param(weight, device), bias, lora: None, ia3: None })
     }
 
-    /// Applies the layer to the last dimension of `x`.
+    /// Input and output sizes.
+    pub fn dims(&self) -> (usize, usize) {
+        let [i, o] = self.weight.dims();
+        (i, o)
+    }
+
+    /// Applies the layer (and any adapter on it) to the last dimension of `x`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        let x = match &self.ia3 {
+            Some(l) if l.feedforward => x * l.vector.val().unsqueeze::<D>(),
+            _ => x,
+        };
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let mut y = burn::tensor::module::linear(x.clone(), self.weight.val(), bias.clone());
+        if let Some(lora) = &self.lora {
+            y = lora.forward(x, y, self.weight.val(), bias);
+        }
+        match &self.ia3 {
+            Some(l) if !l.feedforward => y * l.vector.val().unsqueeze::<D>(),
+            _ => y,
+        }
     }
 }
 

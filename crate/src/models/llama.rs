@@ -11,6 +11,7 @@ use super::layers::{attention, causal_mask, merge_heads, repeat_kv, split_heads,
 use super::CausalOutput;
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
+use super::NamedLayers;
 
 /// `config.json` of a Llama or Qwen2 model (the fields webpeft uses).
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +275,26 @@ impl LlamaForCausalLM {
     /// Runs the model on `[batch, seq]` token ids.
     pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
         self.forward_embeds(self.embed(input_ids), attention_mask, cache)
+    }
+
+    /// Every dense and norm layer by its HF module path (for adapters).
+    pub fn named_layers(&mut self) -> NamedLayers<'_> {
+        let mut n = NamedLayers::default();
+        for (i, l) in self.model.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &mut l.self_attn;
+            n.linears.push((format!("{p}.self_attn.q_proj"), &mut a.q_proj));
+            n.linears.push((format!("{p}.self_attn.k_proj"), &mut a.k_proj));
+            n.linears.push((format!("{p}.self_attn.v_proj"), &mut a.v_proj));
+            n.linears.push((format!("{p}.self_attn.o_proj"), &mut a.o_proj));
+            n.linears.push((format!("{p}.mlp.gate_proj"), &mut l.mlp.gate_proj));
+            n.linears.push((format!("{p}.mlp.up_proj"), &mut l.mlp.up_proj));
+            n.linears.push((format!("{p}.mlp.down_proj"), &mut l.mlp.down_proj));
+        }
+        if let Some(h) = self.lm_head.as_mut() {
+            n.linears.push(("lm_head".into(), h));
+        }
+        n
     }
 
     pub fn num_layers(&self) -> usize {

@@ -79,6 +79,14 @@ impl ModelFiles {
     }
 }
 
+/// Mutable references to a network's layers, by HF module path, so adapters
+/// can attach to them by the names PEFT uses.
+#[derive(Default)]
+pub struct NamedLayers<'a> {
+    pub linears: Vec<(String, &'a mut layers::Linear)>,
+    pub norms: Vec<(String, &'a mut layers::LayerNorm)>,
+}
+
 /// The architecture-specific network.
 #[derive(Debug)]
 pub enum Network {
@@ -236,6 +244,15 @@ impl Model {
             ..info
         };
         Ok(Self { network, tokenizer, info, config, device: device.clone() })
+    }
+
+    /// The network's dense and norm layers by HF module path.
+    pub fn named_layers(&mut self) -> NamedLayers<'_> {
+        match &mut self.network {
+            Network::Llama(m) => m.named_layers(),
+            Network::Gpt2(m) => m.named_layers(),
+            Network::Bert(m) => m.named_layers(),
+        }
     }
 
     /// True for decoders that predict the next token.

@@ -44,6 +44,9 @@ enum Command {
         tokens: String,
         #[arg(long)]
         out: PathBuf,
+        /// A PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+        #[arg(long)]
+        adapter: Option<PathBuf>,
         #[arg(long, default_value = "cpu")]
         device: Backend,
     },
@@ -64,6 +67,9 @@ enum Command {
         top_p: f32,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+        #[arg(long)]
+        adapter: Option<PathBuf>,
         #[arg(long, default_value = "cpu")]
         device: Backend,
     },
@@ -113,9 +119,10 @@ fn run(command: Command) -> Result<()> {
             let ids = tokenizer(&m)?.encode(&text, true)?;
             println!("{}", serde_json::to_string(&ids).expect("ids serialise"));
         }
-        Command::Forward { model, tokens, out, device } => {
+        Command::Forward { model, tokens, out, adapter, device } => {
             let ids = parse_tokens(&tokens)?;
-            let m = load(&model, device)?;
+            let mut m = load(&model, device)?;
+            apply_adapter(&mut m, adapter.as_deref())?;
             let fwd = m.forward(&[ids.clone()], None, None, None)?;
             let [_, s, h] = fwd.last_hidden_state.dims();
             let mut tensors = vec![OutTensor {
@@ -134,8 +141,9 @@ fn run(command: Command) -> Result<()> {
             let bytes = write_f32(&tensors, None)?;
             std::fs::write(&out, bytes).map_err(|e| Error::io(out.display().to_string(), e.to_string()))?;
         }
-        Command::Generate { model, prompt, chat, max_new_tokens, temperature, top_p, seed, device } => {
-            let m = load(&model, device)?;
+        Command::Generate { model, prompt, chat, max_new_tokens, temperature, top_p, seed, adapter, device } => {
+            let mut m = load(&model, device)?;
+            apply_adapter(&mut m, adapter.as_deref())?;
             let tok = tokenizer(&m)?;
             let prompt_ids = if chat {
                 let text = tok.apply_chat_template(&[Message { role: "user".into(), content: prompt }], true)?;
@@ -199,6 +207,22 @@ pub fn stop_ids(m: &Model) -> Vec<u32> {
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// Loads a PEFT adapter directory onto `m`, if one was given.
+fn apply_adapter(m: &mut Model, dir: Option<&Path>) -> Result<()> {
+    let Some(dir) = dir else { return Ok(()) };
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).map_err(|e| Error::io(p.display().to_string(), e.to_string()))
+    };
+    let summary = webpeft::peft::load_adapter(m, &read("adapter_config.json")?, &read("adapter_model.safetensors")?)
+        .map_err(|e| Error { source: format!("{}/{}", dir.display(), e.source), ..e })?;
+    eprintln!(
+        "adapter: {} on {} modules, {} base tensors replaced",
+        summary.peft_type, summary.adapted_modules, summary.replaced_tensors
+    );
+    Ok(())
 }
 
 /// Reads a model directory or .gguf file and loads it on `backend`.

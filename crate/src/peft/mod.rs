@@ -1,0 +1,231 @@
+//! Parameter-efficient fine-tuning methods with Hugging Face PEFT's file
+//! format and semantics. Each method has its own module (config, layer);
+//! this file reads an adapter (`adapter_config.json` +
+//! `adapter_model.safetensors`) and attaches it to a model by PEFT's names.
+
+pub mod ia3;
+pub mod lora;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::formats::safetensors::{HostTensor, WeightMap};
+use crate::models::layers::{param, LayerNorm, Linear};
+use crate::models::Model;
+use ia3::{Ia3Config, Ia3Layer};
+use lora::{LoraConfig, LoraLayer};
+
+const CONFIG: &str = "adapter_config.json";
+const WEIGHTS: &str = "adapter_model.safetensors";
+
+/// `target_modules`: a list of names (matched as PEFT does, by `.`-suffix) or a regex
+/// (matched against the whole module path).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TargetModules {
+    Names(Vec<String>),
+    Regex(String),
+}
+
+/// What an adapter load attached.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterSummary {
+    pub peft_type: String,
+    /// Modules that received LoRA / DoRA / (IA)^3 layers.
+    pub adapted_modules: usize,
+    /// Base tensors replaced (trained biases, `modules_to_save` heads).
+    pub replaced_tensors: usize,
+}
+
+/// The kinds of tensor an adapter file holds, recognised by PEFT's key suffixes.
+enum Part {
+    LoraA,
+    LoraB,
+    Magnitude,
+    Ia3,
+    /// A whole tensor of the base model (trained bias, saved head): `weight` or `bias`.
+    Base(&'static str),
+}
+
+fn classify(key: &str) -> (String, Part) {
+    for (suffix, part) in [
+        (".lora_A.weight", Part::LoraA),
+        (".lora_B.weight", Part::LoraB),
+        (".lora_magnitude_vector", Part::Magnitude),
+        (".ia3_l", Part::Ia3),
+        (".base_layer.bias", Part::Base("bias")),
+        (".base_layer.weight", Part::Base("weight")),
+        (".bias", Part::Base("bias")),
+        (".weight", Part::Base("weight")),
+    ] {
+        if let Some(module) = key.strip_suffix(suffix) {
+            return (module.to_string(), part);
+        }
+    }
+    (key.to_string(), Part::Base(""))
+}
+
+/// Reads a PEFT adapter and attaches it to `model`.
+///
+/// Supported: LoRA (with rsLoRA, DoRA, `rank_pattern`/`alpha_pattern`, trained
+/// biases from `bias="all"|"lora_only"`) and (IA)^3, plus `modules_to_save`
+/// heads. Every tensor must find its module, with the shape the config implies.
+pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Result<AdapterSummary> {
+    let config: serde_json::Value =
+        serde_json::from_slice(config_json).map_err(|e| Error::format(CONFIG, format!("invalid JSON: {e}")))?;
+    let peft_type = config.get("peft_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let parse_err = |e: serde_json::Error| Error::format(CONFIG, e.to_string());
+    let (lora_cfg, ia3_cfg) = match peft_type.as_str() {
+        "LORA" => (Some(serde_json::from_value::<LoraConfig>(config.clone()).map_err(parse_err)?), None),
+        "IA3" => (None, Some(serde_json::from_value::<Ia3Config>(config.clone()).map_err(parse_err)?)),
+        "" => return Err(Error::format(CONFIG, "peft_type is missing")),
+        other => {
+            return Err(Error::unsupported(CONFIG, format!("peft_type {other} is not supported yet (supported: LORA, IA3)")))
+        }
+    };
+    if lora_cfg.as_ref().is_some_and(|c| c.lora_bias) {
+        return Err(Error::unsupported(CONFIG, "lora_bias=true is not supported yet"));
+    }
+
+    let mut w = WeightMap::new(WEIGHTS);
+    w.add_safetensors(WEIGHTS, weights)?;
+    let device = model.device.clone();
+    let arch = model.info.architecture.clone();
+    let named = model.named_layers();
+    let mut linears: HashMap<String, &mut Linear> = named.linears.into_iter().collect();
+    let mut norms: HashMap<String, &mut LayerNorm> = named.norms.into_iter().collect();
+
+    let shape_err = |key: &str, got: &[usize], want: &[usize], why: &str| {
+        Error::format(WEIGHTS, format!("tensor {key} has shape {got:?}, but {why} implies {want:?}"))
+    };
+    // LoRA factors arrive as separate tensors; collect them per module first.
+    let mut lora_parts: BTreeMap<String, (Option<HostTensor>, Option<HostTensor>, Option<HostTensor>)> = BTreeMap::new();
+    let mut replaced = 0;
+    let mut ia3_modules = 0;
+    for key in w.names().into_iter().map(String::from).collect::<Vec<_>>() {
+        let t = w.remove(&key).expect("listed");
+        let path = key.strip_prefix("base_model.model.").unwrap_or(&key);
+        // With bias="all", PEFT also saves a `modules_to_save` head's trained copy
+        // under `.modules_to_save.` and its frozen original under `.original_module.`.
+        if path.contains(".original_module.") {
+            continue;
+        }
+        let path = path.replace(".modules_to_save.", ".");
+        let (module, part) = classify(&path);
+        let missing = || {
+            Error::format(WEIGHTS, format!("tensor {key} targets module '{module}', which does not exist in this model ({arch})"))
+        };
+        match part {
+            Part::LoraA | Part::LoraB | Part::Magnitude => {
+                if lora_cfg.is_none() {
+                    return Err(Error::format(WEIGHTS, format!("tensor {key} is a LoRA tensor but peft_type is {peft_type}")));
+                }
+                let entry = lora_parts.entry(module).or_default();
+                match part {
+                    Part::LoraA => entry.0 = Some(t),
+                    Part::LoraB => entry.1 = Some(t),
+                    _ => entry.2 = Some(t),
+                }
+            }
+            Part::Ia3 => {
+                let cfg = ia3_cfg.as_ref().ok_or_else(|| Error::format(WEIGHTS, format!("tensor {key} is an IA3 tensor but peft_type is {peft_type}")))?;
+                let lin = linears.get_mut(&module).ok_or_else(missing)?;
+                let (d_in, d_out) = lin.dims();
+                let feedforward = matches_targets(cfg.feedforward_modules.as_ref(), &module);
+                let want = if feedforward { vec![1, d_in] } else { vec![d_out, 1] };
+                if t.shape != want {
+                    let why = if feedforward { "a feed-forward module's input size" } else { "the module's output size" };
+                    return Err(shape_err(&key, &t.shape, &want, why));
+                }
+                let n = t.data.len();
+                lin.ia3 = Some(Ia3Layer { vector: param(HostTensor { shape: vec![n], ..t }, &device), feedforward });
+                ia3_modules += 1;
+            }
+            Part::Base(kind) => {
+                if let Some(lin) = linears.get_mut(&module) {
+                    let (d_in, d_out) = lin.dims();
+                    match kind {
+                        "bias" => {
+                            if t.shape != [d_out] {
+                                return Err(shape_err(&key, &t.shape, &[d_out], "the module's output size"));
+                            }
+                            lin.bias = Some(param(t, &device));
+                        }
+                        "weight" => {
+                            if t.shape != [d_out, d_in] {
+                                return Err(shape_err(&key, &t.shape, &[d_out, d_in], "the module's [out, in] size"));
+                            }
+                            lin.weight = param(t.transposed(), &device);
+                        }
+                        _ => return Err(Error::format(WEIGHTS, format!("unrecognised tensor {key}"))),
+                    }
+                } else if let Some(norm) = norms.get_mut(&module) {
+                    let d = norm.weight.dims()[0];
+                    if t.shape != [d] {
+                        return Err(shape_err(&key, &t.shape, &[d], "the norm's size"));
+                    }
+                    match kind {
+                        "bias" => norm.bias = param(t, &device),
+                        _ => norm.weight = param(t, &device),
+                    }
+                } else {
+                    return Err(missing());
+                }
+                replaced += 1;
+            }
+        }
+    }
+
+    let lora_modules = lora_parts.len();
+    if let Some(cfg) = &lora_cfg {
+        for (module, (a, b, m)) in lora_parts {
+            let lin = linears.get_mut(&module).ok_or_else(|| {
+                Error::format(WEIGHTS, format!("LoRA tensors target module '{module}', which does not exist in this model ({arch})"))
+            })?;
+            let (a, b) = match (a, b) {
+                (Some(a), Some(b)) => (a, b),
+                _ => return Err(Error::format(WEIGHTS, format!("module {module} needs both lora_A.weight and lora_B.weight"))),
+            };
+            let (d_in, d_out) = lin.dims();
+            let r = cfg.rank_for(&module);
+            let why = format!("r={r} from {CONFIG} and the module's size");
+            if a.shape != [r, d_in] {
+                return Err(shape_err(&format!("{module}.lora_A.weight"), &a.shape, &[r, d_in], &why));
+            }
+            if b.shape != [d_out, r] {
+                return Err(shape_err(&format!("{module}.lora_B.weight"), &b.shape, &[d_out, r], &why));
+            }
+            let magnitude = match (cfg.use_dora, m) {
+                (true, Some(m)) if m.shape == [d_out] => Some(param(m, &device)),
+                (true, Some(m)) => return Err(shape_err(&format!("{module}.lora_magnitude_vector"), &m.shape, &[d_out], "the module's output size")),
+                (true, None) => return Err(Error::format(WEIGHTS, format!("use_dora is set but {module}.lora_magnitude_vector is missing"))),
+                (false, Some(_)) => return Err(Error::format(WEIGHTS, format!("{module}.lora_magnitude_vector is present but use_dora is false"))),
+                (false, None) => None,
+            };
+            lin.lora = Some(LoraLayer {
+                lora_a: param(a.transposed(), &device),
+                lora_b: param(b.transposed(), &device),
+                scaling: cfg.scaling_for(&module),
+                magnitude,
+            });
+        }
+    }
+    Ok(AdapterSummary { peft_type, adapted_modules: lora_modules + ia3_modules, replaced_tensors: replaced })
+}
+
+/// True if `module` is selected by `targets`, as PEFT decides: a list entry
+/// equal to the module path or to a `.`-suffix of it; a string as a regex
+/// matching the whole path.
+pub fn matches_targets(targets: Option<&TargetModules>, module: &str) -> bool {
+    match targets {
+        None => false,
+        Some(TargetModules::Names(names)) => names.iter().any(|n| module == n || module.ends_with(&format!(".{n}"))),
+        Some(TargetModules::Regex(re)) => regex_full_match(re, module),
+    }
+}
+
+fn regex_full_match(re: &str, text: &str) -> bool {
+    fancy_regex::Regex::new(&format!("^(?:{re})$")).ok().and_then(|r| r.is_match(text).ok()).unwrap_or(false)
+}

@@ -1,0 +1,87 @@
+//! PEFT -> webpeft: adapters written by Python PEFT (tests/fixtures/generate_peft.py,
+//! every trainable tensor perturbed away from its init) applied by webpeft
+//! give PEFT's logits.
+
+mod common;
+
+use common::*;
+use webpeft::device::Backend;
+use webpeft::peft::load_adapter;
+
+const MODELS: [&str; 4] = ["llama", "qwen2", "gpt2", "bert"];
+const METHODS: [&str; 7] = ["lora", "rslora", "dora", "lora-targets", "lora-layers", "ia3", "bitfit"];
+
+fn adapter_files(case: &str) -> (Vec<u8>, Vec<u8>) {
+    let dir = fixture("peft").join(case);
+    (std::fs::read(dir.join("adapter_config.json")).unwrap(), std::fs::read(dir.join("adapter_model.safetensors")).unwrap())
+}
+
+fn check(model: &str, method: &str, backend: Backend) -> bool {
+    let case = format!("{model}-{method}");
+    let dir = fixture("peft").join(&case);
+    if !dir.exists() {
+        // llama has no biases (no bitfit case); that is the only gap the generator leaves.
+        assert_eq!(case, "llama-bitfit", "missing fixture {case}");
+        return false;
+    }
+    let r = read_ref(&dir.join("reference.safetensors"));
+    let mut m = load(&fixture(&format!("tiny-{model}")), backend);
+    let base = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
+    let base_logits = host(base.token_logits.map(|l| l.reshape([-1])).or(base.class_logits.map(|l| l.reshape([-1]))).unwrap());
+    let (cfg, weights) = adapter_files(&case);
+    let summary = load_adapter(&mut m, &cfg, &weights).unwrap_or_else(|e| panic!("{case}: {e}"));
+    assert!(summary.adapted_modules + summary.replaced_tensors > 0);
+    let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
+    let logits = host(out.token_logits.map(|l| l.reshape([-1])).or(out.class_logits.map(|l| l.reshape([-1]))).unwrap());
+    // The adapter must matter, or the comparison proves nothing.
+    assert!(max_abs_diff(&case, &base_logits, &r["logits"].f32) > 1e-3, "{case}: adapter does not change the logits");
+    assert_close(&format!("{case} on {backend:?}"), &logits, &r["logits"].f32, 1e-4);
+    true
+}
+
+#[test]
+fn peft_adapters_give_peft_logits_on_cpu() {
+    let mut n = 0;
+    for model in MODELS {
+        for method in METHODS {
+            n += check(model, method, Backend::Cpu) as usize;
+        }
+    }
+    assert_eq!(n, 27);
+}
+
+#[test]
+fn peft_adapters_give_peft_logits_on_gpu() {
+    for model in MODELS {
+        for method in ["lora", "dora", "ia3"] {
+            check(model, method, Backend::Gpu);
+        }
+    }
+}
+
+#[test]
+fn unsupported_methods_are_named() {
+    let mut m = load(&fixture("tiny-llama"), Backend::Cpu);
+    let (cfg, weights) = adapter_files("llama-prompt");
+    let e = load_adapter(&mut m, &cfg, &weights).unwrap_err().to_string();
+    assert!(e.contains("PROMPT_TUNING") && e.contains("not supported yet"), "{e}");
+}
+
+#[test]
+fn adapter_for_another_model_is_rejected() {
+    // A GPT-2 adapter names modules a Llama model does not have.
+    let mut m = load(&fixture("tiny-llama"), Backend::Cpu);
+    let (cfg, weights) = adapter_files("gpt2-lora");
+    let e = load_adapter(&mut m, &cfg, &weights).unwrap_err().to_string();
+    assert!(e.contains("transformer.h.0.attn.c_attn") && e.contains("does not exist in this model"), "{e}");
+}
+
+#[test]
+fn adapter_shapes_must_match_its_config() {
+    let mut m = load(&fixture("tiny-llama"), Backend::Cpu);
+    let (cfg, weights) = adapter_files("llama-lora");
+    let mut v: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
+    v["r"] = serde_json::json!(8);
+    let e = load_adapter(&mut m, v.to_string().as_bytes(), &weights).unwrap_err().to_string();
+    assert!(e.contains("lora_A.weight has shape [4, 64], but r=8"), "{e}");
+}
