@@ -14,6 +14,7 @@ pub mod formats;
 pub mod generate;
 pub mod models;
 pub mod peft;
+pub mod train;
 
 pub use error::{Error, ErrorKind, Result};
 pub use models::{Model, ModelFiles, ModelInfo};

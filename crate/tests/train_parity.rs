@@ -1,0 +1,81 @@
+//! Training parity: starting from a PEFT adapter, five AdamW steps on a fixed
+//! batch give PyTorch + PEFT's recorded losses, and the frozen base weights
+//! stay bit-identical.
+
+mod common;
+
+use common::*;
+use webpeft::device::Backend;
+use webpeft::peft::load_adapter;
+use webpeft::train::{freeze, AdamW, Targets, Trainer};
+use webpeft::Model;
+
+fn train_case(model: &str, method: &str) {
+    let case = format!("{model}-{method}");
+    let dir = fixture("peft").join(&case);
+    let r = read_ref(&dir.join("reference.safetensors"));
+    let device = device(Backend::Cpu).autodiff();
+    let m = Model::load(&files(&fixture(&format!("tiny-{model}"))), &device).unwrap();
+    let mut m = freeze(m);
+    let cfg = std::fs::read(dir.join("adapter_config.json")).unwrap();
+    let weights = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+    load_adapter(&mut m, &cfg, &weights).unwrap();
+    let frozen_before = snapshot_frozen(&mut m);
+
+    let ids = r["train_input_ids"].id_rows();
+    let targets = match r.get("train_labels") {
+        Some(l) => Targets::Classes(l.ids()),
+        None => Targets::CausalLm,
+    };
+    let mut t = Trainer::new(m, AdamW { lr: 1e-2, weight_decay: 0.01, ..Default::default() });
+    let mut losses = vec![];
+    for _ in 0..5 {
+        let loss = t.step(&ids, &targets).unwrap();
+        losses.push(host(loss)[0]);
+    }
+    let want = &r["train_losses"].f32;
+    for (i, (got, want)) in losses.iter().zip(want).enumerate() {
+        let rel = (got - want).abs() / want.abs();
+        assert!(rel <= 1e-4, "{case} step {i}: loss {got} vs PEFT {want} (rel {rel:e}); all: {losses:?} vs {want:?}");
+    }
+    eprintln!("{case}: losses {losses:?} match PEFT");
+    let mut m = t.into_model();
+    assert!(snapshot_frozen(&mut m) == frozen_before, "{case}: frozen base weights changed");
+}
+
+/// The values of every frozen base weight (dense and norm weights; a
+/// `modules_to_save` head such as BERT's classifier is trainable and excluded).
+fn snapshot_frozen(m: &mut Model) -> Vec<Vec<f32>> {
+    let named = m.named_layers();
+    let mut out: Vec<Vec<f32>> = vec![];
+    for (_, l) in named.linears {
+        if !l.weight.val().is_require_grad() {
+            out.push(host(l.weight.val().inner()));
+        }
+    }
+    for (_, n) in named.norms {
+        assert!(!n.weight.val().is_require_grad(), "norm weights are never trained here");
+        out.push(host(n.weight.val().inner()));
+    }
+    assert!(out.len() >= 8, "expected the frozen base weights to be found");
+    out
+}
+
+#[test]
+fn lora_family_trains_like_peft() {
+    for model in ["llama", "qwen2", "gpt2", "bert"] {
+        for method in ["lora", "rslora", "dora"] {
+            train_case(model, method);
+        }
+    }
+}
+
+#[test]
+fn ia3_and_bitfit_train_like_peft() {
+    for model in ["llama", "qwen2", "gpt2", "bert"] {
+        train_case(model, "ia3");
+    }
+    for model in ["qwen2", "gpt2", "bert"] {
+        train_case(model, "bitfit");
+    }
+}
