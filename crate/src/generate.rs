@@ -112,3 +112,48 @@ pub async fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions, mut
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(temperature: f32, top_p: f32) -> GenerateOptions {
+        GenerateOptions { temperature, top_p, ..Default::default() }
+    }
+
+    #[test]
+    fn greedy_takes_the_first_maximum() {
+        assert_eq!(argmax(&[0.1, 3.0, 3.0, -1.0]), 1);
+        let mut rng = StdRng::seed_from_u64(0);
+        assert_eq!(sample(&[0.1, 3.0, 2.0], &opts(0.0, 1.0), &mut rng), 1);
+    }
+
+    #[test]
+    fn top_p_keeps_only_the_nucleus() {
+        // Probabilities at T=1: about 0.665, 0.245, 0.090. top_p 0.8 keeps the first two.
+        let logits = [2.0f32, 1.0, 0.0];
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut seen = [0usize; 3];
+        for _ in 0..2000 {
+            seen[sample(&logits, &opts(1.0, 0.8), &mut rng) as usize] += 1;
+        }
+        assert_eq!(seen[2], 0, "a token outside the nucleus was sampled");
+        // Renormalised over the nucleus: 0.665 / 0.91 = 0.731.
+        let share = seen[0] as f64 / 2000.0;
+        assert!((share - 0.731).abs() < 0.04, "share of the top token {share}");
+    }
+
+    #[test]
+    fn temperature_flattens_and_seed_repeats() {
+        let logits = [2.0f32, 1.0, 0.0];
+        let draw = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..50).map(|_| sample(&logits, &opts(5.0, 1.0), &mut rng)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(3), draw(3), "the same seed must give the same tokens");
+        let mut rng = StdRng::seed_from_u64(1);
+        let low = (0..2000).filter(|_| sample(&logits, &opts(5.0, 1.0), &mut rng) == 2).count();
+        // At T=5 the last token has probability about 0.27 (0.09 at T=1).
+        assert!(low > 400, "high temperature should flatten the distribution ({low}/2000)");
+    }
+}
