@@ -143,6 +143,7 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                 lin.ia3 = Some(Ia3Layer { vector: param(HostTensor { shape: vec![n], ..t }, &device), feedforward });
                 ia3_modules += 1;
             }
+            Part::Base("") => return Err(Error::format(WEIGHTS, format!("unrecognised tensor {key}"))),
             Part::Base(kind) => {
                 if let Some(lin) = linears.get_mut(&module) {
                     let (d_in, d_out) = lin.dims();
@@ -153,13 +154,12 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                             }
                             lin.bias = Some(param(t, &device));
                         }
-                        "weight" => {
+                        _ => {
                             if t.shape != [d_out, d_in] {
                                 return Err(shape_err(&key, &t.shape, &[d_out, d_in], "the module's [out, in] size"));
                             }
                             lin.weight = param(t.transposed(), &device);
                         }
-                        _ => return Err(Error::format(WEIGHTS, format!("unrecognised tensor {key}"))),
                     }
                 } else if let Some(norm) = norms.get_mut(&module) {
                     let d = norm.weight.dims()[0];
