@@ -16,6 +16,21 @@ fn adapter_files(case: &str) -> (Vec<u8>, Vec<u8>) {
     (std::fs::read(dir.join("adapter_config.json")).unwrap(), std::fs::read(dir.join("adapter_model.safetensors")).unwrap())
 }
 
+/// Token logits of a decoder, or class logits of a classifier, flattened.
+fn flat_logits(m: &webpeft::Model, ids: &[u32]) -> Vec<f32> {
+    let out = m.forward(&[ids.to_vec()], None, None, None).unwrap();
+    host(out.token_logits.map(|l| l.reshape([-1])).or(out.class_logits.map(|l| l.reshape([-1]))).unwrap())
+}
+
+/// The error from loading fixture adapter `case` (its config passed through `edit`) onto tiny-llama.
+fn adapter_error(case: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut m = load(&fixture("tiny-llama"), Backend::Cpu);
+    let (cfg, weights) = adapter_files(case);
+    let mut v: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
+    edit(&mut v);
+    load_adapter(&mut m, v.to_string().as_bytes(), &weights).unwrap_err().to_string()
+}
+
 fn check(model: &str, method: &str, backend: Backend) -> bool {
     let case = format!("{model}-{method}");
     let dir = fixture("peft").join(&case);
@@ -26,13 +41,11 @@ fn check(model: &str, method: &str, backend: Backend) -> bool {
     }
     let r = read_ref(&dir.join("reference.safetensors"));
     let mut m = load(&fixture(&format!("tiny-{model}")), backend);
-    let base = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
-    let base_logits = host(base.token_logits.map(|l| l.reshape([-1])).or(base.class_logits.map(|l| l.reshape([-1]))).unwrap());
+    let base_logits = flat_logits(&m, &r["input_ids"].ids());
     let (cfg, weights) = adapter_files(&case);
     let summary = load_adapter(&mut m, &cfg, &weights).unwrap_or_else(|e| panic!("{case}: {e}"));
     assert!(summary.adapted_modules + summary.replaced_tensors > 0);
-    let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
-    let logits = host(out.token_logits.map(|l| l.reshape([-1])).or(out.class_logits.map(|l| l.reshape([-1]))).unwrap());
+    let logits = flat_logits(&m, &r["input_ids"].ids());
     // The adapter must matter, or the comparison proves nothing.
     assert!(max_abs_diff(&case, &base_logits, &r["logits"].f32) > 1e-3, "{case}: adapter does not change the logits");
     assert_close(&format!("{case} on {backend:?}"), &logits, &r["logits"].f32, 1e-4);
@@ -61,27 +74,19 @@ fn peft_adapters_give_peft_logits_on_gpu() {
 
 #[test]
 fn unsupported_methods_are_named() {
-    let mut m = load(&fixture("tiny-llama"), Backend::Cpu);
-    let (cfg, weights) = adapter_files("llama-prompt");
-    let e = load_adapter(&mut m, &cfg, &weights).unwrap_err().to_string();
+    let e = adapter_error("llama-prompt", |_| {});
     assert!(e.contains("PROMPT_TUNING") && e.contains("not supported yet"), "{e}");
 }
 
 #[test]
 fn adapter_for_another_model_is_rejected() {
     // A GPT-2 adapter names modules a Llama model does not have.
-    let mut m = load(&fixture("tiny-llama"), Backend::Cpu);
-    let (cfg, weights) = adapter_files("gpt2-lora");
-    let e = load_adapter(&mut m, &cfg, &weights).unwrap_err().to_string();
+    let e = adapter_error("gpt2-lora", |_| {});
     assert!(e.contains("transformer.h.0.attn.c_attn") && e.contains("does not exist in this model"), "{e}");
 }
 
 #[test]
 fn adapter_shapes_must_match_its_config() {
-    let mut m = load(&fixture("tiny-llama"), Backend::Cpu);
-    let (cfg, weights) = adapter_files("llama-lora");
-    let mut v: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
-    v["r"] = serde_json::json!(8);
-    let e = load_adapter(&mut m, v.to_string().as_bytes(), &weights).unwrap_err().to_string();
+    let e = adapter_error("llama-lora", |v| v["r"] = serde_json::json!(8));
     assert!(e.contains("lora_A.weight has shape [4, 64], but r=8"), "{e}");
 }
