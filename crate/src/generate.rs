@@ -87,7 +87,7 @@ pub async fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions, mut
     if prompt.is_empty() {
         return Err(Error::input("generate", "the prompt is empty"));
     }
-    let room = model.info.context_length.saturating_sub(prompt.len());
+    let room = model.info.context_length.saturating_sub(prompt.len() + model.extra_positions());
     if room == 0 {
         return Err(Error::input(
             "generate",

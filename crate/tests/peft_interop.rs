@@ -9,7 +9,7 @@ use webpeft::device::Backend;
 use webpeft::peft::load_adapter;
 
 const MODELS: [&str; 4] = ["llama", "qwen2", "gpt2", "bert"];
-const METHODS: [&str; 7] = ["lora", "rslora", "dora", "lora-targets", "lora-layers", "ia3", "bitfit"];
+const METHODS: [&str; 9] = ["lora", "rslora", "dora", "lora-targets", "lora-layers", "ia3", "bitfit", "prompt", "prefix"];
 
 fn adapter_files(case: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = fixture("peft").join(case);
@@ -35,8 +35,9 @@ fn check(model: &str, method: &str, backend: Backend) -> bool {
     let case = format!("{model}-{method}");
     let dir = fixture("peft").join(&case);
     if !dir.exists() {
-        // llama has no biases (no bitfit case); that is the only gap the generator leaves.
-        assert_eq!(case, "llama-bitfit", "missing fixture {case}");
+        // llama has no biases (no bitfit case) and BERT cannot take prefix
+        // tuning in transformers 5: the only gaps the generator leaves.
+        assert!(case == "llama-bitfit" || case == "bert-prefix", "missing fixture {case}");
         return false;
     }
     let r = read_ref(&dir.join("reference.safetensors"));
@@ -44,10 +45,12 @@ fn check(model: &str, method: &str, backend: Backend) -> bool {
     let base_logits = flat_logits(&m, &r["input_ids"].ids());
     let (cfg, weights) = adapter_files(&case);
     let summary = load_adapter(&mut m, &cfg, &weights).unwrap_or_else(|e| panic!("{case}: {e}"));
-    assert!(summary.adapted_modules + summary.replaced_tensors > 0);
+    assert!(summary.adapted_modules + summary.replaced_tensors + summary.virtual_tokens > 0);
     let logits = flat_logits(&m, &r["input_ids"].ids());
     // The adapter must matter, or the comparison proves nothing.
-    assert!(max_abs_diff(&case, &base_logits, &r["logits"].f32) > 1e-3, "{case}: adapter does not change the logits");
+    // (Prompt tuning adds virtual positions: compare the base with the last rows.)
+    let want = &r["logits"].f32;
+    assert!(max_abs_diff(&case, &base_logits, &want[want.len() - base_logits.len()..]) > 1e-3, "{case}: adapter does not change the logits");
     assert_close(&format!("{case} on {backend:?}"), &logits, &r["logits"].f32, 1e-4);
     true
 }
@@ -60,13 +63,13 @@ fn peft_adapters_give_peft_logits_on_cpu() {
             n += check(model, method, Backend::Cpu) as usize;
         }
     }
-    assert_eq!(n, 27);
+    assert_eq!(n, 34);
 }
 
 #[test]
 fn peft_adapters_give_peft_logits_on_gpu() {
     for model in MODELS {
-        for method in ["lora", "dora", "ia3"] {
+        for method in ["lora", "dora", "ia3", "prompt", "prefix"] {
             check(model, method, Backend::Gpu);
         }
     }
@@ -74,8 +77,44 @@ fn peft_adapters_give_peft_logits_on_gpu() {
 
 #[test]
 fn unsupported_methods_are_named() {
-    let e = adapter_error("llama-prompt", |_| {});
-    assert!(e.contains("PROMPT_TUNING") && e.contains("not supported yet"), "{e}");
+    let e = adapter_error("llama-lora", |v| v["peft_type"] = serde_json::json!("LOHA"));
+    assert!(e.contains("LOHA") && e.contains("not supported yet"), "{e}");
+}
+
+#[test]
+fn prefix_tuning_on_an_encoder_is_refused() {
+    let mut m = load(&fixture("tiny-bert"), Backend::Cpu);
+    let (cfg, weights) = adapter_files("gpt2-prefix");
+    let e = load_adapter(&mut m, &cfg, &weights).unwrap_err().to_string();
+    assert!(e.contains("prefix tuning needs a decoder"), "{e}");
+}
+
+#[test]
+fn prompt_table_must_match_the_model() {
+    // A GPT-2 prefix table is [4, 256]; tiny-llama expects [4, 2*2*2*16 = 128].
+    let e = adapter_error("gpt2-prefix", |_| {});
+    assert!(e.contains("prompt_embeddings has shape [4, 256]"), "{e}");
+}
+
+#[test]
+fn prefix_adapter_continues_through_the_kv_cache() {
+    // Greedy decoding with a cache must equal re-running the whole sequence.
+    for model in ["llama", "gpt2"] {
+        let case = format!("{model}-prefix");
+        let mut m = load(&fixture(&format!("tiny-{model}")), Backend::Cpu);
+        let (cfg, weights) = adapter_files(&case);
+        load_adapter(&mut m, &cfg, &weights).unwrap();
+        let ids = read_ref(&fixture("peft").join(&case).join("reference.safetensors"))["input_ids"].ids();
+        let full = flat_logits(&m, &ids);
+        let vocab = full.len() / ids.len();
+        let mut cache = webpeft::models::KvCache::new(m.num_layers());
+        let first = m.forward(&[ids[..6].to_vec()], None, None, Some(&mut cache)).unwrap();
+        assert_close(&case, &host(first.token_logits.unwrap().reshape([-1])), &full[..6 * vocab], 1e-4);
+        for p in 6..ids.len() {
+            let step = m.forward(&[vec![ids[p]]], None, None, Some(&mut cache)).unwrap();
+            assert_close(&format!("{case} step {p}"), &host(step.token_logits.unwrap().reshape([-1])), &full[p * vocab..(p + 1) * vocab], 1e-4);
+        }
+    }
 }
 
 #[test]

@@ -210,22 +210,22 @@ impl BertForSequenceClassification {
         })
     }
 
-    /// Word + position + token-type embeddings, before the LayerNorm is applied.
-    pub fn embed(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>) -> Tensor<3> {
-        let [b, s] = input_ids.dims();
-        let device = input_ids.device();
+    /// Word embeddings for `[batch, seq]` ids (positions and token types are
+    /// added by [`Self::forward_embeds`], as transformers does for `inputs_embeds`).
+    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        self.bert.embeddings.word_embeddings.forward(input_ids)
+    }
+
+    /// Runs the encoder on word embeddings `[batch, seq, hidden]`.
+    /// `attention_mask` is `[batch][seq]` with 1 for real tokens.
+    pub fn forward_embeds(&self, x: Tensor<3>, token_type_ids: Option<Tensor<2, Int>>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
+        let [b, s, _] = x.dims();
+        let device = x.device();
         let pos: Vec<i64> = (0..b).flat_map(|_| 0..s as i64).collect();
         let pos = Tensor::<2, Int>::from_data(TensorData::new(pos, [b, s]), &device);
         let types = token_type_ids.unwrap_or_else(|| Tensor::<2, Int>::zeros([b, s], &device));
         let e = &self.bert.embeddings;
-        e.word_embeddings.forward(input_ids) + e.position_embeddings.forward(pos) + e.token_type_embeddings.forward(types)
-    }
-
-    /// Runs the encoder on summed embeddings `[batch, seq, hidden]`.
-    /// `attention_mask` is `[batch][seq]` with 1 for real tokens.
-    pub fn forward_embeds(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
-        let [b, s, _] = x.dims();
-        let device = x.device();
+        let x = x + e.position_embeddings.forward(pos) + e.token_type_embeddings.forward(types);
         let ones;
         let mask = match attention_mask {
             Some(m) => m,
@@ -258,7 +258,7 @@ impl BertForSequenceClassification {
 
     /// Runs the encoder on `[batch, seq]` ids.
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
-        self.forward_embeds(self.embed(input_ids, token_type_ids), attention_mask)
+        self.forward_embeds(self.embed(input_ids), token_type_ids, attention_mask)
     }
 
     /// Every dense and norm layer by its HF module path (for adapters).

@@ -140,20 +140,21 @@ impl Gpt2LMHeadModel {
         })
     }
 
-    /// Token plus position embeddings for `[batch, seq]` ids starting at `offset`.
-    pub fn embed(&self, input_ids: Tensor<2, Int>, offset: usize) -> Tensor<3> {
-        let [b, s] = input_ids.dims();
-        let device = input_ids.device();
-        let pos: Vec<i64> = (0..b).flat_map(|_| (offset..offset + s).map(|p| p as i64)).collect();
-        let pos = Tensor::<2, Int>::from_data(TensorData::new(pos, [b, s]), &device);
-        self.transformer.wte.forward(input_ids) + self.transformer.wpe.forward(pos)
+    /// Token embeddings for `[batch, seq]` ids (positions are added by [`Self::forward_embeds`]).
+    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        self.transformer.wte.forward(input_ids)
     }
 
-    /// Runs the blocks on embeddings `[batch, seq, n_embd]`.
-    pub fn forward_embeds(&self, mut x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> CausalOutput {
+    /// Runs the blocks on token embeddings `[batch, seq, n_embd]`, adding the
+    /// position embeddings for positions after the cached ones.
+    pub fn forward_embeds(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> CausalOutput {
         let [b, s, d] = x.dims();
+        let device = x.device();
         let offset = cache.as_ref().map_or(0, |c| c.offset());
-        let mask = causal_mask(b, s, offset, attention_mask, &x.device());
+        let pos: Vec<i64> = (0..b).flat_map(|_| (offset..offset + s).map(|p| p as i64)).collect();
+        let pos = Tensor::<2, Int>::from_data(TensorData::new(pos, [b, s]), &device);
+        let mut x = x + self.transformer.wpe.forward(pos);
+        let mask = causal_mask(b, s, offset, attention_mask, &device);
         for (i, block) in self.transformer.h.iter().enumerate() {
             let a = &block.attn;
             let qkv = a.c_attn.forward(block.ln_1.forward(x.clone()));
@@ -176,8 +177,7 @@ impl Gpt2LMHeadModel {
 
     /// Runs the model on `[batch, seq]` token ids.
     pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
-        let offset = cache.as_ref().map_or(0, |c| c.offset());
-        self.forward_embeds(self.embed(input_ids, offset), attention_mask, cache)
+        self.forward_embeds(self.embed(input_ids), attention_mask, cache)
     }
 
     /// Every dense and norm layer by its HF module path (for adapters).

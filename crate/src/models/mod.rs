@@ -23,6 +23,8 @@ use bert::{BertConfig, BertForSequenceClassification};
 use gpt2::{Gpt2Config, Gpt2LMHeadModel};
 pub use layers::KvCache;
 use llama::{LlamaConfig, LlamaForCausalLM};
+use crate::peft::prefix::PrefixEncoder;
+use crate::peft::prompt::PromptEmbedding;
 
 /// What a decoder's forward pass returns.
 #[derive(Debug, Clone)]
@@ -124,6 +126,12 @@ pub struct Model {
     /// `config.json` as loaded (or as mapped from GGUF metadata).
     pub config: serde_json::Value,
     pub device: Device,
+    /// Prompt tuning's virtual tokens, when such an adapter is attached.
+    pub prompt: Option<PromptEmbedding>,
+    /// Prefix tuning's per-layer keys and values, when such an adapter is attached.
+    pub prefix: Option<PrefixEncoder>,
+    /// `adapter_config.json` of the attached adapter (what an export writes back).
+    pub adapter_config: Option<serde_json::Value>,
 }
 
 /// Output of [`Model::forward`] for a batch.
@@ -135,6 +143,9 @@ pub struct ForwardOutput {
     pub token_logits: Option<Tensor<3>>,
     /// Classifiers: `[batch, num_labels]`.
     pub class_logits: Option<Tensor<2>>,
+    /// Prompt-tuning positions at the start of `token_logits` and
+    /// `last_hidden_state` (0 without prompt tuning, and on cached steps).
+    pub virtual_tokens: usize,
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(file: &str, value: &serde_json::Value) -> Result<T> {
@@ -243,7 +254,7 @@ impl Model {
             has_chat_template: tokenizer.as_ref().is_some_and(|t| t.chat_template.is_some()),
             ..info
         };
-        Ok(Self { network, tokenizer, info, config, device: device.clone() })
+        Ok(Self { network, tokenizer, info, config, device: device.clone(), prompt: None, prefix: None, adapter_config: None })
     }
 
     /// The network's dense and norm layers by HF module path.
@@ -252,6 +263,15 @@ impl Model {
             Network::Llama(m) => m.named_layers(),
             Network::Gpt2(m) => m.named_layers(),
             Network::Bert(m) => m.named_layers(),
+        }
+    }
+
+    /// A decoder's `(layers, kv_heads, head_dim)`: the shape of its KV cache.
+    pub fn kv_layout(&self) -> Option<(usize, usize, usize)> {
+        match &self.network {
+            Network::Llama(m) => m.model.layers.first().map(|l| (m.model.layers.len(), l.self_attn.num_kv_heads, l.self_attn.head_dim)),
+            Network::Gpt2(m) => m.transformer.h.first().map(|b| (m.transformer.h.len(), b.attn.num_heads, self.info.hidden_size / b.attn.num_heads)),
+            Network::Bert(_) => None,
         }
     }
 
@@ -265,9 +285,15 @@ impl Model {
         self.info.num_layers
     }
 
+    /// Positions a prompt- or prefix-tuning adapter adds before the real tokens.
+    pub fn extra_positions(&self) -> usize {
+        self.prompt.as_ref().map_or(0, |p| p.len()) + self.prefix.as_ref().map_or(0, |p| p.len())
+    }
+
     /// Runs a batch of equal-length token rows. `attention_mask` (1 = real
     /// token) and `token_type_ids` are optional; a cache makes a decoder
-    /// continue from its past positions.
+    /// continue from its past positions. Masks cover the real tokens only: a
+    /// prompt or prefix adapter's positions are always attended, as in PEFT.
     pub fn forward(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, token_type_ids: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> Result<ForwardOutput> {
         let batch = ids.len();
         let seq = ids.first().map_or(0, Vec::len);
@@ -278,29 +304,65 @@ impl Model {
             return Err(Error::input("input", "all rows of a batch must have the same length (pad them)"));
         }
         let past = cache.as_ref().map_or(0, |c| c.offset());
-        if past + seq > self.info.context_length {
+        let fresh = past == 0;
+        let added = if fresh { self.extra_positions() } else { 0 };
+        if past + added + seq > self.info.context_length {
+            let extra = if added > 0 { format!(" (including {added} virtual tokens of the adapter)") } else { String::new() };
             return Err(Error::input(
                 "input",
-                format!("sequence of {} tokens exceeds the model's context length of {}", past + seq, self.info.context_length),
+                format!("sequence of {} tokens{extra} exceeds the model's context length of {}", past + added + seq, self.info.context_length),
             ));
         }
         if let Some(bad) = ids.iter().flatten().find(|&&t| t as usize >= self.info.vocab_size) {
             return Err(Error::input("input", format!("token id {bad} is outside the vocabulary of {}", self.info.vocab_size)));
         }
+        if self.prefix.is_some() && !self.is_causal() {
+            return Err(Error::unsupported("adapter", "prefix tuning needs a decoder's key/value cache; encoders are not supported (as in PEFT)"));
+        }
+        // PEFT prefixes the caller's mask with ones for the virtual positions.
+        let extended;
+        let attention_mask = match attention_mask {
+            Some(m) if self.extra_positions() > 0 => {
+                let ones = vec![1u32; self.extra_positions()];
+                extended = m.iter().map(|r| [ones.as_slice(), r].concat()).collect::<Vec<_>>();
+                Some(extended.as_slice())
+            }
+            m => m,
+        };
         let input = int_tensor(ids, &self.device);
+        let prompt = self.prompt.as_ref().filter(|_| fresh);
+        let virtual_tokens = prompt.map_or(0, |p| p.len());
+        let with_prompt = |x: Tensor<3>| match prompt {
+            Some(p) => p.prepend(x),
+            None => x,
+        };
+        // Prefix tuning: the learned keys and values fill the cache first.
+        let mut local = None;
+        let cache = match (cache, &self.prefix) {
+            (Some(c), Some(p)) if fresh => {
+                *c = p.cache(batch);
+                Some(c)
+            }
+            (None, Some(p)) => Some(local.insert(p.cache(batch))),
+            (c, _) => c,
+        };
         Ok(match &self.network {
             Network::Llama(m) => {
-                let out = m.forward(input, attention_mask, cache);
-                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits: None }
+                let out = m.forward_embeds(with_prompt(m.embed(input)), attention_mask, cache);
+                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits: None, virtual_tokens }
             }
             Network::Gpt2(m) => {
-                let out = m.forward(input, attention_mask, cache);
-                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits: None }
+                let out = m.forward_embeds(with_prompt(m.embed(input)), attention_mask, cache);
+                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits: None, virtual_tokens }
             }
             Network::Bert(m) => {
-                let types = token_type_ids.map(|t| int_tensor(t, &self.device));
-                let out = m.forward(input, types, attention_mask);
-                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: None, class_logits: out.logits }
+                // Token types: the virtual tokens get type 0, as PEFT pads them.
+                let types = token_type_ids.map(|t| {
+                    let rows: Vec<Vec<u32>> = t.iter().map(|r| [vec![0; virtual_tokens], r.clone()].concat()).collect();
+                    int_tensor(&rows, &self.device)
+                });
+                let out = m.forward_embeds(with_prompt(m.embed(input)), types, attention_mask);
+                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: None, class_logits: out.logits, virtual_tokens }
             }
         })
     }

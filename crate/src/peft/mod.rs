@@ -5,6 +5,8 @@
 
 pub mod ia3;
 pub mod lora;
+pub mod prefix;
+pub mod prompt;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +18,8 @@ use crate::models::layers::{param, LayerNorm, Linear};
 use crate::models::Model;
 use ia3::{Ia3Config, Ia3Layer};
 use lora::{LoraConfig, LoraLayer};
+use prefix::{PrefixEncoder, PrefixTuningConfig};
+use prompt::{PromptEmbedding, PromptTuningConfig};
 
 const CONFIG: &str = "adapter_config.json";
 const WEIGHTS: &str = "adapter_model.safetensors";
@@ -37,6 +41,8 @@ pub struct AdapterSummary {
     pub adapted_modules: usize,
     /// Base tensors replaced (trained biases, `modules_to_save` heads).
     pub replaced_tensors: usize,
+    /// Prompt or prefix tuning's virtual tokens.
+    pub virtual_tokens: usize,
 }
 
 /// The kinds of tensor an adapter file holds, recognised by PEFT's key suffixes.
@@ -47,9 +53,14 @@ enum Part {
     Ia3,
     /// A whole tensor of the base model (trained bias, saved head): `weight` or `bias`.
     Base(&'static str),
+    /// Prompt or prefix tuning's table.
+    PromptEmbeddings,
 }
 
 fn classify(key: &str) -> (String, Part) {
+    if key == "prompt_embeddings" {
+        return (String::new(), Part::PromptEmbeddings);
+    }
     for (suffix, part) in [
         (".lora_A.weight", Part::LoraA),
         (".lora_B.weight", Part::LoraB),
@@ -77,14 +88,23 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
         serde_json::from_slice(config_json).map_err(|e| Error::format(CONFIG, format!("invalid JSON: {e}")))?;
     let peft_type = config.get("peft_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
     let parse_err = |e: serde_json::Error| Error::format(CONFIG, e.to_string());
-    let (lora_cfg, ia3_cfg) = match peft_type.as_str() {
-        "LORA" => (Some(serde_json::from_value::<LoraConfig>(config.clone()).map_err(parse_err)?), None),
-        "IA3" => (None, Some(serde_json::from_value::<Ia3Config>(config.clone()).map_err(parse_err)?)),
+    let (mut lora_cfg, mut ia3_cfg, mut prompt_cfg, mut prefix_cfg) = (None, None, None, None);
+    match peft_type.as_str() {
+        "LORA" => lora_cfg = Some(serde_json::from_value::<LoraConfig>(config.clone()).map_err(parse_err)?),
+        "IA3" => ia3_cfg = Some(serde_json::from_value::<Ia3Config>(config.clone()).map_err(parse_err)?),
+        "PROMPT_TUNING" => prompt_cfg = Some(serde_json::from_value::<PromptTuningConfig>(config.clone()).map_err(parse_err)?),
+        "PREFIX_TUNING" => prefix_cfg = Some(serde_json::from_value::<PrefixTuningConfig>(config.clone()).map_err(parse_err)?),
         "" => return Err(Error::format(CONFIG, "peft_type is missing")),
         other => {
-            return Err(Error::unsupported(CONFIG, format!("peft_type {other} is not supported yet (supported: LORA, IA3)")))
+            return Err(Error::unsupported(
+                CONFIG,
+                format!("peft_type {other} is not supported yet (supported: LORA, IA3, PROMPT_TUNING, PREFIX_TUNING)"),
+            ))
         }
     };
+    if prefix_cfg.as_ref().is_some_and(|_| model.kv_layout().is_none()) {
+        return Err(Error::unsupported(CONFIG, format!("prefix tuning needs a decoder; {} has no key/value cache (PEFT refuses it too)", model.info.architecture)));
+    }
     if lora_cfg.as_ref().is_some_and(|c| c.lora_bias) {
         return Err(Error::unsupported(CONFIG, "lora_bias=true is not supported yet"));
     }
@@ -104,9 +124,11 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
     let mut lora_parts: BTreeMap<String, (Option<HostTensor>, Option<HostTensor>, Option<HostTensor>)> = BTreeMap::new();
     let mut replaced = 0;
     let mut ia3_modules = 0;
+    let mut prompt_table = None;
     for key in w.names().into_iter().map(String::from).collect::<Vec<_>>() {
         let t = w.remove(&key).expect("listed");
-        let path = key.strip_prefix("base_model.model.").unwrap_or(&key);
+        // Prompt learning's `base_model` is the HF model itself (no `.model.`).
+        let path = key.strip_prefix("base_model.model.").or_else(|| key.strip_prefix("base_model.")).unwrap_or(&key);
         // With bias="all", PEFT also saves a `modules_to_save` head's trained copy
         // under `.modules_to_save.` and its frozen original under `.original_module.`.
         if path.contains(".original_module.") {
@@ -142,6 +164,12 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                 let n = t.data.len();
                 lin.ia3 = Some(Ia3Layer { vector: param(HostTensor { shape: vec![n], ..t }, &device), feedforward });
                 ia3_modules += 1;
+            }
+            Part::PromptEmbeddings => {
+                if prompt_cfg.is_none() && prefix_cfg.is_none() {
+                    return Err(Error::format(WEIGHTS, format!("tensor {key} belongs to prompt or prefix tuning, but peft_type is {peft_type}")));
+                }
+                prompt_table = Some(t);
             }
             Part::Base("") => return Err(Error::format(WEIGHTS, format!("unrecognised tensor {key}"))),
             Part::Base(kind) => {
@@ -212,7 +240,32 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
             });
         }
     }
-    Ok(AdapterSummary { peft_type, adapted_modules: lora_modules + ia3_modules, replaced_tensors: replaced })
+    let mut virtual_tokens = 0;
+    if prompt_cfg.is_some() || prefix_cfg.is_some() {
+        let t = prompt_table.ok_or_else(|| Error::format(WEIGHTS, "prompt_embeddings is missing"))?;
+        let n = prompt_cfg.as_ref().map(|c| c.num_virtual_tokens).or(prefix_cfg.as_ref().map(|c| c.num_virtual_tokens)).unwrap_or(0);
+        if let Some(cfg) = &prefix_cfg {
+            let (layers, kv_heads, head_dim) = model.kv_layout().expect("checked above");
+            let want = [n, layers * 2 * kv_heads * head_dim];
+            if t.shape != want {
+                let why = format!("num_virtual_tokens={n} and the model's {layers} layers x 2 x {kv_heads} KV heads x {head_dim}");
+                return Err(shape_err("prompt_embeddings", &t.shape, &want, &why));
+            }
+            if cfg.num_layers.is_some_and(|l| l != layers) {
+                return Err(Error::format(CONFIG, format!("num_layers is {}, but the model has {layers} layers", cfg.num_layers.unwrap_or(0))));
+            }
+            model.prefix = Some(PrefixEncoder { weight: param(t, &device), num_layers: layers, kv_heads, head_dim });
+        } else {
+            let want = [n, model.info.hidden_size];
+            if t.shape != want {
+                return Err(shape_err("prompt_embeddings", &t.shape, &want, "num_virtual_tokens and the model's hidden size"));
+            }
+            model.prompt = Some(PromptEmbedding { weight: param(t, &device) });
+        }
+        virtual_tokens = n;
+    }
+    model.adapter_config = Some(config);
+    Ok(AdapterSummary { peft_type, adapted_modules: lora_modules + ia3_modules, replaced_tensors: replaced, virtual_tokens })
 }
 
 /// True if `module` is selected by `targets`, as PEFT decides: a list entry
