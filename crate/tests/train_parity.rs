@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use webpeft::device::Backend;
 use webpeft::peft::load_adapter;
-use webpeft::train::{freeze, AdamW, Targets, Trainer};
+use webpeft::train::{freeze, MicroBatch, OptimizerKind, Targets, TrainOptions, Trainer};
 use webpeft::Model;
 
 fn train_case(model: &str, method: &str) {
@@ -27,11 +27,13 @@ fn train_case(model: &str, method: &str) {
         Some(l) => Targets::Classes(l.ids()),
         None => Targets::CausalLm,
     };
-    let mut t = Trainer::new(m, AdamW { lr: 1e-2, weight_decay: 0.01, ..Default::default() });
+    let opts = TrainOptions { optimizer: OptimizerKind::adamw(), lr: 1e-2, total_steps: 5, ..Default::default() };
+    let mut t = Trainer::new(m, opts);
+    let batch = MicroBatch { ids, attention_mask: None, targets };
     let mut losses = vec![];
     for _ in 0..5 {
-        let loss = t.step(&ids, &targets).unwrap();
-        losses.push(host(loss)[0]);
+        let stats = pollster::block_on(t.step(std::slice::from_ref(&batch))).unwrap();
+        losses.push(stats.loss);
     }
     let want = &r["train_losses"].f32;
     for (i, (got, want)) in losses.iter().zip(want).enumerate() {
@@ -77,5 +79,15 @@ fn ia3_and_bitfit_train_like_peft() {
     }
     for model in ["qwen2", "gpt2", "bert"] {
         train_case(model, "bitfit");
+    }
+}
+
+#[test]
+fn prompt_and_prefix_tuning_train_like_peft() {
+    for model in ["llama", "qwen2", "gpt2", "bert"] {
+        train_case(model, "prompt");
+    }
+    for model in ["llama", "qwen2", "gpt2"] {
+        train_case(model, "prefix");
     }
 }

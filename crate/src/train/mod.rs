@@ -2,22 +2,30 @@
 //! parameters only. This is the first slice of the trainer (issue #3): AdamW
 //! steps on a fixed batch, the loop the browser will also run.
 
+pub mod optim;
+
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::generate::read_f32;
 use crate::models::{Model, Network};
+pub use optim::{count_trainable, Grads, Optimizer, OptimizerKind};
 
 /// What a batch is trained to predict.
 #[derive(Debug, Clone)]
 pub enum Targets {
     /// Next-token prediction on the inputs themselves (HF's shifted mean cross-entropy).
     CausalLm,
+    /// Next-token prediction with HF-style labels: one per input position, `-100` ignored.
+    Tokens(Vec<Vec<i32>>),
     /// One class per row (sequence classification).
     Classes(Vec<u32>),
 }
+
+/// Label value HF ignores in the loss.
+pub const IGNORE: i32 = -100;
 
 /// Mean cross-entropy of `logits` `[n, classes]` against `labels`.
 fn cross_entropy(logits: Tensor<2>, labels: &[u32]) -> Tensor<1> {
@@ -28,19 +36,52 @@ fn cross_entropy(logits: Tensor<2>, labels: &[u32]) -> Tensor<1> {
     log_softmax(logits, 1).gather(1, idx).mean().neg()
 }
 
-/// The training loss of `model` on a batch of equal-length rows.
-pub fn loss(model: &Model, ids: &[Vec<u32>], targets: &Targets) -> Result<Tensor<1>> {
-    let out = model.forward(ids, None, None, None)?;
-    match targets {
-        Targets::CausalLm => {
-            let logits = out.token_logits.ok_or_else(|| Error::input("train", "causal-lm training needs a causal LM"))?;
-            let [b, s, v] = logits.dims();
-            if s < 2 {
-                return Err(Error::input("train", "causal-lm rows need at least 2 tokens"));
+/// The (row, position) pairs of a causal batch that are scored, and their
+/// targets: HF's shift, after prompt tuning's virtual positions (whose labels
+/// PEFT sets to -100, so the last virtual position predicts the first token).
+fn causal_pairs(labels: &[Vec<i32>], positions: usize, virtual_tokens: usize) -> (Vec<i64>, Vec<u32>) {
+    let (mut rows, mut targets) = (vec![], vec![]);
+    for (b, row) in labels.iter().enumerate() {
+        for (j, &l) in row.iter().enumerate() {
+            // Label j sits at position virtual_tokens + j and is predicted one position earlier.
+            let pos = virtual_tokens + j;
+            if l == IGNORE || pos == 0 {
+                continue;
             }
-            let shifted = logits.slice([0..b, 0..s - 1, 0..v]).reshape([b * (s - 1), v]);
-            let labels: Vec<u32> = ids.iter().flat_map(|r| r[1..].iter().copied()).collect();
-            Ok(cross_entropy(shifted, &labels))
+            rows.push((b * positions + pos - 1) as i64);
+            targets.push(l as u32);
+        }
+    }
+    (rows, targets)
+}
+
+/// The training loss of `model` on a batch of equal-length rows
+/// (`attention_mask`: 1 = real token; `None` means all real).
+pub fn loss(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, targets: &Targets) -> Result<Tensor<1>> {
+    let out = model.forward(ids, attention_mask, None, None)?;
+    match targets {
+        Targets::CausalLm | Targets::Tokens(_) => {
+            let logits = out.token_logits.ok_or_else(|| Error::input("train", "causal-lm training needs a causal LM"))?;
+            let [b, p, v] = logits.dims();
+            let own;
+            let labels = match targets {
+                Targets::Tokens(l) => l,
+                _ => {
+                    own = ids.iter().map(|r| r.iter().map(|&t| t as i32).collect()).collect::<Vec<Vec<i32>>>();
+                    &own
+                }
+            };
+            let (rows, want) = causal_pairs(labels, p, out.virtual_tokens);
+            if rows.is_empty() {
+                return Err(Error::input("train", "the batch has no tokens to predict (every label is -100 or rows are 1 token long)"));
+            }
+            if let Some(bad) = want.iter().find(|&&t| t as usize >= v) {
+                return Err(Error::input("train", format!("label {bad} is outside the vocabulary of {v}")));
+            }
+            let n = rows.len();
+            let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &logits.device());
+            let picked = logits.reshape([b * p, v]).select(0, idx);
+            Ok(cross_entropy(picked, &want))
         }
         Targets::Classes(labels) => {
             let logits = out.class_logits.ok_or_else(|| Error::input("train", "seq-cls training needs a classification head"))?;
@@ -61,43 +102,95 @@ pub fn freeze(model: Model) -> Model {
         Network::Gpt2(m) => Network::Gpt2(m.no_grad()),
         Network::Bert(m) => Network::Bert(m.no_grad()),
     };
-    Model { network, ..model }
+    Model { network, prompt: model.prompt.map(|p| p.no_grad()), prefix: model.prefix.map(|p| p.no_grad()), ..model }
 }
 
-/// AdamW hyper-parameters (PyTorch's `torch.optim.AdamW` semantics).
-#[derive(Debug, Clone)]
-pub struct AdamW {
-    pub lr: f64,
-    pub weight_decay: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
+/// How the learning rate moves over training (HF `get_*_schedule_with_warmup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    Constant,
+    Linear,
+    Cosine,
 }
 
-impl Default for AdamW {
-    fn default() -> Self {
-        Self { lr: 1e-3, weight_decay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+impl Schedule {
+    /// Parses `constant`, `linear` or `cosine`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "constant" => Ok(Self::Constant),
+            "linear" => Ok(Self::Linear),
+            "cosine" => Ok(Self::Cosine),
+            other => Err(Error::input("--schedule", format!("unknown schedule '{other}' (use constant, linear or cosine)"))),
+        }
     }
+
+    /// The multiplier of the base learning rate at (0-based) optimiser step
+    /// `step`, as transformers' schedulers give it: linear warm-up from 0
+    /// over `warmup` steps, then the schedule's decay to 0 at `total`.
+    pub fn factor(self, step: usize, warmup: usize, total: usize) -> f64 {
+        if step < warmup {
+            return step as f64 / warmup.max(1) as f64;
+        }
+        let progress = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
+        match self {
+            Self::Constant => 1.0,
+            Self::Linear => (1.0 - progress).max(0.0),
+            Self::Cosine => (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0),
+        }
+    }
+}
+
+/// Optimiser settings of a training session.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate.
+    pub lr: f64,
+    pub schedule: Schedule,
+    pub warmup_steps: usize,
+    /// Optimiser steps in the whole run (for the schedule).
+    pub total_steps: usize,
+    /// Clip the global gradient norm to this value.
+    pub clip: Option<f64>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self { optimizer: OptimizerKind::adamw(), lr: 1e-3, schedule: Schedule::Constant, warmup_steps: 0, total_steps: 1, clip: None }
+    }
+}
+
+/// One micro-batch: token rows, their mask and what they predict.
+#[derive(Debug, Clone)]
+pub struct MicroBatch {
+    pub ids: Vec<Vec<u32>>,
+    pub attention_mask: Option<Vec<Vec<u32>>>,
+    pub targets: Targets,
+}
+
+/// What one optimiser step reports (read from the device asynchronously).
+#[derive(Debug, Clone, Copy)]
+pub struct StepStats {
+    /// Mean loss over the micro-batches.
+    pub loss: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Learning rate used for this step.
+    pub lr: f64,
 }
 
 /// A training session: the model and its optimiser state.
 pub struct Trainer {
-    /// Always `Some` between calls; taken while the optimiser owns the network.
+    /// Always `Some` between calls; taken while the optimiser rewrites the modules.
     model: Option<Model>,
-    optim: ModuleOptimizer,
-    pub opts: AdamW,
+    pub optimizer: Optimizer,
+    pub opts: TrainOptions,
 }
 
 impl Trainer {
     /// Starts training `model` (already frozen, with its adapter attached).
-    pub fn new(model: Model, opts: AdamW) -> Self {
-        let optim = AdamWConfig::new()
-            .with_beta_1(opts.beta1)
-            .with_beta_2(opts.beta2)
-            .with_epsilon(opts.eps)
-            .with_weight_decay(opts.weight_decay)
-            .init();
-        Self { model: Some(model), optim, opts }
+    pub fn new(model: Model, opts: TrainOptions) -> Self {
+        Self { model: Some(model), optimizer: Optimizer::new(opts.optimizer.clone()), opts }
     }
 
     /// The model being trained.
@@ -110,29 +203,85 @@ impl Trainer {
         self.model.expect("the model is put back after every step")
     }
 
-    /// One optimiser step on a batch; returns the loss tensor (read it asynchronously).
-    pub fn step(&mut self, ids: &[Vec<u32>], targets: &Targets) -> Result<Tensor<1>> {
-        let loss = loss(self.model(), ids, targets)?;
-        let grads = loss.backward();
-        let lr = self.opts.lr;
-        // The optimiser takes the module by value: nothing below can fail, so
-        // the model is always put back.
-        let model = self.model.take().expect("the model is put back after every step");
-        let network = match model.network {
-            Network::Llama(m) => {
-                let g = GradientsParams::from_grads(grads, &m);
-                Network::Llama(self.optim.step(lr, m, g))
-            }
-            Network::Gpt2(m) => {
-                let g = GradientsParams::from_grads(grads, &m);
-                Network::Gpt2(self.optim.step(lr, m, g))
-            }
-            Network::Bert(m) => {
-                let g = GradientsParams::from_grads(grads, &m);
-                Network::Bert(self.optim.step(lr, m, g))
-            }
+    /// Number of trainable values.
+    pub fn trainable_parameters(&self) -> usize {
+        let m = self.model();
+        let net = match &m.network {
+            Network::Llama(n) => count_trainable(n),
+            Network::Gpt2(n) => count_trainable(n),
+            Network::Bert(n) => count_trainable(n),
         };
-        self.model = Some(Model { network, ..model });
-        Ok(loss.detach())
+        net + m.prompt.as_ref().map_or(0, count_trainable) + m.prefix.as_ref().map_or(0, count_trainable)
     }
+
+    /// Learning rate of the next step.
+    pub fn next_lr(&self) -> f64 {
+        self.opts.lr * self.opts.schedule.factor(self.optimizer.steps, self.opts.warmup_steps, self.opts.total_steps)
+    }
+
+    /// One optimiser step over `micro` batches (gradient accumulation: each
+    /// micro-batch loss is scaled by `1/len`, as HF's Trainer does).
+    ///
+    /// The loss and gradient norm are read asynchronously before the update
+    /// is applied: a non-finite loss returns an error and leaves the adapter
+    /// as it was, so the last good state is never lost.
+    pub async fn step(&mut self, micro: &[MicroBatch]) -> Result<StepStats> {
+        if micro.is_empty() {
+            return Err(Error::input("train", "a step needs at least one batch"));
+        }
+        let model = self.model();
+        let mut grads = Grads::default();
+        let mut losses = Vec::with_capacity(micro.len());
+        let scale = 1.0 / micro.len() as f64;
+        for mb in micro {
+            let l = loss(model, &mb.ids, mb.attention_mask.as_deref(), &mb.targets)?;
+            let mut g = (l.clone() * scale).backward();
+            collect_grads(model, &mut grads, &mut g);
+            losses.push(l.detach().inner());
+        }
+        let norm = grads.norm().ok_or_else(|| Error::input("train", "the model has no trainable parameters (attach an adapter)"))?;
+        let mean = Tensor::cat(losses, 0).mean();
+        let stats = read_f32(Tensor::cat(vec![mean, norm.clone()], 0)).await?;
+        let (loss_value, grad_norm) = (stats[0], stats[1]);
+        let lr = self.next_lr();
+        if !loss_value.is_finite() || !grad_norm.is_finite() {
+            return Err(Error::input(
+                "train",
+                format!("the loss became {loss_value} (gradient norm {grad_norm}) at step {}; training stopped and the adapter keeps its last good values. Try a lower learning rate or --clip", self.optimizer.steps + 1),
+            ));
+        }
+        if let Some(max) = self.opts.clip {
+            grads.clip(norm, max);
+        }
+        let model = self.model.take().expect("the model is put back after every step");
+        let model = apply_update(model, &mut self.optimizer, &mut grads, lr);
+        self.optimizer.finish_step();
+        self.model = Some(model);
+        Ok(StepStats { loss: loss_value, grad_norm, lr })
+    }
+}
+
+fn collect_grads(model: &Model, grads: &mut Grads, g: &mut burn::tensor::Gradients) {
+    match &model.network {
+        Network::Llama(n) => grads.collect(n, g),
+        Network::Gpt2(n) => grads.collect(n, g),
+        Network::Bert(n) => grads.collect(n, g),
+    }
+    if let Some(p) = &model.prompt {
+        grads.collect(p, g);
+    }
+    if let Some(p) = &model.prefix {
+        grads.collect(p, g);
+    }
+}
+
+fn apply_update(model: Model, opt: &mut Optimizer, grads: &mut Grads, lr: f64) -> Model {
+    let network = match model.network {
+        Network::Llama(n) => Network::Llama(opt.apply(n, grads, lr)),
+        Network::Gpt2(n) => Network::Gpt2(opt.apply(n, grads, lr)),
+        Network::Bert(n) => Network::Bert(opt.apply(n, grads, lr)),
+    };
+    let prompt = model.prompt.map(|p| opt.apply(p, grads, lr));
+    let prefix = model.prefix.map(|p| opt.apply(p, grads, lr));
+    Model { network, prompt, prefix, ..model }
 }
