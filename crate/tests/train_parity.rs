@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use webpeft::device::Backend;
+use webpeft::peft::export::export_adapter;
 use webpeft::peft::load_adapter;
 use webpeft::train::{freeze, MicroBatch, OptimizerKind, Targets, TrainOptions, Trainer};
 use webpeft::Model;
@@ -43,6 +44,23 @@ fn train_case(model: &str, method: &str) {
     eprintln!("{case}: losses {losses:?} match PEFT");
     let mut m = t.into_model();
     assert!(snapshot_frozen(&mut m) == frozen_before, "{case}: frozen base weights changed");
+
+    // The trained adapter, exported, matches PEFT's trained adapter: same
+    // config, keys, shapes and (within float drift) values.
+    let files = pollster::block_on(export_adapter(&mut m)).unwrap();
+    let got_cfg: serde_json::Value = serde_json::from_slice(&files.config).unwrap();
+    let want_cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("trained/adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(got_cfg, want_cfg, "{case}: exported config differs from PEFT's");
+    let got = adapter_tensors(&files.weights);
+    let want = adapter_tensors(&std::fs::read(dir.join("trained/adapter_model.safetensors")).unwrap());
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{case}: exported tensor names differ from PEFT's");
+    for (name, (shape, values)) in &want {
+        let (gs, gv) = &got[name];
+        assert_eq!(gs, shape, "{case}: {name} shape");
+        let tol = if noise_gradient(name) { 0.06 } else { 2e-5 };
+        let d = max_abs_diff(name, gv, values);
+        assert!(d <= tol, "{case}: trained {name} differs from PEFT's by {d} (tolerance {tol})");
+    }
 }
 
 /// The values of every frozen base weight (dense and norm weights; a

@@ -132,6 +132,9 @@ pub struct Model {
     pub prefix: Option<PrefixEncoder>,
     /// `adapter_config.json` of the attached adapter (what an export writes back).
     pub adapter_config: Option<serde_json::Value>,
+    /// Adapter tensors kept only to be written back verbatim (PEFT's
+    /// `original_module` copies of a saved head's bias under `bias="all"`).
+    pub adapter_extras: Vec<(String, Tensor<1>)>,
 }
 
 /// Output of [`Model::forward`] for a batch.
@@ -254,7 +257,7 @@ impl Model {
             has_chat_template: tokenizer.as_ref().is_some_and(|t| t.chat_template.is_some()),
             ..info
         };
-        Ok(Self { network, tokenizer, info, config, device: device.clone(), prompt: None, prefix: None, adapter_config: None })
+        Ok(Self { network, tokenizer, info, config, device: device.clone(), prompt: None, prefix: None, adapter_config: None, adapter_extras: vec![] })
     }
 
     /// The network's dense and norm layers by HF module path.

@@ -3,6 +3,8 @@
 //! this file reads an adapter (`adapter_config.json` +
 //! `adapter_model.safetensors`) and attaches it to a model by PEFT's names.
 
+pub mod create;
+pub mod export;
 pub mod ia3;
 pub mod lora;
 pub mod prefix;
@@ -22,6 +24,8 @@ use prefix::{PrefixEncoder, PrefixTuningConfig};
 use prompt::{PromptEmbedding, PromptTuningConfig};
 
 const CONFIG: &str = "adapter_config.json";
+/// The PEFT release whose file format webpeft reads and writes (`peft_version`).
+pub const PEFT_VERSION: &str = "0.21.2";
 const WEIGHTS: &str = "adapter_model.safetensors";
 
 /// `target_modules`: a list of names (matched as PEFT does, by `.`-suffix) or a regex
@@ -125,6 +129,7 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
     let mut replaced = 0;
     let mut ia3_modules = 0;
     let mut prompt_table = None;
+    let mut extras = vec![];
     for key in w.names().into_iter().map(String::from).collect::<Vec<_>>() {
         let t = w.remove(&key).expect("listed");
         // Prompt learning's `base_model` is the HF model itself (no `.model.`).
@@ -132,6 +137,9 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
         // With bias="all", PEFT also saves a `modules_to_save` head's trained copy
         // under `.modules_to_save.` and its frozen original under `.original_module.`.
         if path.contains(".original_module.") {
+            if t.shape.len() == 1 {
+                extras.push((key.clone(), crate::models::layers::tensor(t, &device)));
+            }
             continue;
         }
         let path = path.replace(".modules_to_save.", ".");
@@ -265,6 +273,7 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
         virtual_tokens = n;
     }
     model.adapter_config = Some(config);
+    model.adapter_extras = extras;
     Ok(AdapterSummary { peft_type, adapted_modules: lora_modules + ia3_modules, replaced_tensors: replaced, virtual_tokens })
 }
 
@@ -281,4 +290,10 @@ pub fn matches_targets(targets: Option<&TargetModules>, module: &str) -> bool {
 
 fn regex_full_match(re: &str, text: &str) -> bool {
     fancy_regex::Regex::new(&format!("^(?:{re})$")).ok().and_then(|r| r.is_match(text).ok()).unwrap_or(false)
+}
+
+/// The layer index PEFT's `layers_to_transform` reads from a module path: the
+/// first all-digit component after the first one (`model.layers.3.mlp` -> 3).
+pub fn layer_index(module: &str) -> Option<usize> {
+    module.split('.').skip(1).find_map(|c| c.parse().ok())
 }

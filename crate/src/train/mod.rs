@@ -2,6 +2,7 @@
 //! parameters only. This is the first slice of the trainer (issue #3): AdamW
 //! steps on a fixed batch, the loop the browser will also run.
 
+pub mod data;
 pub mod optim;
 
 use burn::module::Module;

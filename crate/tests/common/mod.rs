@@ -103,3 +103,25 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 pub fn backends() -> Vec<Backend> {
     vec![Backend::Cpu, Backend::Gpu]
 }
+
+/// Name -> (shape, values) of an adapter safetensors file; checks every tensor
+/// is F32 and the metadata is PEFT's `{"format": "pt"}`.
+pub fn adapter_tensors(bytes: &[u8]) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
+    let format = meta.metadata().as_ref().and_then(|m| m.get("format").cloned());
+    assert_eq!(format.as_deref(), Some("pt"), "adapter metadata must be {{\"format\": \"pt\"}}");
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    st.iter()
+        .map(|(name, v)| {
+            assert_eq!(v.dtype(), Dtype::F32, "{name} must be F32");
+            let data = v.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            (name.to_string(), (v.shape().to_vec(), data))
+        })
+        .collect()
+}
+
+/// Parameters whose gradient is only float noise in the PEFT fixtures
+/// (tests/fixtures/peft/README.md): they move by up to lr * steps.
+pub fn noise_gradient(name: &str) -> bool {
+    name.contains("attention.self.key.bias") || name.contains("attn.c_attn.base_layer.bias") || name.contains("attn.c_attn.bias")
+}

@@ -1,0 +1,156 @@
+//! New adapters created by webpeft: the same config, tensor names and shapes
+//! as PEFT's for the same settings (compared with the PEFT fixtures), and
+//! PEFT's initialisation (an untrained LoRA / DoRA / IA3 adapter leaves the
+//! model's outputs unchanged).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use webpeft::device::Backend;
+use webpeft::peft::create::{create_adapter, AdapterSpec, Method};
+use webpeft::peft::export::export_adapter;
+use webpeft::peft::TargetModules;
+use webpeft::train::freeze;
+use webpeft::Model;
+
+/// The spec that should reproduce fixture `case`'s PEFT config.
+fn spec_for(method: &str, cfg: &Value) -> AdapterSpec {
+    let kind = match method {
+        "dora" => Method::Dora,
+        "bitfit" => Method::Bitfit,
+        "ia3" => Method::Ia3,
+        "prompt" => Method::Prompt,
+        "prefix" => Method::Prefix,
+        _ => Method::Lora,
+    };
+    let mut s = AdapterSpec::new(kind);
+    s.base_model = cfg["base_model_name_or_path"].as_str().unwrap().to_string();
+    s.seq_cls = cfg["task_type"] == "SEQ_CLS";
+    if matches!(kind, Method::Lora | Method::Dora) {
+        s.r = cfg["r"].as_u64().map(|v| v as usize);
+        s.alpha = cfg["lora_alpha"].as_f64();
+        s.use_rslora = cfg["use_rslora"].as_bool().unwrap();
+        s.targets = Some(serde_json::from_value::<TargetModules>(cfg["target_modules"].clone()).unwrap());
+        s.layers_to_transform = serde_json::from_value(cfg["layers_to_transform"].clone()).unwrap();
+    }
+    if matches!(kind, Method::Prompt | Method::Prefix) {
+        s.virtual_tokens = cfg["num_virtual_tokens"].as_u64().map(|v| v as usize);
+    }
+    s
+}
+
+fn new_model(model: &str) -> Model {
+    freeze(Model::load(&files(&fixture(&format!("tiny-{model}"))), &device(Backend::Cpu).autodiff()).unwrap())
+}
+
+#[test]
+fn new_adapters_have_peft_configs_keys_and_shapes() {
+    let mut n = 0;
+    for model in ["llama", "qwen2", "gpt2", "bert"] {
+        for method in ["lora", "rslora", "dora", "lora-targets", "lora-layers", "ia3", "bitfit", "prompt", "prefix"] {
+            let dir = fixture("peft").join(format!("{model}-{method}"));
+            if !dir.exists() {
+                continue;
+            }
+            let case = format!("{model}-{method}");
+            let want_cfg: Value = serde_json::from_slice(&std::fs::read(dir.join("adapter_config.json")).unwrap()).unwrap();
+            let mut m = new_model(model);
+            create_adapter(&mut m, &spec_for(method, &want_cfg)).unwrap_or_else(|e| panic!("{case}: {e}"));
+            let files = pollster::block_on(export_adapter(&mut m)).unwrap();
+            let got_cfg: Value = serde_json::from_slice(&files.config).unwrap();
+            assert_eq!(got_cfg, want_cfg, "{case}: config differs from PEFT's");
+            let got = adapter_tensors(&files.weights);
+            let want = adapter_tensors(&std::fs::read(dir.join("adapter_model.safetensors")).unwrap());
+            let shapes = |m: &std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>| m.iter().map(|(k, (s, _))| (k.clone(), s.clone())).collect::<Vec<_>>();
+            assert_eq!(shapes(&got), shapes(&want), "{case}: tensor names/shapes differ from PEFT's");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 34);
+}
+
+fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
+    let out = m.forward(&[ids.to_vec()], None, None, None).unwrap();
+    host(out.token_logits.map(|l| l.reshape([-1])).or(out.class_logits.map(|l| l.reshape([-1]))).unwrap())
+}
+
+#[test]
+fn untrained_adapters_leave_outputs_unchanged() {
+    let ids: Vec<u32> = (1..13).collect();
+    for model in ["llama", "gpt2", "bert"] {
+        for method in [Method::Lora, Method::Dora, Method::Ia3, Method::Bitfit] {
+            let mut m = new_model(model);
+            let base = logits(&m, &ids);
+            let mut spec = AdapterSpec::new(method);
+            spec.seq_cls = model == "bert";
+            create_adapter(&mut m, &spec).unwrap();
+            let after = logits(&m, &ids);
+            // DoRA rescales by m/||W|| = 1 up to rounding.
+            let tol = if method == Method::Dora { 1e-5 } else { 0.0 };
+            let d = max_abs_diff("logits", &after, &base);
+            assert!(d <= tol, "{model} {method:?}: an untrained adapter changed the logits by {d}");
+        }
+    }
+}
+
+#[test]
+fn lora_init_is_kaiming_uniform_or_gaussian() {
+    for gaussian in [false, true] {
+        let mut m = new_model("llama");
+        let mut spec = AdapterSpec::new(Method::Lora);
+        spec.r = Some(16);
+        spec.gaussian_init = gaussian;
+        spec.seed = 3;
+        create_adapter(&mut m, &spec).unwrap();
+        let t = adapter_tensors(&pollster::block_on(export_adapter(&mut m)).unwrap().weights);
+        let (shape, a) = &t["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"];
+        let b = &t["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"].1;
+        assert!(b.iter().all(|&v| v == 0.0), "B starts at zero");
+        let fan_in = shape[1] as f32;
+        let std = (a.iter().map(|v| v * v).sum::<f32>() / a.len() as f32).sqrt();
+        if gaussian {
+            // N(0, 1/r): std 1/16.
+            assert!((std - 1.0 / 16.0).abs() < 0.01, "gaussian A std {std}");
+        } else {
+            // kaiming_uniform(a=sqrt 5): U(-1/sqrt(in), 1/sqrt(in)), std bound/sqrt 3.
+            let bound = 1.0 / fan_in.sqrt();
+            assert!(a.iter().all(|v| v.abs() <= bound), "A outside U(±{bound})");
+            assert!((std - bound / 3f32.sqrt()).abs() < 0.1 * bound, "uniform A std {std}");
+        }
+    }
+}
+
+#[test]
+fn prompt_text_init_copies_token_embeddings() {
+    let mut m = new_model("llama");
+    let tok = m.tokenizer.as_ref().unwrap();
+    let ids = tok.encode("hello world", false).unwrap();
+    let mut spec = AdapterSpec::new(Method::Prompt);
+    spec.virtual_tokens = Some(5);
+    spec.init_text = Some("hello world".into());
+    create_adapter(&mut m, &spec).unwrap();
+    let files = pollster::block_on(export_adapter(&mut m)).unwrap();
+    let cfg: Value = serde_json::from_slice(&files.config).unwrap();
+    assert_eq!(cfg["prompt_tuning_init"], "TEXT");
+    let table = &adapter_tensors(&files.weights)["prompt_embeddings"].1;
+    let emb = read_ref(&fixture("tiny-llama/model.safetensors"));
+    let e = &emb["model.embed_tokens.weight"];
+    let dim = e.shape[1];
+    for (row, id) in ids.iter().cycle().take(5).enumerate() {
+        let want = &e.f32[*id as usize * dim..(*id as usize + 1) * dim];
+        assert_eq!(&table[row * dim..(row + 1) * dim], want, "virtual token {row} is not the embedding of token {id}");
+    }
+}
+
+#[test]
+fn bad_adapter_settings_are_clear_errors() {
+    let mut m = new_model("llama");
+    let mut spec = AdapterSpec::new(Method::Lora);
+    spec.targets = Some(TargetModules::Names(vec!["no_such_module".into()]));
+    let e = create_adapter(&mut m, &spec).unwrap_err().to_string();
+    assert!(e.contains("no module of LlamaForCausalLM matches target_modules"), "{e}");
+    let mut m = new_model("bert");
+    let e = create_adapter(&mut m, &AdapterSpec::new(Method::Prefix)).unwrap_err().to_string();
+    assert!(e.contains("encoder") || e.contains("prefix tuning needs a decoder"), "{e}");
+}
