@@ -9,7 +9,7 @@ use burn::tensor::activation::{gelu, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::layers::{attention, merge_heads, padding_mask, split_heads, Embedding, LayerNorm, Linear, WeightLayout};
+use super::layers::{NamedTensor, attention, merge_heads, padding_mask, split_heads, Embedding, LayerNorm, Linear, WeightLayout};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
 use super::NamedLayers;
@@ -285,6 +285,37 @@ impl BertForSequenceClassification {
             n.linears.push(("classifier".into(), c));
         }
         n
+    }
+
+    /// Every weight under its HF name, adapters merged (for `webpeft merge`).
+    pub fn hf_tensors(&self) -> Vec<NamedTensor> {
+        let e = &self.bert.embeddings;
+        let mut t = vec![
+            NamedTensor::new("bert.embeddings.word_embeddings.weight", e.word_embeddings.weight.val()),
+            NamedTensor::new("bert.embeddings.position_embeddings.weight", e.position_embeddings.weight.val()),
+            NamedTensor::new("bert.embeddings.token_type_embeddings.weight", e.token_type_embeddings.weight.val()),
+        ];
+        t.extend(e.LayerNorm.hf_tensors("bert.embeddings.LayerNorm"));
+        let lin = |l: &Linear, p: String| l.hf_tensors(&p, WeightLayout::OutIn);
+        for (i, l) in self.bert.encoder.layer.iter().enumerate() {
+            let p = format!("bert.encoder.layer.{i}");
+            let a = &l.attention;
+            t.extend(lin(&a.self_.query, format!("{p}.attention.self.query")));
+            t.extend(lin(&a.self_.key, format!("{p}.attention.self.key")));
+            t.extend(lin(&a.self_.value, format!("{p}.attention.self.value")));
+            t.extend(lin(&a.output.dense, format!("{p}.attention.output.dense")));
+            t.extend(a.output.LayerNorm.hf_tensors(&format!("{p}.attention.output.LayerNorm")));
+            t.extend(lin(&l.intermediate.dense, format!("{p}.intermediate.dense")));
+            t.extend(lin(&l.output.dense, format!("{p}.output.dense")));
+            t.extend(l.output.LayerNorm.hf_tensors(&format!("{p}.output.LayerNorm")));
+        }
+        if let Some(p) = &self.bert.pooler {
+            t.extend(lin(&p.dense, "bert.pooler.dense".into()));
+        }
+        if let Some(c) = &self.classifier {
+            t.extend(lin(c, "classifier".into()));
+        }
+        t
     }
 
     pub fn num_labels(&self) -> Option<usize> {

@@ -7,7 +7,7 @@ use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::layers::{attention, causal_mask, merge_heads, split_heads, Embedding, KvCache, LayerNorm, Linear, WeightLayout};
+use super::layers::{NamedTensor, attention, causal_mask, merge_heads, split_heads, Embedding, KvCache, LayerNorm, Linear, WeightLayout};
 use super::CausalOutput;
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -198,5 +198,22 @@ impl Gpt2LMHeadModel {
 
     pub fn num_layers(&self) -> usize {
         self.transformer.h.len()
+    }
+
+    /// Every weight under its HF name, adapters merged (for `webpeft merge`).
+    pub fn hf_tensors(&self) -> Vec<NamedTensor> {
+        let tr = &self.transformer;
+        let mut t = vec![NamedTensor::new("transformer.wte.weight", tr.wte.weight.val()), NamedTensor::new("transformer.wpe.weight", tr.wpe.weight.val())];
+        for (i, b) in tr.h.iter().enumerate() {
+            let p = format!("transformer.h.{i}");
+            t.extend(b.ln_1.hf_tensors(&format!("{p}.ln_1")));
+            t.extend(b.attn.c_attn.hf_tensors(&format!("{p}.attn.c_attn"), WeightLayout::InOut));
+            t.extend(b.attn.c_proj.hf_tensors(&format!("{p}.attn.c_proj"), WeightLayout::InOut));
+            t.extend(b.ln_2.hf_tensors(&format!("{p}.ln_2")));
+            t.extend(b.mlp.c_fc.hf_tensors(&format!("{p}.mlp.c_fc"), WeightLayout::InOut));
+            t.extend(b.mlp.c_proj.hf_tensors(&format!("{p}.mlp.c_proj"), WeightLayout::InOut));
+        }
+        t.extend(tr.ln_f.hf_tensors("transformer.ln_f"));
+        t
     }
 }

@@ -89,6 +89,51 @@ impl Linear {
     }
 }
 
+/// A tensor as written to a checkpoint: its name, shape and flat values.
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Tensor<1>,
+}
+
+impl NamedTensor {
+    pub fn new<const D: usize>(name: impl Into<String>, t: Tensor<D>) -> Self {
+        let shape = t.dims().to_vec();
+        let n: usize = shape.iter().product();
+        Self { name: name.into(), shape, values: t.reshape([n]) }
+    }
+}
+
+impl Linear {
+    /// The weight and bias with any adapter folded in (LoRA/DoRA, then (IA)^3,
+    /// the order in which they apply), `[in, out]`.
+    pub fn merged(&self) -> (Tensor<2>, Option<Tensor<1>>) {
+        let mut w = self.weight.val();
+        let mut b = self.bias.as_ref().map(|b| b.val());
+        if let Some(l) = &self.lora {
+            w = l.merge(w);
+        }
+        if let Some(v) = &self.ia3 {
+            (w, b) = v.merge(w, b);
+        }
+        (w, b)
+    }
+
+    /// This layer's checkpoint tensors under HF's names and `layout`, adapters merged.
+    pub fn hf_tensors(&self, prefix: &str, layout: WeightLayout) -> Vec<NamedTensor> {
+        let (w, b) = self.merged();
+        let w = match layout {
+            WeightLayout::OutIn => w.transpose(),
+            WeightLayout::InOut => w,
+        };
+        let mut out = vec![NamedTensor::new(format!("{prefix}.weight"), w)];
+        if let Some(b) = b {
+            out.push(NamedTensor::new(format!("{prefix}.bias"), b));
+        }
+        out
+    }
+}
+
 /// Root-mean-square norm as Llama defines it (computed in f32).
 #[derive(Module, Debug)]
 pub struct RmsNorm {
@@ -117,6 +162,11 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// `{prefix}.weight` and `{prefix}.bias`.
+    pub fn hf_tensors(&self, prefix: &str) -> Vec<NamedTensor> {
+        vec![NamedTensor::new(format!("{prefix}.weight"), self.weight.val()), NamedTensor::new(format!("{prefix}.bias"), self.bias.val())]
+    }
+
     pub fn load(w: &mut WeightMap, prefix: &str, dim: usize, eps: f64, why: &str, device: &Device) -> Result<Self> {
         Ok(Self {
             weight: param(w.take(&format!("{prefix}.weight"), &[dim], why)?, device),

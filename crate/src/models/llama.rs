@@ -7,7 +7,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
-use super::layers::{attention, causal_mask, merge_heads, repeat_kv, split_heads, Embedding, KvCache, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
+use super::layers::{NamedTensor, attention, causal_mask, merge_heads, repeat_kv, split_heads, Embedding, KvCache, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
 use super::CausalOutput;
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -299,5 +299,27 @@ impl LlamaForCausalLM {
 
     pub fn num_layers(&self) -> usize {
         self.model.layers.len()
+    }
+
+    /// Every weight under its HF name, adapters merged (for `webpeft merge`).
+    pub fn hf_tensors(&self) -> Vec<NamedTensor> {
+        let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.weight.val())];
+        for (i, l) in self.model.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &l.self_attn;
+            for (name, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+                t.extend(lin.hf_tensors(&format!("{p}.self_attn.{name}"), WeightLayout::OutIn));
+            }
+            for (name, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
+                t.extend(lin.hf_tensors(&format!("{p}.mlp.{name}"), WeightLayout::OutIn));
+            }
+            t.push(NamedTensor::new(format!("{p}.input_layernorm.weight"), l.input_layernorm.weight.val()));
+            t.push(NamedTensor::new(format!("{p}.post_attention_layernorm.weight"), l.post_attention_layernorm.weight.val()));
+        }
+        t.push(NamedTensor::new("model.norm.weight", self.model.norm.weight.val()));
+        if let Some(h) = &self.lm_head {
+            t.extend(h.hf_tensors("lm_head", WeightLayout::OutIn));
+        }
+        t
     }
 }

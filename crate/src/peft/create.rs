@@ -393,6 +393,16 @@ fn ensure_head(model: &mut Model, spec: &AdapterSpec, rng: &mut StdRng) -> Resul
         return Ok(());
     }
     let labels = spec.labels.clone().ok_or_else(|| Error::input("labels", "a new classification head needs the label names"))?;
+    attach_head(model, &labels, rng)
+}
+
+/// Gives a BERT encoder a new `classifier` for `labels`, initialised as
+/// transformers does (N(0, initializer_range), zero bias), and records the
+/// labels in its config.
+pub fn attach_head(model: &mut Model, labels: &[String], rng: &mut StdRng) -> Result<()> {
+    let Network::Bert(bert) = &mut model.network else {
+        return Err(Error::unsupported("model", "only BERT-family models take a new classification head"));
+    };
     if labels.len() < 2 {
         return Err(Error::input("labels", format!("classification needs at least 2 labels; the data has {}", labels.len())));
     }
@@ -410,7 +420,7 @@ fn ensure_head(model: &mut Model, spec: &AdapterSpec, rng: &mut StdRng) -> Resul
         ia3: None,
     });
     let id2label: serde_json::Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
-    let label2id: serde_json::Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
+    let label2id: serde_json::Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (l.to_string(), json!(i))).collect();
     if let Some(c) = model.config.as_object_mut() {
         c.insert("id2label".into(), Value::Object(id2label));
         c.insert("label2id".into(), Value::Object(label2id));

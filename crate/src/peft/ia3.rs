@@ -33,3 +33,17 @@ pub struct Ia3Layer {
     /// True: `base(x * l)`. False: `base(x) * l` (which also scales the bias).
     pub feedforward: bool,
 }
+
+impl Ia3Layer {
+    /// Folds the vector into a `[in, out]` weight and its bias (PEFT's merge):
+    /// feed-forward modules scale the weight's input rows; others scale the
+    /// output columns and the bias.
+    pub fn merge(&self, weight: Tensor<2>, bias: Option<Tensor<1>>) -> (Tensor<2>, Option<Tensor<1>>) {
+        let [d_in, d_out] = weight.dims();
+        if self.feedforward {
+            (weight * self.vector.val().reshape([d_in, 1]), bias)
+        } else {
+            (weight * self.vector.val().reshape([1, d_out]), bias.map(|b| b * self.vector.val()))
+        }
+    }
+}

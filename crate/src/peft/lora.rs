@@ -104,3 +104,20 @@ impl LoraLayer {
         }
     }
 }
+
+impl LoraLayer {
+    /// Folds the adapter into the frozen `[in, out]` weight, as PEFT's
+    /// `merge_and_unload` does: `W + s A B`, and for DoRA
+    /// `(m / ||W + s A B||) (W + s A B)` per output (the bias is not rescaled).
+    pub fn merge(&self, weight: Tensor<2>) -> Tensor<2> {
+        let full = weight + self.lora_a.val().matmul(self.lora_b.val()) * self.scaling;
+        match &self.magnitude {
+            None => full,
+            Some(m) => {
+                let out = full.dims()[1];
+                let norm = full.clone().square().sum_dim(0).sqrt();
+                full * (m.val().reshape([1, out]) / norm)
+            }
+        }
+    }
+}

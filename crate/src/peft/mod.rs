@@ -6,6 +6,7 @@
 pub mod create;
 pub mod export;
 pub mod ia3;
+pub mod merge;
 pub mod lora;
 pub mod prefix;
 pub mod prompt;
@@ -115,6 +116,16 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
 
     let mut w = WeightMap::new(WEIGHTS);
     w.add_safetensors(WEIGHTS, weights)?;
+    // A head saved with the adapter (`modules_to_save`) on an encoder loaded
+    // without one (e.g. sentence-transformers' BertModel): make room for it.
+    let head = w.names().into_iter().find(|k| k.ends_with("classifier.weight") && !k.contains(".original_module.")).map(String::from);
+    if let (Some(key), crate::models::Network::Bert(b)) = (head, &model.network) {
+        if b.classifier.is_none() {
+            let k = w.shape(&key).map_or(0, |s| s[0]);
+            let labels = model_labels(&model.config, k);
+            create::attach_head(model, &labels, &mut rand::SeedableRng::seed_from_u64(0))?;
+        }
+    }
     let device = model.device.clone();
     let arch = model.info.architecture.clone();
     let named = model.named_layers();
@@ -296,4 +307,13 @@ fn regex_full_match(re: &str, text: &str) -> bool {
 /// first all-digit component after the first one (`model.layers.3.mlp` -> 3).
 pub fn layer_index(module: &str) -> Option<usize> {
     module.split('.').skip(1).find_map(|c| c.parse().ok())
+}
+
+/// Label names for a `k`-class head: the config's `id2label` when it has `k`
+/// entries, else transformers' `LABEL_i`.
+pub fn model_labels(config: &serde_json::Value, k: usize) -> Vec<String> {
+    let from_config = config.get("id2label").and_then(|m| m.as_object()).filter(|m| m.len() == k).map(|m| {
+        (0..k).map(|i| m.get(&i.to_string()).and_then(|v| v.as_str()).map(String::from).unwrap_or_else(|| format!("LABEL_{i}"))).collect()
+    });
+    from_config.unwrap_or_else(|| (0..k).map(|i| format!("LABEL_{i}")).collect())
 }

@@ -1,9 +1,12 @@
 //! Training: losses and optimiser steps over the trainable (adapter)
-//! parameters only. This is the first slice of the trainer (issue #3): AdamW
-//! steps on a fixed batch, the loop the browser will also run.
+//! parameters only. [`data`] turns files into examples, [`optim`] holds the
+//! optimisers, [`run`] the loop with events and evaluation (the same loop the
+//! browser runs).
 
+pub mod checkpoint;
 pub mod data;
 pub mod optim;
+pub mod run;
 
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
@@ -197,6 +200,11 @@ impl Trainer {
     /// The model being trained.
     pub fn model(&self) -> &Model {
         self.model.as_ref().expect("the model is put back after every step")
+    }
+
+    /// The model being trained, mutably (to name its parameters).
+    pub fn model_mut(&mut self) -> &mut Model {
+        self.model.as_mut().expect("the model is put back after every step")
     }
 
     /// Ends training and returns the model.

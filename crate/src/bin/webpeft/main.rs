@@ -2,6 +2,7 @@
 //! not touch (files, arguments, blocking on GPU reads) and calls the core.
 
 mod bench;
+mod train;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,33 @@ enum Command {
         adapter: Option<PathBuf>,
         #[arg(long, default_value = "cpu")]
         device: Backend,
+    },
+    /// Fine-tune a PEFT adapter; prints one JSON event per step and writes the adapter to --out.
+    Train(Box<train::TrainArgs>),
+    /// Print loss and metrics (perplexity, or accuracy and macro-F1) on a data file as JSON.
+    Eval {
+        model: PathBuf,
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        #[arg(long)]
+        data: PathBuf,
+        /// Defaults to the adapter's task, else seq-cls for models with a classification head.
+        #[arg(long, value_parser = ["causal-lm", "seq-cls"])]
+        task: Option<String>,
+        #[arg(long, default_value_t = 128)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value = "cpu")]
+        device: Backend,
+    },
+    /// Fold an adapter (LoRA, DoRA, IA3, BitFit) into the base weights and write an HF model directory.
+    Merge {
+        model: PathBuf,
+        #[arg(long)]
+        adapter: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Measure speed (a measurement, not a test).
     Bench {
@@ -170,6 +198,11 @@ fn run(command: Command) -> Result<()> {
             }))?;
             println!();
         }
+        Command::Train(args) => train::train(*args)?,
+        Command::Eval { model, adapter, data, task, seq_len, batch, device } => {
+            train::eval(&model, adapter.as_deref(), &data, task.as_deref(), seq_len, batch, device)?
+        }
+        Command::Merge { model, adapter, out } => train::merge(&model, &adapter, &out)?,
         Command::Bench { what } => bench::run(what)?,
     }
     Ok(())
@@ -212,6 +245,7 @@ pub fn stop_ids(m: &Model) -> Vec<u32> {
 /// Loads a PEFT adapter directory onto `m`, if one was given.
 fn apply_adapter(m: &mut Model, dir: Option<&Path>) -> Result<()> {
     let Some(dir) = dir else { return Ok(()) };
+    train::labels_from_sidecar(m, dir);
     let read = |name: &str| {
         let p = dir.join(name);
         std::fs::read(&p).map_err(|e| Error::io(p.display().to_string(), e.to_string()))

@@ -1,0 +1,359 @@
+//! `webpeft train`, `eval` and `merge`: files and flags around the core's
+//! trainer. Each training step prints one JSON line to stdout.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+use webpeft::device::{self, Backend};
+use webpeft::peft::create::{create_adapter, AdapterSpec, Method};
+use webpeft::peft::export::export_adapter;
+use webpeft::peft::{load_adapter, model_labels, TargetModules};
+use webpeft::train::checkpoint::{load_state, save_state};
+use webpeft::train::data::{self, EncodeOptions, Example, LabelMap, Task};
+use webpeft::train::run::{evaluate, Run, RunConfig};
+use webpeft::train::{freeze, OptimizerKind, Schedule, TrainOptions};
+use webpeft::{Error, Model, Result};
+
+use crate::{block, read_model_files};
+
+/// Options of `webpeft train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// A model directory or .gguf file.
+    pub model: PathBuf,
+    /// Training data: .jsonl (text, prompt/completion, messages, text+label), .csv (text,label) or .txt.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Eval data (same formats). Without it, --eval-split holds out a share of --data.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.0)]
+    pub eval_split: f64,
+    #[arg(long, value_parser = ["causal-lm", "seq-cls"])]
+    pub task: String,
+    #[arg(long, value_parser = ["lora", "dora", "bitfit", "ia3", "prompt", "prefix"])]
+    pub method: String,
+    /// LoRA rank.
+    #[arg(long)]
+    pub r: Option<usize>,
+    /// LoRA alpha.
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// LoRA dropout (recorded in the config; see README for its status).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// Comma-separated module names, or `re:<regex>` for a regex.
+    #[arg(long)]
+    pub targets: Option<String>,
+    #[arg(long)]
+    pub rslora: bool,
+    /// LoRA init "gaussian" instead of kaiming-uniform.
+    #[arg(long)]
+    pub gaussian_init: bool,
+    /// Prompt / prefix tuning length.
+    #[arg(long)]
+    pub virtual_tokens: Option<usize>,
+    /// Prompt tuning: initialise from this text's token embeddings.
+    #[arg(long)]
+    pub init_text: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Optimiser steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Warm-up steps (linear from 0).
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    #[arg(long, default_value = "linear", value_parser = ["constant", "linear", "cosine"])]
+    pub schedule: String,
+    #[arg(long, default_value = "adamw", value_parser = ["adamw", "sgd"])]
+    pub optimizer: String,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub no_shuffle: bool,
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Clip the global gradient norm.
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// Evaluate every N steps (and always at the end).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Early stopping: evaluations without improvement of the eval loss.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Write a full checkpoint (adapter + optimiser state) to OUT/checkpoint every N steps.
+    #[arg(long, default_value_t = 50)]
+    pub save_every: usize,
+    /// Start from an existing PEFT adapter instead of a new one.
+    #[arg(long)]
+    pub init_adapter: Option<PathBuf>,
+    /// Resume from a checkpoint directory written by --save-every.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    pub device: Backend,
+}
+
+fn read(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e.to_string()))
+}
+
+fn write(p: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(p, bytes).map_err(|e| Error::io(p.display().to_string(), e.to_string()))
+}
+
+fn parse_data(path: &Path) -> Result<data::Dataset> {
+    let name = path.display().to_string();
+    data::parse(&name, &read(path)?)
+}
+
+/// `webpeft.json`, written next to the adapter: what PEFT's files cannot say
+/// (the task and the label names of a new classification head).
+fn sidecar(dir: &Path) -> Option<serde_json::Value> {
+    std::fs::read(dir.join("webpeft.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Puts the labels recorded next to an adapter into the model config, so a
+/// head created for the adapter gets its names.
+pub fn labels_from_sidecar(m: &mut Model, dir: &Path) {
+    if let Some(labels) = sidecar(dir).and_then(|s| s.get("labels").cloned()).and_then(|l| serde_json::from_value::<Vec<String>>(l).ok()) {
+        let id2label: serde_json::Map<String, serde_json::Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
+        if let Some(c) = m.config.as_object_mut() {
+            c.insert("id2label".into(), serde_json::Value::Object(id2label));
+        }
+    }
+}
+
+fn load_adapter_dir(m: &mut Model, dir: &Path) -> Result<()> {
+    labels_from_sidecar(m, dir);
+    load_adapter(m, &read(&dir.join("adapter_config.json"))?, &read(&dir.join("adapter_model.safetensors"))?)
+        .map_err(|e| Error { source: format!("{}/{}", dir.display(), e.source), ..e })?;
+    Ok(())
+}
+
+/// Writes the adapter (and `webpeft.json`) into `dir`, through a temporary
+/// directory renamed into place, so a crash never leaves half a checkpoint.
+fn save_adapter(m: &mut Model, dir: &Path, task: Task, labels: Option<&LabelMap>, extra: &[(&str, Vec<u8>)]) -> Result<()> {
+    let files = block(export_adapter(m))?;
+    let tmp = dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e.to_string()))?;
+    write(&tmp.join("adapter_config.json"), &files.config)?;
+    write(&tmp.join("adapter_model.safetensors"), &files.weights)?;
+    let side = json!({
+        "task": match task { Task::CausalLm => "causal-lm", Task::SeqCls => "seq-cls" },
+        "labels": labels.map(|l| l.names.clone()),
+        "written_by": concat!("webpeft ", env!("CARGO_PKG_VERSION")),
+    });
+    write(&tmp.join("webpeft.json"), &serde_json::to_vec_pretty(&side).expect("json"))?;
+    for (name, bytes) in extra {
+        write(&tmp.join(name), bytes)?;
+    }
+    // Keep anything else the user put in `dir`; replace only our files.
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e.to_string()))?;
+    for entry in std::fs::read_dir(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e.to_string()))?.flatten() {
+        let to = dir.join(entry.file_name());
+        std::fs::rename(entry.path(), &to).map_err(|e| Error::io(to.display().to_string(), e.to_string()))?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+fn encode(ds: &data::Dataset, m: &Model, task: Task, seq_len: usize, labels: Option<&LabelMap>) -> Result<Vec<Example>> {
+    let tok = m.tokenizer.as_ref().ok_or_else(|| Error::format("model", "no tokenizer.json was found with this model"))?;
+    let enc = data::encode(ds, tok, &EncodeOptions { task, seq_len }, labels)?;
+    for w in &enc.warnings {
+        eprintln!("warning: {}: {w}", ds.source);
+    }
+    Ok(enc.examples)
+}
+
+fn parse_task(s: &str) -> Task {
+    if s == "seq-cls" {
+        Task::SeqCls
+    } else {
+        Task::CausalLm
+    }
+}
+
+/// `webpeft train`.
+pub fn train(a: TrainArgs) -> Result<()> {
+    let task = parse_task(&a.task);
+    let device = device::native(a.device)?.autodiff();
+    let mut m = freeze(Model::load(&read_model_files(&a.model)?, &device)?);
+    if a.seq_len > m.info.context_length {
+        return Err(Error::input("--seq-len", format!("{} is longer than the model's context length of {}", a.seq_len, m.info.context_length)));
+    }
+    let train_ds = parse_data(&a.data)?;
+    // Labels: the model's own head keeps its names; otherwise the data's.
+    let labels = match task {
+        Task::SeqCls => Some(match LabelMap::from_config(&m.config).filter(|l| !l.is_placeholder() && m.info.num_labels.is_some()) {
+            Some(l) => l,
+            None => data::label_map(&train_ds)?,
+        }),
+        Task::CausalLm => None,
+    };
+    let start_from = a.resume.as_ref().or(a.init_adapter.as_ref());
+    if let Some(dir) = start_from {
+        load_adapter_dir(&mut m, dir)?;
+    } else {
+        let method = Method::parse(&a.method)?;
+        let mut spec = AdapterSpec::new(method);
+        spec.r = a.r;
+        spec.alpha = a.alpha;
+        spec.dropout = a.dropout;
+        spec.use_rslora = a.rslora;
+        spec.gaussian_init = a.gaussian_init;
+        spec.targets = a.targets.as_deref().map(|t| match t.strip_prefix("re:") {
+            Some(re) => TargetModules::Regex(re.to_string()),
+            None => TargetModules::Names(t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+        });
+        spec.virtual_tokens = a.virtual_tokens;
+        spec.init_text = a.init_text.clone();
+        spec.seq_cls = task == Task::SeqCls;
+        spec.labels = labels.as_ref().map(|l| l.names.clone());
+        spec.base_model = a.model.display().to_string();
+        spec.seed = a.seed;
+        create_adapter(&mut m, &spec)?;
+    }
+    if a.seq_len + m.extra_positions() > m.info.context_length {
+        return Err(Error::input("--seq-len", format!("{} plus the adapter's {} virtual tokens exceeds the context length {}", a.seq_len, m.extra_positions(), m.info.context_length)));
+    }
+
+    let mut train_ex = encode(&train_ds, &m, task, a.seq_len, labels.as_ref())?;
+    let eval_ex = match &a.eval {
+        Some(p) => encode(&parse_data(p)?, &m, task, a.seq_len, labels.as_ref())?,
+        None if a.eval_split > 0.0 => {
+            let (tr, ev) = data::split(train_ex.len(), a.eval_split, a.seed);
+            let eval: Vec<Example> = ev.iter().map(|&i| train_ex[i].clone()).collect();
+            train_ex = tr.iter().map(|&i| train_ex[i].clone()).collect();
+            eval
+        }
+        None => vec![],
+    };
+    let pad_id = data::pad_id(m.tokenizer.as_ref().expect("checked by encode"));
+    let optimizer = match a.optimizer.as_str() {
+        "sgd" => OptimizerKind::Sgd { momentum: a.momentum, weight_decay: a.weight_decay },
+        _ => OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: a.weight_decay },
+    };
+    let config = RunConfig {
+        task,
+        batch: a.batch,
+        grad_accum: a.grad_accum,
+        steps: a.steps,
+        epochs: a.epochs,
+        shuffle: !a.no_shuffle,
+        seed: a.seed,
+        eval_every: a.eval_every,
+        patience: a.patience,
+        pad_id,
+        optim: TrainOptions { optimizer, lr: a.lr, schedule: Schedule::parse(&a.schedule)?, warmup_steps: a.warmup, total_steps: 1, clip: a.clip },
+    };
+    let total_params = m.info.num_parameters;
+    let mut run = Run::new(m, train_ex, eval_ex.clone(), config)?;
+    if let Some(dir) = &a.resume {
+        load_state(&mut run, &read(&dir.join("optimizer.safetensors"))?, &read(&dir.join("trainer_state.json"))?)?;
+        eprintln!("resumed from {} at step {}", dir.display(), run.step);
+    }
+    let trainable = run.trainer.trainable_parameters();
+    eprintln!(
+        "training {} on {} examples ({} eval): {} trainable parameters ({:.3}% of {}), {} steps",
+        a.method,
+        run.train_len(),
+        eval_ex.len(),
+        trainable,
+        100.0 * trainable as f64 / total_params.max(1) as f64,
+        total_params,
+        run.total_steps
+    );
+    let clock = Instant::now();
+    let checkpoint_dir = a.out.join("checkpoint");
+    while !run.is_finished() {
+        let events = match block(run.next(&|| clock.elapsed().as_secs_f64())) {
+            Ok(e) => e,
+            Err(e) => {
+                // The adapter keeps its last good values (the failing update was not applied).
+                let mut m = run.into_model();
+                save_adapter(&mut m, &a.out, task, labels.as_ref(), &[])?;
+                return Err(Error { message: format!("{}; the last good adapter is in {}", e.message, a.out.display()), ..e });
+            }
+        };
+        for ev in &events {
+            println!("{}", serde_json::to_string(ev).expect("events serialise"));
+        }
+        if a.save_every > 0 && run.step % a.save_every == 0 && !run.is_finished() {
+            let (opt, state) = block(save_state(&mut run))?;
+            save_adapter(run.trainer.model_mut(), &checkpoint_dir, task, labels.as_ref(), &[("optimizer.safetensors", opt), ("trainer_state.json", state)])?;
+        }
+    }
+    let mut m = run.into_model();
+    save_adapter(&mut m, &a.out, task, labels.as_ref(), &[])?;
+    eprintln!("adapter written to {}", a.out.display());
+    Ok(())
+}
+
+/// `webpeft eval`: metrics of a model (and adapter) on a data file, as JSON.
+pub fn eval(model: &Path, adapter: Option<&Path>, data_file: &Path, task: Option<&str>, seq_len: usize, batch: usize, backend: Backend) -> Result<()> {
+    let mut m = Model::load(&read_model_files(model)?, &device::native(backend)?)?;
+    if let Some(dir) = adapter {
+        load_adapter_dir(&mut m, dir)?;
+    }
+    let side_task = adapter.and_then(sidecar).and_then(|s| s.get("task").and_then(|t| t.as_str()).map(String::from));
+    let task = match task.map(String::from).or(side_task) {
+        Some(t) => parse_task(&t),
+        None if m.info.num_labels.is_some() => Task::SeqCls,
+        None => Task::CausalLm,
+    };
+    let labels = match task {
+        Task::SeqCls => {
+            let k = m.info.num_labels.ok_or_else(|| Error::input("--task", "seq-cls evaluation needs a classification head (in the model or the adapter)"))?;
+            Some(LabelMap { names: model_labels(&m.config, k) })
+        }
+        Task::CausalLm => None,
+    };
+    let ds = parse_data(data_file)?;
+    let ex = encode(&ds, &m, task, seq_len, labels.as_ref())?;
+    let pad_id = data::pad_id(m.tokenizer.as_ref().expect("checked by encode"));
+    let metrics = block(evaluate(&m, &ex, task, batch, pad_id))?;
+    println!("{}", serde_json::to_string_pretty(&metrics).expect("metrics serialise"));
+    Ok(())
+}
+
+/// `webpeft merge`: writes the merged model as an HF directory.
+pub fn merge(model: &Path, adapter: &Path, out: &Path) -> Result<()> {
+    let mut m = Model::load(&read_model_files(model)?, &device::cpu())?;
+    load_adapter_dir(&mut m, adapter)?;
+    let files = block(webpeft::peft::merge::merge(&m))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out.display().to_string(), e.to_string()))?;
+    for (name, bytes) in files {
+        write(&out.join(&name), &bytes)?;
+    }
+    // A Hugging Face source keeps its own tokenizer files (exact round trip).
+    if model.is_dir() {
+        for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json"] {
+            let p = model.join(name);
+            if p.exists() {
+                std::fs::copy(&p, out.join(name)).map_err(|e| Error::io(p.display().to_string(), e.to_string()))?;
+            }
+        }
+    }
+    eprintln!("merged model written to {}", out.display());
+    Ok(())
+}
