@@ -1,0 +1,170 @@
+//! `webpeft train`, `eval` and `merge` through the CLI: events, resume,
+//! NaN stop, bad data, and merged models that match PEFT's logits.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn webpeft(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webpeft")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("webpeft-cli-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn data(name: &str) -> PathBuf {
+    fixture("data").join(name)
+}
+
+/// Step events (one JSON line each) from `train`'s stdout.
+fn events(stdout: &str, kind: &str) -> Vec<serde_json::Value> {
+    stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["event"] == kind).collect()
+}
+
+fn train(model: &str, extra: &[&str], out: &Path) -> (bool, String, String) {
+    let m = fixture(model);
+    let d = data("prompt_completion.jsonl");
+    let mut args = vec!["train", s(&m), "--data", s(&d), "--task", "causal-lm", "--method", "lora", "--batch", "4", "--no-shuffle", "--out", s(out)];
+    if !extra.contains(&"--lr") {
+        args.extend_from_slice(&["--lr", "1e-2"]);
+    }
+    args.extend_from_slice(extra);
+    webpeft(&args)
+}
+
+#[test]
+fn train_prints_one_event_per_step_and_the_loss_falls() {
+    let out = tmp("events");
+    let (ok, stdout, err) = train("tiny-llama", &["--steps", "12", "--r", "4"], &out);
+    assert!(ok, "{err}");
+    let steps = events(&stdout, "step");
+    assert_eq!(steps.len(), 12);
+    for k in ["step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "eta_s", "total_steps"] {
+        assert!(steps[5].get(k).is_some(), "step event lacks {k}: {}", steps[5]);
+    }
+    // A fixed batch of 8 rows at lr 1e-2: the loss must drop.
+    let first = steps[0]["loss"].as_f64().unwrap();
+    let last = steps[11]["loss"].as_f64().unwrap();
+    assert!(last < first - 0.05, "loss did not fall: {first} -> {last}");
+    // The linear schedule decays the learning rate to 0 at the end.
+    assert!(steps[11]["lr"].as_f64().unwrap() < steps[0]["lr"].as_f64().unwrap());
+    assert!(out.join("adapter_config.json").exists() && out.join("adapter_model.safetensors").exists());
+    assert!(err.contains("trainable parameters"), "{err}");
+}
+
+#[test]
+fn a_resumed_run_continues_exactly() {
+    // 6 steps straight, versus 3 steps + resume from the step-3 checkpoint.
+    let full = tmp("full");
+    let (ok, straight, err) = train("tiny-gpt2", &["--steps", "6", "--save-every", "3"], &full);
+    assert!(ok, "{err}");
+    let ckpt = full.join("checkpoint");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(ckpt.join("trainer_state.json")).unwrap()).unwrap();
+    assert_eq!(state["step"], 3);
+    let resumed_dir = tmp("resumed");
+    let (ok, resumed, err) = train("tiny-gpt2", &["--steps", "6", "--resume", s(&ckpt)], &resumed_dir);
+    assert!(ok, "{err}");
+    let a = events(&straight, "step");
+    let b = events(&resumed, "step");
+    assert_eq!(b.len(), 3, "the resumed run does steps 4..6");
+    for (x, y) in a[3..].iter().zip(&b) {
+        assert_eq!(x["step"], y["step"]);
+        let (lx, ly) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
+        assert!((lx - ly).abs() <= 1e-6 * lx.abs(), "step {}: {lx} vs resumed {ly}", x["step"]);
+        assert_eq!(x["lr"], y["lr"]);
+    }
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_good_adapter() {
+    let out = tmp("nan");
+    let (ok, _, err) = train("tiny-llama", &["--steps", "20", "--optimizer", "sgd", "--lr", "1e30", "--schedule", "constant"], &out);
+    assert!(!ok);
+    assert!(err.contains("the loss became") && err.contains("last good adapter"), "{err}");
+    let t = adapter_tensors(&std::fs::read(out.join("adapter_model.safetensors")).unwrap());
+    assert!(t.values().all(|(_, v)| v.iter().all(|x| x.is_finite())), "the saved adapter must hold finite values");
+}
+
+#[test]
+fn classification_trains_and_evaluates() {
+    let out = tmp("cls");
+    let m = fixture("tiny-bert");
+    let d = data("three_labels.csv");
+    let (ok, stdout, err) = webpeft(&[
+        "train", s(&m), "--data", s(&d), "--eval", s(&d), "--task", "seq-cls", "--method", "ia3", "--epochs", "8", "--batch", "3", "--lr", "5e-2", "--out", s(&out), "--eval-every", "6",
+    ]);
+    assert!(ok, "{err}");
+    let evals = events(&stdout, "eval");
+    assert!(evals.len() >= 2);
+    let m0 = &evals.last().unwrap()["metrics"];
+    for k in ["loss", "accuracy", "macro_f1"] {
+        assert!(m0.get(k).is_some(), "eval lacks {k}: {m0}");
+    }
+    let (ok, json, err) = webpeft(&["eval", s(&m), "--adapter", s(&out), "--data", s(&d)]);
+    assert!(ok, "{err}");
+    let metrics: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(metrics["examples"], 9);
+    // The CLI's eval equals the trainer's last eval on the same file.
+    let (a, b) = (metrics["loss"].as_f64().unwrap(), m0["loss"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-5, "eval loss {a} vs training's {b}");
+}
+
+#[test]
+fn bad_data_gets_clear_errors() {
+    let out = tmp("bad");
+    let (ok, _, err) = train("tiny-llama", &["--steps", "1"], &out);
+    assert!(ok, "{err}");
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("bad_line.jsonl", &[], "bad_line.jsonl: line 2: invalid JSON"),
+        ("missing_field.jsonl", &[], "line 2: missing field 'completion'"),
+        ("empty.jsonl", &[], "contains no examples"),
+    ];
+    for (file, _, want) in cases {
+        let m = fixture("tiny-llama");
+        let d = data(file);
+        let (ok, _, err) = webpeft(&["train", s(&m), "--data", s(&d), "--task", "causal-lm", "--method", "lora", "--out", s(&out)]);
+        assert!(!ok && err.contains(want), "{file}: expected '{want}' in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Labels unseen in training are named at eval time.
+    let m = fixture("tiny-bert");
+    let (train_d, eval_d) = (data("three_labels.csv"), data("reviews_unseen_label.csv"));
+    let (ok, _, err) = webpeft(&["train", s(&m), "--data", s(&train_d), "--eval", s(&eval_d), "--task", "seq-cls", "--method", "lora", "--out", s(&out)]);
+    assert!(!ok && err.contains("line 2") && err.contains("was not seen in training"), "{err}");
+    // Over-long rows are truncated with one warning.
+    let (ok, _, err) = webpeft(&["train", s(&m), "--data", s(&train_d), "--task", "seq-cls", "--method", "lora", "--steps", "1", "--seq-len", "4", "--out", s(&out)]);
+    assert!(ok && err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn merged_models_give_peft_logits() {
+    for case in ["llama-dora", "qwen2-lora", "gpt2-lora", "gpt2-ia3", "bert-bitfit", "bert-ia3", "llama-lora-targets"] {
+        let model = case.split('-').next().unwrap();
+        let adapter = fixture("peft").join(case);
+        let out = tmp(&format!("merge-{case}"));
+        let base = fixture(&format!("tiny-{model}"));
+        let (ok, _, err) = webpeft(&["merge", s(&base), "--adapter", s(&adapter), "--out", s(&out)]);
+        assert!(ok, "{case}: {err}");
+        let r = read_ref(&adapter.join("reference.safetensors"));
+        let m = load(&out, webpeft::device::Backend::Cpu);
+        assert!(m.adapter_config.is_none(), "a merged model carries no adapter");
+        let fwd = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
+        let got = host(fwd.token_logits.map(|l| l.reshape([-1])).or(fwd.class_logits.map(|l| l.reshape([-1]))).unwrap());
+        assert_close(&format!("merged {case}"), &got, &r["logits"].f32, 1e-4);
+    }
+    // Prompt tuning has nothing to merge.
+    let out = tmp("merge-prompt");
+    let (ok, _, err) = webpeft(&["merge", s(&fixture("tiny-llama")), "--adapter", s(&fixture("peft/llama-prompt")), "--out", s(&out)]);
+    assert!(!ok && err.contains("cannot be merged"), "{err}");
+}
