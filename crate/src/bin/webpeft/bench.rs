@@ -8,6 +8,9 @@ use clap::Subcommand;
 use webpeft::device::Backend;
 use webpeft::generate::read_f32;
 use webpeft::models::KvCache;
+use webpeft::peft::create::{create_adapter, AdapterSpec, Method};
+use webpeft::train::data::Task;
+use webpeft::train::{freeze, MicroBatch, Targets, TrainOptions, Trainer};
 use webpeft::{Model, Result};
 
 use crate::{block, load};
@@ -28,6 +31,20 @@ pub enum BenchCommand {
         /// Decode steps for the SmolLM2 decode measurement.
         #[arg(long, default_value_t = 16)]
         decode_tokens: usize,
+    },
+    /// Training-step speed: LoRA (r 8, PEFT's default targets) on MiniLM seq-cls
+    /// (batch 16 x 64) and SmolLM2 causal-lm (batch 4 x 128); ms/step, tokens/s, peak memory.
+    Train {
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// `minilm`, `smollm2` or both, comma-separated. Run one per process for a clean peak-memory figure.
+        #[arg(long, default_value = "minilm,smollm2")]
+        configs: String,
+        #[arg(long, default_value = "cpu,gpu")]
+        devices: String,
+        /// Timed steps after one warm-up step.
+        #[arg(long, default_value_t = 3)]
+        iters: usize,
     },
 }
 
@@ -53,7 +70,50 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Train { models, configs, devices, iters } => {
+            println!("{:<22} {:<6} {:<26} {:>10} {:>10} {:>14}", "model", "device", "workload", "ms/step", "tokens/s", "peak RSS MiB");
+            for dev in devices.split(',') {
+                let backend: Backend = dev.trim().parse()?;
+                for cfg in configs.split(',') {
+                    let (path, task, batch, seq, name) = match cfg.trim() {
+                        "minilm" => ("all-MiniLM-L6-v2", Task::SeqCls, 16, 64, "all-MiniLM-L6-v2"),
+                        "smollm2" => ("SmolLM2-135M-Instruct.Q4_1.gguf", Task::CausalLm, 4, 128, "SmolLM2-135M (Q4_1)"),
+                        other => return Err(webpeft::Error::input("--configs", format!("unknown config '{other}' (minilm, smollm2)"))),
+                    };
+                    let ms = train_steps(&models.join(path), backend, task, batch, seq, iters)?;
+                    let work = format!("LoRA {} {batch}x{seq}", if task == Task::SeqCls { "seq-cls" } else { "causal-lm" });
+                    println!("{:<22} {:<6} {:<26} {:>10.1} {:>10.1} {:>14}", name, dev, work, ms, (batch * seq) as f64 / (ms / 1000.0), peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.0}")));
+                }
+            }
+            Ok(())
+        }
     }
+}
+
+/// Mean milliseconds of one LoRA training step (forward, backward, AdamW,
+/// loss read back) on random tokens.
+fn train_steps(path: &std::path::Path, backend: Backend, task: Task, batch: usize, seq: usize, iters: usize) -> Result<f64> {
+    let device = webpeft::device::native(backend)?.autodiff();
+    let mut m = freeze(Model::load(&crate::read_model_files(path)?, &device)?);
+    let mut spec = AdapterSpec::new(Method::Lora);
+    spec.seq_cls = task == Task::SeqCls;
+    spec.labels = Some(vec!["a".into(), "b".into()]);
+    create_adapter(&mut m, &spec)?;
+    let rows = ids(batch, seq, m.info.vocab_size);
+    let targets = match task {
+        Task::SeqCls => Targets::Classes((0..batch as u32).map(|i| i % 2).collect()),
+        Task::CausalLm => Targets::CausalLm,
+    };
+    let micro = [MicroBatch { ids: rows, attention_mask: None, targets }];
+    let mut t = Trainer::new(m, TrainOptions { lr: 1e-4, ..Default::default() });
+    time(iters, || block(t.step(&micro)).map(|_| ()))
+}
+
+/// The process's peak resident memory (Linux `VmHWM`).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn row(model: &str, dev: &str, work: &str, ms: f64, tokens: f64) {
