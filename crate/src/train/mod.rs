@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod optim;
 pub mod run;
+pub mod session;
 
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;

@@ -7,13 +7,13 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 use webpeft::device::{self, Backend};
-use webpeft::peft::create::{create_adapter, AdapterSpec, Method};
 use webpeft::peft::export::export_adapter;
-use webpeft::peft::{load_adapter, model_labels, TargetModules};
+use webpeft::peft::{load_adapter, model_labels};
 use webpeft::train::checkpoint::{load_state, save_state};
 use webpeft::train::data::{self, EncodeOptions, Example, LabelMap, Task};
-use webpeft::train::run::{evaluate, Run, RunConfig};
-use webpeft::train::{freeze, OptimizerKind, Schedule, TrainOptions};
+use webpeft::train::run::evaluate;
+use webpeft::train::session::{prepare, TrainSpec};
+use webpeft::train::freeze;
 use webpeft::{Error, Model, Result};
 
 use crate::{block, read_model_files};
@@ -193,95 +193,74 @@ fn parse_task(s: &str) -> Task {
     }
 }
 
+impl TrainArgs {
+    /// The flags as the core's job description.
+    fn spec(&self) -> TrainSpec {
+        TrainSpec {
+            task: self.task.clone(),
+            method: self.method.clone(),
+            r: self.r,
+            alpha: self.alpha,
+            dropout: self.dropout,
+            targets: self.targets.as_deref().map(|t| match t.strip_prefix("re:") {
+                Some(_) => vec![t.to_string()],
+                None => t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            }),
+            rslora: self.rslora,
+            gaussian_init: self.gaussian_init,
+            virtual_tokens: self.virtual_tokens,
+            init_text: self.init_text.clone(),
+            epochs: self.epochs,
+            steps: self.steps,
+            lr: self.lr,
+            batch: self.batch,
+            seq_len: self.seq_len,
+            warmup: self.warmup,
+            schedule: self.schedule.clone(),
+            optimizer: self.optimizer.clone(),
+            weight_decay: self.weight_decay,
+            momentum: self.momentum,
+            seed: self.seed,
+            shuffle: !self.no_shuffle,
+            grad_accum: self.grad_accum,
+            clip: self.clip,
+            eval_every: self.eval_every,
+            eval_split: self.eval_split,
+            patience: self.patience,
+            base_model: self.model.display().to_string(),
+        }
+    }
+}
+
 /// `webpeft train`.
 pub fn train(a: TrainArgs) -> Result<()> {
-    let task = parse_task(&a.task);
+    let spec = a.spec();
+    let task = spec.task()?;
     let device = device::native(a.device)?.autodiff();
     let mut m = freeze(Model::load(&read_model_files(&a.model)?, &device)?);
-    if a.seq_len > m.info.context_length {
-        return Err(Error::input("--seq-len", format!("{} is longer than the model's context length of {}", a.seq_len, m.info.context_length)));
-    }
     let train_ds = parse_data(&a.data)?;
-    // Labels: the model's own head keeps its names; otherwise the data's.
-    let labels = match task {
-        Task::SeqCls => Some(match LabelMap::from_config(&m.config).filter(|l| !l.is_placeholder() && m.info.num_labels.is_some()) {
-            Some(l) => l,
-            None => data::label_map(&train_ds)?,
-        }),
-        Task::CausalLm => None,
-    };
-    let start_from = a.resume.as_ref().or(a.init_adapter.as_ref());
-    if let Some(dir) = start_from {
+    let eval_ds = a.eval.as_deref().map(parse_data).transpose()?;
+    if let Some(dir) = a.resume.as_ref().or(a.init_adapter.as_ref()) {
         load_adapter_dir(&mut m, dir)?;
-    } else {
-        let method = Method::parse(&a.method)?;
-        let mut spec = AdapterSpec::new(method);
-        spec.r = a.r;
-        spec.alpha = a.alpha;
-        spec.dropout = a.dropout;
-        spec.use_rslora = a.rslora;
-        spec.gaussian_init = a.gaussian_init;
-        spec.targets = a.targets.as_deref().map(|t| match t.strip_prefix("re:") {
-            Some(re) => TargetModules::Regex(re.to_string()),
-            None => TargetModules::Names(t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
-        });
-        spec.virtual_tokens = a.virtual_tokens;
-        spec.init_text = a.init_text.clone();
-        spec.seq_cls = task == Task::SeqCls;
-        spec.labels = labels.as_ref().map(|l| l.names.clone());
-        spec.base_model = a.model.display().to_string();
-        spec.seed = a.seed;
-        create_adapter(&mut m, &spec)?;
     }
-    if a.seq_len + m.extra_positions() > m.info.context_length {
-        return Err(Error::input("--seq-len", format!("{} plus the adapter's {} virtual tokens exceeds the context length {}", a.seq_len, m.extra_positions(), m.info.context_length)));
+    let (mut run, prep) = prepare(m, &spec, &train_ds, eval_ds.as_ref())?;
+    for w in &prep.warnings {
+        eprintln!("warning: {w}");
     }
-
-    let mut train_ex = encode(&train_ds, &m, task, a.seq_len, labels.as_ref())?;
-    let eval_ex = match &a.eval {
-        Some(p) => encode(&parse_data(p)?, &m, task, a.seq_len, labels.as_ref())?,
-        None if a.eval_split > 0.0 => {
-            let (tr, ev) = data::split(train_ex.len(), a.eval_split, a.seed);
-            let eval: Vec<Example> = ev.iter().map(|&i| train_ex[i].clone()).collect();
-            train_ex = tr.iter().map(|&i| train_ex[i].clone()).collect();
-            eval
-        }
-        None => vec![],
-    };
-    let pad_id = data::pad_id(m.tokenizer.as_ref().expect("checked by encode"));
-    let optimizer = match a.optimizer.as_str() {
-        "sgd" => OptimizerKind::Sgd { momentum: a.momentum, weight_decay: a.weight_decay },
-        _ => OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: a.weight_decay },
-    };
-    let config = RunConfig {
-        task,
-        batch: a.batch,
-        grad_accum: a.grad_accum,
-        steps: a.steps,
-        epochs: a.epochs,
-        shuffle: !a.no_shuffle,
-        seed: a.seed,
-        eval_every: a.eval_every,
-        patience: a.patience,
-        pad_id,
-        optim: TrainOptions { optimizer, lr: a.lr, schedule: Schedule::parse(&a.schedule)?, warmup_steps: a.warmup, total_steps: 1, clip: a.clip },
-    };
-    let total_params = m.info.num_parameters;
-    let mut run = Run::new(m, train_ex, eval_ex.clone(), config)?;
+    let labels = prep.labels.clone().map(|names| LabelMap { names });
     if let Some(dir) = &a.resume {
         load_state(&mut run, &read(&dir.join("optimizer.safetensors"))?, &read(&dir.join("trainer_state.json"))?)?;
         eprintln!("resumed from {} at step {}", dir.display(), run.step);
     }
-    let trainable = run.trainer.trainable_parameters();
     eprintln!(
         "training {} on {} examples ({} eval): {} trainable parameters ({:.3}% of {}), {} steps",
         a.method,
-        run.train_len(),
-        eval_ex.len(),
-        trainable,
-        100.0 * trainable as f64 / total_params.max(1) as f64,
-        total_params,
-        run.total_steps
+        prep.train_examples,
+        prep.eval_examples,
+        prep.trainable_parameters,
+        100.0 * prep.trainable_parameters as f64 / prep.total_parameters.max(1) as f64,
+        prep.total_parameters,
+        prep.total_steps
     );
     let clock = Instant::now();
     let checkpoint_dir = a.out.join("checkpoint");
