@@ -1,0 +1,75 @@
+// Backend choice: "cpu" trains on burn's Flex backend compiled to wasm; with
+// WebGPU hidden from the page, "auto" falls back to the CPU backend and says why.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { openTestPage, modelUrls, requireBuild, helper, stepLosses, ROOT } from "./harness.mjs";
+
+const MODEL = modelUrls("tests/fixtures/tiny-llama");
+const DATA = join(ROOT, "tests/fixtures/data/prompt_completion.jsonl");
+
+async function trainsOn(b, wp, opts) {
+  const loaded = await wp("load", MODEL, opts);
+  assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
+  await b.page.setInputFiles("#data", DATA);
+  const r = await wp("train", { task: "causal-lm", method: "lora", steps: 3, lr: 1e-2, batch: 8, seqLen: 32 });
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  const losses = stepLosses(r.events);
+  assert.equal(losses.length, 3);
+  assert.ok(losses.every(Number.isFinite));
+  return loaded.device;
+}
+
+test("backend 'cpu' trains", { timeout: 10 * 60_000 }, async () => {
+  requireBuild();
+  const b = await openTestPage();
+  try {
+    const device = await trainsOn(b, helper(b.page), { backend: "cpu" });
+    assert.equal(device.backend, "cpu");
+    assert.equal(device.notice, undefined);
+  } finally {
+    await b.close();
+  }
+});
+
+test("without navigator.gpu, 'auto' uses the CPU backend with a notice", { timeout: 10 * 60_000 }, async () => {
+  requireBuild();
+  const b = await openTestPage({
+    initScript: () => {
+      delete Object.getPrototypeOf(navigator).gpu;
+    },
+  });
+  try {
+    assert.equal(await b.page.evaluate(() => "gpu" in navigator), false);
+    const device = await trainsOn(b, helper(b.page), { backend: "auto" });
+    assert.equal(device.backend, "cpu");
+    assert.match(device.notice ?? "", /WebGPU unavailable/);
+    // Asking for WebGPU outright is a typed 'device' error.
+    const r = await helper(b.page)("load", MODEL, { backend: "webgpu" });
+    assert.equal(r.error?.kind, "device");
+  } finally {
+    await b.close();
+  }
+});
+
+test("with WebGPU present, the device reports the adapter", { timeout: 10 * 60_000 }, async () => {
+  requireBuild();
+  const b = await openTestPage();
+  try {
+    const r = await helper(b.page)("load", MODEL, { backend: "webgpu" });
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+    assert.equal(r.device.backend, "webgpu");
+    assert.equal(typeof r.device.f16, "boolean");
+    assert.equal(typeof r.device.subgroups, "boolean");
+    assert.ok(r.device.maxBufferSize > 0);
+    console.log("WebGPU device:", JSON.stringify(r.device));
+    // On a software adapter, "auto" prefers the CPU backend and says so.
+    const auto = await helper(b.page)("load", MODEL, { backend: "auto" });
+    if (r.device.architecture === "swiftshader") {
+      assert.equal(auto.device.backend, "cpu");
+      assert.match(auto.device.notice, /software/);
+    }
+  } finally {
+    await b.close();
+  }
+});

@@ -1,0 +1,59 @@
+// Bad input in the browser is a typed WebPeftError, and the tab lives on:
+// a truncated model file (kind "format"), a malformed dataset line (kind
+// "input", line 2), and a model larger than the device allows (kind "device").
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { openTestPage, modelUrls, requireBuild, helper, ROOT } from "./harness.mjs";
+
+const MODEL = modelUrls("tests/fixtures/tiny-llama");
+let b;
+let wp;
+
+before(async () => {
+  requireBuild();
+  b = await openTestPage();
+  wp = helper(b.page);
+});
+after(async () => {
+  await b?.close();
+});
+
+test("a truncated model.safetensors is a 'format' error naming the file; the tab lives", { timeout: 5 * 60_000 }, async () => {
+  for (const truncate of [4, 100, 5000]) {
+    const r = await wp("loadBytes", MODEL, { backend: "cpu", truncate });
+    assert.ok(r.error, `truncated to ${truncate} bytes: an error`);
+    assert.equal(r.error.isWebPeftError, true);
+    assert.equal(r.error.kind, "format", JSON.stringify(r.error));
+    assert.match(r.error.message, /model\.safetensors/);
+    assert.equal(await wp("alive"), 2);
+  }
+  // And a good model still loads in the same tab.
+  const ok = await wp("loadBytes", MODEL, { backend: "cpu" });
+  assert.equal(ok.error, undefined, JSON.stringify(ok.error));
+});
+
+test("a malformed dataset line is an 'input' error with line 2", { timeout: 5 * 60_000 }, async () => {
+  assert.equal((await wp("load", MODEL, { backend: "cpu" })).error, undefined);
+  await b.page.setInputFiles("#data", join(ROOT, "tests/fixtures/data/bad_line.jsonl"));
+  const s = await wp("startTrain", { task: "causal-lm", method: "lora", steps: 2 });
+  const r = s.error ? s : await wp("waitTrain");
+  assert.ok(r.error, "an error");
+  assert.equal(r.error.isWebPeftError, true);
+  assert.equal(r.error.kind, "input", JSON.stringify(r.error));
+  assert.equal(r.error.line, 2, JSON.stringify(r.error));
+  assert.match(r.error.source ?? "", /bad_line\.jsonl/);
+  assert.equal(await wp("alive"), 2);
+  // The model is still usable.
+  const f = await wp("forward", [1, 2, 3]);
+  assert.equal(f.error, undefined, JSON.stringify(f.error));
+});
+
+test("a model above the device limit is a 'device' error naming the limit", { timeout: 5 * 60_000 }, async () => {
+  const r = await wp("load", MODEL, { backend: "cpu", maxBytes: 1000 });
+  assert.ok(r.error, "an error");
+  assert.equal(r.error.kind, "device", JSON.stringify(r.error));
+  assert.match(r.error.message, /limit/);
+  assert.match(r.error.message, /1000 bytes/);
+  assert.equal(await wp("alive"), 2);
+});

@@ -1,0 +1,267 @@
+// Shared pieces of the browser tests: a static server for the repository root,
+// headless Chromium through playwright-core, safetensors and zip readers, and
+// the native CLI. Plain node (no test framework beyond node:test).
+import { createServer } from "node:http";
+import { createReadStream, existsSync, promises as fs, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir, homedir } from "node:os";
+import { join, extname, resolve, normalize, sep, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { unzipSync } from "fflate";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export const OUT = join(ROOT, "tests/out");
+export const CHROMIUM = process.env.WEBPEFT_CHROMIUM || "/usr/bin/chromium";
+export const WEBPEFT_BIN =
+  process.env.WEBPEFT_BIN ||
+  join(process.env.CARGO_TARGET_DIR || join(homedir(), ".cache/webpeft/target"), "release/webpeft");
+export const PAGE = "/tests/web/page/index.html";
+
+const MIME = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json",
+  ".wasm": "application/wasm",
+  ".map": "application/json",
+  ".csv": "text/csv; charset=utf-8",
+  ".jsonl": "application/jsonl",
+  ".txt": "text/plain; charset=utf-8",
+  ".md": "text/markdown; charset=utf-8",
+  ".ts": "text/plain; charset=utf-8",
+};
+
+/** Serves `root` on 127.0.0.1 (a free port) with COOP/COEP, correct MIME types, no caching. */
+export async function startServer(root = ROOT) {
+  const base = resolve(root);
+  const log = [];
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url, "http://127.0.0.1");
+    log.push(`${req.method} ${url.pathname}`);
+    const path = normalize(join(base, decodeURIComponent(url.pathname)));
+    const headers = {
+      "Cross-Origin-Opener-Policy": "same-origin",
+      "Cross-Origin-Embedder-Policy": "require-corp",
+      "Cross-Origin-Resource-Policy": "same-origin",
+      "Cache-Control": "no-store",
+    };
+    if (path !== base && !path.startsWith(base + sep)) {
+      res.writeHead(403, headers).end("forbidden");
+      return;
+    }
+    let file = path;
+    try {
+      let st = await fs.stat(file);
+      if (st.isDirectory()) {
+        file = join(file, "index.html");
+        st = await fs.stat(file);
+      }
+      res.writeHead(200, {
+        ...headers,
+        "Content-Type": MIME[extname(file).toLowerCase()] || "application/octet-stream",
+        "Content-Length": st.size,
+      });
+      if (req.method === "HEAD") return res.end();
+      createReadStream(file).pipe(res);
+    } catch {
+      res.writeHead(404, { ...headers, "Content-Type": "text/plain" }).end("not found");
+    }
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    log,
+    close: () => new Promise((ok) => { server.closeAllConnections?.(); server.close(() => ok()); }),
+  };
+}
+
+export const CHROMIUM_ARGS = [
+  "--enable-unsafe-webgpu",
+  "--no-sandbox",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--disable-quic",
+];
+
+/**
+ * Headless Chromium with a fresh profile. Returns { context, page, console, close }.
+ * `initScript` runs in the page before its own scripts (for example to hide WebGPU).
+ * Browser console lines are kept in `console` (and echoed with WEBPEFT_TEST_VERBOSE=1).
+ */
+export async function launch({ initScript } = {}) {
+  const { chromium } = await import("playwright-core");
+  const profile = mkdtempSync(join(tmpdir(), "webpeft-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    acceptDownloads: true,
+    viewport: { width: 1000, height: 700 },
+  });
+  if (initScript) await context.addInitScript(initScript);
+  const page = context.pages()[0] || (await context.newPage());
+  const consoleLines = [];
+  const onConsole = (msg) => {
+    const line = `[${msg.type()}] ${msg.text()}`;
+    consoleLines.push(line);
+    if (process.env.WEBPEFT_TEST_VERBOSE) console.error("browser:", line);
+  };
+  page.on("console", onConsole);
+  page.on("pageerror", (e) => onConsole({ type: () => "pageerror", text: () => String(e && e.stack || e) }));
+  // Workers' console output comes through the page too.
+  page.on("worker", (w) => w.on("console", onConsole));
+  return {
+    context,
+    page,
+    console: consoleLines,
+    close: async () => {
+      await context.close().catch(() => {});
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Starts the server and Chromium and opens the test page. `dist`: another build of the
+ * package (URL path), default $WEBPEFT_TEST_DIST (e.g. /tests/out/mock-dist to dry-run the
+ * harness against the mock core), else /web/dist.
+ */
+export async function openTestPage({ dist = process.env.WEBPEFT_TEST_DIST, ...opts } = {}) {
+  const server = await startServer();
+  const browser = await launch(opts);
+  await browser.page.goto(server.url + PAGE + (dist ? `?dist=${encodeURIComponent(dist)}` : ""));
+  await browser.page.waitForFunction(() => window.wpReady === true || window.wpLoadError, null, { timeout: 60_000 });
+  const loadError = await browser.page.evaluate(() => window.wpLoadError && String(window.wpLoadError));
+  if (loadError) throw new Error(`test page failed to load: ${loadError}`);
+  return {
+    ...browser,
+    server,
+    close: async () => {
+      await browser.close();
+      await server.close();
+    },
+  };
+}
+
+/** URLs of a model directory's files, as the page fetches them. */
+export function modelUrls(dir, files = ["config.json", "tokenizer.json", "model.safetensors"]) {
+  return files.map((f) => `/${dir}/${f}`);
+}
+
+/** Parses a safetensors file: { name: { dtype, shape, data: Float32Array } } (F32 only). */
+export function readSafetensors(buf) {
+  const bytes = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = Number(dv.getBigUint64(0, true));
+  if (8 + n > bytes.length) throw new Error(`safetensors header length ${n} beyond the file (${bytes.length} bytes)`);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  const out = {};
+  for (const [name, t] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    if (t.dtype !== "F32") throw new Error(`${name}: dtype ${t.dtype}, only F32 is read here`);
+    const [a, b] = t.data_offsets;
+    const start = 8 + n + a;
+    const copy = bytes.slice(start, 8 + n + b); // aligned copy
+    out[name] = { dtype: t.dtype, shape: t.shape, data: new Float32Array(copy.buffer, 0, (b - a) / 4) };
+  }
+  return out;
+}
+
+/** Unzips into `dir`; returns the file names. */
+export async function unzipTo(zipBytes, dir) {
+  const files = unzipSync(new Uint8Array(zipBytes));
+  await fs.mkdir(dir, { recursive: true });
+  for (const [name, data] of Object.entries(files)) {
+    if (name.includes("..") || name.startsWith("/")) throw new Error(`bad zip entry ${name}`);
+    await fs.writeFile(join(dir, name), data);
+  }
+  return Object.keys(files).sort();
+}
+
+const execFileP = promisify(execFile);
+
+/** Runs the native CLI's forward pass; returns the logits as a Float32Array. */
+export async function cliForward(modelDir, adapterDir, tokens, outFile) {
+  const args = ["forward", join(ROOT, modelDir), "--tokens", tokens.join(","), "--out", outFile];
+  if (adapterDir) args.push("--adapter", adapterDir);
+  await execFileP(WEBPEFT_BIN, args, { cwd: ROOT, maxBuffer: 1 << 24 });
+  return readSafetensors(await fs.readFile(outFile)).logits.data;
+}
+
+export function maxAbsDiff(a, b) {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+export const mean = (xs) => xs.reduce((s, x) => s + x, 0) / xs.length;
+
+export async function outDir(name) {
+  const d = join(OUT, name);
+  await fs.rm(d, { recursive: true, force: true });
+  await fs.mkdir(d, { recursive: true });
+  return d;
+}
+
+/** Saves the adapter the page offers as a download (an <a download> click). */
+export async function downloadAdapter(page, file) {
+  const [download] = await Promise.all([
+    page.waitForEvent("download", { timeout: 120_000 }),
+    page.evaluate(() => window.wp.downloadAdapter()),
+  ]);
+  await download.saveAs(file);
+  return file;
+}
+
+/** Builds the package against the mock core (tests/web/mock) into tests/out/mock-dist; returns its URL path. */
+export async function buildMock() {
+  const pkg = join(OUT, "mock-pkg");
+  await fs.mkdir(pkg, { recursive: true });
+  await fs.copyFile(join(ROOT, "tests/web/mock/webpeft.js"), join(pkg, "webpeft.js"));
+  await fs.writeFile(join(pkg, "webpeft_bg.wasm"), new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]));
+  await execFileP(process.execPath, [join(ROOT, "web/build.mjs"), "--dev", "--pkg", pkg, "--out", join(OUT, "mock-dist")], { cwd: ROOT });
+  return "/tests/out/mock-dist";
+}
+
+/** True when the real package is built (web/dist with the wasm). */
+export function realBuild() {
+  return existsSync(join(ROOT, "web/dist/index.js")) && existsSync(join(ROOT, "web/dist/webpeft_bg.wasm"));
+}
+
+/** Fails the calling test with a clear message when the package is not built. */
+export function requireBuild() {
+  if (!realBuild() && !process.env.WEBPEFT_TEST_DIST) {
+    throw new Error("web/dist is not built (web/dist/index.js, web/dist/webpeft_bg.wasm): run bash scripts/test-web.sh, or scripts/build-web.sh then npm run build:web");
+  }
+}
+
+/** Calls window.wp[name](...args) in the page. */
+export function helper(page) {
+  return (name, ...args) => page.evaluate(([n, a]) => window.wp[n](...a), [name, args]);
+}
+
+/** Step losses from a run's events. */
+export const stepLosses = (events) => events.filter((e) => e.event === "step").map((e) => e.loss);
+
+/**
+ * The adapter round trip the browser tests share: download the trained adapter
+ * from the page as a zip, unzip it, run the native CLI's forward pass with it,
+ * and compare with the browser's logits. Returns { maxDiff, files, dir }.
+ */
+export async function adapterParity(page, { name, model, tokens }) {
+  const dir = await outDir(name);
+  const zip = join(dir, "adapter.zip");
+  await downloadAdapter(page, zip);
+  const adapterDir = join(dir, "adapter");
+  const files = await unzipTo(await fs.readFile(zip), adapterDir);
+  const browser = await page.evaluate((t) => window.wp.forward(t), tokens);
+  if (browser.error) throw new Error(`browser forward: ${JSON.stringify(browser.error)}`);
+  const native = await cliForward(model, adapterDir, tokens, join(dir, "native.safetensors"));
+  return { maxDiff: maxAbsDiff(Float32Array.from(browser), native), files, dir, browser, native };
+}

@@ -1,0 +1,161 @@
+// Test page helpers for tests/web/*.test.mjs. Imports the built package
+// (default /web/dist/index.js; ?dist=/other/dist for another build) and puts
+// small async helpers on window.wp. Helpers return plain data; errors come
+// back as { error: { name, kind, message, source, line } } so the tests can
+// check the typed fields (a thrown error loses them on the way to node).
+const params = new URLSearchParams(location.search);
+const dist = params.get("dist") || "/web/dist";
+const logEl = document.getElementById("log");
+const log = (...a) => { logEl.textContent += a.join(" ") + "\n"; };
+
+window.clicks = [];
+document.getElementById("btn").addEventListener("click", (ev) => {
+  // Input delay: from the browser's event timestamp to the handler running.
+  window.clicks.push({ at: performance.now(), delay: performance.now() - ev.timeStamp });
+  document.getElementById("clicks").textContent = String(window.clicks.length);
+});
+
+const errorData = (e) => ({
+  name: e?.name, kind: e?.kind, message: String(e?.message ?? e), source: e?.source, line: e?.line,
+  isWebPeftError: !!(window.webpeft && e instanceof window.webpeft.WebPeftError),
+});
+const safe = (f) => async (...args) => {
+  try {
+    return await f(...args);
+  } catch (e) {
+    log("error:", e?.kind, e?.message);
+    return { error: errorData(e) };
+  }
+};
+
+let tuner = null;
+let run = null;
+let events = [];
+
+async function readFiles(urls) {
+  const out = {};
+  for (const u of urls) {
+    const r = await fetch(u);
+    if (!r.ok) throw new Error(`${u}: HTTP ${r.status}`);
+    out[u.slice(u.lastIndexOf("/") + 1)] = new Uint8Array(await r.arrayBuffer());
+  }
+  return out;
+}
+
+function inputFile(id) {
+  const f = document.getElementById(id).files[0];
+  if (!f) throw new Error(`#${id}: no file chosen`);
+  return f;
+}
+
+function described(t) {
+  return { info: t.info, device: t.device };
+}
+
+window.wp = {
+  /** Loads a model from URLs. opts: Tuner.load options (backend, maxBytes, workerUrl). */
+  load: safe(async (urls, opts = {}) => {
+    tuner?.dispose();
+    tuner = null;
+    const progress = [];
+    tuner = await window.webpeft.Tuner.load({ urls }, { ...opts, onProgress: (p) => progress.push(p) });
+    log("loaded", JSON.stringify(tuner.device));
+    return { ...described(tuner), progress: progress.length, progressFiles: [...new Set(progress.map((p) => p.file))] };
+  }),
+  /** Loads from in-memory files, with model.safetensors cut to `truncate` bytes if given. */
+  loadBytes: safe(async (urls, { truncate, ...opts } = {}) => {
+    tuner?.dispose();
+    tuner = null;
+    const files = await readFiles(urls);
+    if (truncate !== undefined) files["model.safetensors"] = files["model.safetensors"].slice(0, truncate);
+    tuner = await window.webpeft.Tuner.load({ files }, opts);
+    return described(tuner);
+  }),
+  /** Loads from the #model file input (File objects). */
+  loadInput: safe(async (opts = {}) => {
+    tuner?.dispose();
+    tuner = null;
+    tuner = await window.webpeft.Tuner.load({ files: [...document.getElementById("model").files] }, opts);
+    return described(tuner);
+  }),
+  /** Starts training on the #data file (and #eval if chosen); events collect in the page. */
+  startTrain: safe(async (options) => {
+    const data = inputFile("data");
+    const evalFiles = document.getElementById("eval").files;
+    events = [];
+    run = tuner.train(data, options, evalFiles.length ? evalFiles[0] : undefined);
+    (async () => { for await (const e of run.events) events.push(e); })();
+    run.done.catch(() => {});
+    return { started: true };
+  }),
+  /** Starts training on data given as a value (string or rows). */
+  startTrainData: safe(async (data, options) => {
+    events = [];
+    run = tuner.train(data, options);
+    (async () => { for await (const e of run.events) events.push(e); })();
+    run.done.catch(() => {});
+    return { started: true };
+  }),
+  waitTrain: safe(async () => {
+    const summary = await run.done;
+    const all = [];
+    for await (const e of run.events) all.push(e);
+    return { summary, events: all };
+  }),
+  train: async (options) => {
+    const s = await window.wp.startTrain(options);
+    return s.error ? s : window.wp.waitTrain();
+  },
+  events: () => events.slice(),
+  pause: safe(() => run.pause().then(() => ({ ok: true }))),
+  resume: safe(() => run.resume().then(() => ({ ok: true }))),
+  cancel: safe(() => run.cancel().then(() => ({ ok: true }))),
+  forward: safe(async (ids) => Array.from(await tuner.forward(ids))),
+  generate: safe(async (prompt, opts = {}) => {
+    const tokens = [];
+    const text = await tuner.generate(prompt, { ...opts, onToken: (t) => tokens.push(t) });
+    return { text, tokens };
+  }),
+  classify: safe(async (texts, opts) => tuner.classify(texts, opts)),
+  exportFiles: safe(async () => {
+    const files = await tuner.exportAdapterFiles();
+    return Object.fromEntries(Object.entries(files).map(([k, v]) => [k, v.length]));
+  }),
+  exportZipSize: safe(async () => (await tuner.exportAdapter()).size),
+  /** Offers the adapter zip as a download (<a download>), as a page would. */
+  downloadAdapter: safe(async () => {
+    const blob = await tuner.exportAdapter();
+    const a = document.getElementById("download");
+    a.href = URL.createObjectURL(blob);
+    a.download = "adapter.zip";
+    a.click();
+    return { size: blob.size };
+  }),
+  /** Re-loads an exported adapter (round trip through the zip). */
+  reloadAdapter: safe(async () => {
+    const blob = await tuner.exportAdapter();
+    await tuner.loadAdapter([new File([blob], "adapter.zip")]);
+    return { ok: true };
+  }),
+  /** Frames drawn in `ms` of wall time. */
+  frames: (ms = 1000) => new Promise((resolve) => {
+    let n = 0;
+    const t0 = performance.now();
+    const tick = (t) => {
+      n++;
+      if (t - t0 < ms) requestAnimationFrame(tick);
+      else resolve({ frames: n, ms: performance.now() - t0 });
+    };
+    requestAnimationFrame(tick);
+  }),
+  /** Delay of a zero-timeout (main-thread task latency). */
+  taskDelay: () => new Promise((resolve) => { const t0 = performance.now(); setTimeout(() => resolve(performance.now() - t0), 0); }),
+  alive: () => 1 + 1,
+  device: () => tuner && tuner.device,
+  dispose: () => { tuner?.dispose(); tuner = null; return true; },
+};
+
+import(`${dist}/index.js`).then(
+  (m) => { window.webpeft = m; window.wpReady = true; log("webpeft loaded from", dist); },
+  (e) => { window.wpLoadError = String(e?.stack || e); log("load failed:", e); },
+);

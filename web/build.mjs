@@ -1,0 +1,69 @@
+// Builds the webpeft npm package into web/dist/:
+//   index.js        the main-thread API (ESM, fflate bundled)
+//   worker.js       the module worker, with the wasm-bindgen glue bundled
+//   webpeft_bg.wasm the core (copied from web/pkg/, built by scripts/build-web.sh)
+//   *.d.ts          declarations (tsc --emitDeclarationOnly)
+// Usage: node web/build.mjs [--dev] [--pkg DIR] [--out DIR]
+//   --dev: no minification; --pkg/--out: another wasm-bindgen output and dist
+//   folder (the tests build the worker against a mock core this way).
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+
+const web = dirname(fileURLToPath(import.meta.url));
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 && process.argv[i + 1] ? resolve(process.argv[i + 1]) : fallback;
+};
+const pkg = arg("--pkg", join(web, "pkg"));
+const dist = arg("--out", join(web, "dist"));
+const dev = process.argv.includes("--dev");
+const declarations = dist === join(web, "dist");
+const require = createRequire(import.meta.url);
+const tsc = join(dirname(require.resolve("typescript/package.json")), "bin", "tsc");
+
+for (const f of ["webpeft.js", "webpeft_bg.wasm"]) {
+  if (!existsSync(join(pkg, f))) {
+    console.error(`build: ${join(pkg, f)} is missing; build the wasm first (bash scripts/build-web.sh)`);
+    process.exit(1);
+  }
+}
+
+const t0 = Date.now();
+rmSync(dist, { recursive: true, force: true });
+mkdirSync(dist, { recursive: true });
+
+const wasmGlue = {
+  name: "webpeft-wasm",
+  setup(b) {
+    b.onResolve({ filter: /^webpeft-wasm$/ }, () => ({ path: join(pkg, "webpeft.js") }));
+  },
+};
+const common = {
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  target: "es2022",
+  sourcemap: true,
+  minify: !dev,
+  legalComments: "linked",
+  logLevel: "warning",
+};
+await build({ ...common, entryPoints: [join(web, "src/index.ts")], outfile: join(dist, "index.js") });
+await build({ ...common, entryPoints: [join(web, "src/worker.ts")], outfile: join(dist, "worker.js"), plugins: [wasmGlue] });
+copyFileSync(join(pkg, "webpeft_bg.wasm"), join(dist, "webpeft_bg.wasm"));
+
+const run = (...args) => execFileSync(process.execPath, [tsc, ...args], { stdio: "inherit", cwd: web });
+if (declarations) {
+  run("-p", "tsconfig.json"); // dist/*.d.ts
+  run("-p", "tsconfig.worker.json"); // the worker against src/wasm.d.ts
+  if (existsSync(join(pkg, "webpeft.d.ts"))) run("-p", "tsconfig.pkg.json"); // ... and against the real bindings
+}
+
+const size = (f) => `${(statSync(join(dist, f)).size / 1024).toFixed(0)} KiB`;
+console.log(
+  `build: ${dist} in ${((Date.now() - t0) / 1000).toFixed(1)} s: index.js ${size("index.js")}, worker.js ${size("worker.js")}, webpeft_bg.wasm ${size("webpeft_bg.wasm")}`,
+);

@@ -1,0 +1,239 @@
+// Public types of the webpeft package and the message protocol between the
+// main thread (index.ts) and the module worker (worker.ts).
+
+/** What went wrong, broadly. The first five come from the core; "crash" is a wasm panic or a dead worker. */
+export type ErrorKind = "format" | "unsupported" | "input" | "device" | "io" | "crash";
+
+export type Backend = "webgpu" | "cpu";
+export type BackendChoice = "auto" | Backend;
+
+/** A model: local files, URLs, or a Hugging Face Hub repository. */
+export type ModelSource =
+  | { files: File[] | Record<string, Uint8Array> }
+  | { urls: string[] }
+  | { hub: string; revision?: string; file?: string };
+
+export interface LoadProgress {
+  file: string;
+  loaded: number;
+  total?: number;
+}
+
+export interface LoadOptions {
+  /** "auto" (default): WebGPU on a hardware adapter, else the CPU (wasm) backend. */
+  backend?: BackendChoice;
+  onProgress?: (p: LoadProgress) => void;
+  /** Where the worker script is (default: `worker.js` next to this module). */
+  workerUrl?: string | URL;
+  /** Largest total model size in bytes to accept (default: 2 GiB, or the WebGPU adapter's maxBufferSize if smaller). */
+  maxBytes?: number;
+}
+
+/** The model, as the core describes it (snake_case, as the wasm returns it). */
+export interface ModelInfo {
+  architecture: string;
+  model_type: string;
+  task: string;
+  num_parameters: number;
+  vocab_size: number;
+  hidden_size: number;
+  num_layers: number;
+  context_length: number;
+  num_labels?: number | null;
+  has_chat_template: boolean;
+  dtypes: string[];
+  format: string;
+  estimated_bytes?: number;
+  [key: string]: unknown;
+}
+
+/** The backend in use and what the device offers. */
+export interface DeviceInfo {
+  backend: Backend;
+  adapter?: string;
+  vendor?: string;
+  architecture?: string;
+  f16: boolean;
+  subgroups: boolean;
+  maxBufferSize?: number;
+  maxStorageBufferBindingSize?: number;
+  /** Why the backend differs from what was asked for or what is best (e.g. "WebGPU unavailable; using the CPU backend"). */
+  notice?: string;
+  [key: string]: unknown;
+}
+
+export type Task = "causal-lm" | "seq-cls";
+export type Method = "lora" | "dora" | "bitfit" | "ia3" | "prompt" | "prefix";
+
+export interface TrainOptions {
+  task: Task;
+  method: Method;
+  /** LoRA rank. */
+  r?: number;
+  alpha?: number;
+  dropout?: number;
+  targets?: string[];
+  rslora?: boolean;
+  /** LoRA init "gaussian" instead of kaiming-uniform. */
+  gaussianInit?: boolean;
+  /** Prompt / prefix tuning length. */
+  virtualTokens?: number;
+  /** Prompt tuning: initialise from this text's token embeddings. */
+  initText?: string;
+  epochs?: number;
+  /** Optimiser steps (overrides epochs). */
+  steps?: number;
+  lr?: number;
+  batch?: number;
+  seqLen?: number;
+  warmup?: number;
+  schedule?: "constant" | "linear" | "cosine";
+  seed?: number;
+  shuffle?: boolean;
+  gradAccum?: number;
+  clip?: number;
+  evalEvery?: number;
+  evalSplit?: number;
+  patience?: number;
+  optimizer?: "adamw" | "sgd";
+  weightDecay?: number;
+  /** SGD momentum. */
+  momentum?: number;
+  /** Written to the adapter's base_model_name_or_path (default: the Hub repository when loaded from the Hub). */
+  baseModel?: string;
+  /** The data's format when it is given as a string or Blob without a file name (default: guessed). */
+  dataFormat?: "jsonl" | "csv" | "txt";
+}
+
+export interface StartEvent {
+  event: "start";
+  trainable_parameters: number;
+  total_parameters: number;
+  total_steps: number;
+  train_examples: number;
+  eval_examples: number;
+  warnings: string[];
+  labels?: string[];
+}
+export interface StepEvent {
+  event: "step";
+  step: number;
+  total_steps: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  tokens_per_s: number;
+  elapsed_s: number;
+  eta_s: number;
+}
+export interface EvalEvent {
+  event: "eval";
+  step: number;
+  metrics: { loss: number; perplexity?: number; accuracy?: number; macro_f1?: number; examples: number };
+}
+export interface DoneEvent {
+  event: "done";
+  step: number;
+  reason: string;
+}
+export interface PauseEvent {
+  event: "paused" | "resumed";
+  step: number;
+}
+export type TrainEvent = StartEvent | StepEvent | EvalEvent | DoneEvent | PauseEvent;
+
+export interface TrainSummary {
+  /** Why training stopped: the core's reason ("completed", "early_stopping", "nan", ...) or "cancelled". */
+  reason: string;
+  steps: number;
+  total_steps: number;
+  /** Loss of the last step, if any. */
+  loss?: number;
+  /** The last evaluation, if any. */
+  eval?: EvalEvent["metrics"];
+  elapsed_s: number;
+  trainable_parameters: number;
+  total_parameters: number;
+  train_examples: number;
+  eval_examples: number;
+  warnings: string[];
+  labels?: string[];
+}
+
+export interface TrainRun {
+  /** Every event of the run, from the start (each iteration replays what came before). */
+  events: AsyncIterable<TrainEvent>;
+  /** Pauses between two steps; resolves once the worker has paused. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Stops after the current step; the adapter trained so far stays on the model. */
+  cancel(): Promise<void>;
+  done: Promise<TrainSummary>;
+}
+
+export interface GenerateOptions {
+  /** Use the trained/loaded adapter (default true). */
+  adapter?: boolean;
+  maxNewTokens?: number;
+  /** 0 = greedy (default). */
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  /** Wrap the prompt in the model's chat template. */
+  chat?: boolean;
+  onToken?: (text: string) => void;
+}
+
+export interface Classification {
+  label: string;
+  probs: Record<string, number>;
+}
+
+/** Data for training or evaluation. */
+export type DataInput = File | Blob | string | object[];
+
+// ---- Worker protocol -------------------------------------------------------
+
+export interface ErrorPayload {
+  kind: ErrorKind;
+  message: string;
+  source?: string;
+  line?: number;
+}
+
+/** A data set, made transferable: a name (its extension tells the format) and its bytes or a Blob. */
+export interface DataPayload {
+  name: string;
+  blob?: Blob;
+  bytes?: Uint8Array;
+}
+
+export type ModelPayload =
+  | { kind: "files"; names: string[]; blobs: (Blob | Uint8Array)[] }
+  | { kind: "urls"; urls: string[] }
+  | { kind: "hub"; repo: string; revision: string; file?: string };
+
+export type Request =
+  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number }
+  | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown> }
+  | { op: "pause" }
+  | { op: "resume" }
+  | { op: "cancel" }
+  | { op: "generate"; prompt: string; chat: boolean; maxNewTokens: number; temperature: number; topP: number; seed: number; adapter: boolean }
+  | { op: "classify"; texts: string[]; adapter: boolean }
+  | { op: "forward"; ids: number[] }
+  | { op: "exportFiles" }
+  | { op: "exportZip" }
+  | { op: "loadAdapter"; names: string[]; blobs: (Blob | Uint8Array)[] }
+  | { op: "dispose" };
+
+export type RequestMessage = Request & { id: number };
+
+export type ResponseMessage =
+  | { id: number; type: "result"; result: unknown }
+  | { id: number; type: "error"; error: ErrorPayload }
+  | { id: number; type: "event"; event: TrainEvent }
+  | { id: number; type: "token"; text: string }
+  | { id: number; type: "progress"; progress: LoadProgress }
+  | { id: -1; type: "crash"; error: ErrorPayload };

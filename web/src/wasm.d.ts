@@ -1,0 +1,64 @@
+// The wasm-bindgen API of the Rust core (crate/src/web.rs, built by
+// scripts/build-web.sh into web/pkg/). The worker imports it as "webpeft-wasm";
+// web/build.mjs points that name at web/pkg/webpeft.js. Errors thrown by these
+// functions are JS Errors whose message is "source: message" and which carry
+// a `kind` (format | unsupported | input | device | io).
+declare module "webpeft-wasm" {
+  export interface WasmDeviceInfo {
+    backend: "webgpu" | "cpu";
+    adapter?: string;
+    vendor?: string;
+    architecture?: string;
+    f16?: boolean;
+    subgroups?: boolean;
+    maxBufferSize?: number;
+    maxStorageBufferBindingSize?: number;
+  }
+  export interface AdapterFiles {
+    config: Uint8Array;
+    weights: Uint8Array;
+    sidecar: Uint8Array;
+  }
+  export default function init(options?: { module_or_path?: RequestInfo | URL | BufferSource | WebAssembly.Module }): Promise<unknown>;
+  export function initDevice(backend: "webgpu" | "cpu"): Promise<WasmDeviceInfo>;
+  export class Session {
+    private constructor();
+    static load(names: string[], files: Uint8Array[]): Session;
+    info(): any;
+    parseData(name: string, bytes: Uint8Array): { format: string; rows: number; preview: object[] };
+    startTraining(
+      trainName: string,
+      trainBytes: Uint8Array,
+      evalName: string | undefined,
+      evalBytes: Uint8Array | undefined,
+      options: object,
+    ): {
+      trainable_parameters: number;
+      total_parameters: number;
+      total_steps: number;
+      train_examples: number;
+      eval_examples: number;
+      warnings: string[];
+      labels?: string[];
+    };
+    trainStep(): Promise<any[]>;
+    isTraining(): boolean;
+    finishTraining(): void;
+    exportAdapter(): Promise<AdapterFiles>;
+    loadAdapter(config: Uint8Array, weights: Uint8Array, sidecar?: Uint8Array): void;
+    setAdapterEnabled(on: boolean): void;
+    generate(
+      prompt: string,
+      chat: boolean,
+      maxNewTokens: number,
+      temperature: number,
+      topP: number,
+      seed: bigint,
+      onToken: (text: string) => void,
+    ): Promise<string>;
+    classify(texts: string[]): Promise<{ label: string; probs: Record<string, number> }[]>;
+    forward(ids: Uint32Array): Promise<Float32Array>;
+    checkpoint(): Promise<AdapterFiles & { optimizer: Uint8Array; state: Uint8Array }>;
+    free(): void;
+  }
+}

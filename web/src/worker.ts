@@ -1,0 +1,644 @@
+// The module worker that hosts the wasm core. It owns the model (a wasm
+// `Session`), reads model and data files, runs the training loop one step at a
+// time (so pause/cancel messages are handled between steps), and answers the
+// main thread's requests by id. A wasm panic marks the worker dead: every open
+// and later request gets a "crash" error instead of hanging.
+import init, { initDevice, Session } from "webpeft-wasm";
+import { zipSync, unzipSync, strToU8, strFromU8 } from "fflate";
+import type {
+  Backend,
+  DataPayload,
+  DeviceInfo,
+  ErrorPayload,
+  EvalEvent,
+  LoadProgress,
+  ModelInfo,
+  ModelPayload,
+  Request,
+  RequestMessage,
+  ResponseMessage,
+  TrainEvent,
+  TrainSummary,
+} from "./types";
+import { WebPeftError, isKind, payload } from "./errors";
+
+declare const self: DedicatedWorkerGlobalScope;
+
+/** Default largest total model size: files are copied into wasm32 memory (4 GiB at most), next to the weights. */
+const DEFAULT_MAX_BYTES = 2 * 1024 ** 3;
+const MODEL_CACHE = "webpeft-models";
+
+let wasmReady: Promise<unknown> | null = null;
+let session: Session | null = null;
+let device: DeviceInfo | null = null;
+let dead: ErrorPayload | null = null;
+/** The Hub repository the model came from, the default base_model of adapters. */
+let baseModel: string | undefined;
+let lastPanic = "";
+const inflight = new Set<number>();
+
+// ---- errors ----------------------------------------------------------------
+
+// console_error_panic_hook writes the panic message with console.error just before
+// the trap; keep it so the "crash" error can say what panicked.
+const consoleError = console.error.bind(console);
+console.error = (...args: unknown[]) => {
+  const text = args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ");
+  if (/panicked at|panic/i.test(text)) lastPanic = text.slice(0, 2000);
+  consoleError(...args);
+};
+
+function isTrap(e: unknown): boolean {
+  if (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) return true;
+  const m = e instanceof Error ? e.message : typeof e === "string" ? e : "";
+  return /^unreachable\b|unreachable executed|RuntimeError: unreachable/i.test(m);
+}
+
+function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (typeof e === "string") return e;
+  try {
+    return JSON.stringify(e);
+  } catch {
+    return String(e);
+  }
+}
+
+/** Marks the worker dead after a wasm trap and fails every open request. */
+function crash(e: unknown): ErrorPayload {
+  if (!dead) {
+    const what = lastPanic || messageOf(e);
+    dead = {
+      kind: "crash",
+      message: `the wasm core crashed (${what}); this model is gone, load it again`,
+      source: "wasm",
+    };
+    session = null; // its memory is no longer trustworthy
+    for (const id of inflight) post({ id, type: "error", error: dead });
+    inflight.clear();
+    post({ id: -1, type: "crash", error: dead });
+  }
+  return dead;
+}
+
+/** Any thrown value as a typed error payload. */
+function toPayload(e: unknown): ErrorPayload {
+  if (dead) return dead;
+  if (isTrap(e)) return crash(e);
+  if (e instanceof WebPeftError) return e.toPayload();
+  const kind = e && typeof e === "object" ? (e as { kind?: unknown }).kind : undefined;
+  const source = e && typeof e === "object" ? (e as { source?: unknown }).source : undefined;
+  const message = messageOf(e);
+  if (isKind(kind)) return payload(kind, message, typeof source === "string" && source ? source : undefined);
+  // wasm-bindgen's own guards ("recursive use of an object", "null pointer passed to rust")
+  // and plain JS failures are bugs or misuse, not bad input.
+  return payload("crash", message, "worker");
+}
+
+// Panics inside wasm-bindgen-futures callbacks escape as uncaught errors.
+self.addEventListener("error", (ev: ErrorEvent) => {
+  if (isTrap(ev.error ?? ev.message)) {
+    ev.preventDefault();
+    crash(ev.error ?? ev.message);
+  }
+});
+self.addEventListener("unhandledrejection", (ev: PromiseRejectionEvent) => {
+  if (isTrap(ev.reason)) {
+    ev.preventDefault();
+    crash(ev.reason);
+  }
+});
+
+function post(msg: ResponseMessage, transfer: Transferable[] = []): void {
+  self.postMessage(msg, transfer);
+}
+
+const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
+
+// ---- reading files ----------------------------------------------------------
+
+async function bytesOf(x: Blob | Uint8Array): Promise<Uint8Array> {
+  return x instanceof Uint8Array ? x : new Uint8Array(await x.arrayBuffer());
+}
+
+function fileNameOf(url: string): string {
+  const path = new URL(url, self.location.href).pathname;
+  return decodeURIComponent(path.slice(path.lastIndexOf("/") + 1));
+}
+
+/** Reads a response body in chunks, reporting progress. */
+async function readBody(res: Response, file: string, progress: (p: LoadProgress) => void): Promise<Uint8Array> {
+  const len = Number(res.headers.get("content-length"));
+  const total = Number.isFinite(len) && len > 0 ? len : undefined;
+  if (!res.body) {
+    const b = new Uint8Array(await res.arrayBuffer());
+    progress({ file, loaded: b.length, total: b.length });
+    return b;
+  }
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let loaded = 0;
+  let last = 0;
+  progress({ file, loaded: 0, total });
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    const now = Date.now();
+    if (now - last > 100) {
+      last = now;
+      progress({ file, loaded, total });
+    }
+  }
+  const out = new Uint8Array(loaded);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  progress({ file, loaded, total: total ?? loaded });
+  return out;
+}
+
+async function fetchFile(
+  url: string,
+  progress: (p: LoadProgress) => void,
+  opts: { cache?: Cache | null; optional?: boolean } = {},
+): Promise<Uint8Array | null> {
+  const file = fileNameOf(url);
+  let res: Response | undefined;
+  if (opts.cache) res = (await opts.cache.match(url)) ?? undefined;
+  const fromCache = !!res;
+  if (!res) {
+    try {
+      res = await fetch(url);
+    } catch (e) {
+      throw new WebPeftError("io", `${file}: could not fetch ${url} (${messageOf(e)})`, file);
+    }
+  }
+  if (!res.ok) {
+    if (opts.optional && res.status === 404) return null;
+    throw new WebPeftError("io", `${file}: ${url} answered HTTP ${res.status} ${res.statusText}`.trim(), file);
+  }
+  const bytes = await readBody(res, file, progress);
+  if (opts.cache && !fromCache) {
+    try {
+      await opts.cache.put(url, new Response(bytes as BufferSource, { headers: { "content-length": String(bytes.length) } }));
+    } catch {
+      // A full or unavailable cache only costs a download next time.
+    }
+  }
+  return bytes;
+}
+
+async function gatherModel(
+  model: ModelPayload,
+  progress: (p: LoadProgress) => void,
+): Promise<{ names: string[]; files: Uint8Array[] }> {
+  if (model.kind === "files") {
+    const files: Uint8Array[] = [];
+    for (let i = 0; i < model.names.length; i++) {
+      const b = await bytesOf(model.blobs[i]);
+      progress({ file: model.names[i], loaded: b.length, total: b.length });
+      files.push(b);
+    }
+    return { names: model.names.map(baseName), files };
+  }
+  if (model.kind === "urls") {
+    const names: string[] = [];
+    const files: Uint8Array[] = [];
+    for (const url of model.urls) {
+      names.push(fileNameOf(url));
+      files.push((await fetchFile(url, progress))!);
+    }
+    return { names, files };
+  }
+  // Hugging Face Hub, cached in Cache Storage.
+  const cache = typeof caches !== "undefined" ? await caches.open(MODEL_CACHE).catch(() => null) : null;
+  const base = `https://huggingface.co/${model.repo}/resolve/${encodeURIComponent(model.revision)}/`;
+  const names: string[] = [];
+  const files: Uint8Array[] = [];
+  const get = async (name: string, optional = false) => {
+    const b = await fetchFile(base + name, progress, { cache, optional });
+    if (b) {
+      names.push(baseName(name));
+      files.push(b);
+    }
+    return b;
+  };
+  if (model.file) {
+    // One self-contained file (a .gguf carries config and tokenizer).
+    await get(model.file);
+    if (!model.file.toLowerCase().endsWith(".gguf")) {
+      await get("config.json");
+      await get("tokenizer.json");
+      await get("tokenizer_config.json", true);
+    }
+    return { names, files };
+  }
+  await get("config.json");
+  await get("tokenizer.json");
+  await get("tokenizer_config.json", true);
+  if (!(await get("model.safetensors", true))) {
+    const index = await get("model.safetensors.index.json", true);
+    if (!index) {
+      throw new WebPeftError("io", `${model.repo}: neither model.safetensors nor model.safetensors.index.json was found`, model.repo);
+    }
+    const map = JSON.parse(strFromU8(index)).weight_map ?? {};
+    for (const shard of [...new Set(Object.values(map) as string[])].sort()) await get(shard);
+  }
+  return { names, files };
+}
+
+function baseName(name: string): string {
+  return name.slice(name.replace(/\\/g, "/").lastIndexOf("/") + 1);
+}
+
+function mb(n: number): string {
+  return `${(n / 1024 ** 2).toFixed(1)} MB`;
+}
+
+// ---- operations ---------------------------------------------------------------
+
+function needSession(): Session {
+  if (!session) throw new WebPeftError("input", "no model is loaded", "session");
+  return session;
+}
+
+interface ActiveRun {
+  id: number;
+  paused: boolean;
+  cancelled: boolean;
+  wake: (() => void) | null;
+  pauseWaiters: number[];
+  stopWaiters: number[];
+}
+let run: ActiveRun | null = null;
+
+async function load(id: number, msg: Extract<Request, { op: "load" }>) {
+  const progress = (p: LoadProgress) => post({ id, type: "progress", progress: p });
+  wasmReady ??= init({ module_or_path: new URL("./webpeft_bg.wasm", import.meta.url) });
+  try {
+    await wasmReady;
+  } catch (e) {
+    wasmReady = null;
+    throw new WebPeftError("io", `webpeft_bg.wasm: could not load the wasm core (${messageOf(e)})`, "webpeft_bg.wasm");
+  }
+  let backend: Backend = msg.backend;
+  let notice = msg.notice;
+  let dev;
+  try {
+    dev = await initDevice(backend);
+  } catch (e) {
+    if (backend !== "webgpu" || !msg.fallbackToCpu || isTrap(e)) throw e;
+    backend = "cpu";
+    notice = `WebGPU could not start (${messageOf(e)}); using the CPU backend`;
+    dev = await initDevice("cpu");
+  }
+  // What the core does not report about the device, the worker asks WebGPU itself.
+  const gpu = backend === "webgpu" ? await describeGpu() : {};
+  device = { f16: false, subgroups: false, ...gpu, ...dev, backend: dev?.backend ?? backend, ...(notice ? { notice } : {}) } as DeviceInfo;
+
+  const { names, files } = await gatherModel(msg.model, progress);
+  const total = files.reduce((s, f) => s + f.length, 0);
+  const limit = msg.maxBytes ?? DEFAULT_MAX_BYTES;
+  const limitName = msg.maxBytes !== undefined ? "the maxBytes limit" : "the wasm32 memory budget";
+  if (total > limit) {
+    throw new WebPeftError(
+      "device",
+      `model: the files total ${mb(total)} (${total} bytes), above ${limitName} of ${mb(limit)} (${limit} bytes) on the ${device.backend} backend`,
+      "model",
+    );
+  }
+  const s = Session.load(names, files);
+  const info = s.info() as ModelInfo;
+  const est = Number(info?.estimated_bytes);
+  if (Number.isFinite(est) && est > limit) {
+    s.free();
+    throw new WebPeftError(
+      "device",
+      `model: it needs about ${mb(est)} (${est} bytes), above ${limitName} of ${mb(limit)} (${limit} bytes) on the ${device.backend} backend`,
+      "model",
+    );
+  }
+  session?.free();
+  session = s;
+  baseModel = msg.model.kind === "hub" ? msg.model.repo : undefined;
+  return { info, device };
+}
+
+/** The WebGPU adapter as this worker sees it: name, features and the limits that bound model size. */
+async function describeGpu(): Promise<Partial<DeviceInfo>> {
+  try {
+    const gpu = (self.navigator as unknown as { gpu?: any }).gpu;
+    const a = gpu ? await gpu.requestAdapter({ powerPreference: "high-performance" }) : null;
+    if (!a) return {};
+    const i = a.info ?? {};
+    const out: Partial<DeviceInfo> = {
+      adapter: i.description || [i.vendor, i.architecture].filter(Boolean).join(" ") || undefined,
+      vendor: i.vendor || undefined,
+      architecture: i.architecture || undefined,
+      f16: a.features.has("shader-f16"),
+      subgroups: a.features.has("subgroups"),
+      maxBufferSize: a.limits.maxBufferSize,
+      maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize,
+    };
+    for (const k of Object.keys(out) as (keyof DeviceInfo)[]) if (out[k] === undefined) delete out[k];
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+function snake(options: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) {
+    if (v === undefined || k === "dataFormat") continue;
+    out[k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase())] = v;
+  }
+  return out;
+}
+
+async function train(id: number, msg: Extract<Request, { op: "train" }>): Promise<TrainSummary> {
+  const s = needSession();
+  if (run) throw new WebPeftError("input", "a training run is already in progress", "train");
+  const trainBytes = await bytesOf(msg.data.blob ?? msg.data.bytes!);
+  const evalBytes = msg.evalData ? await bytesOf(msg.evalData.blob ?? msg.evalData.bytes!) : undefined;
+  const options = snake(msg.options);
+  if (options.base_model === undefined && baseModel) options.base_model = baseModel;
+  const started = s.startTraining(msg.data.name, trainBytes, msg.evalData?.name, evalBytes, options);
+  const r: ActiveRun = { id, paused: false, cancelled: false, wake: null, pauseWaiters: [], stopWaiters: [] };
+  run = r;
+  const event = (e: TrainEvent) => post({ id, type: "event", event: e });
+  event({ event: "start", ...started, warnings: started.warnings ?? [] });
+  const t0 = performance.now();
+  let steps = 0;
+  let loss: number | undefined;
+  let lastEval: EvalEvent["metrics"] | undefined;
+  let reason = "completed";
+  try {
+    for (;;) {
+      await macrotask(); // lets pause/cancel messages in
+      if (r.cancelled) {
+        reason = "cancelled";
+        event({ event: "done", step: steps, reason });
+        break;
+      }
+      if (r.paused) {
+        event({ event: "paused", step: steps });
+        for (const w of r.pauseWaiters.splice(0)) post({ id: w, type: "result", result: null });
+        await new Promise<void>((wake) => (r.wake = wake));
+        r.wake = null;
+        if (!r.cancelled) event({ event: "resumed", step: steps });
+        continue;
+      }
+      if (!s.isTraining()) break;
+      const events = (await s.trainStep()) as TrainEvent[];
+      let finished = false;
+      for (const e of events) {
+        event(e);
+        if (e.event === "step") {
+          steps = e.step;
+          loss = e.loss;
+        } else if (e.event === "eval") {
+          lastEval = e.metrics;
+        } else if (e.event === "done") {
+          reason = e.reason;
+          steps = e.step ?? steps;
+          finished = true;
+        }
+      }
+      if (finished) break;
+    }
+  } finally {
+    run = null;
+    for (const w of r.pauseWaiters.splice(0)) post({ id: w, type: "result", result: null });
+    if (!dead) {
+      try {
+        s.finishTraining();
+      } catch (e) {
+        if (isTrap(e)) crash(e);
+      }
+    }
+  }
+  for (const w of r.stopWaiters.splice(0)) post({ id: w, type: "result", result: null });
+  return {
+    reason,
+    steps,
+    total_steps: started.total_steps,
+    loss,
+    eval: lastEval,
+    elapsed_s: (performance.now() - t0) / 1000,
+    trainable_parameters: started.trainable_parameters,
+    total_parameters: started.total_parameters,
+    train_examples: started.train_examples,
+    eval_examples: started.eval_examples,
+    warnings: started.warnings ?? [],
+    ...(started.labels ? { labels: started.labels } : {}),
+  };
+}
+
+/** Runs `f` with the adapter switched off when `adapter` is false. */
+async function withAdapter<T>(s: Session, adapter: boolean, f: () => Promise<T>): Promise<T> {
+  if (adapter) return f();
+  s.setAdapterEnabled(false);
+  try {
+    return await f();
+  } finally {
+    if (!dead) s.setAdapterEnabled(true);
+  }
+}
+
+function adapterReadme(config: Uint8Array, sidecar: Uint8Array): string {
+  let cfg: Record<string, unknown> = {};
+  let side: Record<string, unknown> = {};
+  try {
+    cfg = JSON.parse(strFromU8(config));
+  } catch {}
+  try {
+    side = JSON.parse(strFromU8(sidecar));
+  } catch {}
+  const base = String(cfg.base_model_name_or_path || "BASE_MODEL");
+  const type = String(cfg.peft_type || "LORA");
+  const seqCls = cfg.task_type === "SEQ_CLS" || side.task === "seq-cls";
+  const labels = Array.isArray(side.labels) ? (side.labels as string[]) : undefined;
+  const auto = seqCls ? "AutoModelForSequenceClassification" : "AutoModelForCausalLM";
+  const extra = seqCls && labels
+    ? `, num_labels=${labels.length},\n    id2label=${JSON.stringify(Object.fromEntries(labels.map((l, i) => [i, l])))}`
+    : "";
+  return `# PEFT adapter trained in the browser with webpeft
+
+- Method: ${type}${cfg.task_type ? ` (task ${cfg.task_type})` : ""}
+- Base model: \`${base}\`
+${labels ? `- Labels: ${labels.map((l) => `\`${l}\``).join(", ")}\n` : ""}
+Files:
+- \`adapter_config.json\`, \`adapter_model.safetensors\`: a Hugging Face PEFT adapter.
+- \`webpeft.json\`: what PEFT's files cannot say (task, labels, training settings), for webpeft.
+
+## Load it in Python
+
+\`\`\`python
+from transformers import ${auto}, AutoTokenizer
+from peft import PeftModel
+
+base = ${auto}.from_pretrained("${base}"${extra})
+tokenizer = AutoTokenizer.from_pretrained("${base}")
+model = PeftModel.from_pretrained(base, "path/to/this/folder")
+model.eval()
+\`\`\`
+
+Replace \`${base}\` with the Hub id or the local folder of the base model it was trained on.
+\`model.merge_and_unload()\` folds LoRA, IA3 and BitFit adapters into the base weights.
+
+## Load it with webpeft
+
+\`\`\`js
+const tuner = await Tuner.load({ hub: "${base}" });
+await tuner.loadAdapter(files); // these files, or the zip
+\`\`\`
+`;
+}
+
+async function exportFiles(): Promise<Record<string, Uint8Array>> {
+  const s = needSession();
+  const a = await s.exportAdapter();
+  const sidecar = a.sidecar ?? strToU8("{}");
+  return {
+    "adapter_config.json": a.config,
+    "adapter_model.safetensors": a.weights,
+    "webpeft.json": sidecar,
+    "README.md": strToU8(adapterReadme(a.config, sidecar)),
+  };
+}
+
+async function loadAdapterFiles(names: string[], blobs: (Blob | Uint8Array)[]) {
+  const s = needSession();
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < names.length; i++) {
+    const bytes = await bytesOf(blobs[i]);
+    if (names[i].toLowerCase().endsWith(".zip")) {
+      let entries: Record<string, Uint8Array>;
+      try {
+        entries = unzipSync(bytes);
+      } catch (e) {
+        throw new WebPeftError("format", `${baseName(names[i])}: not a readable zip file (${messageOf(e)})`, baseName(names[i]));
+      }
+      for (const [n, b] of Object.entries(entries)) if (!n.endsWith("/")) files.set(baseName(n), b);
+    } else {
+      files.set(baseName(names[i]), bytes);
+    }
+  }
+  const config = files.get("adapter_config.json");
+  const weights = files.get("adapter_model.safetensors");
+  for (const [name, f] of [["adapter_config.json", config], ["adapter_model.safetensors", weights]] as const) {
+    if (!f) throw new WebPeftError("input", `${name}: missing from the adapter files (${[...files.keys()].join(", ") || "none given"})`, name);
+  }
+  s.loadAdapter(config!, weights!, files.get("webpeft.json"));
+}
+
+async function perform(id: number, msg: Request): Promise<{ result: unknown; transfer?: Transferable[] }> {
+  switch (msg.op) {
+    case "load":
+      return { result: await load(id, msg) };
+    case "train":
+      return { result: await train(id, msg) };
+    case "generate": {
+      const s = needSession();
+      const text = await withAdapter(s, msg.adapter, () =>
+        s.generate(msg.prompt, msg.chat, msg.maxNewTokens, msg.temperature, msg.topP, BigInt(msg.seed), (t: string) =>
+          post({ id, type: "token", text: t }),
+        ),
+      );
+      return { result: text };
+    }
+    case "classify": {
+      const s = needSession();
+      return { result: await withAdapter(s, msg.adapter, () => s.classify(msg.texts)) };
+    }
+    case "forward": {
+      const s = needSession();
+      const logits = new Float32Array(await s.forward(Uint32Array.from(msg.ids)));
+      return { result: logits, transfer: [logits.buffer] };
+    }
+    case "exportFiles": {
+      const files = await exportFiles();
+      return { result: files };
+    }
+    case "exportZip": {
+      const files = await exportFiles();
+      const zip = zipSync(
+        Object.fromEntries(Object.entries(files).map(([n, b]) => [n, [b, { level: n.endsWith(".safetensors") ? 1 : 6 }]])) as never,
+      );
+      return { result: zip, transfer: [zip.buffer] };
+    }
+    case "loadAdapter":
+      await loadAdapterFiles(msg.names, msg.blobs);
+      return { result: null };
+    case "dispose":
+      if (run) {
+        run.cancelled = true;
+        run.wake?.();
+      }
+      session?.free();
+      session = null;
+      return { result: null };
+    default:
+      throw new WebPeftError("input", `unknown request ${(msg as { op: string }).op}`, "worker");
+  }
+}
+
+// Requests that touch the model run one at a time (each borrows the wasm Session across awaits).
+let queue: Promise<unknown> = Promise.resolve();
+
+self.onmessage = (ev: MessageEvent<RequestMessage>) => {
+  const msg = ev.data;
+  const id = msg.id;
+  if (dead) {
+    post({ id, type: "error", error: dead });
+    return;
+  }
+  // Run control goes straight through, between steps.
+  if (msg.op === "pause" || msg.op === "resume" || msg.op === "cancel") {
+    const r = run;
+    if (!r) return post({ id, type: "result", result: null });
+    if (msg.op === "pause") {
+      r.paused = true;
+      r.pauseWaiters.push(id);
+    } else if (msg.op === "resume") {
+      r.paused = false;
+      r.wake?.();
+      post({ id, type: "result", result: null });
+    } else {
+      r.cancelled = true;
+      r.stopWaiters.push(id);
+      r.wake?.();
+    }
+    return;
+  }
+  if (run && msg.op !== "dispose") {
+    post({
+      id,
+      type: "error",
+      error: payload("input", `${msg.op}: a training run is in progress; wait for it to finish or cancel it`, msg.op),
+    });
+    return;
+  }
+  inflight.add(id);
+  const job = queue.then(async () => {
+    if (dead) throw dead;
+    return perform(id, msg);
+  });
+  queue = job.catch(() => {});
+  job.then(
+    ({ result, transfer }) => {
+      if (!inflight.delete(id)) return;
+      post({ id, type: "result", result }, transfer);
+    },
+    (e) => {
+      const error = e === dead && dead ? dead : toPayload(e);
+      if (!inflight.delete(id)) return;
+      post({ id, type: "error", error });
+    },
+  );
+};
