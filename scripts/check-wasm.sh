@@ -1,9 +1,6 @@
 #!/usr/bin/env bash
-# The core must build for the browser: wasm32-unknown-unknown with the GPU
-# (WebGPU) backend and no file-system or thread code.
+# The core must build for the browser: the wasm32 build with the JS bindings
+# (scripts/build-web.sh; one build, shared with the browser tests).
 set -euo pipefail
-source "$(dirname "$0")/env.sh"
-cd "$WEBPEFT_ROOT"
-RUSTFLAGS="${RUSTFLAGS:-} --cfg getrandom_backend=\"wasm_js\"" \
-  cargo build --release --target wasm32-unknown-unknown -p webpeft --features gpu --lib
+bash "$(dirname "$0")/build-web.sh"
 echo "wasm32 build of the core: ok"

@@ -113,6 +113,23 @@ pub async fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions, mut
     Ok(out)
 }
 
+/// The model's end-of-sequence ids: `eos_token_id` from the config plus the tokenizer's eos token.
+pub fn stop_ids(m: &Model) -> Vec<u32> {
+    let mut ids: Vec<u32> = match m.config.get("eos_token_id") {
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect(),
+        _ => vec![],
+    };
+    if let Some(t) = m.tokenizer.as_ref() {
+        if let Some(id) = t.eos_token.as_deref().and_then(|e| t.token_id(e)) {
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

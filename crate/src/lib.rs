@@ -15,6 +15,8 @@ pub mod generate;
 pub mod models;
 pub mod peft;
 pub mod train;
+#[cfg(all(feature = "web", target_family = "wasm"))]
+pub mod web;
 
 pub use error::{Error, ErrorKind, Result};
 pub use models::{Model, ModelFiles, ModelInfo};

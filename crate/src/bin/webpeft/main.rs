@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use webpeft::device::{self, Backend};
 use webpeft::formats::safetensors::{write_f32, OutTensor};
 use webpeft::formats::tokenizer::Message;
-use webpeft::generate::{generate, read_f32, GenerateOptions};
+use webpeft::generate::{generate, read_f32, stop_ids, GenerateOptions};
 use webpeft::{Error, Model, ModelFiles, Result};
 
 #[derive(Parser)]
@@ -223,23 +223,6 @@ fn parse_tokens(s: &str) -> Result<Vec<u32>> {
 
 fn tokenizer(m: &Model) -> Result<&webpeft::formats::tokenizer::TextTokenizer> {
     m.tokenizer.as_ref().ok_or_else(|| Error::format("model", "no tokenizer.json was found with this model"))
-}
-
-/// The model's end-of-sequence ids: `eos_token_id` from the config plus the tokenizer's eos token.
-pub fn stop_ids(m: &Model) -> Vec<u32> {
-    let mut ids: Vec<u32> = match m.config.get("eos_token_id") {
-        Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect(),
-        _ => vec![],
-    };
-    if let Some(t) = m.tokenizer.as_ref() {
-        if let Some(id) = t.eos_token.as_deref().and_then(|e| t.token_id(e)) {
-            ids.push(id);
-        }
-    }
-    ids.sort();
-    ids.dedup();
-    ids
 }
 
 /// Loads a PEFT adapter directory onto `m`, if one was given.

@@ -1,0 +1,376 @@
+//! JavaScript bindings (wasm-bindgen), used by the `webpeft` npm package's
+//! Web Worker. Everything that touches the GPU is `async` and reads results
+//! with `into_data_async`: a synchronous read would hang the tab.
+//!
+//! Errors reach JS as `Error` objects whose message is `source: message` and
+//! which carry a `kind` property (`format`, `unsupported`, `input`, `device`, `io`).
+
+use std::cell::RefCell;
+
+use burn::tensor::Device;
+use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::formats::tokenizer::Message;
+use crate::generate::{generate, read_f32, stop_ids, GenerateOptions};
+use crate::models::{Model, ModelFiles};
+use crate::peft::export::export_adapter;
+use crate::peft::{load_adapter, model_labels};
+use crate::train::checkpoint::save_state;
+use crate::train::data::{self, Record, Task};
+use crate::train::freeze;
+use crate::train::run::Run;
+use crate::train::session::{prepare, TrainSpec};
+
+thread_local! {
+    static DEVICE: RefCell<Option<(Device, &'static str)>> = const { RefCell::new(None) };
+}
+
+fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    let kind = match e.kind {
+        ErrorKind::Format => "format",
+        ErrorKind::Unsupported => "unsupported",
+        ErrorKind::Input => "input",
+        ErrorKind::Device => "device",
+        ErrorKind::Io => "io",
+    };
+    let _ = Reflect::set(&err, &"kind".into(), &kind.into());
+    let _ = Reflect::set(&err, &"source".into(), &e.source.into());
+    err.into()
+}
+
+fn to_js<T: Serialize>(v: &T) -> std::result::Result<JsValue, JsValue> {
+    // JSON-compatible objects (maps as plain objects), not JS Maps.
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| js_error(Error::io("bindings", e.to_string())))
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &key.into(), value);
+}
+
+fn bytes(b: &[u8]) -> JsValue {
+    Uint8Array::from(b).into()
+}
+
+/// Sets up logging and readable panics (once per worker).
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+    let _ = console_log::init_with_level(log::Level::Warn);
+}
+
+/// Initialises the backend: `"webgpu"` (asynchronous adapter and device
+/// set-up) or `"cpu"` (burn's Flex compiled to wasm). Call once, before
+/// loading a model.
+#[wasm_bindgen(js_name = initDevice)]
+pub async fn init_device(backend: String) -> std::result::Result<JsValue, JsValue> {
+    let (device, name) = match backend.as_str() {
+        "webgpu" => (crate::device::gpu_async().await.map_err(js_error)?, "webgpu"),
+        "cpu" => (crate::device::cpu(), "cpu"),
+        other => return Err(js_error(Error::input("backend", format!("'{other}' is not a backend (use webgpu or cpu)")))),
+    };
+    DEVICE.with(|d| *d.borrow_mut() = Some((device, name)));
+    let info = Object::new();
+    set(&info, "backend", &name.into());
+    Ok(info.into())
+}
+
+fn device() -> Result<Device> {
+    DEVICE.with(|d| d.borrow().as_ref().map(|(d, _)| d.clone())).ok_or_else(|| Error::device("call initDevice first"))
+}
+
+enum State {
+    Idle(Model),
+    Training(Box<Run>),
+    /// Only while a state transition is in flight.
+    Empty,
+}
+
+/// A loaded model and, while training, its run.
+#[wasm_bindgen]
+pub struct Session {
+    state: State,
+    /// `seq-cls` or `causal-lm`, for the adapter sidecar.
+    task: Option<Task>,
+    labels: Option<Vec<String>>,
+}
+
+impl Session {
+    fn model(&self) -> Result<&Model> {
+        match &self.state {
+            State::Idle(m) => Ok(m),
+            State::Training(r) => Ok(r.trainer.model()),
+            State::Empty => Err(Error::input("session", "the session is busy")),
+        }
+    }
+
+    fn model_mut(&mut self) -> Result<&mut Model> {
+        match &mut self.state {
+            State::Idle(m) => Ok(m),
+            State::Training(r) => Ok(r.trainer.model_mut()),
+            State::Empty => Err(Error::input("session", "the session is busy")),
+        }
+    }
+
+    fn sidecar(&self) -> Vec<u8> {
+        let task = match self.task {
+            Some(Task::SeqCls) => Some("seq-cls"),
+            Some(Task::CausalLm) => Some("causal-lm"),
+            None => None,
+        };
+        let v = serde_json::json!({ "task": task, "labels": self.labels, "written_by": concat!("webpeft ", env!("CARGO_PKG_VERSION")) });
+        serde_json::to_vec_pretty(&v).expect("json")
+    }
+}
+
+#[derive(Serialize)]
+struct InfoOut<'a> {
+    #[serde(flatten)]
+    info: &'a crate::ModelInfo,
+    /// F32 bytes the weights take once loaded.
+    estimated_bytes: usize,
+    has_adapter: bool,
+    peft_type: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Classified {
+    label: String,
+    probs: serde_json::Map<String, serde_json::Value>,
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Loads a model from its files (`names[i]` holds `files[i]`): an HF
+    /// directory's files, or one `.gguf`.
+    pub fn load(names: Vec<String>, files: Array) -> std::result::Result<Session, JsValue> {
+        let mut mf = ModelFiles::default();
+        for (i, name) in names.iter().enumerate() {
+            let b: Uint8Array = files.get(i as u32).dyn_into().map_err(|_| js_error(Error::input(name, "file contents must be a Uint8Array")))?;
+            mf.add(name, b.to_vec());
+        }
+        // Training needs gradients; a frozen model costs nothing extra to run.
+        let device = device().map_err(js_error)?.autodiff();
+        let model = freeze(Model::load(&mf, &device).map_err(js_error)?);
+        Ok(Session { state: State::Idle(model), task: None, labels: None })
+    }
+
+    /// Architecture, sizes and whether an adapter is attached.
+    pub fn info(&self) -> std::result::Result<JsValue, JsValue> {
+        let m = self.model().map_err(js_error)?;
+        let peft_type = m.adapter_config.as_ref().and_then(|c| c.get("peft_type")).and_then(|v| v.as_str()).map(String::from);
+        to_js(&InfoOut { info: &m.info, estimated_bytes: m.info.num_parameters * 4, has_adapter: m.adapter_config.is_some(), peft_type })
+    }
+
+    /// Parses a dataset file and returns its format, row count and the first rows.
+    #[wasm_bindgen(js_name = parseData)]
+    pub fn parse_data(&self, name: String, bytes: Vec<u8>) -> std::result::Result<JsValue, JsValue> {
+        let ds = data::parse(&name, &bytes).map_err(js_error)?;
+        let preview: Vec<serde_json::Value> = ds.records.iter().take(5).map(record_json).collect();
+        to_js(&serde_json::json!({ "format": ds.format, "rows": ds.records.len(), "preview": preview }))
+    }
+
+    /// Starts training on a dataset (and an optional eval file) with `options`
+    /// (the CLI's flags in snake_case, see `TrainSpec`). An adapter loaded
+    /// with `loadAdapter` is trained further; otherwise a new one is created.
+    #[wasm_bindgen(js_name = startTraining)]
+    pub fn start_training(&mut self, train_name: String, train_bytes: Vec<u8>, eval_name: Option<String>, eval_bytes: Option<Vec<u8>>, options: JsValue) -> std::result::Result<JsValue, JsValue> {
+        let spec: TrainSpec = serde_wasm_bindgen::from_value(options).map_err(|e| js_error(Error::input("options", e.to_string())))?;
+        let train = data::parse(&train_name, &train_bytes).map_err(js_error)?;
+        let eval = match (eval_name, eval_bytes) {
+            (Some(n), Some(b)) => Some(data::parse(&n, &b).map_err(js_error)?),
+            _ => None,
+        };
+        let model = match std::mem::replace(&mut self.state, State::Empty) {
+            State::Idle(m) => m,
+            other => {
+                self.state = other;
+                return Err(js_error(Error::input("session", "training is already running")));
+            }
+        };
+        // On error the model is lost inside `prepare`; keep a usable session by
+        // validating first what can fail cheaply.
+        match prepare(model, &spec, &train, eval.as_ref()) {
+            Ok((run, prep)) => {
+                self.task = spec.task().ok();
+                self.labels = prep.labels.clone();
+                self.state = State::Training(Box::new(run));
+                to_js(&prep)
+            }
+            Err(e) => Err(js_error(Error { message: format!("{} (reload the model to continue)", e.message), ..e })),
+        }
+    }
+
+    /// True while a run is in progress.
+    #[wasm_bindgen(js_name = isTraining)]
+    pub fn is_training(&self) -> bool {
+        matches!(&self.state, State::Training(r) if !r.is_finished())
+    }
+
+    /// One optimiser step; returns its events (step, eval, done).
+    #[wasm_bindgen(js_name = trainStep)]
+    pub async fn train_step(&mut self) -> std::result::Result<JsValue, JsValue> {
+        let State::Training(run) = &mut self.state else {
+            return Err(js_error(Error::input("session", "no training run (call startTraining)")));
+        };
+        let now = || js_sys::Date::now() / 1000.0;
+        let events = run.next(&now).await.map_err(js_error)?;
+        to_js(&events)
+    }
+
+    /// Ends the run; the model keeps the trained adapter.
+    #[wasm_bindgen(js_name = finishTraining)]
+    pub fn finish_training(&mut self) {
+        if let State::Training(run) = std::mem::replace(&mut self.state, State::Empty) {
+            self.state = State::Idle(run.into_model());
+        } else if let State::Empty = self.state {
+            // nothing to restore
+        }
+    }
+
+    /// The adapter as PEFT files: `{config, weights, sidecar}` (bytes).
+    #[wasm_bindgen(js_name = exportAdapter)]
+    pub async fn export_adapter_js(&mut self) -> std::result::Result<JsValue, JsValue> {
+        let sidecar = self.sidecar();
+        let files = export_adapter(self.model_mut().map_err(js_error)?).await.map_err(js_error)?;
+        let out = Object::new();
+        set(&out, "config", &bytes(&files.config));
+        set(&out, "weights", &bytes(&files.weights));
+        set(&out, "sidecar", &bytes(&sidecar));
+        Ok(out.into())
+    }
+
+    /// Attaches a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`,
+    /// and optionally webpeft's `webpeft.json` with label names).
+    #[wasm_bindgen(js_name = loadAdapter)]
+    pub fn load_adapter_js(&mut self, config: Vec<u8>, weights: Vec<u8>, sidecar: Option<Vec<u8>>) -> std::result::Result<JsValue, JsValue> {
+        let side: Option<serde_json::Value> = sidecar.and_then(|s| serde_json::from_slice(&s).ok());
+        let labels: Option<Vec<String>> = side.as_ref().and_then(|s| s.get("labels").cloned()).and_then(|l| serde_json::from_value(l).ok());
+        let State::Idle(m) = &mut self.state else {
+            return Err(js_error(Error::input("session", "finish training before loading an adapter")));
+        };
+        if m.adapter_config.is_some() {
+            return Err(js_error(Error::input("session", "this model already has an adapter; load the model again to use another")));
+        }
+        if let (Some(l), Some(c)) = (&labels, m.config.as_object_mut()) {
+            let id2label: serde_json::Map<String, serde_json::Value> = l.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone().into())).collect();
+            c.insert("id2label".into(), id2label.into());
+        }
+        let summary = load_adapter(m, &config, &weights).map_err(js_error)?;
+        self.labels = labels;
+        self.task = Some(if m.info.num_labels.is_some() { Task::SeqCls } else { Task::CausalLm });
+        to_js(&summary)
+    }
+
+    /// Generates text after `prompt` (wrapped in the chat template when `chat`),
+    /// calling `on_token` with each new piece of text; returns the whole text.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn generate(&self, prompt: String, chat: bool, max_new_tokens: usize, temperature: f32, top_p: f32, seed: u64, on_token: Function) -> std::result::Result<String, JsValue> {
+        let m = self.model().map_err(js_error)?;
+        let tok = m.tokenizer.as_ref().ok_or_else(|| js_error(Error::format("model", "the model has no tokenizer")))?;
+        let ids = if chat {
+            let text = tok.apply_chat_template(&[Message { role: "user".into(), content: prompt }], true).map_err(js_error)?;
+            tok.encode(&text, false).map_err(js_error)?
+        } else {
+            tok.encode(&prompt, true).map_err(js_error)?
+        };
+        let stop_ids = stop_ids(m);
+        let opts = GenerateOptions { max_new_tokens, temperature, top_p, seed, stop_ids: stop_ids.clone() };
+        let mut out: Vec<u32> = vec![];
+        let mut sent = 0usize;
+        generate(m, &ids, &opts, |id| {
+            if !stop_ids.contains(&id) {
+                out.push(id);
+            }
+            if let Ok(text) = tok.decode(&out) {
+                if text.len() > sent && text.is_char_boundary(sent) {
+                    let _ = on_token.call1(&JsValue::NULL, &text[sent..].into());
+                    sent = text.len();
+                }
+            }
+            true
+        })
+        .await
+        .map_err(js_error)?;
+        tok.decode(&out).map_err(js_error)
+    }
+
+    /// Class probabilities for each text (sequence classification).
+    pub async fn classify(&self, texts: Vec<String>) -> std::result::Result<JsValue, JsValue> {
+        let m = self.model().map_err(js_error)?;
+        let k = m.info.num_labels.ok_or_else(|| js_error(Error::input("classify", "the model has no classification head")))?;
+        let names = match &self.labels {
+            Some(l) if l.len() == k => l.clone(),
+            _ => model_labels(&m.config, k),
+        };
+        let tok = m.tokenizer.as_ref().ok_or_else(|| js_error(Error::format("model", "the model has no tokenizer")))?;
+        let mut results = vec![];
+        for text in &texts {
+            let mut ids = tok.encode(text, true).map_err(js_error)?;
+            ids.truncate(m.info.context_length - m.extra_positions());
+            let out = m.forward(&[ids], None, None, None).map_err(js_error)?;
+            let logits = read_f32(out.class_logits.expect("checked: the model has a head")).await.map_err(js_error)?;
+            let max = logits.iter().cloned().fold(f32::MIN, f32::max);
+            let exp: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+            let sum: f32 = exp.iter().sum();
+            let best = crate::generate::argmax(&logits) as usize;
+            let probs = names.iter().zip(&exp).map(|(n, e)| (n.clone(), serde_json::json!(e / sum))).collect();
+            results.push(Classified { label: names[best].clone(), probs });
+        }
+        to_js(&results)
+    }
+
+    /// Logits for one row of token ids, flattened (token logits of a causal
+    /// LM, class logits of a classifier).
+    pub async fn forward(&self, ids: Vec<u32>) -> std::result::Result<js_sys::Float32Array, JsValue> {
+        let m = self.model().map_err(js_error)?;
+        let out = m.forward(&[ids], None, None, None).map_err(js_error)?;
+        let t = match (out.token_logits, out.class_logits) {
+            (Some(t), _) => t.reshape([-1]),
+            (None, Some(c)) => c.reshape([-1]),
+            _ => out.last_hidden_state.reshape([-1]),
+        };
+        let v = read_f32(t).await.map_err(js_error)?;
+        Ok(js_sys::Float32Array::from(v.as_slice()))
+    }
+
+    /// A full checkpoint of the running job: adapter files plus optimiser
+    /// state and `trainer_state.json` (for OPFS).
+    pub async fn checkpoint(&mut self) -> std::result::Result<JsValue, JsValue> {
+        let sidecar = self.sidecar();
+        let State::Training(run) = &mut self.state else {
+            return Err(js_error(Error::input("session", "no training run to checkpoint")));
+        };
+        let (optimizer, state) = save_state(run).await.map_err(js_error)?;
+        let files = export_adapter(run.trainer.model_mut()).await.map_err(js_error)?;
+        let out = Object::new();
+        set(&out, "config", &bytes(&files.config));
+        set(&out, "weights", &bytes(&files.weights));
+        set(&out, "sidecar", &bytes(&sidecar));
+        set(&out, "optimizer", &bytes(&optimizer));
+        set(&out, "state", &bytes(&state));
+        Ok(out.into())
+    }
+
+    /// Restores a checkpoint into a run started (with `startTraining`) from
+    /// the checkpoint's adapter: the optimiser state and the step.
+    #[wasm_bindgen(js_name = restoreCheckpoint)]
+    pub fn restore_checkpoint(&mut self, optimizer: Vec<u8>, state: Vec<u8>) -> std::result::Result<(), JsValue> {
+        let State::Training(run) = &mut self.state else {
+            return Err(js_error(Error::input("session", "start the run (from the checkpoint's adapter) first")));
+        };
+        crate::train::checkpoint::load_state(run, &optimizer, &state).map_err(js_error)
+    }
+}
+
+fn record_json(r: &Record) -> serde_json::Value {
+    match r {
+        Record::Text(t) => serde_json::json!({ "text": t }),
+        Record::PromptCompletion { prompt, completion } => serde_json::json!({ "prompt": prompt, "completion": completion }),
+        Record::Messages(m) => serde_json::json!({ "messages": m.iter().map(|m| serde_json::json!({"role": m.role, "content": m.content})).collect::<Vec<_>>() }),
+        Record::Labelled { text, label } => serde_json::json!({ "text": text, "label": label }),
+    }
+}
