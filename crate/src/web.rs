@@ -268,7 +268,7 @@ impl Session {
     /// Generates text after `prompt` (wrapped in the chat template when `chat`),
     /// calling `on_token` with each new piece of text; returns the whole text.
     #[allow(clippy::too_many_arguments)]
-    pub async fn generate(&self, prompt: String, chat: bool, max_new_tokens: usize, temperature: f32, top_p: f32, seed: u64, on_token: Function) -> std::result::Result<String, JsValue> {
+    pub async fn generate(&self, prompt: String, chat: bool, max_new_tokens: usize, temperature: f32, top_p: f32, seed: u32, on_token: Function) -> std::result::Result<String, JsValue> {
         let m = self.model().map_err(js_error)?;
         let tok = m.tokenizer.as_ref().ok_or_else(|| js_error(Error::format("model", "the model has no tokenizer")))?;
         let ids = if chat {
@@ -278,7 +278,7 @@ impl Session {
             tok.encode(&prompt, true).map_err(js_error)?
         };
         let stop_ids = stop_ids(m);
-        let opts = GenerateOptions { max_new_tokens, temperature, top_p, seed, stop_ids: stop_ids.clone() };
+        let opts = GenerateOptions { max_new_tokens, temperature, top_p, seed: seed as u64, stop_ids: stop_ids.clone() };
         let mut out: Vec<u32> = vec![];
         let mut sent = 0usize;
         generate(m, &ids, &opts, |id| {

@@ -57,7 +57,7 @@ fn train_case(model: &str, method: &str) {
     for (name, (shape, values)) in &want {
         let (gs, gv) = &got[name];
         assert_eq!(gs, shape, "{case}: {name} shape");
-        let tol = if noise_gradient(name) { 0.06 } else { 2e-5 };
+        let tol = if noise_gradient(name) { 0.06 } else { 1e-4 };
         let d = max_abs_diff(name, gv, values);
         assert!(d <= tol, "{case}: trained {name} differs from PEFT's by {d} (tolerance {tol})");
     }
@@ -108,4 +108,30 @@ fn prompt_and_prefix_tuning_train_like_peft() {
     for model in ["llama", "qwen2", "gpt2"] {
         train_case(model, "prefix");
     }
+}
+
+#[test]
+fn lora_dropout_applies_in_training_steps_only() {
+    let dir = fixture("peft").join("llama-lora");
+    let r = read_ref(&dir.join("reference.safetensors"));
+    let device = device(Backend::Cpu).autodiff();
+    let mut m = freeze(Model::load(&files(&fixture("tiny-llama")), &device).unwrap());
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("adapter_config.json")).unwrap()).unwrap();
+    cfg["lora_dropout"] = serde_json::json!(0.5);
+    load_adapter(&mut m, cfg.to_string().as_bytes(), &std::fs::read(dir.join("adapter_model.safetensors")).unwrap()).unwrap();
+    let ids = r["train_input_ids"].id_rows();
+    let logits = |m: &Model| host(m.forward(&ids, None, None, None).unwrap().token_logits.unwrap().reshape([-1]));
+    // Outside a step the adapter is deterministic and equals PEFT's eval forward.
+    let before = logits(&m);
+    assert_eq!(before, logits(&m));
+    let mut t = Trainer::new(m, TrainOptions { lr: 0.0, optimizer: OptimizerKind::Sgd { momentum: 0.0, weight_decay: 0.0 }, ..Default::default() });
+    let batch = MicroBatch { ids: ids.clone(), attention_mask: None, targets: Targets::CausalLm };
+    let a = pollster::block_on(t.step(std::slice::from_ref(&batch))).unwrap().loss;
+    let b = pollster::block_on(t.step(std::slice::from_ref(&batch))).unwrap().loss;
+    // lr 0: the weights do not move, so only dropout can change the loss.
+    assert!((a - b).abs() > 1e-6, "dropout 0.5 should make step losses differ ({a} vs {b})");
+    let no_dropout = r["train_losses"].f32[0];
+    assert!((a - no_dropout).abs() > 1e-6 && (b - no_dropout).abs() > 1e-6);
+    let m = t.into_model();
+    assert_eq!(logits(&m), before, "dropout must be off after the step");
 }

@@ -247,6 +247,8 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
                         lora_b: param(host(vec![r, d_out], b), &device),
                         scaling: cfg.scaling_for(&name),
                         magnitude,
+                        dropout: cfg.lora_dropout,
+                        training: false,
                     });
                     n += 1;
                     if bias == "lora_only" {

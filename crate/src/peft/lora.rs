@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, Param};
 use burn::tensor::module::linear;
-use burn::tensor::Tensor;
+use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// `adapter_config.json` of a LoRA adapter (PEFT's field names; the fields webpeft uses).
@@ -80,11 +80,23 @@ pub struct LoraLayer {
     pub scaling: f64,
     /// DoRA's magnitude vector `[out]`.
     pub magnitude: Option<Param<Tensor<1>>>,
+    /// `lora_dropout`: applied to the adapter branch's input while training.
+    pub dropout: f64,
+    /// True only inside a training step (set by the trainer).
+    pub training: bool,
 }
 
 impl LoraLayer {
     /// Adds the adapter to `base_out = x W + b`. `weight` is the frozen `[in, out]` W.
     pub fn forward<const D: usize>(&self, x: Tensor<D>, base_out: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
+        // PEFT: B(A(dropout(x))), inverted dropout, only in training.
+        let x = if self.training && self.dropout > 0.0 {
+            let keep = 1.0 - self.dropout;
+            let mask = Tensor::<D>::random(x.shape(), Distribution::Bernoulli(keep), &x.device());
+            x * mask / keep
+        } else {
+            x
+        };
         let delta = linear(linear(x, self.lora_a.val(), None), self.lora_b.val(), None) * self.scaling;
         let Some(m) = &self.magnitude else {
             return base_out + delta;

@@ -256,6 +256,8 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                 lora_b: param(b.transposed(), &device),
                 scaling: cfg.scaling_for(&module),
                 magnitude,
+                dropout: cfg.lora_dropout,
+                training: false,
             });
         }
     }

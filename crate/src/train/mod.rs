@@ -157,11 +157,13 @@ pub struct TrainOptions {
     pub total_steps: usize,
     /// Clip the global gradient norm to this value.
     pub clip: Option<f64>,
+    /// Switch LoRA dropout on during steps (set by [`Trainer::new`] when a layer has it).
+    pub lora_dropout_in_use: bool,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { optimizer: OptimizerKind::adamw(), lr: 1e-3, schedule: Schedule::Constant, warmup_steps: 0, total_steps: 1, clip: None }
+        Self { optimizer: OptimizerKind::adamw(), lr: 1e-3, schedule: Schedule::Constant, warmup_steps: 0, total_steps: 1, clip: None, lora_dropout_in_use: false }
     }
 }
 
@@ -194,7 +196,8 @@ pub struct Trainer {
 
 impl Trainer {
     /// Starts training `model` (already frozen, with its adapter attached).
-    pub fn new(model: Model, opts: TrainOptions) -> Self {
+    pub fn new(mut model: Model, mut opts: TrainOptions) -> Self {
+        opts.lora_dropout_in_use = model.named_layers().linears.iter().any(|(_, l)| l.lora.as_ref().is_some_and(|l| l.dropout > 0.0));
         Self { model: Some(model), optimizer: Optimizer::new(opts.optimizer.clone()), opts }
     }
 
@@ -239,6 +242,19 @@ impl Trainer {
         if micro.is_empty() {
             return Err(Error::input("train", "a step needs at least one batch"));
         }
+        if self.opts.lora_dropout_in_use {
+            set_training(self.model_mut(), true);
+        }
+        let result = self.accumulate(micro).await;
+        if self.opts.lora_dropout_in_use {
+            set_training(self.model_mut(), false);
+        }
+        let (grads, loss_value, grad_norm, norm) = result?;
+        self.apply(grads, loss_value, grad_norm, norm)
+    }
+
+    /// Forward and backward over the micro-batches; reads the loss and norm.
+    async fn accumulate(&mut self, micro: &[MicroBatch]) -> Result<(Grads, f32, f32, Tensor<1>)> {
         let model = self.model();
         let mut grads = Grads::default();
         let mut losses = Vec::with_capacity(micro.len());
@@ -252,7 +268,11 @@ impl Trainer {
         let norm = grads.norm().ok_or_else(|| Error::input("train", "the model has no trainable parameters (attach an adapter)"))?;
         let mean = Tensor::cat(losses, 0).mean();
         let stats = read_f32(Tensor::cat(vec![mean, norm.clone()], 0)).await?;
-        let (loss_value, grad_norm) = (stats[0], stats[1]);
+        Ok((grads, stats[0], stats[1], norm))
+    }
+
+    /// Applies the update unless the loss or gradients are not finite.
+    fn apply(&mut self, mut grads: Grads, loss_value: f32, grad_norm: f32, norm: Tensor<1>) -> Result<StepStats> {
         let lr = self.next_lr();
         if !loss_value.is_finite() || !grad_norm.is_finite() {
             return Err(Error::input(
@@ -268,6 +288,15 @@ impl Trainer {
         self.optimizer.finish_step();
         self.model = Some(model);
         Ok(StepStats { loss: loss_value, grad_norm, lr })
+    }
+}
+
+/// Turns LoRA dropout on (inside a step) or off.
+fn set_training(model: &mut Model, on: bool) {
+    for (_, l) in model.named_layers().linears {
+        if let Some(lora) = l.lora.as_mut() {
+            lora.training = on;
+        }
     }
 }
 

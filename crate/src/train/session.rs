@@ -194,7 +194,7 @@ pub fn prepare(mut model: Model, spec: &TrainSpec, train: &Dataset, eval: Option
         eval_every: spec.eval_every,
         patience: spec.patience,
         pad_id,
-        optim: TrainOptions { optimizer, lr: spec.lr, schedule: Schedule::parse(&spec.schedule)?, warmup_steps: spec.warmup, total_steps: 1, clip: spec.clip },
+        optim: TrainOptions { optimizer, lr: spec.lr, schedule: Schedule::parse(&spec.schedule)?, warmup_steps: spec.warmup, total_steps: 1, clip: spec.clip, lora_dropout_in_use: false },
     };
     let total_parameters = model.info.num_parameters;
     let (train_examples, eval_examples) = (train_ex.len(), eval_ex.len());
