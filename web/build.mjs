@@ -3,8 +3,9 @@
 //   worker.js       the module worker, with the wasm-bindgen glue bundled
 //   webpeft_bg.wasm the core (copied from web/pkg/, built by scripts/build-web.sh)
 //   *.d.ts          declarations (tsc --emitDeclarationOnly)
-// Usage: node web/build.mjs [--dev] [--pkg DIR] [--out DIR]
-//   --dev: no minification; --pkg/--out: another wasm-bindgen output and dist
+// Usage: node web/build.mjs [--dev] [--strict] [--pkg DIR] [--out DIR]
+//   --dev: no minification; --strict: fail when the worker disagrees with
+//   web/pkg/webpeft.d.ts (else a warning); --pkg/--out: another wasm-bindgen output and dist
 //   folder (the tests build the worker against a mock core this way).
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
@@ -56,11 +57,29 @@ await build({ ...common, entryPoints: [join(web, "src/index.ts")], outfile: join
 await build({ ...common, entryPoints: [join(web, "src/worker.ts")], outfile: join(dist, "worker.js"), plugins: [wasmGlue] });
 copyFileSync(join(pkg, "webpeft_bg.wasm"), join(dist, "webpeft_bg.wasm"));
 
-const run = (...args) => execFileSync(process.execPath, [tsc, ...args], { stdio: "inherit", cwd: web });
+const run = (...args) => {
+  try {
+    execFileSync(process.execPath, [tsc, ...args], { stdio: "inherit", cwd: web });
+  } catch {
+    throw new Error(`tsc ${args.join(" ")} failed`);
+  }
+};
 if (declarations) {
   run("-p", "tsconfig.json"); // dist/*.d.ts
   run("-p", "tsconfig.worker.json"); // the worker against src/wasm.d.ts
-  if (existsSync(join(pkg, "webpeft.d.ts"))) run("-p", "tsconfig.pkg.json"); // ... and against the real bindings
+  // ... and against the real bindings: a drift is reported (an error with --strict).
+  if (existsSync(join(pkg, "webpeft.d.ts"))) {
+    try {
+      run("-p", "tsconfig.pkg.json");
+    } catch {
+      const msg = "build: web/src/worker.ts disagrees with web/pkg/webpeft.d.ts (above): the Rust bindings and src/wasm.d.ts have drifted";
+      if (process.argv.includes("--strict")) {
+        console.error(msg);
+        process.exit(1);
+      }
+      console.warn(`${msg} (a warning; --strict makes it an error)`);
+    }
+  }
 }
 
 const size = (f) => `${(statSync(join(dist, f)).size / 1024).toFixed(0)} KiB`;

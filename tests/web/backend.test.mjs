@@ -24,9 +24,16 @@ test("backend 'cpu' trains", { timeout: 10 * 60_000 }, async () => {
   requireBuild();
   const b = await openTestPage();
   try {
-    const device = await trainsOn(b, helper(b.page), { backend: "cpu" });
+    const wp = helper(b.page);
+    const device = await trainsOn(b, wp, { backend: "cpu" });
     assert.equal(device.backend, "cpu");
     assert.equal(device.notice, undefined);
+    // Generation streams its text, with the adapter and without it.
+    for (const adapter of [true, false]) {
+      const g = await wp("generate", "Capital of France? ", { maxNewTokens: 6, adapter });
+      assert.equal(g.error, undefined, JSON.stringify(g.error));
+      assert.equal(g.tokens.join(""), g.text);
+    }
   } finally {
     await b.close();
   }

@@ -166,8 +166,10 @@ export function readSafetensors(buf) {
     if (t.dtype !== "F32") throw new Error(`${name}: dtype ${t.dtype}, only F32 is read here`);
     const [a, b] = t.data_offsets;
     const start = 8 + n + a;
-    const copy = bytes.slice(start, 8 + n + b); // aligned copy
-    out[name] = { dtype: t.dtype, shape: t.shape, data: new Float32Array(copy.buffer, 0, (b - a) / 4) };
+    // A copy, 4-byte aligned (Buffer#slice would be a view into a shared pool).
+    const copy = new Uint8Array(b - a);
+    copy.set(bytes.subarray(start, start + (b - a)));
+    out[name] = { dtype: t.dtype, shape: t.shape, data: new Float32Array(copy.buffer) };
   }
   return out;
 }

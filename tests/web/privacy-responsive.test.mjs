@@ -41,7 +41,7 @@ test("privacy: no request after the model has loaded (train, eval, generate, exp
     assert.ok(r.events.some((e) => e.event === "eval"), "an eval ran");
     const g = await wp("generate", "What is 2+2? ", { maxNewTokens: 8 });
     assert.equal(g.error, undefined, JSON.stringify(g.error));
-    const g2 = await wp("generate", "What is 2+2? ", { maxNewTokens: 4, temperature: 0.8, topP: 0.9, seed: 3, adapter: false });
+    const g2 = await wp("generate", "What is 2+2? ", { maxNewTokens: 4, temperature: 0.8, topP: 0.9, seed: 3 });
     assert.equal(g2.error, undefined, JSON.stringify(g2.error));
     const files = await wp("exportFiles");
     assert.equal(files.error, undefined, JSON.stringify(files.error));

@@ -49,7 +49,8 @@ async function trainAndCheck({ name, model, backend, options, window: w, expectP
   assert.ok(p.maxDiff <= 1e-4, `browser and CLI logits differ by ${p.maxDiff}`);
   // The adapter changed the model (so the comparison above is about the adapter).
   const base = await cliForward(model, null, TOKENS, join(OUT, name, "base.safetensors"));
-  assert.ok(maxAbsDiff(base, p.native) > 1e-5, "the trained adapter changes the logits");
+  // (Prompt tuning's logits also cover the virtual tokens, first: compare the real positions.)
+  assert.ok(maxAbsDiff(base, p.native.subarray(p.native.length - base.length)) > 1e-5, "the trained adapter changes the logits");
 }
 
 test("LoRA, 30 steps on WebGPU in the worker (tiny-llama): loss falls, adapter gives the CLI's logits", LONG, async () => {

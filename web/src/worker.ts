@@ -442,6 +442,9 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
 /** Runs `f` with the adapter switched off when `adapter` is false. */
 async function withAdapter<T>(s: Session, adapter: boolean, f: () => Promise<T>): Promise<T> {
   if (adapter) return f();
+  if (typeof (s as { setAdapterEnabled?: unknown }).setAdapterEnabled !== "function") {
+    throw new WebPeftError("unsupported", "adapter: this build of the core cannot switch the adapter off (no Session.setAdapterEnabled)", "adapter");
+  }
   s.setAdapterEnabled(false);
   try {
     return await f();
