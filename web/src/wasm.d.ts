@@ -53,7 +53,7 @@ declare module "webpeft-wasm" {
       maxNewTokens: number,
       temperature: number,
       topP: number,
-      seed: bigint,
+      seed: number,
       onToken: (text: string) => void,
     ): Promise<string>;
     classify(texts: string[]): Promise<{ label: string; probs: Record<string, number> }[]>;

@@ -549,7 +549,7 @@ async function perform(id: number, msg: Request): Promise<{ result: unknown; tra
     case "generate": {
       const s = needSession();
       const text = await withAdapter(s, msg.adapter, () =>
-        s.generate(msg.prompt, msg.chat, msg.maxNewTokens, msg.temperature, msg.topP, BigInt(msg.seed), (t: string) =>
+        s.generate(msg.prompt, msg.chat, msg.maxNewTokens, msg.temperature, msg.topP, msg.seed >>> 0, (t: string) =>
           post({ id, type: "token", text: t }),
         ),
       );
