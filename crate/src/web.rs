@@ -265,6 +265,19 @@ impl Session {
         to_js(&summary)
     }
 
+    /// Switches the adapter off (base model outputs) or on, as PEFT's
+    /// `disable_adapter()`; for side-by-side comparisons. Not while training.
+    #[wasm_bindgen(js_name = setAdapterEnabled)]
+    pub fn set_adapter_enabled(&mut self, on: bool) -> std::result::Result<(), JsValue> {
+        match &mut self.state {
+            State::Idle(m) => {
+                m.set_adapter_enabled(on);
+                Ok(())
+            }
+            _ => Err(js_error(Error::input("session", "finish training before switching the adapter"))),
+        }
+    }
+
     /// Generates text after `prompt` (wrapped in the chat template when `chat`),
     /// calling `on_token` with each new piece of text; returns the whole text.
     #[allow(clippy::too_many_arguments)]

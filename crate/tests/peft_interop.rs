@@ -52,6 +52,12 @@ fn check(model: &str, method: &str, backend: Backend) -> bool {
     let want = &r["logits"].f32;
     assert!(max_abs_diff(&case, &base_logits, &want[want.len() - base_logits.len()..]) > 1e-3, "{case}: adapter does not change the logits");
     assert_close(&format!("{case} on {backend:?}"), &logits, &r["logits"].f32, 1e-4);
+    // Switched off, the model is the base model again (PEFT's disable_adapter);
+    // switched back on, the adapter's outputs return.
+    m.set_adapter_enabled(false);
+    assert!(max_abs_diff(&case, &flat_logits(&m, &r["input_ids"].ids()), &base_logits) <= 1e-6, "{case}: disabled adapter still changes the logits");
+    m.set_adapter_enabled(true);
+    assert_close(&format!("{case} re-enabled"), &flat_logits(&m, &r["input_ids"].ids()), &r["logits"].f32, 1e-4);
     true
 }
 

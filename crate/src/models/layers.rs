@@ -73,16 +73,17 @@ impl Linear {
 
     /// Applies the layer (and any adapter on it) to the last dimension of `x`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let x = match &self.ia3 {
+        let ia3 = self.ia3.as_ref().filter(|l| l.enabled);
+        let x = match ia3 {
             Some(l) if l.feedforward => x * l.vector.val().unsqueeze::<D>(),
             _ => x,
         };
         let bias = self.bias.as_ref().map(|b| b.val());
         let mut y = burn::tensor::module::linear(x.clone(), self.weight.val(), bias.clone());
-        if let Some(lora) = &self.lora {
+        if let Some(lora) = self.lora.as_ref().filter(|l| l.enabled) {
             y = lora.forward(x, y, self.weight.val(), bias);
         }
-        match &self.ia3 {
+        match ia3 {
             Some(l) if !l.feedforward => y * l.vector.val().unsqueeze::<D>(),
             _ => y,
         }

@@ -135,6 +135,20 @@ pub struct Model {
     /// Adapter tensors kept only to be written back verbatim (PEFT's
     /// `original_module` copies of a saved head's bias under `bias="all"`).
     pub adapter_extras: Vec<(String, Tensor<1>)>,
+    /// Base tensors the adapter replaced or trains, with their other value
+    /// (the base's while the adapter is on), for [`Model::set_adapter_enabled`].
+    pub adapter_originals: Vec<Original>,
+    /// False while the adapter is switched off.
+    pub adapter_enabled: bool,
+}
+
+/// A base tensor an adapter replaces (trained bias, saved head), by module
+/// path, `weight` or `bias`, flattened.
+#[derive(Debug, Clone)]
+pub struct Original {
+    pub module: String,
+    pub kind: &'static str,
+    pub value: Tensor<1>,
 }
 
 /// Output of [`Model::forward`] for a batch.
@@ -257,7 +271,7 @@ impl Model {
             has_chat_template: tokenizer.as_ref().is_some_and(|t| t.chat_template.is_some()),
             ..info
         };
-        Ok(Self { network, tokenizer, info, config, device: device.clone(), prompt: None, prefix: None, adapter_config: None, adapter_extras: vec![] })
+        Ok(Self { network, tokenizer, info, config, device: device.clone(), prompt: None, prefix: None, adapter_config: None, adapter_extras: vec![], adapter_originals: vec![], adapter_enabled: true })
     }
 
     /// The network's dense and norm layers by HF module path.
@@ -290,7 +304,60 @@ impl Model {
 
     /// Positions a prompt- or prefix-tuning adapter adds before the real tokens.
     pub fn extra_positions(&self) -> usize {
+        if !self.adapter_enabled {
+            return 0;
+        }
         self.prompt.as_ref().map_or(0, |p| p.len()) + self.prefix.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// Switches the attached adapter off (the base model's outputs) or back on,
+    /// as PEFT's `disable_adapter()` does. Not during training.
+    pub fn set_adapter_enabled(&mut self, on: bool) {
+        if on == self.adapter_enabled {
+            return;
+        }
+        self.adapter_enabled = on;
+        let mut originals = std::mem::take(&mut self.adapter_originals);
+        let named = self.named_layers();
+        let mut linears: std::collections::HashMap<String, &mut layers::Linear> = named.linears.into_iter().collect();
+        let mut norms: std::collections::HashMap<String, &mut layers::LayerNorm> = named.norms.into_iter().collect();
+        for lin in linears.values_mut() {
+            if let Some(l) = lin.lora.as_mut() {
+                l.enabled = on;
+            }
+            if let Some(v) = lin.ia3.as_mut() {
+                v.enabled = on;
+            }
+        }
+        // Swap each replaced tensor with its stored counterpart.
+        for o in originals.iter_mut() {
+            let swap1 = |p: &mut burn::module::Param<Tensor<1>>, v: &mut Tensor<1>| {
+                let current = p.val();
+                *p = burn::module::Param::from_tensor(v.clone());
+                *v = current;
+            };
+            if let Some(lin) = linears.get_mut(&o.module) {
+                match o.kind {
+                    "bias" => {
+                        if let Some(b) = lin.bias.as_mut() {
+                            swap1(b, &mut o.value);
+                        }
+                    }
+                    _ => {
+                        let [i, out] = lin.weight.dims();
+                        let current = lin.weight.val().reshape([i * out]);
+                        lin.weight = burn::module::Param::from_tensor(o.value.clone().reshape([i, out]));
+                        o.value = current;
+                    }
+                }
+            } else if let Some(n) = norms.get_mut(&o.module) {
+                match o.kind {
+                    "bias" => swap1(&mut n.bias, &mut o.value),
+                    _ => swap1(&mut n.weight, &mut o.value),
+                }
+            }
+        }
+        self.adapter_originals = originals;
     }
 
     /// Runs a batch of equal-length token rows. `attention_mask` (1 = real
@@ -319,7 +386,7 @@ impl Model {
         if let Some(bad) = ids.iter().flatten().find(|&&t| t as usize >= self.info.vocab_size) {
             return Err(Error::input("input", format!("token id {bad} is outside the vocabulary of {}", self.info.vocab_size)));
         }
-        if self.prefix.is_some() && !self.is_causal() {
+        if self.prefix.is_some() && self.adapter_enabled && !self.is_causal() {
             return Err(Error::unsupported("adapter", "prefix tuning needs a decoder's key/value cache; encoders are not supported (as in PEFT)"));
         }
         // PEFT prefixes the caller's mask with ones for the virtual positions.
@@ -333,7 +400,7 @@ impl Model {
             m => m,
         };
         let input = int_tensor(ids, &self.device);
-        let prompt = self.prompt.as_ref().filter(|_| fresh);
+        let prompt = self.prompt.as_ref().filter(|_| fresh && self.adapter_enabled);
         let virtual_tokens = prompt.map_or(0, |p| p.len());
         let with_prompt = |x: Tensor<3>| match prompt {
             Some(p) => p.prepend(x),
@@ -341,7 +408,8 @@ impl Model {
         };
         // Prefix tuning: the learned keys and values fill the cache first.
         let mut local = None;
-        let cache = match (cache, &self.prefix) {
+        let prefix = self.prefix.as_ref().filter(|_| self.adapter_enabled);
+        let cache = match (cache, prefix) {
             (Some(c), Some(p)) if fresh => {
                 *c = p.cache(batch);
                 Some(c)

@@ -18,7 +18,7 @@ use super::{layer_index, matches_targets, TargetModules};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::HostTensor;
 use crate::models::layers::{param, Linear};
-use crate::models::{Model, Network};
+use crate::models::{Model, Network, Original};
 
 /// The methods webpeft can create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,10 +145,16 @@ fn host(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
     HostTensor::new(shape, data, "F32", "new adapter")
 }
 
-/// Makes a base parameter trainable (PEFT: a trained bias or a saved head).
-fn train_linear(l: &mut Linear, weight: bool) {
-    if weight {
+/// Makes a base parameter trainable (PEFT: a trained bias or a saved head),
+/// remembering its value for [`Model::set_adapter_enabled`].
+fn train_linear(name: &str, l: &mut Linear, weight: bool, originals: &mut Vec<Original>) {
+    if weight && !l.weight.val().is_require_grad() {
+        let [i, o] = l.weight.dims();
+        originals.push(Original { module: name.to_string(), kind: "weight", value: l.weight.val().detach().reshape([i * o]) });
         l.weight = l.weight.clone().set_require_grad(true);
+    }
+    if let Some(b) = l.bias.as_ref().filter(|b| !b.val().is_require_grad()) {
+        originals.push(Original { module: name.to_string(), kind: "bias", value: b.val().detach() });
     }
     l.bias = l.bias.take().map(|b| b.set_require_grad(true));
 }
@@ -190,6 +196,7 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
     let (num_layers, hidden) = (model.info.num_layers, model.info.hidden_size);
     let heads_count = model.config.get("num_attention_heads").or(model.config.get("n_head")).and_then(Value::as_u64).unwrap_or(0);
 
+    let mut originals = vec![];
     let config = match spec.method {
         Method::Lora | Method::Dora | Method::Bitfit => {
             let bitfit = spec.method == Method::Bitfit;
@@ -249,25 +256,27 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
                         magnitude,
                         dropout: cfg.lora_dropout,
                         training: false,
+                        enabled: true,
                     });
                     n += 1;
                     if bias == "lora_only" {
-                        train_linear(lin, false);
+                        train_linear(&name, lin, false, &mut originals);
                     }
                 }
                 if bias == "all" {
-                    train_linear(lin, false);
+                    train_linear(&name, lin, false, &mut originals);
                 }
                 if spec.seq_cls && is_head(&name) {
                     if let (true, Some(b)) = (bias == "all", &lin.bias) {
                         // PEFT saves the frozen original's bias too (see export).
                         extras.push((format!("base_model.model.{name}.original_module.bias"), b.val().detach()));
                     }
-                    train_linear(lin, true);
+                    train_linear(&name, lin, true, &mut originals);
                 }
             }
             if bias == "all" {
-                for (_, norm) in model.named_layers().norms {
+                for (name, norm) in model.named_layers().norms {
+                    originals.push(Original { module: name, kind: "bias", value: norm.bias.val().detach() });
                     norm.bias = norm.bias.clone().set_require_grad(true);
                 }
             }
@@ -284,7 +293,7 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
             let mut n = 0;
             for (name, lin) in model.named_layers().linears {
                 if spec.seq_cls && is_head(&name) {
-                    train_linear(lin, true);
+                    train_linear(&name, lin, true, &mut originals);
                     continue;
                 }
                 if !matches_targets(Some(&targets), &name) {
@@ -297,7 +306,7 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
                 };
                 let (d_in, d_out) = lin.dims();
                 let len = if feedforward { d_in } else { d_out };
-                lin.ia3 = Some(Ia3Layer { vector: param(host(vec![len], vec![1.0; len]), &device), feedforward });
+                lin.ia3 = Some(Ia3Layer { vector: param(host(vec![len], vec![1.0; len]), &device), feedforward, enabled: true });
                 n += 1;
             }
             if n == 0 {
@@ -318,7 +327,7 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
             if spec.seq_cls {
                 for (name, lin) in model.named_layers().linears {
                     if is_head(&name) {
-                        train_linear(lin, true);
+                        train_linear(&name, lin, true, &mut originals);
                     }
                 }
             }
@@ -364,6 +373,7 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
         }
     };
     model.adapter_config = Some(config);
+    model.adapter_originals = originals;
     Ok(())
 }
 

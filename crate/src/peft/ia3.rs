@@ -32,6 +32,8 @@ pub struct Ia3Layer {
     pub vector: Param<Tensor<1>>,
     /// True: `base(x * l)`. False: `base(x) * l` (which also scales the bias).
     pub feedforward: bool,
+    /// False while the adapter is switched off.
+    pub enabled: bool,
 }
 
 impl Ia3Layer {

@@ -84,6 +84,8 @@ pub struct LoraLayer {
     pub dropout: f64,
     /// True only inside a training step (set by the trainer).
     pub training: bool,
+    /// False while the adapter is switched off.
+    pub enabled: bool,
 }
 
 impl LoraLayer {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::{HostTensor, WeightMap};
 use crate::models::layers::{param, LayerNorm, Linear};
-use crate::models::Model;
+use crate::models::{Model, Original};
 use ia3::{Ia3Config, Ia3Layer};
 use lora::{LoraConfig, LoraLayer};
 use prefix::{PrefixEncoder, PrefixTuningConfig};
@@ -141,6 +141,7 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
     let mut ia3_modules = 0;
     let mut prompt_table = None;
     let mut extras = vec![];
+    let mut originals = vec![];
     for key in w.names().into_iter().map(String::from).collect::<Vec<_>>() {
         let t = w.remove(&key).expect("listed");
         // Prompt learning's `base_model` is the HF model itself (no `.model.`).
@@ -181,7 +182,7 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                     return Err(shape_err(&key, &t.shape, &want, why));
                 }
                 let n = t.data.len();
-                lin.ia3 = Some(Ia3Layer { vector: param(HostTensor { shape: vec![n], ..t }, &device), feedforward });
+                lin.ia3 = Some(Ia3Layer { vector: param(HostTensor { shape: vec![n], ..t }, &device), feedforward, enabled: true });
                 ia3_modules += 1;
             }
             Part::PromptEmbeddings => {
@@ -199,11 +200,17 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                             if t.shape != [d_out] {
                                 return Err(shape_err(&key, &t.shape, &[d_out], "the module's output size"));
                             }
+                            if let Some(b) = lin.bias.as_ref().filter(|_| first(&originals, &module, "bias")) {
+                                originals.push(Original { module: module.clone(), kind: "bias", value: b.val() });
+                            }
                             lin.bias = Some(param(t, &device));
                         }
                         _ => {
                             if t.shape != [d_out, d_in] {
                                 return Err(shape_err(&key, &t.shape, &[d_out, d_in], "the module's [out, in] size"));
+                            }
+                            if first(&originals, &module, "weight") {
+                                originals.push(Original { module: module.clone(), kind: "weight", value: lin.weight.val().reshape([d_in * d_out]) });
                             }
                             lin.weight = param(t.transposed(), &device);
                         }
@@ -214,8 +221,18 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                         return Err(shape_err(&key, &t.shape, &[d], "the norm's size"));
                     }
                     match kind {
-                        "bias" => norm.bias = param(t, &device),
-                        _ => norm.weight = param(t, &device),
+                        "bias" => {
+                            if first(&originals, &module, "bias") {
+                                originals.push(Original { module: module.clone(), kind: "bias", value: norm.bias.val() });
+                            }
+                            norm.bias = param(t, &device);
+                        }
+                        _ => {
+                            if first(&originals, &module, "weight") {
+                                originals.push(Original { module: module.clone(), kind: "weight", value: norm.weight.val() });
+                            }
+                            norm.weight = param(t, &device);
+                        }
                     }
                 } else {
                     return Err(missing());
@@ -258,6 +275,7 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                 magnitude,
                 dropout: cfg.lora_dropout,
                 training: false,
+                enabled: true,
             });
         }
     }
@@ -287,6 +305,7 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
     }
     model.adapter_config = Some(config);
     model.adapter_extras = extras;
+    model.adapter_originals = originals;
     Ok(AdapterSummary { peft_type, adapted_modules: lora_modules + ia3_modules, replaced_tensors: replaced, virtual_tokens })
 }
 
@@ -318,4 +337,10 @@ pub fn model_labels(config: &serde_json::Value, k: usize) -> Vec<String> {
         (0..k).map(|i| m.get(&i.to_string()).and_then(|v| v.as_str()).map(String::from).unwrap_or_else(|| format!("LABEL_{i}"))).collect()
     });
     from_config.unwrap_or_else(|| (0..k).map(|i| format!("LABEL_{i}")).collect())
+}
+
+/// True if `module`'s `kind` tensor has not been replaced yet (PEFT may save
+/// a head's bias twice: under its path and under `modules_to_save`).
+fn first(originals: &[Original], module: &str, kind: &str) -> bool {
+    !originals.iter().any(|o| o.module == module && o.kind == kind)
 }
