@@ -250,6 +250,22 @@ impl Trainer {
             set_training(self.model_mut(), false);
         }
         let (grads, loss_value, grad_norm, norm) = result?;
+        if loss_value.is_finite() && !grad_norm.is_finite() {
+            // Name the parameters whose gradients broke, to make the error actionable.
+            let mut bad = vec![];
+            for (name, id) in checkpoint::trainable_names(self.model_mut()) {
+                if let Some(g) = grads.map.get(&id) {
+                    let s = read_f32(g.clone().abs().sum()).await?;
+                    if !s[0].is_finite() {
+                        bad.push(name);
+                    }
+                }
+            }
+            return Err(Error::input(
+                "train",
+                format!("the gradient became non-finite at step {} (loss {loss_value}) in: {}; the adapter keeps its last good values", self.optimizer.steps + 1, bad.join(", ")),
+            ));
+        }
         self.apply(grads, loss_value, grad_norm, norm)
     }
 
