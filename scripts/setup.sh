@@ -2,7 +2,7 @@
 # Installs what the project needs on a fresh Debian machine with rustup,
 # Python 3 and Node: the wasm target, a Vulkan driver for `--device gpu`
 # (lavapipe runs Vulkan on the CPU where there is no GPU), and the bundled
-# models. Safe to run again: each step is skipped when already done.
+# models, and what the browser tests need (scripts/setup-web.sh). Safe to run again: each step is skipped when already done.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
@@ -20,3 +20,5 @@ if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || ! ldconfig -p | grep l
 fi
 
 bash scripts/fetch-models.sh
+# The browser side: Chromium, wasm-bindgen-cli, npm build and test tools.
+bash scripts/setup-web.sh

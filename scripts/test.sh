@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: the native core and CLI (CPU and wgpu backends, parity with
-# transformers and PEFT, real models, bad input) and the wasm build of the core.
+# transformers and PEFT, real models, bad input), then the wasm build and the
+# browser tests (headless Chromium on WebGPU and the wasm CPU backend).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
@@ -11,10 +12,16 @@ echo "== native tests (cargo test --release)"
 # Two test threads: the GPU tests run on lavapipe, which uses every core anyway.
 cargo test --release --features cli -p webpeft -- --test-threads=2 2>&1 | tee "$log"
 
-echo "== wasm32 build of the core"
-bash scripts/check-wasm.sh
+echo "== browser: wasm build, npm package, tests"
+weblog="$(mktemp)"
+set +e
+bash scripts/test-web.sh 2>&1 | tee "$weblog"
+web_status=${PIPESTATUS[0]}
+set -e
 
-# One closing line over all test binaries (cargo prints one per binary).
+# One closing line over all test binaries (cargo prints one per binary) and the browser tests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
-rm -f "$log"
+     END { printf "native tests: %d passed, %d failed\n", p, f }' "$log"
+grep '^web tests:' "$weblog" || echo "web tests: did not finish"
+rm -f "$log" "$weblog"
+exit "$web_status"
