@@ -1,7 +1,7 @@
 // Training in the browser's worker, and the adapters it exports loading in the
 // native CLI with the same logits:
 //   LoRA on tiny-llama on WebGPU (SwiftShader where there is no GPU: slow, so 30 small steps);
-//   BitFit on tiny-gpt2 (Llama has no biases) and prompt tuning on tiny-llama, on the CPU backend.
+//   BitFit on tiny-gpt2 (Llama has no biases) and prompt tuning on tiny-llama, also on WebGPU (10 steps).
 // The dataset goes in through a file input; the adapter comes out as a download.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -64,22 +64,22 @@ test("LoRA, 30 steps on WebGPU in the worker (tiny-llama): loss falls, adapter g
   });
 });
 
-test("BitFit, 10 steps on the CPU backend (tiny-gpt2): loss falls, adapter gives the CLI's logits", LONG, async () => {
+test("BitFit, 10 steps on WebGPU (tiny-gpt2): loss falls, adapter gives the CLI's logits", LONG, async () => {
   await trainAndCheck({
-    name: "web-bitfit-cpu",
+    name: "web-bitfit-webgpu",
     model: "tests/fixtures/tiny-gpt2",
-    backend: "cpu",
+    backend: "webgpu",
     options: { method: "bitfit", steps: 10, lr: 1e-2, batch: 8, seqLen: 32, schedule: "constant" },
     window: 3,
     expectPeft: "LORA",
   });
 });
 
-test("prompt tuning, 10 steps on the CPU backend (tiny-llama): loss falls, adapter gives the CLI's logits", LONG, async () => {
+test("prompt tuning, 10 steps on WebGPU (tiny-llama): loss falls, adapter gives the CLI's logits", LONG, async () => {
   await trainAndCheck({
-    name: "web-prompt-cpu",
+    name: "web-prompt-webgpu",
     model: "tests/fixtures/tiny-llama",
-    backend: "cpu",
+    backend: "webgpu",
     options: { method: "prompt", virtualTokens: 4, steps: 10, lr: 3e-2, batch: 8, seqLen: 32, schedule: "constant" },
     window: 3,
     expectPeft: "PROMPT_TUNING",
