@@ -1,0 +1,51 @@
+// Shared pieces of the page tests: the page's own server (scripts/serve.mjs),
+// headless Chromium with the browser tests' flags (tests/web/harness.mjs), and
+// a few waits phrased the way a person reads the page.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { startServer, ROOT } from "../../scripts/serve.mjs";
+import { launch } from "../web/harness.mjs";
+
+export { ROOT };
+export const SHOTS = join(ROOT, "docs/screenshots");
+export const OUT = join(ROOT, "tests/out/www");
+mkdirSync(OUT, { recursive: true });
+
+/** Serves the repository, starts Chromium, opens /www/ at `viewport`. */
+export async function openPage({ viewport = { width: 1280, height: 800 } } = {}) {
+  const server = await startServer();
+  const browser = await launch();
+  const { page } = browser;
+  await page.setViewportSize(viewport);
+  await page.goto(`${server.url}/`); // the server redirects / to /www/
+  await page.waitForFunction(() => window.webpeftReady === true, null, { timeout: 30_000 });
+  return {
+    ...browser,
+    server,
+    url: server.url,
+    close: async () => {
+      await browser.close();
+      await server.close();
+    },
+  };
+}
+
+/** Loads the bundled MiniLM classifier (the default choice) on the CPU backend. */
+export async function loadMiniLm(page) {
+  await page.getByLabel("Backend").selectOption("cpu");
+  await page.getByRole("button", { name: "Load model" }).click();
+  await page.getByRole("status").filter({ hasText: /^Loaded all-MiniLM-L6-v2/ }).waitFor({ timeout: 60_000 });
+}
+
+/** Opens the advanced settings and fills them ({ label: value }). */
+export async function advanced(page, values) {
+  const details = page.locator("#advanced");
+  if (!(await details.evaluate((d) => d.open))) await page.getByText("Advanced settings").click();
+  for (const [label, value] of Object.entries(values)) await page.getByLabel(label, { exact: true }).fill(String(value));
+}
+
+export const trainStatus = (page) => page.locator("#train-status");
+export async function waitStatus(page, re, timeout = 90_000) {
+  await trainStatus(page).filter({ hasText: re }).waitFor({ timeout });
+}
+export const chartPoints = (page) => page.getByRole("img", { name: "Loss chart" }).getAttribute("data-points").then(Number);

@@ -1,0 +1,107 @@
+// The main path, as a person would take it: the bundled MiniLM classifier, the
+// sample ticket CSV, a short LoRA run with pause/resume/stop and a live chart,
+// the base/adapted comparison, the adapter download, and a reload mid-training
+// that offers to resume from the OPFS checkpoint.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { unzipSync, strFromU8 } from "fflate";
+import { openPage, loadMiniLm, advanced, waitStatus, chartPoints, trainStatus, ROOT, SHOTS, OUT } from "./helpers.mjs";
+
+let b;
+before(async () => {
+  b = await openPage();
+});
+after(async () => {
+  await b?.close();
+});
+
+test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, download", { timeout: 240_000 }, async () => {
+  const { page } = b;
+  await page.screenshot({ path: join(SHOTS, "empty.png"), fullPage: false });
+
+  await loadMiniLm(page);
+  assert.match(await page.locator("#fact-arch").textContent(), /BertModel/);
+  assert.match(await page.locator("#fact-params").textContent(), /22,713,216/);
+  assert.match(await page.locator("#fact-device").textContent(), /CPU/);
+
+  await page.getByLabel("Training data file").setInputFiles(join(ROOT, "www/samples/ticket-labels.csv"));
+  await page.locator("#data-status").filter({ hasText: /CSV, 60 rows.*billing, bug, feature/ }).waitFor();
+  assert.ok((await page.getByRole("table", { name: "Data preview" }).locator("tr").count()) >= 5);
+  assert.equal(await page.getByLabel("Method", { exact: true }).inputValue(), "lora");
+  assert.match(await page.locator("#est-params").textContent(), /estimate/);
+
+  // Enough steps to pause and stop in the middle; checkpoints every 5.
+  await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 60, "Evaluate every N steps (0 = at the end of each segment)": 3, "Checkpoint every N steps (0 = off)": 5 });
+  await page.getByRole("button", { name: "Start" }).click();
+  await waitStatus(page, /^Step [3-9]/);
+  assert.match(await page.locator("#est-params").textContent(), /exact/);
+  assert.ok((await chartPoints(page)) > 1, "the chart has more than one point");
+  await page.screenshot({ path: join(SHOTS, "training.png"), fullPage: false });
+
+  await page.getByRole("button", { name: "Pause" }).click();
+  await waitStatus(page, /^Paused at step/);
+  const pausedAt = await chartPoints(page);
+  await page.waitForTimeout(1500);
+  assert.equal(await chartPoints(page), pausedAt, "no steps while paused");
+  assert.ok(await page.getByRole("button", { name: "Resume", exact: true }).isEnabled());
+  await page.getByRole("button", { name: "Resume", exact: true }).click();
+  await page.waitForFunction((n) => Number(document.getElementById("chart").dataset.points) > n + 1, pausedAt, { timeout: 60_000 });
+  await page.getByRole("button", { name: "Stop" }).click();
+  await waitStatus(page, /^Stopped: \d+ steps/);
+  const steps = Number((await trainStatus(page).textContent()).match(/Stopped: (\d+)/)[1]);
+  assert.ok(steps > pausedAt && steps < 60, `stopped mid-run at ${steps}`);
+  assert.ok(await page.getByRole("button", { name: "Start" }).isEnabled());
+
+  // Base and adapted predictions side by side.
+  await page.getByRole("button", { name: "Compare base and adapted" }).click();
+  const base = page.getByRole("table", { name: "Base predictions" });
+  const adapted = page.getByRole("table", { name: "Adapted predictions" });
+  await adapted.waitFor({ timeout: 30_000 });
+  await base.waitFor();
+  assert.equal(await adapted.locator("tr").count(), 4);
+  assert.match(await adapted.textContent(), /(billing|bug|feature) \d+%/);
+  await page.getByRole("heading", { name: "Try it" }).scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(SHOTS, "finished.png"), fullPage: true });
+
+  // The download: a zip with PEFT's two files and a README.
+  const [dl] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download adapter" }).click()]);
+  const zipPath = join(OUT, "adapter.zip");
+  await dl.saveAs(zipPath);
+  const files = unzipSync(new Uint8Array(readFileSync(zipPath)));
+  assert.ok(files["README.md"], "README.md in the zip");
+  const config = JSON.parse(strFromU8(files["adapter_config.json"]));
+  assert.equal(config.peft_type, "LORA");
+  assert.equal(config.base_model_name_or_path, "sentence-transformers/all-MiniLM-L6-v2");
+  const st = files["adapter_model.safetensors"];
+  const n = Number(new DataView(st.buffer, st.byteOffset).getBigUint64(0, true));
+  assert.ok(n > 2 && 8 + n <= st.length, `safetensors header length ${n}`);
+  const header = JSON.parse(strFromU8(st.subarray(8, 8 + n)));
+  const tensors = Object.keys(header).filter((k) => k !== "__metadata__");
+  assert.ok(tensors.some((k) => k.includes("lora_A")) && tensors.some((k) => k.includes("lora_B")), tensors.join(", "));
+  for (const k of tensors) assert.equal(header[k].data_offsets[1] - header[k].data_offsets[0], header[k].shape.reduce((a, x) => a * x, 1) * 4);
+});
+
+test("reload mid-training offers to resume, and resuming finishes the run", { timeout: 180_000 }, async () => {
+  const { page } = b;
+  await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 200, "Checkpoint every N steps (0 = off)": 4 });
+  await page.getByRole("button", { name: "Start" }).click();
+  await page.locator("#keep-status").filter({ hasText: /^Checkpoint saved at step 8/ }).waitFor({ timeout: 90_000 });
+  await page.reload();
+  await page.waitForFunction(() => window.webpeftReady === true);
+  const offer = page.getByRole("region", { name: "Resume previous run?" });
+  await offer.waitFor({ timeout: 10_000 });
+  assert.match(await offer.textContent(), /all-MiniLM-L6-v2 with ticket-labels\.csv stopped at step (8|12|16) of 200/);
+  // Resume: the model, the adapter and the data come back; training continues past the checkpoint.
+  await page.getByRole("button", { name: "Resume run" }).click();
+  await waitStatus(page, /^Step (1[3-9]|[2-9]\d)/, 90_000);
+  assert.equal(await page.getByLabel("Steps (overrides epochs; 0 = use epochs)").inputValue(), "200");
+  await page.getByRole("button", { name: "Stop" }).click();
+  await waitStatus(page, /^Stopped/);
+  // A run ended on purpose leaves no checkpoint behind.
+  await page.reload();
+  await page.waitForFunction(() => window.webpeftReady === true);
+  await page.waitForTimeout(500);
+  assert.equal(await page.getByRole("region", { name: "Resume previous run?" }).isVisible(), false);
+});

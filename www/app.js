@@ -1,0 +1,1000 @@
+// The webpeft page: load a model, pick data and a method, train with a live
+// chart, compare base and adapted outputs, export or checkpoint the adapter.
+// Bundled by www/build.mjs (esbuild) with uPlot; the webpeft package itself is
+// imported from /web/dist at run time so the page always uses the built package.
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import { Tuner, WebPeftError } from "/web/dist/index.js";
+
+const $ = (id) => document.getElementById(id);
+
+// ---- Bundled models and per-model defaults ----------------------------------
+
+const BUNDLED = {
+  minilm: {
+    label: "all-MiniLM-L6-v2",
+    source: { urls: ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"].map((f) => `/models/all-MiniLM-L6-v2/${f}`) },
+    baseModel: "sentence-transformers/all-MiniLM-L6-v2",
+  },
+  smollm2: {
+    label: "SmolLM2-135M-Instruct",
+    source: { urls: ["/models/SmolLM2-135M-Instruct.Q4_1.gguf"] },
+    baseModel: "HuggingFaceTB/SmolLM2-135M-Instruct",
+  },
+};
+
+// PEFT-ish starting points; the learning rate depends on the method more than on the model.
+const DEFAULTS = {
+  "seq-cls": { lr: 1e-3, epochs: 3, batch: 8, seqLen: 64, evalEvery: 5 },
+  "causal-lm": { lr: 2e-4, epochs: 1, batch: 4, seqLen: 128, evalEvery: 10 },
+};
+const METHOD_LR = { bitfit: 1e-3, ia3: 3e-3, prompt: 3e-2, prefix: 1e-2 };
+
+const SAMPLES = {
+  tickets: { url: "samples/ticket-labels.csv", name: "ticket-labels.csv", tryText: "I was charged twice this month\nThe app freezes when I upload a file\nPlease add an export to PDF" },
+  chat: { url: "samples/chat-style.jsonl", name: "chat-style.jsonl", tryText: "What is the capital of Italy?" },
+};
+
+// ---- Page state --------------------------------------------------------------
+
+const state = {
+  tuner: null,
+  /** How to load the current model again (a failed training start loses it inside the core). */
+  source: null,
+  modelKey: null, // "minilm" | "smollm2" | "hub:<id>" | "files"
+  baseModel: undefined,
+  data: null, // { name, text }
+  adapter: "none", // "none" | "trained" | "loaded"
+  training: null, // the current run controller (see train())
+  labels: null,
+};
+window.webpeftPage = state; // for debugging in the console
+
+// ---- Small helpers -----------------------------------------------------------
+
+const fmtInt = (n) => Math.round(n).toLocaleString("en-US");
+function fmtBytes(b) {
+  if (!Number.isFinite(b)) return "?";
+  const u = ["B", "KB", "MB", "GB"];
+  let i = 0;
+  while (b >= 1024 && i < u.length - 1) (b /= 1024), i++;
+  return `${b.toFixed(b < 10 && i ? 1 : 0)} ${u[i]}`;
+}
+function fmtTime(s) {
+  if (!Number.isFinite(s)) return "?";
+  s = Math.round(s);
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+function setText(id, text) {
+  $(id).textContent = text;
+}
+/** A user-facing sentence for any error; WebPeftError's kind and line say what to do. */
+function explain(e) {
+  if (!(e instanceof WebPeftError) && !e?.kind) return String(e?.message ?? e);
+  // The core's messages read "source: line N: what"; say where once, then what.
+  let msg = e.message;
+  if (e.source && msg.startsWith(`${e.source}: `)) msg = msg.slice(e.source.length + 2);
+  if (e.line) msg = msg.replace(new RegExp(`^line ${e.line}: `), "");
+  const where = e.line ? ` in ${e.source ?? "the data"}, line ${e.line}` : e.source ? ` (${e.source})` : "";
+  const what = {
+    format: "The file is malformed",
+    unsupported: "Not supported",
+    input: "Please check the input",
+    device: "This device cannot run it",
+    io: "A file could not be read or downloaded",
+    crash: "The engine crashed; load the model again",
+  }[e.kind] ?? "Error";
+  return `${what}${where}: ${msg}`;
+}
+function showError(section, e) {
+  console.error(e);
+  setText(`${section}-msg`, e ? explain(e) : "");
+}
+const clearError = (section) => setText(`${section}-msg`, "");
+
+// ---- 1. Model ----------------------------------------------------------------
+
+function chosenSourceKind() {
+  return document.querySelector('input[name="model-source"]:checked').value;
+}
+function updateSourceFields() {
+  const k = chosenSourceKind();
+  $("hub-fields").hidden = k !== "hub";
+  $("file-fields").hidden = k !== "files";
+}
+document.querySelectorAll('input[name="model-source"]').forEach((r) => r.addEventListener("change", updateSourceFields));
+
+let droppedModelFiles = null;
+function modelFiles() {
+  if (droppedModelFiles?.length) return droppedModelFiles;
+  const picked = [...$("model-files").files];
+  if (picked.length) return picked;
+  // A folder brings everything in it; keep what a model needs (names are the last path segment).
+  return [...$("model-folder").files].filter((f) => /\.(json|safetensors|gguf)$/.test(f.name));
+}
+for (const id of ["model-files", "model-folder"]) {
+  $(id).addEventListener("change", () => {
+    droppedModelFiles = null;
+    setText("model-files-list", modelFiles().map((f) => f.name).join(", "));
+  });
+}
+dropZone($("model-drop"), (files) => {
+  droppedModelFiles = files;
+  setText("model-files-list", files.map((f) => f.name).join(", "));
+});
+
+/** What Tuner.load gets for the current choice, plus a key to find the model again after a reload. */
+function describeChoice() {
+  const k = chosenSourceKind();
+  if (BUNDLED[k]) return { source: BUNDLED[k].source, key: k, label: BUNDLED[k].label, baseModel: BUNDLED[k].baseModel };
+  if (k === "hub") {
+    const id = $("hub-id").value.trim();
+    if (!id) throw new WebPeftError("input", "enter a Hub repository id like owner/name", "hub");
+    const file = $("hub-file").value.trim() || undefined;
+    return { source: { hub: id, file }, key: `hub:${id}${file ? `:${file}` : ""}`, label: id, baseModel: undefined };
+  }
+  const files = modelFiles();
+  if (!files.length) throw new WebPeftError("input", "choose or drop the model's files first", "files");
+  return { source: { files }, key: "files", label: files.map((f) => f.name).join(", "), baseModel: undefined };
+}
+
+async function loadModel(choice = describeChoice()) {
+  clearError("model");
+  state.training?.abandon();
+  state.tuner?.dispose();
+  state.tuner = null;
+  state.adapter = "none";
+  refreshButtons();
+  const prog = $("model-progress");
+  prog.hidden = false;
+  prog.removeAttribute("value"); // indeterminate until the first progress report
+  setText("model-status", `Loading ${choice.label}…`);
+  const t0 = performance.now();
+  try {
+    const tuner = await Tuner.load(choice.source, {
+      backend: $("backend").value,
+      onProgress: (p) => {
+        if (p.total) {
+          prog.max = p.total;
+          prog.value = p.loaded;
+        }
+        setText("model-status", `Loading ${p.file}: ${fmtBytes(p.loaded)}${p.total ? ` of ${fmtBytes(p.total)}` : ""}`);
+      },
+    });
+    state.tuner = tuner;
+    state.source = choice;
+    state.modelKey = choice.key;
+    state.baseModel = choice.baseModel;
+    setText("model-status", `Loaded ${choice.label} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+    showModelFacts(tuner);
+    applyModelDefaults(tuner);
+    return tuner;
+  } catch (e) {
+    setText("model-status", "No model loaded.");
+    showError("model", e);
+    $("model-facts").hidden = true;
+    throw e;
+  } finally {
+    prog.hidden = true;
+    refreshButtons();
+  }
+}
+
+/** The memory the backend can give: wasm32 has 4 GiB; WebGPU's largest buffer bounds one tensor. */
+function deviceLimit(device) {
+  return device.backend === "webgpu" && device.maxBufferSize ? { bytes: device.maxBufferSize, what: "largest WebGPU buffer" } : { bytes: 4 * 2 ** 30, what: "WebAssembly memory" };
+}
+
+function showModelFacts(t) {
+  const { info, device } = t;
+  $("model-facts").hidden = false;
+  setText("fact-arch", `${info.architecture} (${info.model_type}, ${info.num_layers} layers, hidden size ${info.hidden_size}, ${info.format} ${info.dtypes.join("/")})`);
+  setText("fact-params", `${fmtInt(info.num_parameters)} (${(info.num_parameters / 1e6).toFixed(1)}M)`);
+  const lim = deviceLimit(device);
+  setText("fact-memory", `${fmtBytes(info.estimated_bytes)} for the weights; limit ${fmtBytes(lim.bytes)} (${lim.what})`);
+  const dev = device.backend === "webgpu" ? `WebGPU${device.adapter ? ` on ${device.adapter}` : device.vendor ? ` (${device.vendor})` : ""}` : "CPU (WebAssembly)";
+  setText("fact-device", dev);
+  setText("stat-device", dev);
+  $("device-notice").hidden = !device.notice;
+  setText("device-notice", device.notice ? `Note: ${device.notice}.` : "");
+}
+
+const isEncoder = (info) => /bert|roberta|electra|deberta/i.test(`${info.model_type} ${info.architecture}`);
+
+/** Sets task, learning rate and shape for the loaded model (the user can still change them). */
+function applyModelDefaults(t) {
+  const enc = isEncoder(t.info);
+  const task = enc || t.info.task !== "causal-lm" ? "seq-cls" : "causal-lm";
+  $("task").value = task;
+  $("task").querySelector('option[value="causal-lm"]').disabled = enc;
+  $("method").querySelector('option[value="prefix"]').disabled = enc;
+  if (enc && $("method").value === "prefix") $("method").value = "lora";
+  applyTaskDefaults();
+}
+function applyTaskDefaults() {
+  const d = DEFAULTS[$("task").value];
+  $("lr").value = METHOD_LR[$("method").value] ?? d.lr;
+  $("epochs").value = d.epochs;
+  $("batch").value = d.batch;
+  $("seq-len").value = d.seqLen;
+  $("eval-every").value = d.evalEvery;
+  const causal = $("task").value === "causal-lm";
+  setText("try-label", causal ? "Prompt" : "Texts to classify (one per line)");
+  if (!$("try-input").value || $("try-input").dataset.sample) {
+    $("try-input").value = causal ? SAMPLES.chat.tryText : SAMPLES.tickets.tryText;
+    $("try-input").dataset.sample = "1";
+  }
+  updateEstimate();
+}
+$("try-input").addEventListener("input", () => delete $("try-input").dataset.sample);
+$("task").addEventListener("change", applyTaskDefaults);
+$("method").addEventListener("change", () => {
+  $("lr").value = METHOD_LR[$("method").value] ?? DEFAULTS[$("task").value].lr;
+  updateMethodFields();
+  updateEstimate();
+});
+function updateMethodFields() {
+  const m = $("method").value;
+  document.querySelectorAll(".lora-only").forEach((el) => (el.hidden = m !== "lora" && m !== "dora"));
+  document.querySelectorAll(".prompt-only").forEach((el) => (el.hidden = m !== "prompt" && m !== "prefix"));
+}
+
+$("load-model").addEventListener("click", () => {
+  try {
+    loadModel().catch(() => {});
+  } catch (e) {
+    showError("model", e);
+  }
+});
+
+// ---- 2. Data -----------------------------------------------------------------
+
+/** Minimal CSV reader for the preview (the core parses the real thing and reports errors with line numbers). */
+function parseCsv(text, maxRows) {
+  const rows = [];
+  let row = [], field = "", quoted = false;
+  for (let i = 0; i < text.length && rows.length < maxRows; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') (field += '"'), i++;
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"' && field === "") quoted = true;
+    else if (c === ",") row.push(field), (field = "");
+    else if (c === "\n") {
+      row.push(field.replace(/\r$/, ""));
+      if (row.length > 1 || row[0] !== "") rows.push(row);
+      (row = []), (field = "");
+    } else field += c;
+  }
+  if ((field || row.length) && rows.length < maxRows) rows.push([...row, field]);
+  return rows;
+}
+
+function detectFormat(name, text) {
+  const ext = name.toLowerCase().split(".").pop();
+  if (ext === "jsonl" || ext === "json") return "jsonl";
+  if (ext === "csv") return "csv";
+  if (ext === "txt") return "txt";
+  return text.trimStart().startsWith("{") ? "jsonl" : "txt";
+}
+
+/** Shape of the rows, in the core's words: what the trainer will read from them. */
+function describeJsonl(obj) {
+  if (Array.isArray(obj?.messages)) return "chat messages";
+  if ("prompt" in (obj ?? {}) && "completion" in obj) return "prompt / completion";
+  if ("text" in (obj ?? {}) && "label" in obj) return "text + label";
+  if ("text" in (obj ?? {})) return "plain text";
+  return "unrecognised fields";
+}
+
+function showPreview(name, text) {
+  const fmt = detectFormat(name, text);
+  const table = $("data-preview");
+  table.replaceChildren();
+  const addRow = (cells, header = false) => {
+    const tr = table.insertRow();
+    for (const c of cells) {
+      const cell = document.createElement(header ? "th" : "td");
+      cell.textContent = c.length > 160 ? c.slice(0, 160) + "…" : c;
+      tr.appendChild(cell);
+    }
+  };
+  let detail = "";
+  let labels = null;
+  if (fmt === "csv") {
+    const rows = parseCsv(text, 100000);
+    const [head, ...body] = rows;
+    addRow(head ?? [], true);
+    body.slice(0, 5).forEach((r) => addRow(r));
+    const li = (head ?? []).findIndex((h) => h.trim().toLowerCase() === "label");
+    if (li >= 0) labels = [...new Set(body.map((r) => r[li]).filter(Boolean))];
+    detail = `CSV, ${body.length} rows, columns ${(head ?? []).join(", ")}`;
+  } else if (fmt === "jsonl") {
+    const lines = text.split("\n").map((l, i) => [i + 1, l.trim()]).filter(([, l]) => l);
+    addRow(["line", "content"], true);
+    let shape = null;
+    const seen = new Set();
+    for (const [n, l] of lines) {
+      let obj = null;
+      try {
+        obj = JSON.parse(l);
+      } catch {
+        // The preview stays lenient; training reports the exact problem with its line number.
+      }
+      if (n <= lines[Math.min(4, lines.length - 1)]?.[0]) {
+        const cell = obj?.messages ? obj.messages.map((m) => `${m.role}: ${m.content}`).join(" | ") : l;
+        addRow([String(n), cell]);
+      }
+      shape ??= obj && describeJsonl(obj);
+      if (obj && typeof obj.label === "string") seen.add(obj.label);
+    }
+    if (seen.size) labels = [...seen];
+    detail = `JSON lines (${shape ?? "unreadable first line"}), ${lines.length} rows`;
+  } else {
+    addRow(["text"], true);
+    addRow([text.slice(0, 400)]);
+    detail = `plain text, ${fmtInt(text.length)} characters`;
+  }
+  state.labels = labels;
+  $("data-preview-wrap").hidden = false;
+  setText("data-status", `${name}: ${detail}${labels ? `; labels ${labels.join(", ")}` : ""}.`);
+  updateEstimate();
+}
+
+async function useData(name, text) {
+  clearError("data");
+  state.data = { name, text };
+  showPreview(name, text);
+  refreshButtons();
+}
+$("data-file").addEventListener("change", async () => {
+  const f = $("data-file").files[0];
+  if (f) await useData(f.name, await f.text());
+});
+dropZone($("data-drop"), async (files) => {
+  if (files[0]) await useData(files[0].name, await files[0].text());
+});
+for (const [id, key] of [["sample-tickets", "tickets"], ["sample-chat", "chat"]]) {
+  $(id).addEventListener("click", async () => {
+    const s = SAMPLES[key];
+    const r = await fetch(s.url);
+    await useData(s.name, await r.text());
+    $("try-input").value = s.tryText;
+    $("try-input").dataset.sample = "1";
+  });
+}
+$("eval-split").addEventListener("input", () => setText("eval-split-value", `${Math.round($("eval-split").value * 100)}%`));
+
+// ---- 3. Method: options and the live estimate --------------------------------
+
+function readOptions() {
+  const num = (id) => Number($(id).value);
+  const method = $("method").value;
+  const o = {
+    task: $("task").value,
+    method,
+    lr: num("lr"),
+    epochs: num("epochs"),
+    batch: num("batch"),
+    seqLen: num("seq-len"),
+    gradAccum: num("grad-accum"),
+    schedule: $("schedule").value,
+    warmup: num("warmup"),
+    evalSplit: num("eval-split"),
+    seed: num("seed"),
+  };
+  if (num("steps") > 0) o.steps = num("steps");
+  if (num("eval-every") > 0) o.evalEvery = num("eval-every");
+  if (method === "lora" || method === "dora") {
+    o.r = num("rank");
+    o.alpha = num("alpha");
+    o.dropout = num("dropout");
+    const t = $("targets").value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (t.length) o.targets = t;
+  }
+  if (method === "prompt" || method === "prefix") o.virtualTokens = num("virtual-tokens");
+  if (state.baseModel) o.baseModel = state.baseModel;
+  return o;
+}
+function writeOptions(o) {
+  const set = (id, v) => v !== undefined && ($(id).value = v);
+  set("task", o.task); set("method", o.method); set("lr", o.lr); set("epochs", o.epochs);
+  set("batch", o.batch); set("seq-len", o.seqLen); set("grad-accum", o.gradAccum); set("schedule", o.schedule);
+  set("warmup", o.warmup); set("eval-split", o.evalSplit); set("seed", o.seed); set("steps", o.steps ?? 0);
+  set("eval-every", o.evalEvery ?? 0); set("rank", o.r); set("alpha", o.alpha); set("dropout", o.dropout);
+  set("virtual-tokens", o.virtualTokens);
+  $("targets").value = o.targets ? o.targets.join(", ") : "";
+  setText("eval-split-value", `${Math.round($("eval-split").value * 100)}%`);
+  updateMethodFields();
+}
+
+/**
+ * Trainable parameters of a configuration, estimated from the model's shape
+ * (hidden size h, layers L, intermediate ~4h; PEFT's default targets: BERT
+ * query/value, decoders q_proj/v_proj, counted as h×h). The core's exact count
+ * arrives with the start event.
+ */
+function estimateTrainable(info, o) {
+  const h = info.hidden_size, L = info.num_layers, ff = 4 * h;
+  const enc = isEncoder(info);
+  const targets = o.targets?.length ?? 2;
+  let n = 0;
+  switch (o.method) {
+    case "lora": n = L * targets * o.r * 2 * h; break;
+    case "dora": n = L * targets * (o.r * 2 * h + h); break;
+    case "bitfit": n = enc ? L * (9 * h + ff) : L * 2 * h; break; // every bias (decoders have few: the norms)
+    case "ia3": n = L * (2 * h + ff); break; // key, value, feed-forward down projection
+    case "prompt": n = o.virtualTokens * h; break;
+    case "prefix": n = o.virtualTokens * L * 2 * h; break;
+  }
+  if (o.task === "seq-cls") {
+    const k = state.labels?.length || info.num_labels || 2;
+    n += h * k + k; // the classification head is trained too (PEFT's modules_to_save)
+  }
+  return n;
+}
+function updateEstimate() {
+  const t = state.tuner;
+  if (!t) return;
+  const o = readOptions();
+  const n = estimateTrainable(t.info, o);
+  const { hidden_size: h, num_layers: L, vocab_size: V } = t.info;
+  // Weights + (adapter weights, gradients, two AdamW moments) + activations kept for the backward pass.
+  const acts = o.batch * o.seqLen * (L * 24 * h + (o.task === "causal-lm" ? V : 0)) * 4;
+  const total = (t.info.estimated_bytes ?? t.info.num_parameters * 4) + n * 16 + acts;
+  const lim = deviceLimit(t.device);
+  setText("est-params", `≈ ${fmtInt(n)} (estimate)`);
+  setText("est-share", `≈ ${((100 * n) / t.info.num_parameters).toFixed(3)}% of ${fmtInt(t.info.num_parameters)}`);
+  setText("est-memory", `≈ ${fmtBytes(total)} (estimate) of ${fmtBytes(lim.bytes)} available${total > lim.bytes ? ": too much, lower batch or sequence length" : ""}`);
+}
+document.querySelectorAll("#method-section input, #method-section select, #eval-split").forEach((el) => el.addEventListener("input", updateEstimate));
+
+// ---- 4. Training ---------------------------------------------------------------
+
+let chart = null;
+const series = { x: [], loss: [], evalLoss: [], lr: [] };
+function resetChart() {
+  for (const k of Object.keys(series)) series[k] = [];
+  drawChart();
+}
+function chartWidth() {
+  return Math.max(240, $("chart").clientWidth || 600);
+}
+function drawChart() {
+  const data = [series.x, series.loss, series.evalLoss, series.lr];
+  $("chart").dataset.points = String(series.x.length);
+  if (!chart) {
+    chart = new uPlot(
+      {
+        width: chartWidth(),
+        height: 260,
+        scales: { x: { time: false }, lr: { auto: true } },
+        axes: [
+          { label: "step" },
+          { label: "loss" },
+          { scale: "lr", side: 1, label: "learning rate", values: (u, v) => v.map((x) => x.toExponential(0)), grid: { show: false } },
+        ],
+        series: [
+          { label: "step" },
+          { label: "train loss", stroke: "#2563eb", width: 2 },
+          { label: "eval loss", stroke: "#dc2626", width: 2, spanGaps: true, points: { show: true, size: 6 } },
+          { label: "learning rate", stroke: "#9ca3af", scale: "lr", dash: [4, 4] },
+        ],
+      },
+      data,
+      $("chart"),
+    );
+    new ResizeObserver(() => chart.setSize({ width: chartWidth(), height: 260 })).observe($("chart"));
+  } else {
+    chart.setData(data);
+  }
+}
+
+/**
+ * One training job, possibly in segments: the package cannot export an adapter
+ * while a run is open, so with checkpoints on, the job runs `checkpointEvery`
+ * steps at a time, saves the adapter to OPFS between segments, and the next
+ * segment trains the same adapter further. The learning rate follows the
+ * chosen schedule piecewise (each segment uses a constant rate at its point on
+ * the schedule) and AdamW's moments restart with each segment.
+ */
+class Job {
+  constructor({ options, data, doneSteps = 0, totalSteps = null, checkpointEvery }) {
+    this.options = options;
+    this.data = data;
+    this.done = doneSteps;
+    this.total = totalSteps;
+    this.every = checkpointEvery;
+    this.run = null;
+    this.paused = false;
+    this.stopped = false;
+    this.abandoned = false;
+    this.lastLoss = undefined;
+  }
+  abandon() {
+    this.abandoned = this.stopped = true;
+    this.run?.cancel().catch(() => {});
+  }
+  async pause() {
+    this.paused = true;
+    await this.run?.pause();
+  }
+  async resume() {
+    this.paused = false;
+    this.wake?.();
+    await this.run?.resume();
+  }
+  async stop() {
+    this.stopped = true;
+    this.wake?.();
+    await this.run?.cancel();
+  }
+  /** Learning rate at `step` of the whole job on the chosen schedule (for segment-wise runs). */
+  lrAt(step) {
+    const { lr, schedule, warmup = 0 } = this.options;
+    if (step < warmup) return (lr * (step + 1)) / warmup;
+    const p = this.total > warmup ? (step - warmup) / (this.total - warmup) : 0;
+    if (schedule === "linear") return lr * Math.max(0, 1 - p);
+    if (schedule === "cosine") return lr * 0.5 * (1 + Math.cos(Math.PI * p));
+    return lr;
+  }
+  /** Steps per epoch as the core counts them (batches, then gradient accumulation). */
+  static totalFor(options, trainExamples) {
+    if (options.steps) return options.steps;
+    const perEpoch = Math.max(1, Math.ceil(Math.ceil(trainExamples / options.batch) / (options.gradAccum || 1)));
+    return perEpoch * options.epochs;
+  }
+  async start(tuner, ui) {
+    const segmented = this.every > 0;
+    let seg = 0;
+    while (!this.stopped) {
+      const remaining = this.total === null ? Infinity : this.total - this.done;
+      if (remaining <= 0) break;
+      const opts = { ...this.options };
+      if (segmented) {
+        opts.steps = Math.min(this.every, remaining);
+        // Each segment draws a different order from the data (seed + segment) but
+        // the held-out split must stay the same, so the split is done here (splitData).
+        opts.seed = (this.options.seed ?? 0) + this.done;
+        delete opts.evalSplit;
+        delete opts.epochs;
+        if (this.total !== null) {
+          opts.schedule = "constant";
+          opts.warmup = 0;
+          opts.lr = this.lrAt(this.done + opts.steps / 2);
+        } else {
+          // The first segment: the total is not known before the core has counted the examples.
+          opts.schedule = "constant";
+          opts.lr = this.lrAt(0) || this.options.lr;
+        }
+      }
+      if (this.paused) await new Promise((r) => (this.wake = r));
+      if (this.stopped) break;
+      const split = segmented ? splitData(this.data, this.options.evalSplit, this.options.seed ?? 0) : null;
+      const run = tuner.train(split ? split.train : file(this.data), opts, split?.eval);
+      this.run = run;
+      if (this.paused) run.pause().catch(() => {});
+      const offset = this.done;
+      for await (const e of run.events) {
+        if (this.abandoned) break;
+        if (e.event === "start") {
+          if (this.total === null) {
+            this.total = segmented ? Job.totalFor(this.options, e.train_examples) : e.total_steps;
+          }
+          ui.start(e, this);
+        } else if (e.event === "step") {
+          this.lastLoss = e.loss;
+          ui.step({ ...e, step: offset + e.step, segmentStep: e.step }, this);
+        } else if (e.event === "eval") ui.evaluated({ ...e, step: offset + e.step });
+        else if (e.event === "paused") ui.paused(true);
+        else if (e.event === "resumed") ui.paused(false);
+      }
+      const summary = await run.done;
+      this.run = null;
+      if (this.abandoned) return summary;
+      this.done = offset + summary.steps;
+      if (!segmented || summary.reason === "early_stopping" || summary.reason === "nan") return { ...summary, steps: this.done };
+      if (summary.reason === "cancelled") break;
+      seg++;
+      if (this.done < this.total) await ui.checkpoint(this);
+    }
+    return { reason: this.stopped ? "cancelled" : "completed", steps: this.done, total_steps: this.total, loss: this.lastLoss };
+  }
+}
+
+const file = (d) => new File([d.text], d.name);
+
+/**
+ * Splits JSONL/CSV data into train and eval files by blanking lines (the core
+ * skips blank lines), so line numbers in error messages still match the user's
+ * file. Plain text and CSV with multi-line quoted fields are left whole.
+ */
+function splitData(d, share, seed) {
+  const fmt = detectFormat(d.name, d.text);
+  if (!share || fmt === "txt") return { train: file(d) };
+  const lines = d.text.split("\n");
+  if (fmt === "csv" && lines.some((l) => (l.match(/"/g)?.length ?? 0) % 2)) return { train: file(d) };
+  const first = fmt === "csv" ? 1 : 0; // the CSV header goes to both
+  const idx = lines.map((l, i) => i).filter((i) => i >= first && lines[i].trim());
+  // A seeded shuffle (mulberry32) so a resumed run holds out the same rows.
+  let s = seed >>> 0;
+  const rnd = () => ((s = (s + 0x6d2b79f5) >>> 0), (((s ^ (s >>> 15)) * (1 | s)) >>> 0) / 2 ** 32);
+  for (let i = idx.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [idx[i], idx[j]] = [idx[j], idx[i]];
+  }
+  const nEval = Math.min(idx.length - 1, Math.max(1, Math.round(idx.length * share)));
+  const held = new Set(idx.slice(0, nEval));
+  const keep = (wantEval) => lines.map((l, i) => (i < first || held.has(i) === wantEval ? l : "")).join("\n");
+  const ext = d.name.split(".").pop();
+  return { train: new File([keep(false)], d.name), eval: new File([keep(true)], `eval.${ext}`) };
+}
+
+const ui = {
+  start(e, job) {
+    $("train-progress").max = job.total;
+    if (e.trainable_parameters) {
+      setText("est-params", `${fmtInt(e.trainable_parameters)} (exact)`);
+      setText("est-share", `${((100 * e.trainable_parameters) / e.total_parameters).toFixed(3)}% of ${fmtInt(e.total_parameters)}`);
+    }
+    if (e.warnings?.length) setText("train-msg", `Warnings: ${e.warnings.join("; ")}`);
+  },
+  step(e, job) {
+    series.x.push(e.step);
+    series.loss.push(e.loss);
+    series.evalLoss.push(null);
+    series.lr.push(e.lr);
+    drawChart();
+    $("train-progress").max = job.total;
+    $("train-progress").value = e.step;
+    const epochs = job.options.steps ? "" : ` · epoch ${((e.step / job.total) * job.options.epochs).toFixed(1)} of ${job.options.epochs}`;
+    // The core's ETA covers one segment; the job's is the time per step so far times what is left.
+    const perStep = e.elapsed_s / Math.max(1, e.segmentStep);
+    setText("train-status", `Step ${e.step} / ${job.total}${epochs} · ETA ${fmtTime(perStep * (job.total - e.step))}`);
+    setText("stat-loss", e.loss.toFixed(4));
+    setText("stat-tps", fmtInt(e.tokens_per_s));
+  },
+  evaluated(e) {
+    const i = series.x.lastIndexOf(e.step);
+    if (i >= 0) series.evalLoss[i] = e.metrics.loss;
+    drawChart();
+    const m = e.metrics;
+    setText("stat-eval", `loss ${m.loss.toFixed(4)}${m.accuracy !== undefined ? ` · accuracy ${(m.accuracy * 100).toFixed(0)}%` : ""}${m.perplexity !== undefined ? ` · perplexity ${m.perplexity.toFixed(1)}` : ""}`);
+  },
+  paused(p) {
+    if (p) setText("train-status", `Paused at step ${$("train-progress").value} / ${$("train-progress").max}.`);
+    refreshButtons();
+  },
+  async checkpoint(job) {
+    try {
+      await saveCheckpoint(job);
+      setText("keep-status", `Checkpoint saved at step ${job.done} of ${job.total}.`);
+    } catch (e) {
+      setText("keep-status", `Checkpoint not saved: ${explain(e)}`);
+    }
+  },
+};
+
+async function startTraining({ resumeFrom } = {}) {
+  clearError("train");
+  clearError("data");
+  if (!state.tuner) return showError("train", new WebPeftError("input", "load a model first (section 1)"));
+  if (!state.data) return showError("train", new WebPeftError("input", "choose training data first (section 2)"));
+  // A finished run leaves its adapter on the model, and the core trains an
+  // existing adapter further; a fresh run needs a fresh copy of the model.
+  if (!resumeFrom && state.adapter !== "none" && !$("continue-adapter").checked) {
+    setText("train-status", "Reloading the model for a fresh adapter…");
+    await loadModel(state.source);
+  }
+  const options = resumeFrom?.options ?? readOptions();
+  const job = new Job({
+    options,
+    data: state.data,
+    doneSteps: resumeFrom?.step ?? 0,
+    totalSteps: resumeFrom?.total ?? null,
+    checkpointEvery: resumeFrom?.checkpointEvery ?? Number($("checkpoint-every").value),
+  });
+  state.training = job;
+  if (!resumeFrom) resetChart();
+  setText("train-status", resumeFrom ? `Resuming at step ${job.done}…` : "Starting…");
+  refreshButtons();
+  const t0 = performance.now();
+  try {
+    const summary = await job.start(state.tuner, ui);
+    if (job.abandoned) return;
+    state.adapter = "trained";
+    const how = summary.reason === "completed" ? "Finished" : summary.reason === "cancelled" ? "Stopped" : `Ended (${summary.reason})`;
+    setText("train-status", `${how}: ${summary.steps} steps in ${fmtTime((performance.now() - t0) / 1000)}${summary.loss !== undefined ? `, last loss ${summary.loss.toFixed(4)}` : ""}.`);
+    $("train-progress").value = summary.steps;
+    // The checkpoint is for runs cut short by a reload; a run that ended on purpose needs none.
+    if (job.every > 0) {
+      await clearCheckpoint();
+      setText("keep-status", "The run ended, so its checkpoint was cleared; download the adapter to keep it.");
+    }
+  } catch (e) {
+    if (job.abandoned) return;
+    showError(e.line || e.source?.match?.(/\.(jsonl|csv|txt)$/) ? "data" : "train", e);
+    setText("train-status", "Not started.");
+    if (state.data && e.line) setText("train-msg", `Training did not start: fix line ${e.line} of ${state.data.name} (see Data).`);
+    // A failed start leaves the core without its model ("reload the model to continue"): reload it so the page keeps working.
+    if (/reload the model/.test(e.message) || e.kind === "crash") {
+      setText("model-status", "Reloading the model after the error…");
+      await loadModel(state.source).catch(() => {});
+      if (resumeFrom) state.adapter = "none";
+    }
+  } finally {
+    if (state.training === job) state.training = null;
+    refreshButtons();
+  }
+}
+
+$("start").addEventListener("click", () => startTraining());
+$("pause").addEventListener("click", async () => {
+  await state.training?.pause();
+  ui.paused(true);
+});
+$("resume").addEventListener("click", async () => {
+  await state.training?.resume();
+  setText("train-status", "Resumed…");
+  refreshButtons();
+});
+$("stop").addEventListener("click", async () => {
+  setText("train-status", "Stopping after this step…");
+  await state.training?.stop();
+});
+
+function refreshButtons() {
+  const t = state.training;
+  const busy = !!t;
+  $("start").disabled = busy || !state.tuner;
+  $("pause").disabled = !busy || t.paused;
+  $("resume").disabled = !busy || !t.paused;
+  $("stop").disabled = !busy;
+  $("load-model").disabled = busy;
+  $("compare").disabled = busy || !state.tuner;
+  $("download-adapter").disabled = busy || !state.tuner || state.adapter === "none";
+  $("adapter-files").disabled = busy || !state.tuner;
+  $("continue-wrap").hidden = state.adapter === "none" || busy;
+}
+
+// ---- 5. Try it -----------------------------------------------------------------
+
+$("compare").addEventListener("click", async () => {
+  clearError("try");
+  const t = state.tuner;
+  if (!t) return;
+  const input = $("try-input").value.trim();
+  if (!input) return showError("try", new WebPeftError("input", "type a prompt or some texts first"));
+  $("compare").disabled = true;
+  try {
+    if ($("task").value === "causal-lm") await compareGenerate(t, input);
+    else await compareClassify(t, input.split("\n").map((s) => s.trim()).filter(Boolean));
+  } catch (e) {
+    showError("try", e);
+  } finally {
+    refreshButtons();
+  }
+});
+
+async function compareGenerate(t, prompt) {
+  const opts = { chat: t.info.has_chat_template, maxNewTokens: 48 };
+  for (const [adapter, id] of [[false, "base-out"], [true, "adapted-out"]]) {
+    const out = $(id);
+    out.replaceChildren();
+    const p = document.createElement("p");
+    out.appendChild(p);
+    // One worker runs one thing at a time: the base answer first, then the adapted one.
+    if (adapter && state.adapter === "none") {
+      p.textContent = "(no adapter yet: train or load one)";
+      continue;
+    }
+    await t.generate(prompt, { ...opts, adapter, onToken: (s) => (p.textContent += s) });
+  }
+}
+
+async function compareClassify(t, texts) {
+  for (const [adapter, id] of [[false, "base-out"], [true, "adapted-out"]]) {
+    const out = $(id);
+    out.replaceChildren();
+    if (adapter && state.adapter === "none") {
+      out.textContent = "(no adapter yet: train or load one)";
+      continue;
+    }
+    let results;
+    try {
+      results = await t.classify(texts, { adapter });
+    } catch (e) {
+      out.textContent = explain(e);
+      continue;
+    }
+    const table = document.createElement("table");
+    table.setAttribute("aria-label", adapter ? "Adapted predictions" : "Base predictions");
+    const head = table.insertRow();
+    for (const h of ["text", "label", "probabilities"]) head.appendChild(Object.assign(document.createElement("th"), { textContent: h }));
+    results.forEach((r, i) => {
+      const tr = table.insertRow();
+      tr.insertCell().textContent = texts[i];
+      tr.insertCell().textContent = r.label;
+      tr.insertCell().textContent = Object.entries(r.probs)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`)
+        .join(", ");
+    });
+    out.appendChild(table);
+  }
+}
+
+// ---- 6. Keep the work ----------------------------------------------------------
+
+$("download-adapter").addEventListener("click", async () => {
+  clearError("keep");
+  try {
+    const zip = await state.tuner.exportAdapter();
+    const name = `webpeft-${$("method").value}-${(state.source?.label ?? "model").replace(/[^\w.-]+/g, "_").slice(0, 40)}.zip`;
+    const a = Object.assign(document.createElement("a"), { href: URL.createObjectURL(zip), download: name });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    setText("keep-status", `Saved ${name} (${fmtBytes(zip.size)}): the PEFT files and a README with the Python to load it.`);
+  } catch (e) {
+    showError("keep", e);
+  }
+});
+
+async function loadAdapterFiles(files) {
+  clearError("keep");
+  if (!state.tuner) return showError("keep", new WebPeftError("input", "load the base model first (section 1)"));
+  try {
+    await state.tuner.loadAdapter(files);
+    state.adapter = "loaded";
+    $("continue-adapter").checked = true;
+    setText("keep-status", `Loaded the adapter from ${files.map((f) => f.name).join(", ")}.`);
+  } catch (e) {
+    showError("keep", e);
+  } finally {
+    refreshButtons();
+  }
+}
+$("adapter-files").addEventListener("change", () => loadAdapterFiles([...$("adapter-files").files]));
+dropZone($("adapter-drop"), loadAdapterFiles);
+
+// OPFS checkpoint: webpeft-checkpoint/{adapter files, data, meta.json}.
+const CKPT = "webpeft-checkpoint";
+async function ckptDir(create) {
+  const root = await navigator.storage.getDirectory();
+  return root.getDirectoryHandle(CKPT, { create });
+}
+async function writeFile(dir, name, data) {
+  const h = await dir.getFileHandle(name, { create: true });
+  const w = await h.createWritable();
+  await w.write(data);
+  await w.close();
+}
+async function saveCheckpoint(job) {
+  const files = await state.tuner.exportAdapterFiles();
+  const dir = await ckptDir(true);
+  for (const [name, bytes] of Object.entries(files)) if (name !== "README.md") await writeFile(dir, `adapter-${name}`, bytes);
+  await writeFile(dir, "data", state.data.text);
+  // meta.json last: a checkpoint without it is incomplete and ignored.
+  const meta = {
+    version: 1,
+    savedAt: new Date().toISOString(),
+    model: { key: state.modelKey, label: state.source?.label, backend: $("backend").value },
+    dataName: state.data.name,
+    options: job.options,
+    checkpointEvery: job.every,
+    step: job.done,
+    total: job.total,
+    adapterFiles: Object.keys(files).filter((n) => n !== "README.md"),
+  };
+  await writeFile(dir, "meta.json", JSON.stringify(meta, null, 2));
+}
+async function readCheckpoint() {
+  try {
+    const dir = await ckptDir(false);
+    const meta = JSON.parse(await (await (await dir.getFileHandle("meta.json")).getFile()).text());
+    return { dir, meta };
+  } catch {
+    return null;
+  }
+}
+async function clearCheckpoint() {
+  try {
+    const root = await navigator.storage.getDirectory();
+    await root.removeEntry(CKPT, { recursive: true });
+  } catch {
+    // nothing saved
+  }
+}
+
+async function offerResume() {
+  const ck = await readCheckpoint();
+  if (!ck) return;
+  const m = ck.meta;
+  $("resume-offer").hidden = false;
+  const local = m.model.key === "files";
+  setText(
+    "resume-text",
+    `A run on ${m.model.label} with ${m.dataName} stopped at step ${m.step} of ${m.total} (saved ${new Date(m.savedAt).toLocaleString()}). ` +
+      (local ? "Load the same model files in section 1 first, then resume. " : "") +
+      "Resuming continues from the saved adapter weights; the optimizer starts afresh.",
+  );
+  $("resume-run").onclick = async () => {
+    clearError("model");
+    try {
+      if (!local) {
+        const k = m.model.key;
+        const radio = document.querySelector(`input[name="model-source"][value="${BUNDLED[k] ? k : "hub"}"]`);
+        radio.checked = true;
+        if (k.startsWith("hub:")) {
+          const [, id, f] = k.split(":");
+          $("hub-id").value = id;
+          $("hub-file").value = f ?? "";
+        }
+        updateSourceFields();
+        $("backend").value = m.model.backend ?? "auto";
+        await loadModel();
+      } else if (!state.tuner) {
+        throw new WebPeftError("input", "load the model files first (section 1), then press Resume run");
+      }
+      const files = {};
+      for (const n of m.adapterFiles) files[n] = new Uint8Array(await (await (await ck.dir.getFileHandle(`adapter-${n}`)).getFile()).arrayBuffer());
+      await state.tuner.loadAdapter(files);
+      state.adapter = "loaded";
+      const text = await (await (await ck.dir.getFileHandle("data")).getFile()).text();
+      await useData(m.dataName, text);
+      writeOptions(m.options);
+      $("checkpoint-every").value = m.checkpointEvery;
+      $("resume-offer").hidden = true;
+      startTraining({ resumeFrom: m });
+    } catch (e) {
+      showError("model", e);
+    }
+  };
+  $("discard-run").onclick = async () => {
+    await clearCheckpoint();
+    $("resume-offer").hidden = true;
+  };
+}
+
+// ---- Drag and drop -------------------------------------------------------------
+
+/** Makes `el` accept dropped files (folders are walked one level deep per entry). */
+function dropZone(el, onFiles) {
+  el.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    el.classList.add("over");
+  });
+  el.addEventListener("dragleave", () => el.classList.remove("over"));
+  el.addEventListener("drop", async (e) => {
+    e.preventDefault();
+    el.classList.remove("over");
+    const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+    const files = [];
+    const walk = async (entry) => {
+      if (entry.isFile) files.push(await new Promise((ok, fail) => entry.file(ok, fail)));
+      else if (entry.isDirectory) {
+        const reader = entry.createReader();
+        for (;;) {
+          const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+          if (!batch.length) break;
+          for (const c of batch) await walk(c);
+        }
+      }
+    };
+    if (entries.length) for (const en of entries) await walk(en);
+    else files.push(...e.dataTransfer.files);
+    onFiles(files);
+  });
+}
+
+// ---- Start-up ------------------------------------------------------------------
+
+updateSourceFields();
+updateMethodFields();
+refreshButtons();
+resetChart();
+offerResume();
+window.webpeftReady = true;
