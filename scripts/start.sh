@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The main job on the bundled default model: a chat generation with
-# SmolLM2-135M-Instruct, natively, streamed to the terminal.
+# `npm start`: everything the web page needs on a fresh machine, then serves it.
+#   1. scripts/setup.sh      toolchain, Chromium, npm packages, the bundled models
+#   2. scripts/build-web.sh  the wasm core (web/pkg/)
+#   3. web/build.mjs         the npm package (web/dist/)
+#   4. www/build.mjs         the page's script and chart library (www/dist/)
+#   5. scripts/serve.mjs     a static server on 127.0.0.1:$PORT (default 8080)
+# The native chat demo that used to live here is `npm run demo:cli`.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
 bash scripts/setup.sh
-cargo build --release --features cli -p webpeft
-prompt="${WEBPEFT_PROMPT:-Write a haiku about fine-tuning a language model in a web browser.}"
-echo "> $prompt"
-"$WEBPEFT_BIN" generate models/SmolLM2-135M-Instruct.Q4_1.gguf --chat --prompt "$prompt" --max-new-tokens "${WEBPEFT_MAX_NEW_TOKENS:-96}" "$@"
+bash scripts/build-web.sh
+node web/build.mjs
+node www/build.mjs
+exec node scripts/serve.mjs

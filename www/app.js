@@ -41,7 +41,7 @@ const state = {
   tuner: null,
   /** How to load the current model again (a failed training start loses it inside the core). */
   source: null,
-  modelKey: null, // "minilm" | "smollm2" | "hub:<id>" | "files"
+  modelKey: null, // "minilm" | "smollm2" | "hub:<id>" | "files:<names and sizes>"
   baseModel: undefined,
   data: null, // { name, text }
   adapter: "none", // "none" | "trained" | "loaded"
@@ -135,7 +135,7 @@ function describeChoice() {
   }
   const files = modelFiles();
   if (!files.length) throw new WebPeftError("input", "choose or drop the model's files first", "files");
-  return { source: { files }, key: "files", label: files.map((f) => f.name).join(", "), baseModel: undefined };
+  return { source: { files }, key: `files:${files.map((f) => `${f.name}:${f.size}`).join(",")}`, label: files.map((f) => f.name).join(", "), baseModel: undefined };
 }
 
 async function loadModel(choice = describeChoice()) {
@@ -161,13 +161,16 @@ async function loadModel(choice = describeChoice()) {
         setText("model-status", `Loading ${p.file}: ${fmtBytes(p.loaded)}${p.total ? ` of ${fmtBytes(p.total)}` : ""}`);
       },
     });
+    // Reloading the same model (for a fresh adapter, or after an error) keeps the user's settings.
+    const sameModel = state.modelKey === choice.key && state.source;
     state.tuner = tuner;
     state.source = choice;
     state.modelKey = choice.key;
     state.baseModel = choice.baseModel;
     setText("model-status", `Loaded ${choice.label} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     showModelFacts(tuner);
-    applyModelDefaults(tuner);
+    if (!sameModel) applyModelDefaults(tuner);
+    else updateEstimate();
     return tuner;
   } catch (e) {
     setText("model-status", "No model loaded.");
@@ -914,7 +917,7 @@ async function offerResume() {
   if (!ck) return;
   const m = ck.meta;
   $("resume-offer").hidden = false;
-  const local = m.model.key === "files";
+  const local = m.model.key.startsWith("files");
   setText(
     "resume-text",
     `A run on ${m.model.label} with ${m.dataName} stopped at step ${m.step} of ${m.total} (saved ${new Date(m.savedAt).toLocaleString()}). ` +

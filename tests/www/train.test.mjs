@@ -54,6 +54,14 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   assert.ok(steps > pausedAt && steps < 60, `stopped mid-run at ${steps}`);
   assert.ok(await page.getByRole("button", { name: "Start" }).isEnabled());
 
+  // A fresh, complete run (3 epochs) for the comparison: Start reloads the model for a new adapter.
+  await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 0, "Checkpoint every N steps (0 = off)": 0, "Evaluate every N steps (0 = at the end of each segment)": 7 });
+  await page.getByLabel("Learning rate").fill("0.005");
+  await page.getByRole("button", { name: "Start" }).click();
+  await waitStatus(page, /^Finished: 21 steps/, 120_000);
+  assert.match(await page.locator("#train-status").textContent(), /last loss/);
+  assert.ok((await chartPoints(page)) === 21, "a fresh chart for the fresh run");
+
   // Base and adapted predictions side by side.
   await page.getByRole("button", { name: "Compare base and adapted" }).click();
   const base = page.getByRole("table", { name: "Base predictions" });

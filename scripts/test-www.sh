@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The page tests: drive www/ in headless Chromium (playwright-core) as a person
+# would: load the bundled MiniLM, train on the sample CSV, pause/resume/stop,
+# compare, download, reload and resume, bad inputs, and the layout at laptop and
+# phone sizes. Expects the package built (web/dist, by scripts/test-web.sh or
+# npm start); builds the page itself. Screenshots go to docs/screenshots/.
+# Extra arguments go to node --test (e.g. --test-name-pattern=layout).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$WEBPEFT_ROOT"
+if [ ! -f web/dist/index.js ] || [ ! -f web/dist/webpeft_bg.wasm ]; then
+  echo "test-www: web/dist is not built; run bash scripts/build-web.sh && node web/build.mjs (or npm start) first" >&2
+  exit 1
+fi
+node -e 'require.resolve("uplot/package.json")' 2>/dev/null || npm ci --no-audit --no-fund --loglevel=error
+node www/build.mjs
+mkdir -p tests/out docs/screenshots
+log="$(mktemp)"
+echo "== page tests (node --test tests/www/)"
+set +e
+# One file at a time: each starts its own Chromium on a 2-core machine.
+node --test --test-concurrency=1 --test-reporter=spec "$@" tests/www/ 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^ℹ pass / { p = $3 } /^ℹ fail / { f = $3 } END { printf "page tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"
