@@ -43,6 +43,8 @@ CASES = [
     ("bert-bitfit", "tiny-bert", "seq-cls", "bitfit", []),
     ("bert-ia3", "tiny-bert", "seq-cls", "ia3", []),
     ("bert-prompt", "tiny-bert", "seq-cls", "prompt", ["--virtual-tokens", "4"]),
+    ("llama-seqcls-lora", "tiny-llama", "seq-cls", "lora", []),
+    ("gpt2-seqcls-ia3", "tiny-gpt2", "seq-cls", "ia3", []),
 ]
 
 

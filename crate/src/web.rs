@@ -341,9 +341,10 @@ impl Session {
     pub async fn forward(&self, ids: Vec<u32>) -> std::result::Result<js_sys::Float32Array, JsValue> {
         let m = self.model().map_err(js_error)?;
         let out = m.forward(&[ids], None, None, None).map_err(js_error)?;
-        let t = match (out.token_logits, out.class_logits) {
-            (Some(t), _) => t.reshape([-1]),
-            (None, Some(c)) => c.reshape([-1]),
+        // A classifier's class logits, else the token logits (as transformers names them).
+        let t = match (out.class_logits, out.token_logits) {
+            (Some(c), _) => c.reshape([-1]),
+            (None, Some(t)) => t.reshape([-1]),
             _ => out.last_hidden_state.reshape([-1]),
         };
         let v = read_f32(t).await.map_err(js_error)?;

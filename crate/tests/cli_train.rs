@@ -149,7 +149,7 @@ fn bad_data_gets_clear_errors() {
 
 #[test]
 fn merged_models_give_peft_logits() {
-    for case in ["llama-dora", "qwen2-lora", "gpt2-lora", "gpt2-ia3", "bert-bitfit", "bert-ia3", "llama-lora-targets"] {
+    for case in ["llama-dora", "qwen2-lora", "gpt2-lora", "gpt2-ia3", "bert-bitfit", "bert-ia3", "llama-lora-targets", "llama-seqcls-lora", "gpt2-seqcls-lora"] {
         let model = case.split('-').next().unwrap();
         let adapter = fixture("peft").join(case);
         let out = tmp(&format!("merge-{case}"));
@@ -160,7 +160,7 @@ fn merged_models_give_peft_logits() {
         let m = load(&out, webpeft::device::Backend::Cpu);
         assert!(m.adapter_config.is_none(), "a merged model carries no adapter");
         let fwd = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
-        let got = host(fwd.token_logits.map(|l| l.reshape([-1])).or(fwd.class_logits.map(|l| l.reshape([-1]))).unwrap());
+        let got = host(fwd.class_logits.map(|l| l.reshape([-1])).or(fwd.token_logits.map(|l| l.reshape([-1]))).unwrap());
         assert_close(&format!("merged {case}"), &got, &r["logits"].f32, 1e-4);
     }
     // Prompt tuning has nothing to merge.

@@ -68,6 +68,19 @@ fn new_adapters_have_peft_configs_keys_and_shapes() {
         }
     }
     assert_eq!(n, 34);
+    // Decoder classification: a new `score` head saved as PEFT saves it.
+    for model in ["llama", "gpt2"] {
+        let dir = fixture("peft").join(format!("{model}-seqcls-lora"));
+        let want_cfg: Value = serde_json::from_slice(&std::fs::read(dir.join("adapter_config.json")).unwrap()).unwrap();
+        let mut m = new_model(model);
+        let mut spec = spec_for("lora", &want_cfg);
+        spec.labels = Some(vec!["a".into(), "b".into(), "c".into()]);
+        create_adapter(&mut m, &spec).unwrap();
+        let files = pollster::block_on(export_adapter(&mut m)).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&files.config).unwrap(), want_cfg, "{model} seq-cls config");
+        let shapes = |b: &[u8]| adapter_tensors(b).into_iter().map(|(k, (s, _))| (k, s)).collect::<Vec<_>>();
+        assert_eq!(shapes(&files.weights), shapes(&std::fs::read(dir.join("adapter_model.safetensors")).unwrap()), "{model} seq-cls tensors");
+    }
 }
 
 fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {

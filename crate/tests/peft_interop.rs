@@ -135,3 +135,27 @@ fn adapter_shapes_must_match_its_config() {
     let e = adapter_error("llama-lora", |v| v["r"] = serde_json::json!(8));
     assert!(e.contains("lora_A.weight has shape [4, 64], but r=8"), "{e}");
 }
+
+#[test]
+fn decoder_classification_heads_give_peft_logits() {
+    // LlamaForSequenceClassification / GPT2ForSequenceClassification + LoRA: the
+    // adapter carries the `score` head; the base is the causal checkpoint.
+    for model in ["llama", "gpt2"] {
+        let case = format!("{model}-seqcls-lora");
+        let r = read_ref(&fixture("peft").join(&case).join("reference.safetensors"));
+        let mut m = load(&fixture(&format!("tiny-{model}")), Backend::Cpu);
+        let (cfg, weights) = adapter_files(&case);
+        load_adapter(&mut m, &cfg, &weights).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(m.info.task, "seq-cls");
+        assert_eq!(m.info.num_labels, Some(3));
+        let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
+        assert_close(&case, &host(out.class_logits.unwrap().reshape([-1])), &r["logits"].f32, 1e-4);
+        // Right padding must not move the head off the last real token.
+        let mut ids = r["input_ids"].ids();
+        let n = ids.len();
+        ids.extend([0, 0, 0]);
+        let mask: Vec<u32> = (0..n + 3).map(|i| (i < n) as u32).collect();
+        let out = m.forward(&[ids], Some(&[mask]), None, None).unwrap();
+        assert_close(&format!("{case} padded"), &host(out.class_logits.unwrap().reshape([-1])), &r["logits"].f32, 1e-4);
+    }
+}

@@ -135,3 +135,10 @@ fn lora_dropout_applies_in_training_steps_only() {
     let m = t.into_model();
     assert_eq!(logits(&m), before, "dropout must be off after the step");
 }
+
+#[test]
+fn decoder_classification_trains_like_peft() {
+    for model in ["llama", "gpt2"] {
+        train_case(model, "seqcls-lora");
+    }
+}

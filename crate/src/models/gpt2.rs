@@ -99,6 +99,9 @@ pub struct Gpt2Model {
 #[derive(Module, Debug)]
 pub struct Gpt2LMHeadModel {
     pub transformer: Gpt2Model,
+    /// Sequence classification (`GPT2ForSequenceClassification.score`, an
+    /// `nn.Linear` without bias), read at each row's last real token.
+    pub score: Option<Linear>,
 }
 
 impl Gpt2LMHeadModel {
@@ -130,7 +133,12 @@ impl Gpt2LMHeadModel {
                 },
             });
         }
+        let score = match w.shape("score.weight").map(|s| s[0]) {
+            Some(k) => Some(Linear::load(w, "score", d, k, false, WeightLayout::OutIn, why, device)?),
+            None => None,
+        };
         Ok(Self {
+            score,
             transformer: Gpt2Model {
                 wte: Embedding::load(w, "transformer.wte.weight", cfg.vocab_size, d, why, device)?,
                 wpe: Embedding::load(w, "transformer.wpe.weight", cfg.n_positions, d, why, device)?,
@@ -193,6 +201,9 @@ impl Gpt2LMHeadModel {
             n.norms.push((format!("{p}.ln_2"), &mut b.ln_2));
         }
         n.norms.push(("transformer.ln_f".into(), &mut self.transformer.ln_f));
+        if let Some(s) = self.score.as_mut() {
+            n.linears.push(("score".into(), s));
+        }
         n
     }
 
@@ -214,6 +225,9 @@ impl Gpt2LMHeadModel {
             t.extend(b.mlp.c_proj.hf_tensors(&format!("{p}.mlp.c_proj"), WeightLayout::InOut));
         }
         t.extend(tr.ln_f.hf_tensors("transformer.ln_f"));
+        if let Some(s) = &self.score {
+            t.extend(s.hf_tensors("score", WeightLayout::OutIn));
+        }
         t
     }
 }

@@ -195,6 +195,9 @@ pub struct LlamaForCausalLM {
     pub model: LlamaModel,
     /// `None` when the head is tied to `embed_tokens`.
     pub lm_head: Option<Linear>,
+    /// Sequence classification (`LlamaForSequenceClassification.score`, no bias),
+    /// read at each row's last real token.
+    pub score: Option<Linear>,
 }
 
 impl LlamaForCausalLM {
@@ -237,6 +240,10 @@ impl LlamaForCausalLM {
         } else {
             Some(lin(w, "lm_head".into(), h, cfg.vocab_size, false)?)
         };
+        let score = match w.shape("score.weight").map(|s| s[0]) {
+            Some(k) => Some(lin(w, "score".into(), h, k, false)?),
+            None => None,
+        };
         Ok(Self {
             model: LlamaModel {
                 embed_tokens,
@@ -245,6 +252,7 @@ impl LlamaForCausalLM {
                 rotary_emb: Rope::new(hd, cfg.max_position_embeddings, theta, scaling.as_ref(), device),
             },
             lm_head,
+            score,
         })
     }
 
@@ -294,6 +302,9 @@ impl LlamaForCausalLM {
         if let Some(h) = self.lm_head.as_mut() {
             n.linears.push(("lm_head".into(), h));
         }
+        if let Some(s) = self.score.as_mut() {
+            n.linears.push(("score".into(), s));
+        }
         n
     }
 
@@ -319,6 +330,9 @@ impl LlamaForCausalLM {
         t.push(NamedTensor::new("model.norm.weight", self.model.norm.weight.val()));
         if let Some(h) = &self.lm_head {
             t.extend(h.hf_tensors("lm_head", WeightLayout::OutIn));
+        }
+        if let Some(s) = &self.score {
+            t.extend(s.hf_tensors("score", WeightLayout::OutIn));
         }
         t
     }

@@ -264,6 +264,21 @@ impl Model {
                 ))
             }
         };
+        // A decoder checkpoint with a `score` head is a sequence classifier.
+        let score_labels = match &network {
+            Network::Llama(m) => m.score.as_ref().map(|s| s.dims().1),
+            Network::Gpt2(m) => m.score.as_ref().map(|s| s.dims().1),
+            Network::Bert(_) => None,
+        };
+        let info = match score_labels {
+            Some(k) => ModelInfo {
+                architecture: info.architecture.replace("ForCausalLM", "ForSequenceClassification").replace("LMHeadModel", "ForSequenceClassification"),
+                task: "seq-cls".into(),
+                num_labels: Some(k),
+                ..info
+            },
+            None => info,
+        };
         let info = ModelInfo {
             num_parameters,
             dtypes,
@@ -389,6 +404,7 @@ impl Model {
         if self.prefix.is_some() && self.adapter_enabled && !self.is_causal() {
             return Err(Error::unsupported("adapter", "prefix tuning needs a decoder's key/value cache; encoders are not supported (as in PEFT)"));
         }
+        let caller_mask = attention_mask;
         // PEFT prefixes the caller's mask with ones for the virtual positions.
         let extended;
         let attention_mask = match attention_mask {
@@ -417,14 +433,29 @@ impl Model {
             (None, Some(p)) => Some(local.insert(p.cache(batch))),
             (c, _) => c,
         };
+        // A decoder's classifier reads each row's last real token (HF's
+        // `*ForSequenceClassification`), after any virtual tokens.
+        let last_token = |hidden: &Tensor<3>, score: &layers::Linear| {
+            let [b, p, h] = hidden.dims();
+            let rows: Vec<i64> = (0..b)
+                .map(|r| {
+                    let real = caller_mask.map_or(seq, |m| m[r].iter().rposition(|&v| v != 0).map_or(seq, |i| i + 1));
+                    (r * p + virtual_tokens + real.max(1) - 1) as i64
+                })
+                .collect();
+            let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &self.device);
+            score.forward(hidden.clone().reshape([b * p, h]).select(0, idx))
+        };
         Ok(match &self.network {
             Network::Llama(m) => {
                 let out = m.forward_embeds(with_prompt(m.embed(input)), attention_mask, cache);
-                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits: None, virtual_tokens }
+                let class_logits = m.score.as_ref().map(|s| last_token(&out.last_hidden_state, s));
+                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits, virtual_tokens }
             }
             Network::Gpt2(m) => {
                 let out = m.forward_embeds(with_prompt(m.embed(input)), attention_mask, cache);
-                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits: None, virtual_tokens }
+                let class_logits = m.score.as_ref().map(|s| last_token(&out.last_hidden_state, s));
+                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits, virtual_tokens }
             }
             Network::Bert(m) => {
                 // Token types: the virtual tokens get type 0, as PEFT pads them.

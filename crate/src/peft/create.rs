@@ -178,9 +178,6 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
     if model.adapter_config.is_some() {
         return Err(Error::input("adapter", "the model already has an adapter attached"));
     }
-    if spec.seq_cls && !matches!(model.network, Network::Bert(_)) {
-        return Err(Error::unsupported("--task", "seq-cls is supported for BERT-family models; decoder classification heads (score) are not yet"));
-    }
     if !spec.seq_cls && !model.is_causal() {
         return Err(Error::input("--task", format!("{} is an encoder: use --task seq-cls", model.info.architecture)));
     }
@@ -389,11 +386,10 @@ fn embedding_rows(model: &Model, ids: &[u32]) -> burn::tensor::Tensor<2> {
     table.detach().select(0, idx)
 }
 
-/// Gives a BERT model without a classifier a new one, initialised as
-/// transformers does (N(0, initializer_range), zero bias), with `labels`.
+/// Gives a model without a classification head a new one (`classifier` for
+/// BERT, `score` for decoders), unless it has one with the right labels.
 fn ensure_head(model: &mut Model, spec: &AdapterSpec, rng: &mut StdRng) -> Result<()> {
-    let Network::Bert(bert) = &mut model.network else { return Ok(()) };
-    if let Some(existing) = bert.num_labels() {
+    if let Some(existing) = model.info.num_labels {
         if let Some(labels) = &spec.labels {
             if labels.len() != existing {
                 return Err(Error::input(
@@ -412,34 +408,41 @@ fn ensure_head(model: &mut Model, spec: &AdapterSpec, rng: &mut StdRng) -> Resul
 /// transformers does (N(0, initializer_range), zero bias), and records the
 /// labels in its config.
 pub fn attach_head(model: &mut Model, labels: &[String], rng: &mut StdRng) -> Result<()> {
-    let Network::Bert(bert) = &mut model.network else {
-        return Err(Error::unsupported("model", "only BERT-family models take a new classification head"));
-    };
     if labels.len() < 2 {
         return Err(Error::input("labels", format!("classification needs at least 2 labels; the data has {}", labels.len())));
-    }
-    if bert.bert.pooler.is_none() {
-        return Err(Error::unsupported("model", "this BERT checkpoint has no pooler, which the classification head reads"));
     }
     let (h, k) = (model.info.hidden_size, labels.len());
     let std = model.config.get("initializer_range").and_then(Value::as_f64).unwrap_or(0.02) as f32;
     // Drawn in HF's [out, in] order, stored [in, out].
-    let w = host(vec![k, h], normal(rng, k * h, std)).transposed();
-    bert.classifier = Some(Linear {
-        weight: param(w, &model.device),
-        bias: Some(param(host(vec![k], vec![0.0; k]), &model.device)),
-        lora: None,
-        ia3: None,
-    });
+    let weight = param(host(vec![k, h], normal(rng, k * h, std)).transposed(), &model.device);
+    let arch = match &mut model.network {
+        Network::Bert(bert) => {
+            if bert.bert.pooler.is_none() {
+                return Err(Error::unsupported("model", "this BERT checkpoint has no pooler, which the classification head reads"));
+            }
+            let bias = Some(param(host(vec![k], vec![0.0; k]), &model.device));
+            bert.classifier = Some(Linear { weight, bias, lora: None, ia3: None });
+            "BertForSequenceClassification".to_string()
+        }
+        // Decoders: `score`, no bias, read at the last real token.
+        Network::Llama(m) => {
+            m.score = Some(Linear { weight, bias: None, lora: None, ia3: None });
+            model.info.architecture.replace("ForCausalLM", "ForSequenceClassification")
+        }
+        Network::Gpt2(m) => {
+            m.score = Some(Linear { weight, bias: None, lora: None, ia3: None });
+            "GPT2ForSequenceClassification".to_string()
+        }
+    };
     let id2label: serde_json::Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
     let label2id: serde_json::Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (l.to_string(), json!(i))).collect();
     if let Some(c) = model.config.as_object_mut() {
         c.insert("id2label".into(), Value::Object(id2label));
         c.insert("label2id".into(), Value::Object(label2id));
-        c.insert("architectures".into(), json!(["BertForSequenceClassification"]));
+        c.insert("architectures".into(), json!([arch]));
     }
+    model.info.architecture = arch;
     model.info.num_labels = Some(k);
     model.info.task = "seq-cls".into();
-    model.info.architecture = "BertForSequenceClassification".into();
     Ok(())
 }

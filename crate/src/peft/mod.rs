@@ -118,13 +118,12 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
     w.add_safetensors(WEIGHTS, weights)?;
     // A head saved with the adapter (`modules_to_save`) on an encoder loaded
     // without one (e.g. sentence-transformers' BertModel): make room for it.
-    let head = w.names().into_iter().find(|k| k.ends_with("classifier.weight") && !k.contains(".original_module.")).map(String::from);
-    if let (Some(key), crate::models::Network::Bert(b)) = (head, &model.network) {
-        if b.classifier.is_none() {
-            let k = w.shape(&key).map_or(0, |s| s[0]);
-            let labels = model_labels(&model.config, k);
-            create::attach_head(model, &labels, &mut rand::SeedableRng::seed_from_u64(0))?;
-        }
+    let head_name = if matches!(model.network, crate::models::Network::Bert(_)) { "classifier.weight" } else { "score.weight" };
+    let head = w.names().into_iter().find(|k| k.ends_with(head_name) && !k.contains(".original_module.")).map(String::from);
+    if let (Some(key), None) = (head, model.info.num_labels) {
+        let k = w.shape(&key).map_or(0, |s| s[0]);
+        let labels = model_labels(&model.config, k);
+        create::attach_head(model, &labels, &mut rand::SeedableRng::seed_from_u64(0))?;
     }
     let device = model.device.clone();
     let arch = model.info.architecture.clone();

@@ -158,13 +158,14 @@ fn run(command: Command) -> Result<()> {
                 shape: vec![s, h],
                 data: block(read_f32(fwd.last_hidden_state))?,
             }];
-            if let Some(l) = fwd.token_logits {
-                let v = l.dims()[2];
-                tensors.push(OutTensor { name: "logits".into(), shape: vec![s, v], data: block(read_f32(l))? });
-            }
+            // `logits` is what transformers calls logits: a classifier's class
+            // logits, else the token logits.
             if let Some(l) = fwd.class_logits {
                 let n = l.dims()[1];
                 tensors.push(OutTensor { name: "logits".into(), shape: vec![n], data: block(read_f32(l))? });
+            } else if let Some(l) = fwd.token_logits {
+                let v = l.dims()[2];
+                tensors.push(OutTensor { name: "logits".into(), shape: vec![s, v], data: block(read_f32(l))? });
             }
             let bytes = write_f32(&tensors, None)?;
             std::fs::write(&out, bytes).map_err(|e| Error::io(out.display().to_string(), e.to_string()))?;
