@@ -35,6 +35,7 @@ for (const [name, viewport] of [["desktop", { width: 1280, height: 800 }], ["pho
         const box = await el.boundingBox();
         assert.ok(box.x >= 0 && box.x + box.width <= viewport.width + 0.5, `${label} inside the viewport horizontally`);
       }
+      await page.evaluate(() => window.scrollTo(0, 0));
       if (name === "phone") await page.screenshot({ path: join(SHOTS, "phone.png"), fullPage: false });
     } finally {
       await b.close();

@@ -89,6 +89,7 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   const tensors = Object.keys(header).filter((k) => k !== "__metadata__");
   assert.ok(tensors.some((k) => k.includes("lora_A")) && tensors.some((k) => k.includes("lora_B")), tensors.join(", "));
   for (const k of tensors) assert.equal(header[k].data_offsets[1] - header[k].data_offsets[0], header[k].shape.reduce((a, x) => a * x, 1) * 4);
+  assert.deepEqual(b.console.filter((l) => l.startsWith("[pageerror]") || /Failed to load resource/.test(l)), [], "no page errors or missing files");
 });
 
 test("reload mid-training offers to resume, and resuming finishes the run", { timeout: 180_000 }, async () => {
