@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: the native core and CLI (CPU and wgpu backends, parity with
 # transformers and PEFT, real models, bad input), then the wasm build and the
-# browser tests (headless Chromium on WebGPU and the wasm CPU backend).
+# browser tests (headless Chromium on WebGPU and the wasm CPU backend) and the
+# web page's tests.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
@@ -17,11 +18,15 @@ weblog="$(mktemp)"
 set +e
 bash scripts/test-web.sh 2>&1 | tee "$weblog"
 web_status=${PIPESTATUS[0]}
+echo "== the web page (tests/www)"
+bash scripts/test-www.sh 2>&1 | tee -a "$weblog"
+page_status=${PIPESTATUS[0]}
 set -e
 
 # One closing line over all test binaries (cargo prints one per binary) and the browser tests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "native tests: %d passed, %d failed\n", p, f }' "$log"
 grep '^web tests:' "$weblog" || echo "web tests: did not finish"
+grep '^page tests:' "$weblog" || echo "page tests: did not finish"
 rm -f "$log" "$weblog"
-exit "$web_status"
+[ "$web_status" -eq 0 ] && [ "$page_status" -eq 0 ]
