@@ -119,3 +119,48 @@ test("mock: a missing worker script is an error, not a hang", async () => {
   const r = await wp("load", MODEL, { backend: "cpu", workerUrl: "/nope/worker.js" });
   assert.equal(r.error?.kind, "crash");
 });
+
+test("mock: checkpointEvery emits checkpoint events; resumeFrom continues from one", async () => {
+  assert.equal((await wp("load", MODEL, { backend: "cpu" })).error, undefined);
+  const r = await b.page.evaluate(async () => {
+    const { Tuner } = window.webpeft;
+    const t = await Tuner.load({ urls: ["/tests/fixtures/tiny-llama/config.json", "/tests/fixtures/tiny-llama/tokenizer.json", "/tests/fixtures/tiny-llama/model.safetensors"] }, { backend: "cpu" });
+    const data = [{ text: "a" }, { text: "b" }];
+    const opts = { task: "causal-lm", method: "lora", steps: 7, checkpointEvery: 3, mock_step_ms: 1 };
+    const run = t.train(data, opts);
+    const seen = [];
+    for await (const e of run.events) seen.push(e);
+    await run.done;
+    const ck = seen.filter((e) => e.event === "checkpoint");
+    // Replay keeps only the newest checkpoint.
+    const replay = [];
+    for await (const e of run.events) replay.push(e);
+    const t2 = await Tuner.load({ urls: ["/tests/fixtures/tiny-llama/config.json", "/tests/fixtures/tiny-llama/tokenizer.json", "/tests/fixtures/tiny-llama/model.safetensors"] }, { backend: "cpu" });
+    const run2 = t2.train(data, opts, undefined, { resumeFrom: ck[0].files });
+    const steps2 = [];
+    for await (const e of run2.events) if (e.event === "step") steps2.push(e.step);
+    const s2 = await run2.done;
+    let bad;
+    try {
+      await t2.train(data, opts, undefined, { resumeFrom: { config: new Uint8Array(1) } }).done;
+    } catch (e) {
+      bad = { kind: e.kind, source: e.source, typed: e instanceof window.webpeft.WebPeftError };
+    }
+    t.dispose();
+    t2.dispose();
+    return {
+      ck: ck.map((e) => ({ step: e.step, keys: Object.keys(e.files).sort(), bytes: Object.values(e.files).every((b) => b instanceof Uint8Array) })),
+      replayCk: replay.filter((e) => e.event === "checkpoint").map((e) => e.step),
+      steps2,
+      s2: s2.steps,
+      bad,
+    };
+  });
+  assert.deepEqual(r.ck.map((c) => c.step), [3, 6]);
+  assert.deepEqual(r.ck[0].keys, ["config", "optimizer", "sidecar", "state", "weights"]);
+  assert.ok(r.ck.every((c) => c.bytes));
+  assert.deepEqual(r.replayCk, [6]);
+  assert.deepEqual(r.steps2, [4, 5, 6, 7]);
+  assert.equal(r.s2, 7);
+  assert.deepEqual(r.bad, { kind: "input", source: "resumeFrom", typed: true });
+});

@@ -19,6 +19,7 @@ import type {
   ResponseMessage,
   TrainEvent,
   TrainOptions,
+  TrainResume,
   TrainRun,
   TrainSummary,
 } from "./types";
@@ -190,11 +191,19 @@ function dataPayload(data: DataInput, format?: "jsonl" | "csv" | "txt"): DataPay
 
 /** Every event of a run; each iteration starts from the first event. */
 class EventLog implements AsyncIterable<TrainEvent> {
-  private items: TrainEvent[] = [];
+  private items: (TrainEvent | null)[] = [];
   private closed = false;
   private waiters: (() => void)[] = [];
 
+  private lastCheckpoint = -1;
+
   push(e: TrainEvent) {
+    // Only the newest checkpoint is kept for replay (each holds the adapter and the
+    // optimiser state); a reader already past an older one has seen it.
+    if (e.event === "checkpoint") {
+      if (this.lastCheckpoint >= 0) this.items[this.lastCheckpoint] = null;
+      this.lastCheckpoint = this.items.length;
+    }
     this.items.push(e);
     this.wake();
   }
@@ -209,7 +218,8 @@ class EventLog implements AsyncIterable<TrainEvent> {
     let i = 0;
     for (;;) {
       if (i < this.items.length) {
-        yield this.items[i++];
+        const e = this.items[i++];
+        if (e) yield e;
       } else if (this.closed) {
         return;
       } else {
@@ -261,8 +271,12 @@ export class Tuner {
     if (this.#disposed) throw new WebPeftError("input", "this Tuner was disposed", "tuner");
   }
 
-  /** Starts training an adapter. Events stream through `run.events`; `run.done` gives the summary. */
-  train(data: DataInput, options: TrainOptions, evalData?: DataInput): TrainRun {
+  /**
+   * Starts training an adapter. Events stream through `run.events`; `run.done` gives the summary.
+   * With `options.checkpointEvery` the run emits `checkpoint` events; `resume.resumeFrom` continues
+   * from one (on a freshly loaded model, with the same data and options).
+   */
+  train(data: DataInput, options: TrainOptions, evalData?: DataInput, resume: TrainResume = {}): TrainRun {
     const log = new EventLog();
     let done: Promise<TrainSummary>;
     try {
@@ -270,7 +284,13 @@ export class Tuner {
       const payload = dataPayload(data, options.dataFormat);
       const evalPayload = evalData !== undefined ? dataPayload(evalData, options.dataFormat) : undefined;
       done = this.#conn.request<TrainSummary>(
-        { op: "train", data: payload, evalData: evalPayload, options: options as unknown as Record<string, unknown> },
+        {
+          op: "train",
+          data: payload,
+          evalData: evalPayload,
+          options: options as unknown as Record<string, unknown>,
+          ...(resume?.resumeFrom !== undefined ? { resumeFrom: resume.resumeFrom } : {}),
+        },
         { onEvent: (e) => log.push(e) },
       );
     } catch (e) {

@@ -103,6 +103,35 @@ export interface TrainOptions {
   baseModel?: string;
   /** The data's format when it is given as a string or Blob without a file name (default: guessed). */
   dataFormat?: "jsonl" | "csv" | "txt";
+  /**
+   * Emit a `checkpoint` event (the adapter, the optimiser state and the trainer
+   * state) after every N-th step (default 0: none). For `train`'s `resumeFrom`.
+   */
+  checkpointEvery?: number;
+}
+
+/**
+ * An exact checkpoint of a running job: the adapter's PEFT files (config,
+ * weights, the webpeft.json sidecar) plus the optimiser's moments and the
+ * trainer state (step, data order). Pass it back as `resumeFrom`.
+ */
+export interface CheckpointFiles {
+  config: Uint8Array;
+  weights: Uint8Array;
+  sidecar: Uint8Array;
+  optimizer: Uint8Array;
+  state: Uint8Array;
+}
+
+/** The fourth argument of `Tuner.train`. */
+export interface TrainResume {
+  /**
+   * Continue the run a `checkpoint` event saved. Load the same model afresh
+   * and give the same data, eval data and options as the original run: the
+   * resumed run continues exactly (same learning-rate schedule, batches and
+   * losses) from the step after the checkpoint.
+   */
+  resumeFrom?: CheckpointFiles;
 }
 
 export interface StartEvent {
@@ -141,7 +170,13 @@ export interface PauseEvent {
   event: "paused" | "resumed";
   step: number;
 }
-export type TrainEvent = StartEvent | StepEvent | EvalEvent | DoneEvent | PauseEvent;
+export interface CheckpointEvent {
+  event: "checkpoint";
+  /** The last step the checkpoint includes. */
+  step: number;
+  files: CheckpointFiles;
+}
+export type TrainEvent = StartEvent | StepEvent | EvalEvent | DoneEvent | PauseEvent | CheckpointEvent;
 
 export interface TrainSummary {
   /** Why training stopped: the core's reason ("completed", "early_stopping", "nan", ...) or "cancelled". */
@@ -216,7 +251,7 @@ export type ModelPayload =
 
 export type Request =
   | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number }
-  | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown> }
+  | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown>; resumeFrom?: CheckpointFiles }
   | { op: "pause" }
   | { op: "resume" }
   | { op: "cancel" }

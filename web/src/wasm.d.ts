@@ -59,6 +59,7 @@ declare module "webpeft-wasm" {
     classify(texts: string[]): Promise<{ label: string; probs: Record<string, number> }[]>;
     forward(ids: Uint32Array): Promise<Float32Array>;
     checkpoint(): Promise<AdapterFiles & { optimizer: Uint8Array; state: Uint8Array }>;
+    restoreCheckpoint(optimizer: Uint8Array, state: Uint8Array): void;
     free(): void;
   }
 }

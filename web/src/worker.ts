@@ -17,6 +17,7 @@ import type {
   Request,
   RequestMessage,
   ResponseMessage,
+  CheckpointFiles,
   TrainEvent,
   TrainSummary,
 } from "./types";
@@ -354,7 +355,7 @@ async function describeGpu(): Promise<Partial<DeviceInfo>> {
 function snake(options: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) {
-    if (v === undefined || k === "dataFormat") continue;
+    if (v === undefined || k === "dataFormat" || k === "checkpointEvery") continue;
     out[k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase())] = v;
   }
   return out;
@@ -367,7 +368,28 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
   const evalBytes = msg.evalData ? await bytesOf(msg.evalData.blob ?? msg.evalData.bytes!) : undefined;
   const options = snake(msg.options);
   if (options.base_model === undefined && baseModel) options.base_model = baseModel;
+  const every = checkpointEvery(msg.options.checkpointEvery);
+  const resume = msg.resumeFrom !== undefined && msg.resumeFrom !== null ? checkpointFiles(msg.resumeFrom) : undefined;
+  if (every > 0 || resume) needCheckpoints(s);
+  // Resuming: the checkpoint's adapter goes on the model, the run is started with the
+  // original options (it trains that adapter further), then the optimiser state, the
+  // step and the data order come back.
+  if (resume) s.loadAdapter(resume.config, resume.weights, resume.sidecar.length ? resume.sidecar : undefined);
   const started = s.startTraining(msg.data.name, trainBytes, msg.evalData?.name, evalBytes, options);
+  if (resume) {
+    try {
+      s.restoreCheckpoint(resume.optimizer, resume.state);
+    } catch (e) {
+      if (!isTrap(e)) {
+        try {
+          s.finishTraining();
+        } catch (e2) {
+          if (isTrap(e2)) crash(e2);
+        }
+      }
+      throw e;
+    }
+  }
   const r: ActiveRun = { id, paused: false, cancelled: false, wake: null, pauseWaiters: [], stopWaiters: [] };
   run = r;
   const event = (e: TrainEvent) => post({ id, type: "event", event: e });
@@ -396,11 +418,13 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
       if (!s.isTraining()) break;
       const events = (await s.trainStep()) as TrainEvent[];
       let finished = false;
+      let stepped = false;
       for (const e of events) {
         event(e);
         if (e.event === "step") {
           steps = e.step;
           loss = e.loss;
+          stepped = true;
         } else if (e.event === "eval") {
           lastEval = e.metrics;
         } else if (e.event === "done") {
@@ -410,6 +434,18 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
         }
       }
       if (finished) break;
+      // A checkpoint only while the run is open (the last step needs none: the run is complete).
+      if (every > 0 && stepped && steps % every === 0 && s.isTraining()) {
+        const c = await s.checkpoint();
+        const files: CheckpointFiles = {
+          config: own(c.config),
+          weights: own(c.weights),
+          sidecar: own(c.sidecar ?? new Uint8Array(0)),
+          optimizer: own(c.optimizer),
+          state: own(c.state),
+        };
+        post({ id, type: "event", event: { event: "checkpoint", step: steps, files } }, [...new Set(Object.values(files).map((b) => b.buffer))]);
+      }
     }
   } finally {
     run = null;
@@ -437,6 +473,44 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
     warnings: started.warnings ?? [],
     ...(started.labels ? { labels: started.labels } : {}),
   };
+}
+
+function checkpointEvery(v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+    throw new WebPeftError("input", `checkpointEvery: ${JSON.stringify(v)} is not a whole number of steps (0 = no checkpoints)`, "checkpointEvery");
+  }
+  return v;
+}
+
+/** Checks `resumeFrom`: five byte arrays, as a checkpoint event gave them. */
+function checkpointFiles(c: unknown): CheckpointFiles {
+  if (!c || typeof c !== "object") throw new WebPeftError("input", "resumeFrom: give the files of a checkpoint event ({config, weights, sidecar, optimizer, state})", "resumeFrom");
+  const o = c as Record<string, unknown>;
+  const out: Record<string, Uint8Array> = {};
+  for (const k of ["config", "weights", "sidecar", "optimizer", "state"]) {
+    const v = o[k];
+    if (k === "sidecar" && (v === undefined || v === null)) {
+      out[k] = new Uint8Array(0);
+      continue;
+    }
+    if (v instanceof Uint8Array) out[k] = v;
+    else if (v instanceof ArrayBuffer) out[k] = new Uint8Array(v);
+    else throw new WebPeftError("input", `resumeFrom.${k}: missing or not bytes (a Uint8Array from a checkpoint event)`, "resumeFrom");
+  }
+  return out as unknown as CheckpointFiles;
+}
+
+function needCheckpoints(s: Session): void {
+  const f = s as unknown as { checkpoint?: unknown; restoreCheckpoint?: unknown };
+  if (typeof f.checkpoint !== "function" || typeof f.restoreCheckpoint !== "function") {
+    throw new WebPeftError("unsupported", "checkpoint: this build of the core cannot checkpoint a run (no Session.checkpoint/restoreCheckpoint)", "checkpoint");
+  }
+}
+
+/** A Uint8Array that owns its whole buffer (safe to transfer: never a view into wasm memory). */
+function own(b: Uint8Array): Uint8Array {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer ? b : b.slice();
 }
 
 /** Runs `f` with the adapter switched off when `adapter` is false. */

@@ -82,6 +82,24 @@ export class Session {
     if (t.step >= t.total) ev.push({ event: "done", step: t.step, reason: "completed" });
     return ev;
   }
+  /** The run's state as a checkpoint: the mock's "optimizer" and "state" are JSON. */
+  async checkpoint() {
+    const t = this.training;
+    if (!t) throw kindError("input", "checkpoint: no run is open");
+    const a = await this.exportAdapter();
+    return { ...a, optimizer: enc.encode(JSON.stringify({ moments: t.step })), state: enc.encode(JSON.stringify({ global_step: t.step })) };
+  }
+  restoreCheckpoint(optimizer, state) {
+    const t = this.training;
+    if (!t) throw kindError("input", "restoreCheckpoint: start the run first");
+    let st;
+    try {
+      st = JSON.parse(dec.decode(state));
+    } catch (e) {
+      throw kindError("format", `trainer_state.json: not valid JSON (${e.message})`);
+    }
+    t.step = st.global_step;
+  }
   isTraining() {
     return !!this.training && this.training.step < this.training.total;
   }
