@@ -495,25 +495,29 @@ function drawChart() {
 }
 
 /**
- * One training job, possibly in segments: the package cannot export an adapter
- * while a run is open, so with checkpoints on, the job runs `checkpointEvery`
- * steps at a time, saves the adapter to OPFS between segments, and the next
- * segment trains the same adapter further. The learning rate follows the
- * chosen schedule piecewise (each segment uses a constant rate at its point on
- * the schedule) and AdamW's moments restart with each segment.
+ * One training job: one run of the package. With checkpoints on, the run
+ * emits a checkpoint event (adapter, optimizer state, trainer state) every
+ * `checkpointEvery` steps and the page writes it to OPFS; after a reload the
+ * run continues from it with `resumeFrom`, exactly as if it had not stopped
+ * (same learning-rate schedule, batches and losses).
  */
 class Job {
-  constructor({ options, data, doneSteps = 0, totalSteps = null, checkpointEvery }) {
+  constructor({ options, data, checkpointEvery, resumeFrom = null }) {
     this.options = options;
     this.data = data;
-    this.done = doneSteps;
-    this.total = totalSteps;
     this.every = checkpointEvery;
+    this.resumeFrom = resumeFrom; // { step, files } from OPFS, or null
+    this.done = resumeFrom?.step ?? 0;
+    this.total = null;
     this.run = null;
     this.paused = false;
     this.stopped = false;
     this.abandoned = false;
     this.lastLoss = undefined;
+    this.saving = Promise.resolve();
+    // What of the OPFS checkpoint is this run's already (a resumed run's data and folder).
+    this.savedData = !!resumeFrom;
+    this.savedFolder = resumeFrom?.folder;
   }
   abandon() {
     this.abandoned = this.stopped = true;
@@ -525,114 +529,39 @@ class Job {
   }
   async resume() {
     this.paused = false;
-    this.wake?.();
     await this.run?.resume();
   }
   async stop() {
     this.stopped = true;
-    this.wake?.();
     await this.run?.cancel();
   }
-  /** Learning rate at `step` of the whole job on the chosen schedule (for segment-wise runs). */
-  lrAt(step) {
-    const { lr, schedule, warmup = 0 } = this.options;
-    if (step < warmup) return (lr * (step + 1)) / warmup;
-    const p = this.total > warmup ? (step - warmup) / (this.total - warmup) : 0;
-    if (schedule === "linear") return lr * Math.max(0, 1 - p);
-    if (schedule === "cosine") return lr * 0.5 * (1 + Math.cos(Math.PI * p));
-    return lr;
-  }
-  /** Steps per epoch as the core counts them (batches, then gradient accumulation). */
-  static totalFor(options, trainExamples) {
-    if (options.steps) return options.steps;
-    const perEpoch = Math.max(1, Math.ceil(Math.ceil(trainExamples / options.batch) / (options.gradAccum || 1)));
-    return perEpoch * options.epochs;
-  }
   async start(tuner, ui) {
-    const segmented = this.every > 0;
-    let seg = 0;
-    while (!this.stopped) {
-      const remaining = this.total === null ? Infinity : this.total - this.done;
-      if (remaining <= 0) break;
-      const opts = { ...this.options };
-      if (segmented) {
-        opts.steps = Math.min(this.every, remaining);
-        // Each segment draws a different order from the data (seed + segment) but
-        // the held-out split must stay the same, so the split is done here (splitData).
-        opts.seed = (this.options.seed ?? 0) + this.done;
-        delete opts.evalSplit;
-        delete opts.epochs;
-        if (this.total !== null) {
-          opts.schedule = "constant";
-          opts.warmup = 0;
-          opts.lr = this.lrAt(this.done + opts.steps / 2);
-        } else {
-          // The first segment: the total is not known before the core has counted the examples.
-          opts.schedule = "constant";
-          opts.lr = this.lrAt(0) || this.options.lr;
-        }
-      }
-      if (this.paused) await new Promise((r) => (this.wake = r));
-      if (this.stopped) break;
-      const split = segmented ? splitData(this.data, this.options.evalSplit, this.options.seed ?? 0) : null;
-      const run = tuner.train(split ? split.train : file(this.data), opts, split?.eval);
-      this.run = run;
-      if (this.paused) run.pause().catch(() => {});
-      const offset = this.done;
-      for await (const e of run.events) {
-        if (this.abandoned) break;
-        if (e.event === "start") {
-          if (this.total === null) {
-            this.total = segmented ? Job.totalFor(this.options, e.train_examples) : e.total_steps;
-          }
-          ui.start(e, this);
-        } else if (e.event === "step") {
-          this.lastLoss = e.loss;
-          ui.step({ ...e, step: offset + e.step, segmentStep: e.step }, this);
-        } else if (e.event === "eval") ui.evaluated({ ...e, step: offset + e.step });
-        else if (e.event === "paused") ui.paused(true);
-        else if (e.event === "resumed") ui.paused(false);
-      }
-      const summary = await run.done;
-      this.run = null;
-      if (this.abandoned) return summary;
-      this.done = offset + summary.steps;
-      if (!segmented || summary.reason === "early_stopping" || summary.reason === "nan") return { ...summary, steps: this.done };
-      if (summary.reason === "cancelled") break;
-      seg++;
-      if (this.done < this.total) await ui.checkpoint(this);
+    const opts = this.every > 0 ? { ...this.options, checkpointEvery: this.every } : this.options;
+    const run = tuner.train(file(this.data), opts, undefined, this.resumeFrom ? { resumeFrom: this.resumeFrom.files } : {});
+    this.run = run;
+    if (this.paused) run.pause().catch(() => {});
+    for await (const e of run.events) {
+      if (this.abandoned) break;
+      if (e.event === "start") {
+        this.total = e.total_steps;
+        ui.start(e, this);
+      } else if (e.event === "step") {
+        this.done = e.step;
+        this.lastLoss = e.loss;
+        ui.step(e, this);
+      } else if (e.event === "eval") ui.evaluated(e);
+      else if (e.event === "paused") ui.paused(true);
+      else if (e.event === "resumed") ui.paused(false);
+      // Saved one after the other, without holding up the events (the run goes on meanwhile).
+      else if (e.event === "checkpoint") this.saving = this.saving.then(() => ui.checkpoint(this, e));
     }
-    return { reason: this.stopped ? "cancelled" : "completed", steps: this.done, total_steps: this.total, loss: this.lastLoss };
+    const summary = await run.done.finally(() => (this.run = null));
+    await this.saving;
+    return summary;
   }
 }
 
 const file = (d) => new File([d.text], d.name);
-
-/**
- * Splits JSONL/CSV data into train and eval files by blanking lines (the core
- * skips blank lines), so line numbers in error messages still match the user's
- * file. Plain text and CSV with multi-line quoted fields are left whole.
- */
-function splitData(d, share, seed) {
-  const fmt = detectFormat(d.name, d.text);
-  if (!share || fmt === "txt") return { train: file(d) };
-  const lines = d.text.split("\n");
-  if (fmt === "csv" && lines.some((l) => (l.match(/"/g)?.length ?? 0) % 2)) return { train: file(d) };
-  const first = fmt === "csv" ? 1 : 0; // the CSV header goes to both
-  const idx = lines.map((l, i) => i).filter((i) => i >= first && lines[i].trim());
-  // A seeded shuffle (mulberry32) so a resumed run holds out the same rows.
-  let s = seed >>> 0;
-  const rnd = () => ((s = (s + 0x6d2b79f5) >>> 0), (((s ^ (s >>> 15)) * (1 | s)) >>> 0) / 2 ** 32);
-  for (let i = idx.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    [idx[i], idx[j]] = [idx[j], idx[i]];
-  }
-  const nEval = Math.min(idx.length - 1, Math.max(1, Math.round(idx.length * share)));
-  const held = new Set(idx.slice(0, nEval));
-  const keep = (wantEval) => lines.map((l, i) => (i < first || held.has(i) === wantEval ? l : "")).join("\n");
-  const ext = d.name.split(".").pop();
-  return { train: new File([keep(false)], d.name), eval: new File([keep(true)], `eval.${ext}`) };
-}
 
 const ui = {
   start(e, job) {
@@ -652,9 +581,7 @@ const ui = {
     $("train-progress").max = job.total;
     $("train-progress").value = e.step;
     const epochs = job.options.steps ? "" : ` · epoch ${((e.step / job.total) * job.options.epochs).toFixed(1)} of ${job.options.epochs}`;
-    // The core's ETA covers one segment; the job's is the time per step so far times what is left.
-    const perStep = e.elapsed_s / Math.max(1, e.segmentStep);
-    setText("train-status", `Step ${e.step} / ${job.total}${epochs} · ETA ${fmtTime(perStep * (job.total - e.step))}`);
+    setText("train-status", `Step ${e.step} / ${job.total}${epochs} · ETA ${fmtTime(e.eta_s)}`);
     setText("stat-loss", e.loss.toFixed(4));
     setText("stat-tps", fmtInt(e.tokens_per_s));
   },
@@ -669,37 +596,51 @@ const ui = {
     if (p) setText("train-status", `Paused at step ${$("train-progress").value} / ${$("train-progress").max}.`);
     refreshButtons();
   },
-  async checkpoint(job) {
+  async checkpoint(job, e) {
+    if (job.abandoned) return;
     try {
-      await saveCheckpoint(job);
-      setText("keep-status", `Checkpoint saved at step ${job.done} of ${job.total}.`);
-    } catch (e) {
-      setText("keep-status", `Checkpoint not saved: ${explain(e)}`);
+      await saveCheckpoint(job, e);
+      setText("keep-status", `Checkpoint saved at step ${e.step} of ${job.total}.`);
+    } catch (err) {
+      setText("keep-status", `Checkpoint not saved: ${explain(err)}`);
     }
   },
 };
 
+/** Starts a run; `resumeFrom` ({ meta, files } from OPFS) continues a checkpointed one. */
 async function startTraining({ resumeFrom } = {}) {
   clearError("train");
   clearError("data");
   if (!state.tuner) return showError("train", new WebPeftError("input", "load a model first (section 1)"));
   if (!state.data) return showError("train", new WebPeftError("input", "choose training data first (section 2)"));
   // A finished run leaves its adapter on the model, and the core trains an
-  // existing adapter further; a fresh run needs a fresh copy of the model.
-  if (!resumeFrom && state.adapter !== "none" && !$("continue-adapter").checked) {
+  // existing adapter further; a fresh run (and a resumed one, which brings its
+  // own adapter) needs a fresh copy of the model.
+  if (state.adapter !== "none" && (resumeFrom || !$("continue-adapter").checked)) {
     setText("train-status", "Reloading the model for a fresh adapter…");
     await loadModel(state.source);
   }
-  const options = resumeFrom?.options ?? readOptions();
+  const meta = resumeFrom?.meta;
+  const options = meta?.options ?? readOptions();
   const job = new Job({
     options,
     data: state.data,
-    doneSteps: resumeFrom?.step ?? 0,
-    totalSteps: resumeFrom?.total ?? null,
-    checkpointEvery: resumeFrom?.checkpointEvery ?? Number($("checkpoint-every").value),
+    checkpointEvery: meta?.checkpointEvery ?? Number($("checkpoint-every").value),
+    resumeFrom: resumeFrom ? { step: meta.step, folder: meta.folder, files: resumeFrom.files } : null,
   });
   state.training = job;
-  if (!resumeFrom) resetChart();
+  if (resumeFrom) {
+    // The chart so far comes back with the checkpoint.
+    for (const k of Object.keys(series)) series[k] = (meta.series?.[k] ?? []).slice();
+    drawChart();
+  } else {
+    resetChart();
+    // A new run replaces an earlier run's checkpoint.
+    if (job.every > 0) {
+      await clearCheckpoint();
+      $("resume-offer").hidden = true;
+    }
+  }
   setText("train-status", resumeFrom ? `Resuming at step ${job.done}…` : "Starting…");
   refreshButtons();
   const t0 = performance.now();
@@ -720,11 +661,11 @@ async function startTraining({ resumeFrom } = {}) {
     showError(e.line || e.source?.match?.(/\.(jsonl|csv|txt)$/) ? "data" : "train", e);
     setText("train-status", "Not started.");
     if (state.data && e.line) setText("train-msg", `Training did not start: fix line ${e.line} of ${state.data.name} (see Data).`);
-    // A failed start leaves the core without its model ("reload the model to continue"): reload it so the page keeps working.
-    if (/reload the model/.test(e.message) || e.kind === "crash") {
+    // A failed start leaves the core without its model ("reload the model to continue"),
+    // and a failed resume may leave the checkpoint's adapter on it: reload it so the page keeps working.
+    if (/reload the model/.test(e.message) || e.kind === "crash" || resumeFrom) {
       setText("model-status", "Reloading the model after the error…");
       await loadModel(state.source).catch(() => {});
-      if (resumeFrom) state.adapter = "none";
     }
   } finally {
     if (state.training === job) state.training = null;
@@ -863,8 +804,12 @@ async function loadAdapterFiles(files) {
 $("adapter-files").addEventListener("change", () => loadAdapterFiles([...$("adapter-files").files]));
 dropZone($("adapter-drop"), loadAdapterFiles);
 
-// OPFS checkpoint: webpeft-checkpoint/{adapter files, data, meta.json}.
+// OPFS checkpoint: webpeft-checkpoint/{data, meta.json, step-N/{config, weights, sidecar, optimizer, state}}.
+// Each checkpoint's files go into their own folder and meta.json (which names
+// the folder) is written after them, so a reload in the middle of a save still
+// finds the previous complete checkpoint.
 const CKPT = "webpeft-checkpoint";
+const CKPT_FILES = ["config", "weights", "sidecar", "optimizer", "state"];
 async function ckptDir(create) {
   const root = await navigator.storage.getDirectory();
   return root.getDirectoryHandle(CKPT, { create });
@@ -875,29 +820,43 @@ async function writeFile(dir, name, data) {
   await w.write(data);
   await w.close();
 }
-async function saveCheckpoint(job) {
-  const files = await state.tuner.exportAdapterFiles();
+async function readBytes(dir, name) {
+  return new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer());
+}
+async function saveCheckpoint(job, e) {
   const dir = await ckptDir(true);
-  for (const [name, bytes] of Object.entries(files)) if (name !== "README.md") await writeFile(dir, `adapter-${name}`, bytes);
-  await writeFile(dir, "data", state.data.text);
-  // meta.json last: a checkpoint without it is incomplete and ignored.
+  if (!job.savedData) {
+    // The data once per run: the resumed run gets the same bytes and the same options, so the
+    // core's seeded evalSplit holds out the same rows and its shuffle continues in the same order.
+    await writeFile(dir, "data", job.data.text);
+    job.savedData = true;
+  }
+  const folder = `step-${e.step}`;
+  const sub = await dir.getDirectoryHandle(folder, { create: true });
+  for (const k of CKPT_FILES) await writeFile(sub, k, e.files[k]);
+  const old = job.savedFolder;
   const meta = {
-    version: 1,
+    version: 2,
     savedAt: new Date().toISOString(),
     model: { key: state.modelKey, label: state.source?.label, backend: $("backend").value },
-    dataName: state.data.name,
+    dataName: job.data.name,
     options: job.options,
     checkpointEvery: job.every,
-    step: job.done,
+    step: e.step,
     total: job.total,
-    adapterFiles: Object.keys(files).filter((n) => n !== "README.md"),
+    folder,
+    // The chart up to the checkpoint, to draw again on resume.
+    series: Object.fromEntries(Object.entries(series).map(([k, v]) => [k, v.slice(0, series.x.lastIndexOf(e.step) + 1)])),
   };
-  await writeFile(dir, "meta.json", JSON.stringify(meta, null, 2));
+  await writeFile(dir, "meta.json", JSON.stringify(meta));
+  job.savedFolder = folder;
+  if (old && old !== folder) await dir.removeEntry(old, { recursive: true }).catch(() => {});
 }
 async function readCheckpoint() {
   try {
     const dir = await ckptDir(false);
     const meta = JSON.parse(await (await (await dir.getFileHandle("meta.json")).getFile()).text());
+    if (meta.version !== 2) return null; // an older page's segment checkpoint cannot resume exactly
     return { dir, meta };
   } catch {
     return null;
@@ -922,7 +881,7 @@ async function offerResume() {
     "resume-text",
     `A run on ${m.model.label} with ${m.dataName} stopped at step ${m.step} of ${m.total} (saved ${new Date(m.savedAt).toLocaleString()}). ` +
       (local ? "Load the same model files in section 1 first, then resume. " : "") +
-      "Resuming continues from the saved adapter weights; the optimizer starts afresh.",
+      "Resuming continues exactly where it stopped: the adapter, the optimizer state, the learning-rate schedule and the data order are all restored.",
   );
   $("resume-run").onclick = async () => {
     clearError("model");
@@ -942,16 +901,15 @@ async function offerResume() {
       } else if (!state.tuner) {
         throw new WebPeftError("input", "load the model files first (section 1), then press Resume run");
       }
+      const sub = await ck.dir.getDirectoryHandle(m.folder);
       const files = {};
-      for (const n of m.adapterFiles) files[n] = new Uint8Array(await (await (await ck.dir.getFileHandle(`adapter-${n}`)).getFile()).arrayBuffer());
-      await state.tuner.loadAdapter(files);
-      state.adapter = "loaded";
+      for (const k of CKPT_FILES) files[k] = await readBytes(sub, k);
       const text = await (await (await ck.dir.getFileHandle("data")).getFile()).text();
       await useData(m.dataName, text);
       writeOptions(m.options);
       $("checkpoint-every").value = m.checkpointEvery;
       $("resume-offer").hidden = true;
-      startTraining({ resumeFrom: m });
+      startTraining({ resumeFrom: { meta: m, files } });
     } catch (e) {
       showError("model", e);
     }

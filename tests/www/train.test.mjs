@@ -33,7 +33,7 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   assert.match(await page.locator("#est-params").textContent(), /estimate/);
 
   // Enough steps to pause and stop in the middle; checkpoints every 5.
-  await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 60, "Evaluate every N steps (0 = at the end of each segment)": 3, "Checkpoint every N steps (0 = off)": 5 });
+  await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 60, "Evaluate every N steps (0 = at the end only)": 3, "Checkpoint every N steps (0 = off)": 5 });
   await page.getByRole("button", { name: "Start" }).click();
   await waitStatus(page, /^Step [3-9]/);
   assert.match(await page.locator("#est-params").textContent(), /exact/);
@@ -55,7 +55,7 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   assert.ok(await page.getByRole("button", { name: "Start" }).isEnabled());
 
   // A fresh, complete run (3 epochs) for the comparison: Start reloads the model for a new adapter.
-  await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 0, "Checkpoint every N steps (0 = off)": 0, "Evaluate every N steps (0 = at the end of each segment)": 7 });
+  await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 0, "Checkpoint every N steps (0 = off)": 0, "Evaluate every N steps (0 = at the end only)": 7 });
   await page.getByLabel("Learning rate").fill("0.005");
   await page.getByRole("button", { name: "Start" }).click();
   await waitStatus(page, /^Finished: 21 steps/, 120_000);
@@ -105,6 +105,12 @@ test("reload mid-training offers to resume, and resuming finishes the run", { ti
   // Resume: the model, the adapter and the data come back; training continues past the checkpoint.
   await page.getByRole("button", { name: "Resume run" }).click();
   await waitStatus(page, /^Step (1[3-9]|[2-9]\d)/, 90_000);
+  // One run, continued: the chart holds the saved history and the new steps, one point per step, no gap.
+  const { step, points } = await page.evaluate(() => ({
+    step: Number(document.getElementById("train-status").textContent.match(/^Step (\d+)/)?.[1]),
+    points: Number(document.getElementById("chart").dataset.points),
+  }));
+  assert.equal(points, step, `chart points ${points} at step ${step}`);
   assert.equal(await page.getByLabel("Steps (overrides epochs; 0 = use epochs)").inputValue(), "200");
   await page.getByRole("button", { name: "Stop" }).click();
   await waitStatus(page, /^Stopped/);
