@@ -5,7 +5,7 @@
 #![allow(non_snake_case)]
 
 use burn::module::Module;
-use burn::tensor::activation::{gelu, tanh};
+use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
@@ -244,7 +244,7 @@ impl BertForSequenceClassification {
             let head_dim = q.dims()[3];
             let ctx = merge_heads(attention(q, k, v, Some(mask.clone()), 1.0 / (head_dim as f64).sqrt()));
             let x1 = layer.attention.output.forward(ctx, x);
-            let inter = gelu(layer.intermediate.dense.forward(x1.clone()));
+            let inter = gelu_erf(layer.intermediate.dense.forward(x1.clone()));
             x = layer.output.forward(inter, x1);
         }
         let logits = self.classifier.as_ref().map(|c| {
@@ -321,6 +321,13 @@ impl BertForSequenceClassification {
     pub fn num_labels(&self) -> Option<usize> {
         self.classifier.as_ref().map(|c| c.weight.dims()[1])
     }
+}
+
+/// GELU, `x/2 (1 + erf(x/sqrt 2))`, written with `erf` rather than burn's
+/// fused `gelu`: on WebGPU (SwiftShader) the fused op's gradient is NaN for some
+/// of MiniLM's activations, while `erf`'s own gradient is finite.
+fn gelu_erf(x: Tensor<3>) -> Tensor<3> {
+    x.clone() * 0.5 * ((x / std::f64::consts::SQRT_2).erf() + 1.0)
 }
 
 /// Sentence-transformers mean pooling: the mask-weighted mean over positions.
