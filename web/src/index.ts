@@ -256,7 +256,8 @@ export class Tuner {
     const conn = new Connection(worker);
     try {
       const r = await conn.request<{ info: ModelInfo; device: DeviceInfo }>(
-        { op: "load", backend, fallbackToCpu, notice, model, maxBytes: opts.maxBytes },
+        // Resolved here: the worker's own location is not the page's.
+        { op: "load", backend, fallbackToCpu, notice, model, maxBytes: opts.maxBytes, wasmUrl: opts.wasmUrl === undefined ? undefined : new URL(opts.wasmUrl, location.href).href },
         { onProgress: opts.onProgress },
         transfer,
       );

@@ -25,6 +25,12 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Where the worker script is (default: `worker.js` next to this module). */
   workerUrl?: string | URL;
+  /**
+   * Where the wasm core is (default: `webpeft_bg.wasm` next to the worker). Bundlers
+   * that do not copy it on their own take it as an asset URL, e.g. with Vite:
+   * `import wasmUrl from "webpeft/webpeft_bg.wasm?url"`.
+   */
+  wasmUrl?: string | URL;
   /** Largest total model size in bytes to accept (default: 2 GiB, or the WebGPU adapter's maxBufferSize if smaller). */
   maxBytes?: number;
 }
@@ -250,7 +256,7 @@ export type ModelPayload =
   | { kind: "hub"; repo: string; revision: string; file?: string };
 
 export type Request =
-  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number }
+  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; wasmUrl?: string }
   | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown>; resumeFrom?: CheckpointFiles }
   | { op: "pause" }
   | { op: "resume" }

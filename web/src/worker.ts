@@ -279,7 +279,7 @@ let run: ActiveRun | null = null;
 
 async function load(id: number, msg: Extract<Request, { op: "load" }>) {
   const progress = (p: LoadProgress) => post({ id, type: "progress", progress: p });
-  wasmReady ??= init({ module_or_path: new URL("./webpeft_bg.wasm", import.meta.url) });
+  wasmReady ??= init({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
   try {
     await wasmReady;
   } catch (e) {
