@@ -159,3 +159,30 @@ fn decoder_classification_heads_give_peft_logits() {
         assert_close(&format!("{case} padded"), &host(out.class_logits.unwrap().reshape([-1])), &r["logits"].f32, 1e-4);
     }
 }
+
+#[test]
+fn switching_adapters_off_works_on_a_training_device() {
+    // The browser keeps models on an autodiff device; replaced heads and
+    // biases must swap there too (a tracked non-leaf cannot become a parameter).
+    for case in ["bert-bitfit", "bert-lora", "gpt2-seqcls-lora"] {
+        let model = case.split('-').next().unwrap();
+        let r = read_ref(&fixture("peft").join(case).join("reference.safetensors"));
+        let device = device(Backend::Cpu).autodiff();
+        let mut m = webpeft::train::freeze(webpeft::Model::load(&files(&fixture(&format!("tiny-{model}"))), &device).unwrap());
+        let logits = |m: &webpeft::Model| {
+            let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
+            host(out.class_logits.map(|l| l.reshape([-1])).or(out.token_logits.map(|l| l.reshape([-1]))).unwrap())
+        };
+        let base = (m.info.num_labels.is_some()).then(|| logits(&m));
+        let (cfg, weights) = adapter_files(case);
+        load_adapter(&mut m, &cfg, &weights).unwrap();
+        assert_close(case, &logits(&m), &r["logits"].f32, 1e-4);
+        m.set_adapter_enabled(false);
+        let off = logits(&m);
+        if let Some(base) = base {
+            assert!(max_abs_diff(case, &off, &base) <= 1e-6, "{case}: switched off, the base model's logits");
+        }
+        m.set_adapter_enabled(true);
+        assert_close(&format!("{case} back on"), &logits(&m), &r["logits"].f32, 1e-4);
+    }
+}

@@ -346,10 +346,14 @@ impl Model {
         }
         // Swap each replaced tensor with its stored counterpart.
         for o in originals.iter_mut() {
+            // Stored values are detached copies; each parameter keeps its
+            // trainability (on an autodiff device a tracked non-leaf cannot
+            // become a parameter).
             let swap1 = |p: &mut burn::module::Param<Tensor<1>>, v: &mut Tensor<1>| {
                 let current = p.val();
-                *p = burn::module::Param::from_tensor(v.clone());
-                *v = current;
+                let trainable = current.is_require_grad();
+                *p = burn::module::Param::from_tensor(v.clone().detach()).set_require_grad(trainable);
+                *v = current.detach();
             };
             if let Some(lin) = linears.get_mut(&o.module) {
                 match o.kind {
@@ -360,8 +364,9 @@ impl Model {
                     }
                     _ => {
                         let [i, out] = lin.weight.dims();
-                        let current = lin.weight.val().reshape([i * out]);
-                        lin.weight = burn::module::Param::from_tensor(o.value.clone().reshape([i, out]));
+                        let trainable = lin.weight.val().is_require_grad();
+                        let current = lin.weight.val().detach().reshape([i * out]);
+                        lin.weight = burn::module::Param::from_tensor(o.value.clone().detach().reshape([i, out])).set_require_grad(trainable);
                         o.value = current;
                     }
                 }

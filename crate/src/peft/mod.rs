@@ -200,7 +200,7 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                                 return Err(shape_err(&key, &t.shape, &[d_out], "the module's output size"));
                             }
                             if let Some(b) = lin.bias.as_ref().filter(|_| first(&originals, &module, "bias")) {
-                                originals.push(Original { module: module.clone(), kind: "bias", value: b.val() });
+                                originals.push(Original { module: module.clone(), kind: "bias", value: b.val().detach() });
                             }
                             lin.bias = Some(param(t, &device));
                         }
@@ -209,7 +209,7 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                                 return Err(shape_err(&key, &t.shape, &[d_out, d_in], "the module's [out, in] size"));
                             }
                             if first(&originals, &module, "weight") {
-                                originals.push(Original { module: module.clone(), kind: "weight", value: lin.weight.val().reshape([d_in * d_out]) });
+                                originals.push(Original { module: module.clone(), kind: "weight", value: lin.weight.val().detach().reshape([d_in * d_out]) });
                             }
                             lin.weight = param(t.transposed(), &device);
                         }
@@ -222,13 +222,13 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                     match kind {
                         "bias" => {
                             if first(&originals, &module, "bias") {
-                                originals.push(Original { module: module.clone(), kind: "bias", value: norm.bias.val() });
+                                originals.push(Original { module: module.clone(), kind: "bias", value: norm.bias.val().detach() });
                             }
                             norm.bias = param(t, &device);
                         }
                         _ => {
                             if first(&originals, &module, "weight") {
-                                originals.push(Original { module: module.clone(), kind: "weight", value: norm.weight.val() });
+                                originals.push(Original { module: module.clone(), kind: "weight", value: norm.weight.val().detach() });
                             }
                             norm.weight = param(t, &device);
                         }
