@@ -44,12 +44,9 @@ function assertSamePredictions(got, want, tol = 1e-4) {
   }
 }
 
-// TODO: the comparison after loading the zip crashes the core today ("Can't convert a
-// non leaf tensor into a tracked tensor" from setAdapterEnabled(false)):
-// peft::load_adapter keeps the replaced head tensors without .detach(), unlike
-// peft::create. The adapted predictions themselves come back identical (checked
-// with tuner.classify). Drop `todo` once the core is fixed and rebuilt.
-test("an adapter downloaded after training, loaded after a reload, predicts the same", { timeout: 180_000, todo: "core crash switching a loaded adapter off" }, async () => {
+// This once crashed the core when the comparison switched a loaded adapter off
+// (a loaded head swapped as a tracked tensor); see Model::set_adapter_enabled.
+test("an adapter downloaded after training, loaded after a reload, predicts the same", { timeout: 180_000 }, async () => {
   const b = await openPage();
   try {
     const { page } = b;
