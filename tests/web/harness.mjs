@@ -1,14 +1,14 @@
 // Shared pieces of the browser tests: a static server for the repository root,
 // headless Chromium through playwright-core, safetensors and zip readers, and
 // the native CLI. Plain node (no test framework beyond node:test).
-import { createServer } from "node:http";
-import { createReadStream, existsSync, promises as fs, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, promises as fs, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, homedir } from "node:os";
-import { join, extname, resolve, normalize, sep, dirname } from "node:path";
+import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { unzipSync } from "fflate";
+import { startServer as serve } from "../../scripts/serve.mjs";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const OUT = join(ROOT, "tests/out");
@@ -18,65 +18,8 @@ export const WEBPEFT_BIN =
   join(process.env.CARGO_TARGET_DIR || join(homedir(), ".cache/webpeft/target"), "release/webpeft");
 export const PAGE = "/tests/web/page/index.html";
 
-const MIME = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".mjs": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".json": "application/json",
-  ".wasm": "application/wasm",
-  ".map": "application/json",
-  ".csv": "text/csv; charset=utf-8",
-  ".jsonl": "application/jsonl",
-  ".txt": "text/plain; charset=utf-8",
-  ".md": "text/markdown; charset=utf-8",
-  ".ts": "text/plain; charset=utf-8",
-};
-
-/** Serves `root` on 127.0.0.1 (a free port) with COOP/COEP, correct MIME types, no caching. */
-export async function startServer(root = ROOT) {
-  const base = resolve(root);
-  const log = [];
-  const server = createServer(async (req, res) => {
-    const url = new URL(req.url, "http://127.0.0.1");
-    log.push(`${req.method} ${url.pathname}`);
-    const path = normalize(join(base, decodeURIComponent(url.pathname)));
-    const headers = {
-      "Cross-Origin-Opener-Policy": "same-origin",
-      "Cross-Origin-Embedder-Policy": "require-corp",
-      "Cross-Origin-Resource-Policy": "same-origin",
-      "Cache-Control": "no-store",
-    };
-    if (path !== base && !path.startsWith(base + sep)) {
-      res.writeHead(403, headers).end("forbidden");
-      return;
-    }
-    let file = path;
-    try {
-      let st = await fs.stat(file);
-      if (st.isDirectory()) {
-        file = join(file, "index.html");
-        st = await fs.stat(file);
-      }
-      res.writeHead(200, {
-        ...headers,
-        "Content-Type": MIME[extname(file).toLowerCase()] || "application/octet-stream",
-        "Content-Length": st.size,
-      });
-      if (req.method === "HEAD") return res.end();
-      createReadStream(file).pipe(res);
-    } catch {
-      res.writeHead(404, { ...headers, "Content-Type": "text/plain" }).end("not found");
-    }
-  });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  const { port } = server.address();
-  return {
-    url: `http://127.0.0.1:${port}`,
-    log,
-    close: () => new Promise((ok) => { server.closeAllConnections?.(); server.close(() => ok()); }),
-  };
-}
+/** Serves `root` on 127.0.0.1 (a free port) with COOP/COEP, correct MIME types, no caching: `npm start`'s server. */
+export const startServer = (root = ROOT) => serve({ root });
 
 export const CHROMIUM_ARGS = [
   "--enable-unsafe-webgpu",
