@@ -18,23 +18,11 @@ import subprocess
 import sys
 import time
 
+from bench_forward import ids  # the token rows webpeft's bench uses
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/webpeft/target"))
 CONFIGS = {"minilm": ("all-MiniLM-L6-v2", "LoRA seq-cls 16x64", 16, 64), "smollm2": ("SmolLM2-135M (Q4_1)", "LoRA causal-lm 4x128", 4, 128)}
-
-
-def ids(batch, seq, vocab):
-    # The same xorshift sequence webpeft's bench uses.
-    x, mask, rows = 0x9E3779B97F4A7C15, (1 << 64) - 1, []
-    for _ in range(batch):
-        row = []
-        for _ in range(seq):
-            x ^= (x << 13) & mask
-            x ^= x >> 7
-            x ^= (x << 17) & mask
-            row.append(1000 + x % (vocab - 2000))
-        rows.append(row)
-    return rows
 
 
 def torch_child(config, iters, threads):
