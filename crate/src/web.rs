@@ -17,7 +17,7 @@ use crate::formats::tokenizer::Message;
 use crate::generate::{generate, read_f32, stop_ids, GenerateOptions};
 use crate::models::{Model, ModelFiles};
 use crate::peft::export::export_adapter;
-use crate::peft::{load_adapter, model_labels};
+use crate::peft::{load_adapter, model_labels, set_label_names, Sidecar};
 use crate::train::checkpoint::save_state;
 use crate::train::data::{self, Record, Task};
 use crate::train::freeze;
@@ -116,13 +116,7 @@ impl Session {
     }
 
     fn sidecar(&self) -> Vec<u8> {
-        let task = match self.task {
-            Some(Task::SeqCls) => Some("seq-cls"),
-            Some(Task::CausalLm) => Some("causal-lm"),
-            None => None,
-        };
-        let v = serde_json::json!({ "task": task, "labels": self.labels, "written_by": concat!("webpeft ", env!("CARGO_PKG_VERSION")) });
-        serde_json::to_vec_pretty(&v).expect("json")
+        Sidecar::new(self.task.map(Task::name), self.labels.clone()).to_bytes()
     }
 }
 
@@ -247,17 +241,15 @@ impl Session {
     /// and optionally webpeft's `webpeft.json` with label names).
     #[wasm_bindgen(js_name = loadAdapter)]
     pub fn load_adapter_js(&mut self, config: Vec<u8>, weights: Vec<u8>, sidecar: Option<Vec<u8>>) -> std::result::Result<JsValue, JsValue> {
-        let side: Option<serde_json::Value> = sidecar.and_then(|s| serde_json::from_slice(&s).ok());
-        let labels: Option<Vec<String>> = side.as_ref().and_then(|s| s.get("labels").cloned()).and_then(|l| serde_json::from_value(l).ok());
+        let labels = sidecar.as_deref().and_then(Sidecar::parse).and_then(|s| s.labels);
         let State::Idle(m) = &mut self.state else {
             return Err(js_error(Error::input("session", "finish training before loading an adapter")));
         };
         if m.adapter_config.is_some() {
             return Err(js_error(Error::input("session", "this model already has an adapter; load the model again to use another")));
         }
-        if let (Some(l), Some(c)) = (&labels, m.config.as_object_mut()) {
-            let id2label: serde_json::Map<String, serde_json::Value> = l.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone().into())).collect();
-            c.insert("id2label".into(), id2label.into());
+        if let Some(l) = &labels {
+            set_label_names(&mut m.config, l);
         }
         let summary = load_adapter(m, &config, &weights).map_err(js_error)?;
         self.labels = labels;

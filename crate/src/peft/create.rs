@@ -434,11 +434,8 @@ pub fn attach_head(model: &mut Model, labels: &[String], rng: &mut StdRng) -> Re
             "GPT2ForSequenceClassification".to_string()
         }
     };
-    let id2label: serde_json::Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
-    let label2id: serde_json::Map<String, Value> = labels.iter().enumerate().map(|(i, l)| (l.to_string(), json!(i))).collect();
+    super::set_label_names(&mut model.config, labels);
     if let Some(c) = model.config.as_object_mut() {
-        c.insert("id2label".into(), Value::Object(id2label));
-        c.insert("label2id".into(), Value::Object(label2id));
         c.insert("architectures".into(), json!([arch]));
     }
     model.info.architecture = arch;

@@ -343,3 +343,43 @@ pub fn model_labels(config: &serde_json::Value, k: usize) -> Vec<String> {
 fn first(originals: &[Original], module: &str, kind: &str) -> bool {
     !originals.iter().any(|o| o.module == module && o.kind == kind)
 }
+
+/// `webpeft.json`, kept next to an adapter: what PEFT's files cannot say (the
+/// task, and the label names of a new classification head). The CLI and the
+/// browser read and write the same file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sidecar {
+    /// `causal-lm` or `seq-cls`.
+    pub task: Option<String>,
+    pub labels: Option<Vec<String>>,
+    #[serde(default)]
+    pub written_by: Option<String>,
+}
+
+impl Sidecar {
+    pub const FILE: &'static str = "webpeft.json";
+
+    pub fn new(task: Option<&str>, labels: Option<Vec<String>>) -> Self {
+        Self { task: task.map(String::from), labels, written_by: Some(concat!("webpeft ", env!("CARGO_PKG_VERSION")).into()) }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a sidecar serialises")
+    }
+
+    /// The sidecar in `bytes`, or `None` when it is not one (it is optional).
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Records class names in a model config as transformers does (`id2label`,
+/// `label2id`), so heads and merged models carry them.
+pub fn set_label_names(config: &mut serde_json::Value, labels: &[String]) {
+    let id2label: serde_json::Map<String, serde_json::Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone().into())).collect();
+    let label2id: serde_json::Map<String, serde_json::Value> = labels.iter().enumerate().map(|(i, l)| (l.clone(), i.into())).collect();
+    if let Some(c) = config.as_object_mut() {
+        c.insert("id2label".into(), id2label.into());
+        c.insert("label2id".into(), label2id.into());
+    }
+}

@@ -413,6 +413,25 @@ pub enum Task {
     SeqCls,
 }
 
+impl Task {
+    /// Parses the CLI / JS name, `causal-lm` or `seq-cls`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "causal-lm" => Ok(Self::CausalLm),
+            "seq-cls" => Ok(Self::SeqCls),
+            other => Err(Error::input("task", format!("unknown task '{other}' (use causal-lm or seq-cls)"))),
+        }
+    }
+
+    /// The CLI / JS name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CausalLm => "causal-lm",
+            Self::SeqCls => "seq-cls",
+        }
+    }
+}
+
 /// How to encode a dataset.
 #[derive(Debug, Clone)]
 pub struct EncodeOptions {

@@ -92,12 +92,16 @@ impl Default for TrainSpec {
 impl TrainSpec {
     /// The task as the data module names it.
     pub fn task(&self) -> Result<Task> {
-        match self.task.as_str() {
-            "causal-lm" => Ok(Task::CausalLm),
-            "seq-cls" => Ok(Task::SeqCls),
-            other => Err(Error::input("task", format!("unknown task '{other}' (use causal-lm or seq-cls)"))),
-        }
+        Task::parse(&self.task)
     }
+}
+
+/// Tokenises `ds` with `model`'s tokenizer; warnings come back prefixed with
+/// the file name.
+pub fn encode_for(model: &Model, ds: &Dataset, task: Task, seq_len: usize, labels: Option<&LabelMap>) -> Result<(Vec<Example>, Vec<String>)> {
+    let tok = model.tokenizer.as_ref().ok_or_else(|| Error::format("model", "the model has no tokenizer"))?;
+    let e = data::encode(ds, tok, &EncodeOptions { task, seq_len }, labels)?;
+    Ok((e.examples, e.warnings.into_iter().map(|w| format!("{}: {w}", ds.source)).collect()))
 }
 
 /// What [`prepare`] reports before the first step.
@@ -158,13 +162,11 @@ pub fn prepare(mut model: Model, spec: &TrainSpec, train: &Dataset, eval: Option
             format!("{} plus the adapter's {} virtual tokens exceeds the context length {}", spec.seq_len, model.extra_positions(), model.info.context_length),
         ));
     }
-    let tok = model.tokenizer.as_ref().ok_or_else(|| Error::format("model", "the model has no tokenizer"))?;
-    let opts = EncodeOptions { task, seq_len: spec.seq_len };
     let mut warnings = vec![];
     let mut encode = |ds: &Dataset| -> Result<Vec<Example>> {
-        let e = data::encode(ds, tok, &opts, labels.as_ref())?;
-        warnings.extend(e.warnings.into_iter().map(|w| format!("{}: {w}", ds.source)));
-        Ok(e.examples)
+        let (examples, w) = encode_for(&model, ds, task, spec.seq_len, labels.as_ref())?;
+        warnings.extend(w);
+        Ok(examples)
     };
     let mut train_ex = encode(train)?;
     let eval_ex = match eval {
@@ -177,7 +179,7 @@ pub fn prepare(mut model: Model, spec: &TrainSpec, train: &Dataset, eval: Option
         }
         None => vec![],
     };
-    let pad_id = data::pad_id(tok);
+    let pad_id = data::pad_id(model.tokenizer.as_ref().expect("encode_for checked the tokenizer"));
     let optimizer = match spec.optimizer.as_str() {
         "adamw" => OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: spec.weight_decay },
         "sgd" => OptimizerKind::Sgd { momentum: spec.momentum, weight_decay: spec.weight_decay },

@@ -5,14 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use serde_json::json;
 use webpeft::device::{self, Backend};
 use webpeft::peft::export::export_adapter;
-use webpeft::peft::{load_adapter, model_labels};
+use webpeft::peft::{load_adapter, model_labels, set_label_names, Sidecar};
 use webpeft::train::checkpoint::{load_state, save_state};
-use webpeft::train::data::{self, EncodeOptions, Example, LabelMap, Task};
+use webpeft::train::data::{self, LabelMap, Task};
 use webpeft::train::run::evaluate;
-use webpeft::train::session::{prepare, TrainSpec};
+use webpeft::train::session::{encode_for, prepare, TrainSpec};
 use webpeft::train::freeze;
 use webpeft::{Error, Model, Result};
 
@@ -124,20 +123,16 @@ fn parse_data(path: &Path) -> Result<data::Dataset> {
     data::parse(&name, &read(path)?)
 }
 
-/// `webpeft.json`, written next to the adapter: what PEFT's files cannot say
-/// (the task and the label names of a new classification head).
-fn sidecar(dir: &Path) -> Option<serde_json::Value> {
-    std::fs::read(dir.join("webpeft.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+/// The `webpeft.json` next to an adapter, if there is one.
+fn sidecar(dir: &Path) -> Option<Sidecar> {
+    std::fs::read(dir.join(Sidecar::FILE)).ok().and_then(|b| Sidecar::parse(&b))
 }
 
 /// Puts the labels recorded next to an adapter into the model config, so a
 /// head created for the adapter gets its names.
 pub fn labels_from_sidecar(m: &mut Model, dir: &Path) {
-    if let Some(labels) = sidecar(dir).and_then(|s| s.get("labels").cloned()).and_then(|l| serde_json::from_value::<Vec<String>>(l).ok()) {
-        let id2label: serde_json::Map<String, serde_json::Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
-        if let Some(c) = m.config.as_object_mut() {
-            c.insert("id2label".into(), serde_json::Value::Object(id2label));
-        }
+    if let Some(labels) = sidecar(dir).and_then(|s| s.labels) {
+        set_label_names(&mut m.config, &labels);
     }
 }
 
@@ -157,12 +152,7 @@ fn save_adapter(m: &mut Model, dir: &Path, task: Task, labels: Option<&LabelMap>
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e.to_string()))?;
     write(&tmp.join("adapter_config.json"), &files.config)?;
     write(&tmp.join("adapter_model.safetensors"), &files.weights)?;
-    let side = json!({
-        "task": match task { Task::CausalLm => "causal-lm", Task::SeqCls => "seq-cls" },
-        "labels": labels.map(|l| l.names.clone()),
-        "written_by": concat!("webpeft ", env!("CARGO_PKG_VERSION")),
-    });
-    write(&tmp.join("webpeft.json"), &serde_json::to_vec_pretty(&side).expect("json"))?;
+    write(&tmp.join(Sidecar::FILE), &Sidecar::new(Some(task.name()), labels.map(|l| l.names.clone())).to_bytes())?;
     for (name, bytes) in extra {
         write(&tmp.join(name), bytes)?;
     }
@@ -174,23 +164,6 @@ fn save_adapter(m: &mut Model, dir: &Path, task: Task, labels: Option<&LabelMap>
     }
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
-}
-
-fn encode(ds: &data::Dataset, m: &Model, task: Task, seq_len: usize, labels: Option<&LabelMap>) -> Result<Vec<Example>> {
-    let tok = m.tokenizer.as_ref().ok_or_else(|| Error::format("model", "no tokenizer.json was found with this model"))?;
-    let enc = data::encode(ds, tok, &EncodeOptions { task, seq_len }, labels)?;
-    for w in &enc.warnings {
-        eprintln!("warning: {}: {w}", ds.source);
-    }
-    Ok(enc.examples)
-}
-
-fn parse_task(s: &str) -> Task {
-    if s == "seq-cls" {
-        Task::SeqCls
-    } else {
-        Task::CausalLm
-    }
 }
 
 impl TrainArgs {
@@ -294,9 +267,9 @@ pub fn eval(model: &Path, adapter: Option<&Path>, data_file: &Path, task: Option
     if let Some(dir) = adapter {
         load_adapter_dir(&mut m, dir)?;
     }
-    let side_task = adapter.and_then(sidecar).and_then(|s| s.get("task").and_then(|t| t.as_str()).map(String::from));
+    let side_task = adapter.and_then(sidecar).and_then(|s| s.task);
     let task = match task.map(String::from).or(side_task) {
-        Some(t) => parse_task(&t),
+        Some(t) => Task::parse(&t)?,
         None if m.info.num_labels.is_some() => Task::SeqCls,
         None => Task::CausalLm,
     };
@@ -308,7 +281,10 @@ pub fn eval(model: &Path, adapter: Option<&Path>, data_file: &Path, task: Option
         Task::CausalLm => None,
     };
     let ds = parse_data(data_file)?;
-    let ex = encode(&ds, &m, task, seq_len, labels.as_ref())?;
+    let (ex, warnings) = encode_for(&m, &ds, task, seq_len, labels.as_ref())?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     let pad_id = data::pad_id(m.tokenizer.as_ref().expect("checked by encode"));
     let metrics = block(evaluate(&m, &ex, task, batch, pad_id))?;
     println!("{}", serde_json::to_string_pretty(&metrics).expect("metrics serialise"));
