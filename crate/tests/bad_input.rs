@@ -190,3 +190,21 @@ fn random_corruption_never_panics() {
     }
     assert!(errors > runs / 4, "only {errors} of {runs} corruptions were detected; the test is not exercising the parsers");
 }
+
+/// A weight larger than the device can bind (WebGPU's
+/// `maxStorageBufferBindingSize`) is refused before loading, naming the
+/// tensor, its shape and the limit; at the limit the model loads.
+#[test]
+fn tensor_above_the_binding_limit_is_refused() {
+    let device = device(webpeft::device::Backend::Cpu);
+    // tiny-llama: embed_tokens and lm_head are [320, 64] f32 = 81920 bytes; the next largest is 32768.
+    let err = Model::load_within(&files(&fixture("tiny-llama")), &device, Some(40_000)).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.kind, webpeft::ErrorKind::Device, "{msg}");
+    assert_eq!(err.source, "model.safetensors", "{msg}");
+    for needle in ["[320, 64]", "0.1 MB (81920 bytes)", "maxStorageBufferBindingSize", "0.0 MB (40000 bytes)", "1 other weight is too large too"] {
+        assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
+    }
+    assert!(msg.contains("'model.embed_tokens.weight'") || msg.contains("'lm_head.weight'"), "{msg}");
+    Model::load_within(&files(&fixture("tiny-llama")), &device, Some(81_920)).expect("a weight at the limit fits");
+}

@@ -90,7 +90,7 @@ pub struct NamedLayers<'a> {
 }
 
 /// The architecture-specific network.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Network {
     Llama(LlamaForCausalLM),
     Gpt2(Gpt2LMHeadModel),
@@ -118,7 +118,7 @@ pub struct ModelInfo {
 }
 
 /// A model ready to run: its network, tokenizer and description.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Model {
     pub network: Network,
     pub tokenizer: Option<TextTokenizer>,
@@ -165,6 +165,36 @@ pub struct ForwardOutput {
     pub virtual_tokens: usize,
 }
 
+/// Fails, naming the largest weight, when any weight takes more than `limit`
+/// bytes as f32.
+fn check_tensor_sizes(w: &WeightMap, limit: usize) -> Result<()> {
+    let size = |n: &str| w.shape(n).map_or(0, |s| s.iter().product::<usize>() * 4);
+    let too_big: Vec<&str> = w.names().into_iter().filter(|n| size(n) > limit).collect();
+    let Some(largest) = too_big.iter().copied().max_by_key(|n| size(n)) else {
+        return Ok(());
+    };
+    let others = match too_big.len() - 1 {
+        0 => String::new(),
+        1 => " (1 other weight is too large too)".to_string(),
+        k => format!(" ({k} other weights are too large too)"),
+    };
+    Err(Error {
+        source: w.source.clone(),
+        message: format!(
+            "tensor '{largest}' {:?} takes {} as f32, above this device's largest buffer binding (maxStorageBufferBindingSize) of {}{others}; use a smaller model or a device with higher limits",
+            w.shape(largest).unwrap_or(&[]),
+            human_bytes(size(largest)),
+            human_bytes(limit),
+        ),
+        kind: crate::ErrorKind::Device,
+    })
+}
+
+/// `123.4 MB (123400000 bytes)`.
+fn human_bytes(b: usize) -> String {
+    format!("{:.1} MB ({b} bytes)", b as f64 / 1e6)
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(file: &str, value: &serde_json::Value) -> Result<T> {
     serde_json::from_value(value.clone()).map_err(|e| Error::format(file, format!("{e}")))
 }
@@ -172,8 +202,15 @@ fn parse_json<T: serde::de::DeserializeOwned>(file: &str, value: &serde_json::Va
 impl Model {
     /// Loads a model from its files onto `device`.
     pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+        Self::load_within(files, device, None)
+    }
+
+    /// [`Model::load`], refusing before anything reaches the device when a
+    /// weight, as f32, is larger than `max_tensor_bytes` (on WebGPU, the
+    /// device's `maxStorageBufferBindingSize`: a larger tensor cannot be bound).
+    pub fn load_within(files: &ModelFiles, device: &Device, max_tensor_bytes: Option<usize>) -> Result<Self> {
         if let Some((name, bytes)) = files.gguf() {
-            return Self::load_gguf(name, bytes, device);
+            return Self::load_gguf(name, bytes, device, max_tensor_bytes);
         }
         let config_bytes = files.get("config.json").ok_or_else(|| Error::format("model", "config.json is missing"))?;
         let config: serde_json::Value =
@@ -194,10 +231,10 @@ impl Model {
             Some(t) => Some(TextTokenizer::from_hf(t, files.get("tokenizer_config.json"))?),
             None => None,
         };
-        Self::build(config, weights, tokenizer, "safetensors", device)
+        Self::build(config, weights, tokenizer, "safetensors", device, max_tensor_bytes)
     }
 
-    fn load_gguf(name: &str, bytes: &[u8], device: &Device) -> Result<Self> {
+    fn load_gguf(name: &str, bytes: &[u8], device: &Device, max_tensor_bytes: Option<usize>) -> Result<Self> {
         let g = gguf::parse(bytes, name).map_err(|e| Error::format(name, strip_source(&e.to_string(), name)))?;
         let mut dtypes: Vec<String> = g.tensors.iter().map(|t| format!("{:?}", t.dtype)).collect();
         dtypes.sort();
@@ -221,12 +258,15 @@ impl Model {
             eos_token: hf.eos_token,
             source: name.to_string(),
         };
-        let mut model = Self::build(hf.config, weights, Some(tokenizer), "gguf", device)?;
+        let mut model = Self::build(hf.config, weights, Some(tokenizer), "gguf", device, max_tensor_bytes)?;
         model.info.dtypes = dtypes;
         Ok(model)
     }
 
-    fn build(config: serde_json::Value, mut w: WeightMap, tokenizer: Option<TextTokenizer>, format: &str, device: &Device) -> Result<Self> {
+    fn build(config: serde_json::Value, mut w: WeightMap, tokenizer: Option<TextTokenizer>, format: &str, device: &Device, max_tensor_bytes: Option<usize>) -> Result<Self> {
+        if let Some(limit) = max_tensor_bytes {
+            check_tensor_sizes(&w, limit)?;
+        }
         let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
         let num_parameters = w.num_values();
         let dtypes = w.dtypes();
