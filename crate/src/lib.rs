@@ -8,6 +8,7 @@
 //! Layout: [`formats`] (safetensors, GGUF, tokenizers), [`models`] (one file
 //! per family), [`generate`] (sampling), [`device`] (backends).
 
+pub mod bench;
 pub mod device;
 pub mod error;
 pub mod formats;

@@ -78,6 +78,30 @@ pub async fn init_device(backend: String) -> std::result::Result<JsValue, JsValu
     Ok(info.into())
 }
 
+/// Milliseconds from the worker's (or page's) `performance.now()`.
+fn now_ms() -> f64 {
+    let perf = Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    let now = perf.as_ref().and_then(|p| Reflect::get(p, &"now".into()).ok()).and_then(|f| f.dyn_into::<Function>().ok());
+    match (perf, now) {
+        (Some(p), Some(f)) => f.call0(&p).ok().and_then(|v| v.as_f64()).unwrap_or_else(js_sys::Date::now),
+        _ => js_sys::Date::now(),
+    }
+}
+
+/// Times `reps` `n`×`n` f32 matmuls on the initialised device (after one
+/// warm-up run, which compiles the kernels); returns milliseconds per matmul.
+#[wasm_bindgen(js_name = benchMatmul)]
+pub async fn bench_matmul(n: usize, reps: usize) -> std::result::Result<f64, JsValue> {
+    if n == 0 || reps == 0 {
+        return Err(js_error(Error::input("benchmark", "matmul size and repetitions must be positive")));
+    }
+    let probe = crate::bench::MatmulProbe::new(&device().map_err(js_error)?, n);
+    probe.run(1).await.map_err(js_error)?;
+    let start = now_ms();
+    probe.run(reps).await.map_err(js_error)?;
+    Ok((now_ms() - start) / reps as f64)
+}
+
 fn device() -> Result<Device> {
     DEVICE.with(|d| d.borrow().as_ref().map(|(d, _)| d.clone())).ok_or_else(|| Error::device("call initDevice first"))
 }
@@ -139,8 +163,10 @@ struct Classified {
 #[wasm_bindgen]
 impl Session {
     /// Loads a model from its files (`names[i]` holds `files[i]`): an HF
-    /// directory's files, or one `.gguf`.
-    pub fn load(names: Vec<String>, files: Array) -> std::result::Result<Session, JsValue> {
+    /// directory's files, or one `.gguf`. `max_tensor_bytes` (on WebGPU, the
+    /// device's `maxStorageBufferBindingSize`) refuses a model with a larger
+    /// weight before anything reaches the device.
+    pub fn load(names: Vec<String>, files: Array, max_tensor_bytes: Option<f64>) -> std::result::Result<Session, JsValue> {
         let mut mf = ModelFiles::default();
         for (i, name) in names.iter().enumerate() {
             let b: Uint8Array = files.get(i as u32).dyn_into().map_err(|_| js_error(Error::input(name, "file contents must be a Uint8Array")))?;
@@ -148,7 +174,8 @@ impl Session {
         }
         // Training needs gradients; a frozen model costs nothing extra to run.
         let device = device().map_err(js_error)?.autodiff();
-        let model = freeze(Model::load(&mf, &device).map_err(js_error)?);
+        let limit = max_tensor_bytes.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as usize);
+        let model = freeze(Model::load_within(&mf, &device, limit).map_err(js_error)?);
         Ok(Session { state: State::Idle(model), task: None, labels: None })
     }
 
@@ -341,6 +368,26 @@ impl Session {
         };
         let v = read_f32(t).await.map_err(js_error)?;
         Ok(js_sys::Float32Array::from(v.as_slice()))
+    }
+
+    /// Times LoRA training steps (`crate::bench::TrainBench`: r 8, AdamW, on
+    /// fixed pseudo-random rows) on a copy of the model, which stays as it
+    /// was. `task` is `causal-lm` or `seq-cls`. Returns milliseconds per step,
+    /// the first being the warm-up step (kernel compilation included).
+    #[wasm_bindgen(js_name = benchTrain)]
+    pub async fn bench_train(&self, task: String, batch: usize, seq: usize, steps: usize) -> std::result::Result<js_sys::Float64Array, JsValue> {
+        let State::Idle(m) = &self.state else {
+            return Err(js_error(Error::input("benchmark", "finish training before benchmarking")));
+        };
+        let task = Task::parse(&task).map_err(js_error)?;
+        let mut bench = crate::bench::TrainBench::new(m.clone(), task, batch, seq).map_err(js_error)?;
+        let mut times = vec![];
+        for _ in 0..steps + 1 {
+            let start = now_ms();
+            bench.step().await.map_err(js_error)?;
+            times.push(now_ms() - start);
+        }
+        Ok(js_sys::Float64Array::from(times.as_slice()))
     }
 
     /// A full checkpoint of the running job: adapter files plus optimiser

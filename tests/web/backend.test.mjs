@@ -80,3 +80,34 @@ test("with WebGPU present, the device reports the adapter", { timeout: 10 * 60_0
     await b.close();
   }
 });
+
+test("benchmark times training steps on a copy of the model and probes matmul speed", { timeout: 10 * 60_000 }, async () => {
+  requireBuild();
+  const b = await openTestPage();
+  try {
+    const wp = helper(b.page);
+    assert.equal((await wp("load", MODEL, { backend: "cpu" })).error, undefined);
+    const before = await wp("forward", [1, 2, 3, 4]);
+    const r = await wp("benchmark", { batch: 2, seq: 16, steps: 2, matmulSize: 64 });
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+    assert.equal(r.backend, "cpu");
+    assert.equal(r.task, "causal-lm", "a decoder's default task");
+    assert.equal(r.stepMs.length, 2);
+    for (const ms of [r.warmupMs, ...r.stepMs]) assert.ok(Number.isFinite(ms) && ms > 0, `step time ${ms}`);
+    assert.ok(Math.abs(r.tokensPerSecond - (2 * 16) / (r.msPerStep / 1000)) < 1e-6 * r.tokensPerSecond);
+    assert.equal(r.matmul.n, 64);
+    assert.ok(Number.isFinite(r.matmul.gflops) && r.matmul.gflops > 0, JSON.stringify(r.matmul));
+    // The benchmark trained a LoRA copy: the model itself is unchanged and has no adapter.
+    assert.deepEqual(await wp("forward", [1, 2, 3, 4]), before);
+    const files = await wp("exportFiles");
+    assert.ok(files.error, "no adapter to export after a benchmark");
+    // A sequence longer than the model's context, and a bad batch, are 'input' errors.
+    const long = await wp("benchmark", { seq: 100_000, steps: 1, matmulSize: 0 });
+    assert.equal(long.error?.kind, "input", JSON.stringify(long));
+    assert.match(long.error.message, /context/);
+    const bad = await wp("benchmark", { batch: 0 });
+    assert.equal(bad.error?.kind, "input", JSON.stringify(bad));
+  } finally {
+    await b.close();
+  }
+});

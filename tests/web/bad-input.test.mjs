@@ -1,6 +1,7 @@
 // Bad input in the browser is a typed WebPeftError, and the tab lives on:
 // a truncated model file (kind "format"), a malformed dataset line (kind
-// "input", line 2), and a model larger than the device allows (kind "device").
+// "input", line 2), and a model larger than the device allows (kind "device"):
+// in all, or in one weight above the largest buffer the device can bind.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -56,4 +57,18 @@ test("a model above the device limit is a 'device' error naming the limit", { ti
   assert.match(r.error.message, /limit/);
   assert.match(r.error.message, /1000 bytes/);
   assert.equal(await wp("alive"), 2);
+});
+
+test("a weight above the device's binding limit is a 'device' error naming the tensor", { timeout: 5 * 60_000 }, async () => {
+  // tiny-llama's largest weights are [320, 64] f32 (81920 bytes). The default limit on
+  // WebGPU is the adapter's maxStorageBufferBindingSize; here it is set low on purpose.
+  const r = await wp("load", MODEL, { backend: "cpu", maxTensorBytes: 40_000 });
+  assert.ok(r.error, "an error");
+  assert.equal(r.error.kind, "device", JSON.stringify(r.error));
+  assert.equal(r.error.source, "model.safetensors", JSON.stringify(r.error));
+  assert.match(r.error.message, /tensor '(model\.embed_tokens|lm_head)\.weight' \[320, 64\]/);
+  assert.match(r.error.message, /\(maxStorageBufferBindingSize\) of 0\.0 MB \(40000 bytes\)/);
+  assert.equal(await wp("alive"), 2);
+  const ok = await wp("load", MODEL, { backend: "cpu", maxTensorBytes: 81_920 });
+  assert.equal(ok.error, undefined, JSON.stringify(ok.error));
 });

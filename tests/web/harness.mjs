@@ -1,18 +1,20 @@
 // Shared pieces of the browser tests: a static server for the repository root,
 // headless Chromium through playwright-core, safetensors and zip readers, and
 // the native CLI. Plain node (no test framework beyond node:test).
-import { existsSync, promises as fs, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir, homedir } from "node:os";
+import { existsSync, promises as fs } from "node:fs";
+import { homedir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { unzipSync } from "fflate";
 import { startServer as serve } from "../../scripts/serve.mjs";
+import { launch } from "../../scripts/chromium.mjs";
+
+export { CHROMIUM, CHROMIUM_ARGS, launch } from "../../scripts/chromium.mjs";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const OUT = join(ROOT, "tests/out");
-export const CHROMIUM = process.env.WEBPEFT_CHROMIUM || "/usr/bin/chromium";
 export const WEBPEFT_BIN =
   process.env.WEBPEFT_BIN ||
   join(process.env.CARGO_TARGET_DIR || join(homedir(), ".cache/webpeft/target"), "release/webpeft");
@@ -20,54 +22,6 @@ export const PAGE = "/tests/web/page/index.html";
 
 /** Serves `root` on 127.0.0.1 (a free port) with COOP/COEP, correct MIME types, no caching: `npm start`'s server. */
 export const startServer = (root = ROOT) => serve({ root });
-
-export const CHROMIUM_ARGS = [
-  "--enable-unsafe-webgpu",
-  "--no-sandbox",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-quic",
-];
-
-/**
- * Headless Chromium with a fresh profile. Returns { context, page, console, close }.
- * `initScript` runs in the page before its own scripts (for example to hide WebGPU).
- * Browser console lines are kept in `console` (and echoed with WEBPEFT_TEST_VERBOSE=1).
- */
-export async function launch({ initScript } = {}) {
-  const { chromium } = await import("playwright-core");
-  const profile = mkdtempSync(join(tmpdir(), "webpeft-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    acceptDownloads: true,
-    viewport: { width: 1000, height: 700 },
-  });
-  if (initScript) await context.addInitScript(initScript);
-  const page = context.pages()[0] || (await context.newPage());
-  const consoleLines = [];
-  const onConsole = (msg) => {
-    const line = `[${msg.type()}] ${msg.text()}`;
-    consoleLines.push(line);
-    if (process.env.WEBPEFT_TEST_VERBOSE) console.error("browser:", line);
-  };
-  page.on("console", onConsole);
-  page.on("pageerror", (e) => onConsole({ type: () => "pageerror", text: () => String(e && e.stack || e) }));
-  // Workers' console output comes through the page too.
-  page.on("worker", (w) => w.on("console", onConsole));
-  return {
-    context,
-    page,
-    console: consoleLines,
-    close: async () => {
-      await context.close().catch(() => {});
-      rmSync(profile, { recursive: true, force: true });
-    },
-  };
-}
 
 /**
  * Starts the server and Chromium and opens the test page. `dist`: another build of the

@@ -4,6 +4,8 @@
 import { WebPeftError } from "./errors";
 import type {
   Backend,
+  BenchmarkOptions,
+  BenchmarkResult,
   Classification,
   DataInput,
   DataPayload,
@@ -17,6 +19,7 @@ import type {
   ModelSource,
   Request,
   ResponseMessage,
+  Task,
   TrainEvent,
   TrainOptions,
   TrainResume,
@@ -257,7 +260,7 @@ export class Tuner {
     try {
       const r = await conn.request<{ info: ModelInfo; device: DeviceInfo }>(
         // Resolved here: the worker's own location is not the page's.
-        { op: "load", backend, fallbackToCpu, notice, model, maxBytes: opts.maxBytes, wasmUrl: opts.wasmUrl === undefined ? undefined : new URL(opts.wasmUrl, location.href).href },
+        { op: "load", backend, fallbackToCpu, notice, model, maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, wasmUrl: opts.wasmUrl === undefined ? undefined : new URL(opts.wasmUrl, location.href).href },
         { onProgress: opts.onProgress },
         transfer,
       );
@@ -354,6 +357,32 @@ export class Tuner {
     const names = Array.isArray(files) ? files.map((f) => f.name) : Object.keys(files);
     const blobs = Array.isArray(files) ? files : names.map((n) => (files as Record<string, Uint8Array>)[n]);
     await this.#conn.request<void>({ op: "loadAdapter", names, blobs });
+  }
+
+  /**
+   * Measures training speed on this device: LoRA steps on fixed pseudo-random tokens (the
+   * workload of the native `webpeft bench train`) on a copy of the model, plus an f32 matmul
+   * GFLOPS probe. The model and its adapter are left as they were. Not while training.
+   */
+  async benchmark(opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
+    this.#check();
+    const task: Task = opts.task ?? (this.info.model_type === "bert" ? "seq-cls" : "causal-lm");
+    const cls = task === "seq-cls";
+    const request = {
+      op: "benchmark" as const,
+      task,
+      batch: opts.batch ?? (cls ? 16 : 4),
+      seq: opts.seq ?? (cls ? 64 : 128),
+      steps: opts.steps ?? 3,
+      matmulSize: opts.matmulSize ?? 1024,
+    };
+    for (const k of ["batch", "seq", "steps", "matmulSize"] as const) {
+      const v = request[k];
+      if (!Number.isInteger(v) || v < (k === "matmulSize" ? 0 : 1)) {
+        throw new WebPeftError("input", `${k}: ${v} is not a ${k === "matmulSize" ? "non-negative" : "positive"} integer`, "benchmark");
+      }
+    }
+    return this.#conn.request<BenchmarkResult>(request);
   }
 
   /** Frees the model and stops the worker. Later calls fail with kind "input". */

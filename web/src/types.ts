@@ -31,8 +31,14 @@ export interface LoadOptions {
    * `import wasmUrl from "webpeft/webpeft_bg.wasm?url"`.
    */
   wasmUrl?: string | URL;
-  /** Largest total model size in bytes to accept (default: 2 GiB, or the WebGPU adapter's maxBufferSize if smaller). */
+  /** Largest total model size in bytes to accept (default: 2 GiB, what wasm32 memory can hold next to the weights). */
   maxBytes?: number;
+  /**
+   * Largest single weight in bytes (as f32) to accept. Default on WebGPU: the adapter's
+   * `maxStorageBufferBindingSize`, since a larger tensor cannot be bound to a shader; no
+   * limit on the CPU backend. A model over it is refused before anything is uploaded.
+   */
+  maxTensorBytes?: number;
 }
 
 /** The model, as the core describes it (snake_case, as the wasm returns it). */
@@ -231,6 +237,40 @@ export interface Classification {
   probs: Record<string, number>;
 }
 
+/** What `Tuner.benchmark` measures; the defaults are `webpeft bench train`'s configs. */
+export interface BenchmarkOptions {
+  /** Default: "seq-cls" for encoders (BERT family), "causal-lm" for decoders. */
+  task?: Task;
+  /** Default 16 for seq-cls, 4 for causal-lm. */
+  batch?: number;
+  /** Tokens per row. Default 64 for seq-cls, 128 for causal-lm. */
+  seq?: number;
+  /** Timed steps after one warm-up step (default 3). */
+  steps?: number;
+  /** Side of the square f32 matmul of the GFLOPS probe (default 1024; 0 skips it). */
+  matmulSize?: number;
+}
+
+/**
+ * Speed of LoRA training steps (r 8, PEFT's default targets, AdamW) on fixed
+ * pseudo-random token rows, on a copy of the model (which is left as it was).
+ */
+export interface BenchmarkResult {
+  backend: Backend;
+  task: Task;
+  batch: number;
+  seq: number;
+  /** The first step, with kernel compilation and allocation. */
+  warmupMs: number;
+  /** Each timed step. */
+  stepMs: number[];
+  /** Mean of `stepMs`. */
+  msPerStep: number;
+  tokensPerSecond: number;
+  /** The matmul probe (absent when `matmulSize` is 0). */
+  matmul?: { n: number; msPerMatmul: number; gflops: number };
+}
+
 /** Data for training or evaluation. */
 export type DataInput = File | Blob | string | object[];
 
@@ -256,7 +296,7 @@ export type ModelPayload =
   | { kind: "hub"; repo: string; revision: string; file?: string };
 
 export type Request =
-  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; wasmUrl?: string }
+  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; wasmUrl?: string }
   | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown>; resumeFrom?: CheckpointFiles }
   | { op: "pause" }
   | { op: "resume" }
@@ -267,6 +307,7 @@ export type Request =
   | { op: "exportFiles" }
   | { op: "exportZip" }
   | { op: "loadAdapter"; names: string[]; blobs: (Blob | Uint8Array)[] }
+  | { op: "benchmark"; task: Task; batch: number; seq: number; steps: number; matmulSize: number }
   | { op: "dispose" };
 
 export type RequestMessage = Request & { id: number };

@@ -21,9 +21,11 @@ declare module "webpeft-wasm" {
   }
   export default function init(options?: { module_or_path?: RequestInfo | URL | BufferSource | WebAssembly.Module }): Promise<unknown>;
   export function initDevice(backend: "webgpu" | "cpu"): Promise<WasmDeviceInfo>;
+  /** Milliseconds per n x n f32 matmul on the initialised device (after a warm-up). */
+  export function benchMatmul(n: number, reps: number): Promise<number>;
   export class Session {
     private constructor();
-    static load(names: string[], files: Uint8Array[]): Session;
+    static load(names: string[], files: Uint8Array[], maxTensorBytes?: number): Session;
     info(): any;
     parseData(name: string, bytes: Uint8Array): { format: string; rows: number; preview: object[] };
     startTraining(
@@ -60,6 +62,8 @@ declare module "webpeft-wasm" {
     forward(ids: Uint32Array): Promise<Float32Array>;
     checkpoint(): Promise<AdapterFiles & { optimizer: Uint8Array; state: Uint8Array }>;
     restoreCheckpoint(optimizer: Uint8Array, state: Uint8Array): void;
+    /** Milliseconds per LoRA training step on a copy of the model; the first is the warm-up. */
+    benchTrain(task: string, batch: number, seq: number, steps: number): Promise<Float64Array>;
     free(): void;
   }
 }

@@ -3,10 +3,11 @@
 // time (so pause/cancel messages are handled between steps), and answers the
 // main thread's requests by id. A wasm panic marks the worker dead: every open
 // and later request gets a "crash" error instead of hanging.
-import init, { initDevice, Session } from "webpeft-wasm";
+import init, { benchMatmul, initDevice, Session } from "webpeft-wasm";
 import { zipSync, unzipSync, strToU8, strFromU8 } from "fflate";
 import type {
   Backend,
+  BenchmarkResult,
   DataPayload,
   DeviceInfo,
   ErrorPayload,
@@ -312,7 +313,9 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>) {
       "model",
     );
   }
-  const s = Session.load(names, files);
+  // A weight larger than the device can bind would fail inside a shader; refuse it up front.
+  const maxTensor = msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined);
+  const s = Session.load(names, files, maxTensor);
   const info = s.info() as ModelInfo;
   const est = Number(info?.estimated_bytes);
   if (Number.isFinite(est) && est > limit) {
@@ -614,6 +617,30 @@ async function loadAdapterFiles(names: string[], blobs: (Blob | Uint8Array)[]) {
   s.loadAdapter(config!, weights!, files.get("webpeft.json"));
 }
 
+async function benchmark(msg: Extract<Request, { op: "benchmark" }>): Promise<BenchmarkResult> {
+  const s = needSession();
+  const { task, batch, seq, steps, matmulSize } = msg;
+  const times = Array.from(await s.benchTrain(task, batch, seq, steps));
+  const stepMs = times.slice(1);
+  const msPerStep = stepMs.reduce((a, b) => a + b, 0) / Math.max(1, stepMs.length);
+  const out: BenchmarkResult = {
+    backend: device!.backend,
+    task,
+    batch,
+    seq,
+    warmupMs: times[0],
+    stepMs,
+    msPerStep,
+    tokensPerSecond: (batch * seq) / (msPerStep / 1000),
+  };
+  if (matmulSize > 0) {
+    const reps = 4;
+    const ms = await benchMatmul(matmulSize, reps);
+    out.matmul = { n: matmulSize, msPerMatmul: ms, gflops: (2 * matmulSize ** 3) / (ms / 1000) / 1e9 };
+  }
+  return out;
+}
+
 async function perform(id: number, msg: Request): Promise<{ result: unknown; transfer?: Transferable[] }> {
   switch (msg.op) {
     case "load":
@@ -652,6 +679,8 @@ async function perform(id: number, msg: Request): Promise<{ result: unknown; tra
     case "loadAdapter":
       await loadAdapterFiles(msg.names, msg.blobs);
       return { result: null };
+    case "benchmark":
+      return { result: await benchmark(msg) };
     case "dispose":
       if (run) {
         run.cancelled = true;

@@ -117,6 +117,7 @@ window.wp = {
     return { text, tokens };
   }),
   classify: safe(async (texts, opts) => tuner.classify(texts, opts)),
+  benchmark: safe(async (opts) => tuner.benchmark(opts)),
   exportFiles: safe(async () => {
     const files = await tuner.exportAdapterFiles();
     return Object.fromEntries(Object.entries(files).map(([k, v]) => [k, v.length]));

@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use clap::Subcommand;
 use webpeft::device::Backend;
+use webpeft::bench::{ids, MatmulProbe, TrainBench};
 use webpeft::generate::read_f32;
 use webpeft::models::KvCache;
-use webpeft::peft::create::{create_adapter, AdapterSpec, Method};
 use webpeft::train::data::Task;
-use webpeft::train::{freeze, MicroBatch, Targets, TrainOptions, Trainer};
+use webpeft::train::freeze;
 use webpeft::{Model, Result};
 
 use crate::{block, load};
@@ -45,6 +45,9 @@ pub enum BenchCommand {
         /// Timed steps after one warm-up step.
         #[arg(long, default_value_t = 3)]
         iters: usize,
+        /// Also time an n x n f32 matmul (GFLOPS) on each device; 0 skips it.
+        #[arg(long, default_value_t = 1024)]
+        matmul: usize,
     },
 }
 
@@ -70,7 +73,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
-        BenchCommand::Train { models, configs, devices, iters } => {
+        BenchCommand::Train { models, configs, devices, iters, matmul } => {
             println!("{:<22} {:<6} {:<26} {:>10} {:>10} {:>14}", "model", "device", "workload", "ms/step", "tokens/s", "peak RSS MiB");
             for dev in devices.split(',') {
                 let backend: Backend = dev.trim().parse()?;
@@ -84,6 +87,12 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                     let work = format!("LoRA {} {batch}x{seq}", if task == Task::SeqCls { "seq-cls" } else { "causal-lm" });
                     println!("{:<22} {:<6} {:<26} {:>10.1} {:>10.1} {:>14}", name, dev, work, ms, (batch * seq) as f64 / (ms / 1000.0), peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.0}")));
                 }
+                if matmul > 0 {
+                    let probe = MatmulProbe::new(&webpeft::device::native(backend)?, matmul);
+                    let reps = 4;
+                    let ms = time(1, || block(probe.run(reps)))? / reps as f64;
+                    println!("{:<22} {:<6} {:<26} {:>10.1} {:>10.1} GFLOPS", "matmul probe", dev, format!("f32 {matmul}x{matmul}"), ms, probe.flops() / (ms / 1000.0) / 1e9);
+                }
             }
             Ok(())
         }
@@ -91,22 +100,12 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 }
 
 /// Mean milliseconds of one LoRA training step (forward, backward, AdamW,
-/// loss read back) on random tokens.
+/// loss read back) on fixed token rows: the workload of `webpeft::bench`.
 fn train_steps(path: &std::path::Path, backend: Backend, task: Task, batch: usize, seq: usize, iters: usize) -> Result<f64> {
     let device = webpeft::device::native(backend)?.autodiff();
-    let mut m = freeze(Model::load(&crate::read_model_files(path)?, &device)?);
-    let mut spec = AdapterSpec::new(Method::Lora);
-    spec.seq_cls = task == Task::SeqCls;
-    spec.labels = Some(vec!["a".into(), "b".into()]);
-    create_adapter(&mut m, &spec)?;
-    let rows = ids(batch, seq, m.info.vocab_size);
-    let targets = match task {
-        Task::SeqCls => Targets::Classes((0..batch as u32).map(|i| i % 2).collect()),
-        Task::CausalLm => Targets::CausalLm,
-    };
-    let micro = [MicroBatch { ids: rows, attention_mask: None, targets }];
-    let mut t = Trainer::new(m, TrainOptions { lr: 1e-4, ..Default::default() });
-    time(iters, || block(t.step(&micro)).map(|_| ()))
+    let m = freeze(Model::load(&crate::read_model_files(path)?, &device)?);
+    let mut bench = TrainBench::new(m, task, batch, seq)?;
+    time(iters, || block(bench.step()).map(|_| ()))
 }
 
 /// The process's peak resident memory (Linux `VmHWM`).
@@ -128,23 +127,6 @@ fn time(iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
         f()?;
     }
     Ok(start.elapsed().as_secs_f64() * 1000.0 / iters.max(1) as f64)
-}
-
-/// Deterministic pseudo-random ids well inside the vocabulary.
-fn ids(batch: usize, seq: usize, vocab: usize) -> Vec<Vec<u32>> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..batch)
-        .map(|_| {
-            (0..seq)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (1000 + x % (vocab as u64 - 2000)) as u32
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// One forward pass, waiting for the result to reach the host.
