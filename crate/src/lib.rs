@@ -16,7 +16,7 @@ pub mod generate;
 pub mod models;
 pub mod peft;
 pub mod train;
-#[cfg(all(feature = "web", target_family = "wasm"))]
+#[cfg(all(feature = "bindings", target_family = "wasm"))]
 pub mod web;
 
 pub use error::{Error, ErrorKind, Result};
