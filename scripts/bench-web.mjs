@@ -4,8 +4,9 @@
 // backend. A measurement, never a test. Run through scripts/bench-web.sh, which
 // builds what this needs.
 //
-//   node scripts/bench-web.mjs [--configs minilm,smollm2] [--backends webgpu,cpu]
+//   node scripts/bench-web.mjs [--configs minilm,smollm2] [--backends webgpu,cpu,cpu1]
 //                              [--native cpu,gpu] [--iters 2] [--matmul 1024]
+// `cpu` is the CPU backend on every core (the threads build), `cpu1` on one thread.
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
@@ -18,7 +19,7 @@ import { launch } from "./chromium.mjs";
 const { values: args } = parseArgs({
   options: {
     configs: { type: "string", default: "minilm,smollm2" },
-    backends: { type: "string", default: "webgpu,cpu" },
+    backends: { type: "string", default: "webgpu,cpu,cpu1" },
     native: { type: "string", default: "cpu,gpu" },
     iters: { type: "string", default: "2" },
     matmul: { type: "string", default: "1024" },
@@ -85,7 +86,7 @@ try {
         const r = await browser.page.evaluate(
           async ({ cfg, backend, iters, matmul }) => {
             const { Tuner } = await import("/web/dist/index.js");
-            const tuner = await Tuner.load({ urls: cfg.urls }, { backend });
+            const tuner = await Tuner.load({ urls: cfg.urls }, backend === "cpu1" ? { backend: "cpu", threads: 1 } : { backend });
             try {
               const b = await tuner.benchmark({ task: cfg.task, batch: cfg.batch, seq: cfg.seq, steps: iters, matmulSize: matmul });
               return { ...b, device: tuner.device };
@@ -95,7 +96,8 @@ try {
           },
           { cfg, backend, iters, matmul },
         );
-        const dev = r.device.backend === "webgpu" ? `webgpu, ${r.device.adapter ?? "unknown adapter"}` : "cpu, wasm Flex, 1 thread";
+        const threads = r.device.threads ?? 1;
+        const dev = r.device.backend === "webgpu" ? `webgpu, ${r.device.adapter ?? "unknown adapter"}` : `cpu, wasm Flex, ${threads} thread${threads > 1 ? "s" : ""}`;
         rows.push({ config: c, where: `browser ${dev}`, msPerStep: r.msPerStep, tokensPerSecond: r.tokensPerSecond, gflops: r.matmul?.gflops, warmupMs: r.warmupMs });
       } catch (e) {
         rows.push({ config: c, where: `browser ${backend}`, error: String(e?.message ?? e).split("\n")[0] });

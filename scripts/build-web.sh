@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the core for the browser: wasm32 with the `web` bindings (WebGPU via
-# wgpu, and burn's Flex CPU backend), then wasm-bindgen's `web` target into
-# web/pkg/, then binaryen's wasm-opt -O2 (the npm package `binaryen`; set
-# WEBPEFT_WASM_OPT=0 to skip it). Prints the wasm size, raw and gzip.
+# Builds the core for the browser, twice: wasm32 with the `web` bindings (WebGPU via
+# wgpu, and burn's Flex CPU backend on one thread) into web/pkg/, and the CPU-only
+# threads build (`web-threads`: Flex on a pool of Web Workers, for cross-origin
+# isolated pages) into web/pkg-threads/. Each is wasm-bindgen's `web` target, then
+# binaryen's wasm-opt -O2 (the npm package `binaryen`; WEBPEFT_WASM_OPT=0 skips it).
+# Prints the wasm sizes, raw and gzip.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
@@ -13,33 +15,73 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; th
   bash scripts/setup-web.sh
 fi
 
+# binaryen's wasm-opt -O2 on a wasm-bindgen output, in place. It takes minutes on
+# this module, so its output is kept by input hash: an unchanged build (the page
+# tests after the browser tests) reuses it. The features are those rustc's
+# wasm32 target emits, plus simd128 (and threads for the threads build).
+opt_keys=""
+optimise() {
+  local file="$1"; shift
+  [ "${WEBPEFT_WASM_OPT:-1}" != "0" ] || return 0
+  local key cached
+  key=$(sha256sum "$file" | cut -c1-16)
+  opt_keys="$opt_keys $key"
+  cached="$CARGO_TARGET_DIR/wasm-opt/$key.wasm"
+  if [ ! -f "$cached" ]; then
+    echo "== wasm-opt -O2 $file (binaryen $(node -p 'require("binaryen/package.json").version'))"
+    mkdir -p "$(dirname "$cached")"
+    node_modules/.bin/wasm-opt -O2 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+      --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue "$@" \
+      "$file" -o "$cached.tmp"
+    mv "$cached.tmp" "$cached"
+  fi
+  cp "$cached" "$file"
+}
+
+size() {
+  local raw gz
+  raw=$(stat -c %s "$1")
+  gz=$(gzip -9 -c "$1" | wc -c)
+  awk -v f="$1" -v r="$raw" -v g="$gz" 'BEGIN { printf "%s: %.1f MB raw, %.1f MB gzip\n", f, r / 1e6, g / 1e6 }'
+}
+
 echo "== cargo build (wasm32, features web)"
 # simd128: Flex's CPU kernels vectorise in the browser. The cdylib crate type
 # is asked for here only, so native builds do not link one.
 RUSTFLAGS="${RUSTFLAGS:-} --cfg getrandom_backend=\"wasm_js\" -C target-feature=+simd128" \
   cargo rustc --release --target wasm32-unknown-unknown -p webpeft --features web --lib --crate-type cdylib
-
-wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/webpeft.wasm"
 rm -rf web/pkg
-wasm-bindgen --target web --out-dir web/pkg --out-name webpeft "$wasm"
+wasm-bindgen --target web --out-dir web/pkg --out-name webpeft "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/webpeft.wasm"
+optimise web/pkg/webpeft_bg.wasm
 
-if [ "${WEBPEFT_WASM_OPT:-1}" != "0" ]; then
-  # wasm-opt takes minutes on this module; its output is kept by input hash, so
-  # an unchanged build (the page tests after the browser tests) reuses it.
-  # The features are those rustc's wasm32 target emits, plus simd128.
-  key=$(sha256sum web/pkg/webpeft_bg.wasm | cut -c1-16)
-  cached="$CARGO_TARGET_DIR/wasm-opt/$key.wasm"
-  if [ ! -f "$cached" ]; then
-    echo "== wasm-opt -O2 (binaryen $(node -p 'require("binaryen/package.json").version'))"
-    mkdir -p "$(dirname "$cached")"
-    rm -f "$CARGO_TARGET_DIR"/wasm-opt/*.wasm
-    node_modules/.bin/wasm-opt -O2 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-      --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-      web/pkg/webpeft_bg.wasm -o "$cached.tmp"
-    mv "$cached.tmp" "$cached"
-  fi
-  cp "$cached" web/pkg/webpeft_bg.wasm
+echo "== cargo build (wasm32 with atomics, features web-threads)"
+# The CPU backend on a pool of Web Workers (wasm-bindgen-rayon) needs wasm
+# atomics and shared memory, so std is rebuilt with them (-Z build-std, from the
+# rust-src component; RUSTC_BOOTSTRAP lets the stable toolchain take -Z flags).
+# Memory may grow to 4 GiB, as in the main build. Its own target directory keeps
+# the two builds from invalidating each other.
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+  rustup component add rust-src
 fi
-raw=$(stat -c %s web/pkg/webpeft_bg.wasm)
-gz=$(gzip -9 -c web/pkg/webpeft_bg.wasm | wc -c)
-awk -v r="$raw" -v g="$gz" 'BEGIN { printf "web/pkg/webpeft_bg.wasm: %.1f MB raw, %.1f MB gzip\n", r / 1e6, g / 1e6 }'
+threads_target="$CARGO_TARGET_DIR/wasm-threads"
+# The linker is told to share the memory (imported, so every worker gets the same
+# one) and to export the thread-local-storage set-up that wasm-bindgen calls.
+# These go to the final link only (after `--`), so they do not rebuild the deps.
+link=()
+for a in --shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base; do
+  link+=(-C "link-arg=$a")
+done
+RUSTC_BOOTSTRAP=1 RUSTFLAGS="${RUSTFLAGS:-} --cfg getrandom_backend=\"wasm_js\" -C target-feature=+atomics,+bulk-memory,+simd128" \
+  cargo rustc --release --target wasm32-unknown-unknown -p webpeft --features web-threads --lib --crate-type cdylib \
+  -Z build-std=panic_abort,std --target-dir "$threads_target" -- "${link[@]}"
+rm -rf web/pkg-threads
+wasm-bindgen --target web --out-dir web/pkg-threads --out-name webpeft "$threads_target/wasm32-unknown-unknown/release/webpeft.wasm"
+optimise web/pkg-threads/webpeft_bg.wasm --enable-threads
+
+# Keep the cache to the two current outputs.
+for f in "$CARGO_TARGET_DIR"/wasm-opt/*.wasm; do
+  [ -e "$f" ] || continue
+  case "$opt_keys" in *"$(basename "$f" .wasm)"*) ;; *) rm -f "$f" ;; esac
+done
+size web/pkg/webpeft_bg.wasm
+size web/pkg-threads/webpeft_bg.wasm

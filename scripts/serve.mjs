@@ -34,15 +34,15 @@ const MIME = {
  * Serves `root` on `host:port` (port 0: a free one). Returns { url, port, log, close }.
  * No caching: the page and the package change while developing.
  */
-export async function startServer({ root = ROOT, port = 0, host = "127.0.0.1" } = {}) {
+export async function startServer({ root = ROOT, port = 0, host = "127.0.0.1", isolated = true } = {}) {
   const base = resolve(root);
   const log = [];
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, "http://localhost");
     log.push(`${req.method} ${url.pathname}`);
+    // `isolated: false` drops COOP/COEP, for testing pages that are not cross-origin isolated.
     const headers = {
-      "Cross-Origin-Opener-Policy": "same-origin",
-      "Cross-Origin-Embedder-Policy": "require-corp",
+      ...(isolated ? { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" } : {}),
       "Cross-Origin-Resource-Policy": "same-origin",
       "Cache-Control": "no-store",
     };

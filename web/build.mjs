@@ -2,6 +2,8 @@
 //   index.js        the main-thread API (ESM, fflate bundled)
 //   worker.js       the module worker, with the wasm-bindgen glue bundled
 //   webpeft_bg.wasm the core (copied from web/pkg/, built by scripts/build-web.sh)
+//   threads/        the CPU-only threads build of the core (web/pkg-threads/, copied
+//                   as it is: its worker pool imports the glue by URL)
 //   *.d.ts          declarations (tsc --emitDeclarationOnly)
 // Usage: node web/build.mjs [--dev] [--strict] [--pkg DIR] [--out DIR]
 //   --dev: no minification; --strict: fail when the worker disagrees with
@@ -9,7 +11,7 @@
 //   folder (the tests build the worker against a mock core this way).
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
@@ -20,6 +22,9 @@ const arg = (name, fallback) => {
   return i > 0 && process.argv[i + 1] ? resolve(process.argv[i + 1]) : fallback;
 };
 const pkg = arg("--pkg", join(web, "pkg"));
+// The threads build goes with the default pkg only (not with --pkg, e.g. the mock core).
+const threadsPkg = process.argv.includes("--pkg") ? null : join(web, "pkg-threads");
+const threads = threadsPkg !== null && existsSync(join(threadsPkg, "webpeft.js"));
 const dist = arg("--out", join(web, "dist"));
 const dev = process.argv.includes("--dev");
 const declarations = dist === join(web, "dist");
@@ -54,8 +59,19 @@ const common = {
   logLevel: "warning",
 };
 await build({ ...common, entryPoints: [join(web, "src/index.ts")], outfile: join(dist, "index.js") });
-await build({ ...common, entryPoints: [join(web, "src/worker.ts")], outfile: join(dist, "worker.js"), plugins: [wasmGlue] });
+await build({
+  ...common,
+  entryPoints: [join(web, "src/worker.ts")],
+  outfile: join(dist, "worker.js"),
+  plugins: [wasmGlue],
+  define: { __WEBPEFT_THREADS__: String(threads) },
+});
 copyFileSync(join(pkg, "webpeft_bg.wasm"), join(dist, "webpeft_bg.wasm"));
+if (threads) {
+  cpSync(threadsPkg, join(dist, "threads"), { recursive: true, filter: (f) => !f.endsWith(".d.ts") });
+} else if (threadsPkg !== null) {
+  console.warn(`build: ${threadsPkg} is missing: this build's CPU backend runs on one thread (scripts/build-web.sh builds it)`);
+}
 
 const run = (...args) => {
   try {
@@ -84,5 +100,6 @@ if (declarations) {
 
 const size = (f) => `${(statSync(join(dist, f)).size / 1024).toFixed(0)} KiB`;
 console.log(
-  `build: ${dist} in ${((Date.now() - t0) / 1000).toFixed(1)} s: index.js ${size("index.js")}, worker.js ${size("worker.js")}, webpeft_bg.wasm ${size("webpeft_bg.wasm")}`,
+  `build: ${dist} in ${((Date.now() - t0) / 1000).toFixed(1)} s: index.js ${size("index.js")}, worker.js ${size("worker.js")}, webpeft_bg.wasm ${size("webpeft_bg.wasm")}` +
+    (threads ? `, threads/webpeft_bg.wasm ${size("threads/webpeft_bg.wasm")}` : ""),
 );

@@ -195,7 +195,8 @@ function showModelFacts(t) {
   setText("fact-params", `${fmtInt(info.num_parameters)} (${(info.num_parameters / 1e6).toFixed(1)}M)`);
   const lim = deviceLimit(device);
   setText("fact-memory", `${fmtBytes(info.estimated_bytes)} for the weights; limit ${fmtBytes(lim.bytes)} (${lim.what})`);
-  const dev = device.backend === "webgpu" ? `WebGPU${device.adapter ? ` on ${device.adapter}` : device.vendor ? ` (${device.vendor})` : ""}` : "CPU (WebAssembly)";
+  const threads = device.threads > 1 ? `, ${device.threads} threads` : ", one thread";
+  const dev = device.backend === "webgpu" ? `WebGPU${device.adapter ? ` on ${device.adapter}` : device.vendor ? ` (${device.vendor})` : ""}` : `CPU (WebAssembly${threads})`;
   setText("fact-device", dev);
   setText("stat-device", dev);
   $("device-notice").hidden = !device.notice;

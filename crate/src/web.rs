@@ -62,13 +62,31 @@ pub fn start() {
     let _ = console_log::init_with_level(log::Level::Warn);
 }
 
+// The threads build: `initThreadPool(n)` starts rayon's pool of Web Workers
+// (sharing this module's memory); call it once before `initDevice("cpu")`.
+#[cfg(feature = "web-threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Threads the CPU backend's kernels run on: 1, or the rayon pool's size in
+/// the threads build.
+#[wasm_bindgen(js_name = cpuThreads)]
+pub fn cpu_threads() -> usize {
+    #[cfg(feature = "web-threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "web-threads"))]
+    1
+}
+
 /// Initialises the backend: `"webgpu"` (asynchronous adapter and device
 /// set-up) or `"cpu"` (burn's Flex compiled to wasm). Call once, before
 /// loading a model.
 #[wasm_bindgen(js_name = initDevice)]
 pub async fn init_device(backend: String) -> std::result::Result<JsValue, JsValue> {
     let (device, name) = match backend.as_str() {
+        #[cfg(feature = "gpu")]
         "webgpu" => (crate::device::gpu_async().await.map_err(js_error)?, "webgpu"),
+        #[cfg(not(feature = "gpu"))]
+        "webgpu" => return Err(js_error(Error::device("this is the CPU-only (threads) build of the core; load the main build for WebGPU"))),
         "cpu" => (crate::device::cpu(), "cpu"),
         other => return Err(js_error(Error::input("backend", format!("'{other}' is not a backend (use webgpu or cpu)")))),
     };

@@ -1,5 +1,6 @@
-// Backend choice: "cpu" trains on burn's Flex backend compiled to wasm; with
-// WebGPU hidden from the page, "auto" falls back to the CPU backend and says why.
+// Backend choice: "cpu" trains on burn's Flex backend compiled to wasm, on a pool
+// of worker threads where the page is cross-origin isolated; with WebGPU hidden
+// from the page, "auto" falls back to the CPU backend and says why.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -28,6 +29,10 @@ test("backend 'cpu' trains", { timeout: 10 * 60_000 }, async () => {
     const device = await trainsOn(b, wp, { backend: "cpu" });
     assert.equal(device.backend, "cpu");
     assert.equal(device.notice, undefined);
+    // The test page is cross-origin isolated: the threads build runs on every core.
+    const cores = await b.page.evaluate(() => navigator.hardwareConcurrency);
+    assert.equal(await b.page.evaluate(() => crossOriginIsolated), true);
+    assert.equal(device.threads, cores, JSON.stringify(device));
     // Generation streams its text, with the adapter and without it.
     for (const adapter of [true, false]) {
       const g = await wp("generate", "Capital of France? ", { maxNewTokens: 6, adapter });
@@ -36,6 +41,42 @@ test("backend 'cpu' trains", { timeout: 10 * 60_000 }, async () => {
     }
   } finally {
     await b.close();
+  }
+});
+
+test("the CPU backend's thread pool trains like one thread; without isolation it runs on one thread and says why", { timeout: 10 * 60_000 }, async () => {
+  requireBuild();
+  const losses = {};
+  const b = await openTestPage();
+  try {
+    const wp = helper(b.page);
+    const cores = await b.page.evaluate(() => navigator.hardwareConcurrency);
+    assert.ok(cores >= 2, `this check needs 2 or more cores (navigator.hardwareConcurrency is ${cores})`);
+    for (const threads of [1, cores]) {
+      const loaded = await wp("load", MODEL, { backend: "cpu", threads });
+      assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
+      assert.equal(loaded.device.threads, threads, JSON.stringify(loaded.device));
+      await b.page.setInputFiles("#data", DATA);
+      const r = await wp("train", { task: "causal-lm", method: "lora", steps: 3, lr: 1e-2, batch: 8, seqLen: 32, seed: 3 });
+      assert.equal(r.error, undefined, JSON.stringify(r.error));
+      losses[threads] = stepLosses(r.events);
+    }
+    // Same data, seed and model: the pool only changes the order of float sums.
+    losses[1].forEach((l, i) => assert.ok(Math.abs(l - losses[cores][i]) <= 1e-4 * Math.abs(l), `step ${i + 1}: ${l} (1 thread) vs ${losses[cores][i]} (${cores})`));
+    const bad = await wp("load", MODEL, { backend: "cpu", threads: 0 });
+    assert.equal(bad.error?.kind, "input", JSON.stringify(bad));
+  } finally {
+    await b.close();
+  }
+  const plain = await openTestPage({ isolated: false });
+  try {
+    assert.equal(await plain.page.evaluate(() => crossOriginIsolated), false);
+    const loaded = await helper(plain.page)("load", MODEL, { backend: "cpu" });
+    assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
+    assert.equal(loaded.device.threads, 1);
+    assert.match(loaded.device.notice ?? "", /not cross-origin isolated.*one thread/);
+  } finally {
+    await plain.close();
   }
 });
 

@@ -20,16 +20,17 @@ export const WEBPEFT_BIN =
   join(process.env.CARGO_TARGET_DIR || join(homedir(), ".cache/webpeft/target"), "release/webpeft");
 export const PAGE = "/tests/web/page/index.html";
 
-/** Serves `root` on 127.0.0.1 (a free port) with COOP/COEP, correct MIME types, no caching: `npm start`'s server. */
-export const startServer = (root = ROOT) => serve({ root });
+/** Serves `root` on 127.0.0.1 (a free port) with COOP/COEP (unless `isolated` is false), correct MIME types, no caching: `npm start`'s server. */
+export const startServer = (root = ROOT, { isolated = true } = {}) => serve({ root, isolated });
 
 /**
  * Starts the server and Chromium and opens the test page. `dist`: another build of the
  * package (URL path), default $WEBPEFT_TEST_DIST (e.g. /tests/out/mock-dist to dry-run the
- * harness against the mock core), else /web/dist.
+ * harness against the mock core), else /web/dist. `isolated: false` serves the page without
+ * COOP/COEP (not cross-origin isolated).
  */
-export async function openTestPage({ dist = process.env.WEBPEFT_TEST_DIST, ...opts } = {}) {
-  const server = await startServer();
+export async function openTestPage({ dist = process.env.WEBPEFT_TEST_DIST, isolated = true, ...opts } = {}) {
+  const server = await startServer(ROOT, { isolated });
   const browser = await launch(opts);
   await browser.page.goto(server.url + PAGE + (dist ? `?dist=${encodeURIComponent(dist)}` : ""));
   await browser.page.waitForFunction(() => window.wpReady === true || window.wpLoadError, null, { timeout: 60_000 });

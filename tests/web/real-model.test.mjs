@@ -1,12 +1,13 @@
 // A real model in the browser: LoRA on all-MiniLM-L6-v2 (BERT, 22.7M parameters;
 // fetched into models/ by scripts/setup.sh) for 3-class sequence classification
 // on WebGPU, a few small steps (SwiftShader is slow), then classification and
-// the exported adapter's logits against the native CLI.
+// the exported adapter's logits against the native CLI; and SmolLM2 from one
+// quantised .gguf file, its logits against the native CLI.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { openTestPage, modelUrls, requireBuild, helper, stepLosses, adapterParity, ROOT } from "./harness.mjs";
+import { openTestPage, modelUrls, requireBuild, helper, stepLosses, adapterParity, cliForward, maxAbsDiff, outDir, ROOT } from "./harness.mjs";
 
 const MODEL = "models/all-MiniLM-L6-v2";
 let b;
@@ -68,3 +69,29 @@ async function miniLm(backend) {
   assert.equal(p.browser.length, 3);
   assert.ok(p.maxDiff <= 1e-3, `browser and CLI logits differ by ${p.maxDiff}`);
 }
+
+test("SmolLM2-135M as one Q4_1 .gguf file: loads on the CPU backend's threads and gives the native CLI's logits", { timeout: 30 * 60_000 }, async () => {
+  const GGUF = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  assert.ok(existsSync(join(ROOT, GGUF)), `${GGUF} is missing: run bash scripts/setup.sh`);
+  await b.close();
+  b = await openTestPage();
+  wp = helper(b.page);
+  const loaded = await wp("load", [`/${GGUF}`], { backend: "cpu" });
+  assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
+  assert.equal(loaded.info.format, "gguf");
+  assert.ok(loaded.info.dtypes.includes("Q4_1"), JSON.stringify(loaded.info.dtypes));
+  assert.equal(loaded.info.has_chat_template, true);
+  const tokens = [1, 9690, 28, 314, 2114];
+  const browser = await wp("forward", tokens);
+  assert.equal(browser.error, undefined, JSON.stringify(browser.error));
+  const dir = await outDir("web-smollm2-gguf");
+  const native = await cliForward(GGUF, null, tokens, join(dir, "native.safetensors"));
+  const diff = maxAbsDiff(Float32Array.from(browser), native);
+  console.log(`SmolLM2 GGUF: browser (${loaded.device.threads} threads) vs native CLI logits, max abs diff ${diff.toExponential(2)} over ${native.length} values`);
+  assert.equal(browser.length, tokens.length * 49152);
+  assert.ok(diff <= 1e-3, `browser and CLI logits differ by ${diff}`);
+  // The model's own tokenizer and chat template work in the browser.
+  const g = await wp("generate", "What is 2+2?", { chat: true, maxNewTokens: 4 });
+  assert.equal(g.error, undefined, JSON.stringify(g.error));
+  assert.ok(g.text.length > 0);
+});

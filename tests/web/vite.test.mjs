@@ -1,6 +1,8 @@
 // The package as a user gets it: `npm pack` of web/, installed into a fresh Vite
 // project (Vite from the npm registry), built with `vite build`, served, and used
-// in Chromium: load the tiny Llama, train two LoRA steps, export the adapter zip.
+// in Chromium: load the tiny Llama, train two LoRA steps on the CPU backend's
+// thread pool (dist/threads/ copied to public/, as web/README.md says), export
+// the adapter zip.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -24,6 +26,7 @@ test("npm pack -> fresh Vite project -> vite build -> trains in Chromium", { tim
     cpSync(join(ROOT, "tests/web/vite-app"), app, { recursive: true });
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "vite-app", private: true, type: "module" }));
     await run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error", `vite@${VITE}`, tgz], { cwd: app, timeout: 5 * 60_000 });
+    cpSync(join(app, "node_modules/webpeft/dist/threads"), join(app, "public/webpeft-threads"), { recursive: true });
     await run(join(app, "node_modules/.bin/vite"), ["build"], { cwd: app });
     const dist = join(app, "dist");
     const assets = readdirSync(join(dist, "assets"));
@@ -37,6 +40,7 @@ test("npm pack -> fresh Vite project -> vite build -> trains in Chromium", { tim
     assert.equal(r.losses.length, 2);
     assert.ok(r.losses.every(Number.isFinite), JSON.stringify(r));
     assert.ok(r.zip > 1000, `adapter zip of ${r.zip} bytes`);
+    assert.equal(r.threads, r.cores, `the thread pool started: ${JSON.stringify(r)}`);
   } finally {
     await browser?.close();
     await server?.close();

@@ -148,6 +148,11 @@ async function chooseBackend(choice: LoadOptions["backend"]): Promise<{ backend:
   return { backend: "webgpu", fallbackToCpu: true };
 }
 
+/** A URL option resolved against the page (the worker's own location differs). */
+function resolved(url: string | URL | undefined): string | undefined {
+  return url === undefined ? undefined : new URL(url, location.href).href;
+}
+
 function modelPayload(source: ModelSource): { model: ModelPayload; transfer: Transferable[] } {
   if (source && "files" in source) {
     const f = source.files;
@@ -247,6 +252,9 @@ export class Tuner {
 
   /** Loads a model (files, URLs or a Hub repository) into a new worker. */
   static async load(source: ModelSource, opts: LoadOptions = {}): Promise<Tuner> {
+    if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
+      throw new WebPeftError("input", `threads: ${opts.threads} is not a positive integer`, "threads");
+    }
     const { backend, notice, fallbackToCpu } = await chooseBackend(opts.backend);
     const { model, transfer } = modelPayload(source);
     const url = opts.workerUrl ?? new URL("./worker.js", import.meta.url);
@@ -260,7 +268,7 @@ export class Tuner {
     try {
       const r = await conn.request<{ info: ModelInfo; device: DeviceInfo }>(
         // Resolved here: the worker's own location is not the page's.
-        { op: "load", backend, fallbackToCpu, notice, model, maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, wasmUrl: opts.wasmUrl === undefined ? undefined : new URL(opts.wasmUrl, location.href).href },
+        { op: "load", backend, fallbackToCpu, notice, model, maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, wasmUrl: resolved(opts.wasmUrl), threads: opts.threads, threadsUrl: resolved(opts.threadsUrl) },
         { onProgress: opts.onProgress },
         transfer,
       );

@@ -39,6 +39,18 @@ export interface LoadOptions {
    * limit on the CPU backend. A model over it is refused before anything is uploaded.
    */
   maxTensorBytes?: number;
+  /**
+   * Threads for the CPU backend (default: `navigator.hardwareConcurrency`). More than one
+   * needs a cross-origin isolated page (COOP `same-origin` and COEP `require-corp`
+   * headers); elsewhere the CPU backend runs on one thread and `device.notice` says why.
+   */
+  threads?: number;
+  /**
+   * Where the threads build's glue is (default: `threads/webpeft.js` next to the worker;
+   * it loads `webpeft_bg.wasm` and its `snippets/` next to itself). For bundlers that do
+   * not copy `dist/threads/`: serve that folder and give its `webpeft.js` URL.
+   */
+  threadsUrl?: string | URL;
 }
 
 /** The model, as the core describes it (snake_case, as the wasm returns it). */
@@ -69,6 +81,8 @@ export interface DeviceInfo {
   subgroups: boolean;
   maxBufferSize?: number;
   maxStorageBufferBindingSize?: number;
+  /** CPU backend: the threads its kernels run on. */
+  threads?: number;
   /** Why the backend differs from what was asked for or what is best (e.g. "WebGPU unavailable; using the CPU backend"). */
   notice?: string;
   [key: string]: unknown;
@@ -296,7 +310,7 @@ export type ModelPayload =
   | { kind: "hub"; repo: string; revision: string; file?: string };
 
 export type Request =
-  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; wasmUrl?: string }
+  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string }
   | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown>; resumeFrom?: CheckpointFiles }
   | { op: "pause" }
   | { op: "resume" }

@@ -21,6 +21,8 @@ declare module "webpeft-wasm" {
   }
   export default function init(options?: { module_or_path?: RequestInfo | URL | BufferSource | WebAssembly.Module }): Promise<unknown>;
   export function initDevice(backend: "webgpu" | "cpu"): Promise<WasmDeviceInfo>;
+  /** Threads of the CPU backend: 1, or the rayon pool's size in the threads build. */
+  export function cpuThreads(): number;
   /** Milliseconds per n x n f32 matmul on the initialised device (after a warm-up). */
   export function benchMatmul(n: number, reps: number): Promise<number>;
   export class Session {

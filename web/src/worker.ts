@@ -3,7 +3,8 @@
 // time (so pause/cancel messages are handled between steps), and answers the
 // main thread's requests by id. A wasm panic marks the worker dead: every open
 // and later request gets a "crash" error instead of hanging.
-import init, { benchMatmul, initDevice, Session } from "webpeft-wasm";
+import * as mainCore from "webpeft-wasm";
+import type { Session } from "webpeft-wasm";
 import { zipSync, unzipSync, strToU8, strFromU8 } from "fflate";
 import type {
   Backend,
@@ -25,6 +26,13 @@ import type {
 import { WebPeftError, isKind, payload } from "./errors";
 
 declare const self: DedicatedWorkerGlobalScope;
+
+// Set by web/build.mjs: whether dist/threads/ holds the CPU-only threads build of the core.
+declare const __WEBPEFT_THREADS__: boolean;
+
+/** The wasm core: the main build (bundled here), or the threads build (loaded from dist/threads/). */
+type Core = typeof mainCore;
+let core: Core = mainCore;
 
 /** Default largest total model size: files are copied into wasm32 memory (4 GiB at most), next to the weights. */
 const DEFAULT_MAX_BYTES = 2 * 1024 ** 3;
@@ -278,9 +286,40 @@ interface ActiveRun {
 }
 let run: ActiveRun | null = null;
 
+/**
+ * The threads build of the core: burn's Flex CPU backend with its kernels on a rayon
+ * pool of `n` Web Workers sharing the wasm memory. Needs a cross-origin isolated page
+ * (SharedArrayBuffer). Its files stay unbundled in dist/threads/: the pool's workers
+ * import the glue module by URL.
+ */
+async function loadThreadsCore(n: number, url?: string): Promise<Core> {
+  const glue = new URL(url ?? "./threads/webpeft.js", import.meta.url);
+  const mod = (await import(/* @vite-ignore */ glue.href)) as Core & { initThreadPool(n: number): Promise<void> };
+  await mod.default({ module_or_path: new URL("webpeft_bg.wasm", glue) });
+  await mod.initThreadPool(n);
+  return mod;
+}
+
 async function load(id: number, msg: Extract<Request, { op: "load" }>) {
   const progress = (p: LoadProgress) => post({ id, type: "progress", progress: p });
-  wasmReady ??= init({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
+  let notice = msg.notice;
+  const wanted = msg.threads ?? (self.navigator.hardwareConcurrency || 1);
+  if (!wasmReady && msg.backend === "cpu" && wanted > 1) {
+    if (!__WEBPEFT_THREADS__) {
+      // A build without the threads core (e.g. a development build): one thread.
+    } else if (!self.crossOriginIsolated) {
+      notice = [notice, "the page is not cross-origin isolated (COOP/COEP headers), so the CPU backend runs on one thread"].filter(Boolean).join("; ");
+    } else {
+      try {
+        core = await loadThreadsCore(wanted, msg.threadsUrl);
+        wasmReady = Promise.resolve();
+      } catch (e) {
+        core = mainCore;
+        notice = [notice, `the CPU backend's threads could not start (${messageOf(e)}), so it runs on one thread`].filter(Boolean).join("; ");
+      }
+    }
+  }
+  wasmReady ??= core.default({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
   try {
     await wasmReady;
   } catch (e) {
@@ -288,19 +327,19 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>) {
     throw new WebPeftError("io", `webpeft_bg.wasm: could not load the wasm core (${messageOf(e)})`, "webpeft_bg.wasm");
   }
   let backend: Backend = msg.backend;
-  let notice = msg.notice;
   let dev;
   try {
-    dev = await initDevice(backend);
+    dev = await core.initDevice(backend);
   } catch (e) {
     if (backend !== "webgpu" || !msg.fallbackToCpu || isTrap(e)) throw e;
     backend = "cpu";
     notice = `WebGPU could not start (${messageOf(e)}); using the CPU backend`;
-    dev = await initDevice("cpu");
+    dev = await core.initDevice("cpu");
   }
   // What the core does not report about the device, the worker asks WebGPU itself.
   const gpu = backend === "webgpu" ? await describeGpu() : {};
-  device = { f16: false, subgroups: false, ...gpu, ...dev, backend: dev?.backend ?? backend, ...(notice ? { notice } : {}) } as DeviceInfo;
+  const threads = backend === "cpu" ? { threads: core.cpuThreads ? core.cpuThreads() : 1 } : {};
+  device = { f16: false, subgroups: false, ...gpu, ...dev, ...threads, backend: dev?.backend ?? backend, ...(notice ? { notice } : {}) } as DeviceInfo;
 
   const { names, files } = await gatherModel(msg.model, progress);
   const total = files.reduce((s, f) => s + f.length, 0);
@@ -315,7 +354,7 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>) {
   }
   // A weight larger than the device can bind would fail inside a shader; refuse it up front.
   const maxTensor = msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined);
-  const s = Session.load(names, files, maxTensor);
+  const s = core.Session.load(names, files, maxTensor);
   const info = s.info() as ModelInfo;
   const est = Number(info?.estimated_bytes);
   if (Number.isFinite(est) && est > limit) {
@@ -635,7 +674,7 @@ async function benchmark(msg: Extract<Request, { op: "benchmark" }>): Promise<Be
   };
   if (matmulSize > 0) {
     const reps = 4;
-    const ms = await benchMatmul(matmulSize, reps);
+    const ms = await core.benchMatmul(matmulSize, reps);
     out.matmul = { n: matmulSize, msPerMatmul: ms, gflops: (2 * matmulSize ** 3) / (ms / 1000) / 1e9 };
   }
   return out;
