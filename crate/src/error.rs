@@ -45,6 +45,10 @@ impl Error {
     pub fn io(source: impl Into<String>, message: impl Into<String>) -> Self {
         Self { source: source.into(), message: message.into(), kind: ErrorKind::Io }
     }
+    /// The same error, naming another source.
+    pub fn in_source(self, source: impl Into<String>) -> Self {
+        Self { source: source.into(), ..self }
+    }
 }
 
 impl fmt::Display for Error {
@@ -61,3 +65,8 @@ impl std::error::Error for Error {}
 
 /// The core's result type.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A byte count for messages: `123.4 MB (123400000 bytes)`.
+pub(crate) fn human_bytes(b: usize) -> String {
+    format!("{:.1} MB ({b} bytes)", b as f64 / 1e6)
+}

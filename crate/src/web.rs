@@ -138,6 +138,8 @@ pub struct Session {
     /// `seq-cls` or `causal-lm`, for the adapter sidecar.
     task: Option<Task>,
     labels: Option<Vec<String>>,
+    /// The device's largest bindable buffer, when it has one (WebGPU).
+    max_tensor_bytes: Option<usize>,
 }
 
 impl Session {
@@ -194,7 +196,7 @@ impl Session {
         let device = device().map_err(js_error)?.autodiff();
         let limit = max_tensor_bytes.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as usize);
         let model = freeze(Model::load_within(&mf, &device, limit).map_err(js_error)?);
-        Ok(Session { state: State::Idle(model), task: None, labels: None })
+        Ok(Session { state: State::Idle(model), task: None, labels: None, max_tensor_bytes: limit })
     }
 
     /// Architecture, sizes and whether an adapter is attached.
@@ -223,6 +225,10 @@ impl Session {
             (Some(n), Some(b)) => Some(data::parse(&n, &b).map_err(js_error)?),
             _ => None,
         };
+        // Activations too large for the device: refused while the model is still ours.
+        if let (State::Idle(m), Some(limit)) = (&self.state, self.max_tensor_bytes) {
+            spec.check_activation_sizes(m, limit).map_err(js_error)?;
+        }
         let model = match std::mem::replace(&mut self.state, State::Empty) {
             State::Idle(m) => m,
             other => {

@@ -208,3 +208,29 @@ fn tensor_above_the_binding_limit_is_refused() {
     assert!(msg.contains("'model.embed_tokens.weight'") || msg.contains("'lm_head.weight'"), "{msg}");
     Model::load_within(&files(&fixture("tiny-llama")), &device, Some(81_920)).expect("a weight at the limit fits");
 }
+
+/// A micro-batch whose activations exceed the device's binding limit is
+/// refused before training, naming the tensor and what to lower.
+#[test]
+fn activations_above_the_binding_limit_are_refused() {
+    use webpeft::train::session::TrainSpec;
+    let m = Model::load(&files(&fixture("tiny-llama")), &device(webpeft::device::Backend::Cpu)).unwrap();
+    // tiny-llama: 4 heads, MLP 128, vocabulary 320.
+    let spec = TrainSpec { batch: 8, seq_len: 32, ..Default::default() };
+    let err = spec.check_activation_sizes(&m, 100_000).unwrap_err();
+    assert_eq!(err.kind, webpeft::ErrorKind::Device, "{err}");
+    assert_eq!(err.source, "options");
+    for needle in ["token logits [8, 32, 320]", "0.3 MB (327680 bytes)", "maxStorageBufferBindingSize", "lower batch"] {
+        assert!(err.message.contains(needle), "{err} should mention {needle:?}");
+    }
+    spec.check_activation_sizes(&m, 327_680).expect("logits at the limit fit");
+    // Prompt tuning's virtual tokens lengthen every row.
+    let prompt = TrainSpec { method: "prompt".into(), virtual_tokens: Some(8), ..spec.clone() };
+    let err = prompt.check_activation_sizes(&m, 327_680).unwrap_err();
+    assert!(err.message.contains("token logits [8, 40, 320]"), "{err}");
+    // A classifier has no token logits: attention scores and the MLP (131072 bytes each) bound it.
+    let cls = TrainSpec { task: "seq-cls".into(), ..spec.clone() };
+    cls.check_activation_sizes(&m, 131_072).expect("no token logits for seq-cls");
+    let err = cls.check_activation_sizes(&m, 100_000).unwrap_err();
+    assert!(err.message.contains("[8, 4, 32, 32]") || err.message.contains("[8, 32, 128]"), "{err}");
+}

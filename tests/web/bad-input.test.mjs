@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { openTestPage, modelUrls, requireBuild, helper, ROOT } from "./harness.mjs";
+import { openTestPage, modelUrls, requireBuild, helper, stepLosses, ROOT } from "./harness.mjs";
 
 const MODEL = modelUrls("tests/fixtures/tiny-llama");
 let b;
@@ -71,4 +71,17 @@ test("a weight above the device's binding limit is a 'device' error naming the t
   assert.equal(await wp("alive"), 2);
   const ok = await wp("load", MODEL, { backend: "cpu", maxTensorBytes: 81_920 });
   assert.equal(ok.error, undefined, JSON.stringify(ok.error));
+});
+
+test("a micro-batch whose activations exceed the binding limit is a 'device' error before training; a smaller one trains", { timeout: 5 * 60_000 }, async () => {
+  // The weights fit (81920 bytes at most); 8 x 32 tokens of 320 logits (327680 bytes) do not.
+  assert.equal((await wp("load", MODEL, { backend: "cpu", maxTensorBytes: 100_000 })).error, undefined);
+  await b.page.setInputFiles("#data", join(ROOT, "tests/fixtures/data/prompt_completion.jsonl"));
+  const big = await wp("train", { task: "causal-lm", method: "lora", steps: 1, batch: 8, seqLen: 32 });
+  assert.equal(big.error?.kind, "device", JSON.stringify(big));
+  assert.match(big.error.message, /token logits \[8, 32, 320\].*lower batch/);
+  // The model is still loaded and usable: a smaller micro-batch trains.
+  const small = await wp("train", { task: "causal-lm", method: "lora", steps: 2, batch: 1, seqLen: 16 });
+  assert.equal(small.error, undefined, JSON.stringify(small.error));
+  assert.equal(stepLosses(small.events).length, 2);
 });

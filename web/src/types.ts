@@ -34,9 +34,11 @@ export interface LoadOptions {
   /** Largest total model size in bytes to accept (default: 2 GiB, what wasm32 memory can hold next to the weights). */
   maxBytes?: number;
   /**
-   * Largest single weight in bytes (as f32) to accept. Default on WebGPU: the adapter's
+   * Largest single tensor in bytes (as f32). Default on WebGPU: the adapter's
    * `maxStorageBufferBindingSize`, since a larger tensor cannot be bound to a shader; no
-   * limit on the CPU backend. A model over it is refused before anything is uploaded.
+   * limit on the CPU backend. A model with a larger weight is refused before anything is
+   * uploaded, and a training run whose micro-batch activations (token logits, attention
+   * scores, MLP) would be larger is refused before it starts.
    */
   maxTensorBytes?: number;
   /**

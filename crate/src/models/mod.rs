@@ -168,6 +168,7 @@ pub struct ForwardOutput {
 /// Fails, naming the largest weight, when any weight takes more than `limit`
 /// bytes as f32.
 fn check_tensor_sizes(w: &WeightMap, limit: usize) -> Result<()> {
+    use crate::error::human_bytes;
     let size = |n: &str| w.shape(n).map_or(0, |s| s.iter().product::<usize>() * 4);
     let too_big: Vec<&str> = w.names().into_iter().filter(|n| size(n) > limit).collect();
     let Some(largest) = too_big.iter().copied().max_by_key(|n| size(n)) else {
@@ -178,22 +179,15 @@ fn check_tensor_sizes(w: &WeightMap, limit: usize) -> Result<()> {
         1 => " (1 other weight is too large too)".to_string(),
         k => format!(" ({k} other weights are too large too)"),
     };
-    Err(Error {
-        source: w.source.clone(),
-        message: format!(
-            "tensor '{largest}' {:?} takes {} as f32, above this device's largest buffer binding (maxStorageBufferBindingSize) of {}{others}; use a smaller model or a device with higher limits",
-            w.shape(largest).unwrap_or(&[]),
-            human_bytes(size(largest)),
-            human_bytes(limit),
-        ),
-        kind: crate::ErrorKind::Device,
-    })
+    Err(Error::device(format!(
+        "tensor '{largest}' {:?} takes {} as f32, above this device's largest buffer binding (maxStorageBufferBindingSize) of {}{others}; use a smaller model or a device with higher limits",
+        w.shape(largest).unwrap_or(&[]),
+        human_bytes(size(largest)),
+        human_bytes(limit),
+    ))
+    .in_source(&w.source))
 }
 
-/// `123.4 MB (123400000 bytes)`.
-fn human_bytes(b: usize) -> String {
-    format!("{:.1} MB ({b} bytes)", b as f64 / 1e6)
-}
 
 fn parse_json<T: serde::de::DeserializeOwned>(file: &str, value: &serde_json::Value) -> Result<T> {
     serde_json::from_value(value.clone()).map_err(|e| Error::format(file, format!("{e}")))

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::data::{self, Dataset, EncodeOptions, Example, LabelMap, Task};
 use super::run::{Run, RunConfig};
 use super::{OptimizerKind, Schedule, TrainOptions};
-use crate::error::{Error, Result};
+use crate::error::{human_bytes, Error, Result};
 use crate::models::Model;
 use crate::peft::create::{create_adapter, AdapterSpec, Method};
 use crate::peft::TargetModules;
@@ -93,6 +93,38 @@ impl TrainSpec {
     /// The task as the data module names it.
     pub fn task(&self) -> Result<Task> {
         Task::parse(&self.task)
+    }
+
+    /// Fails when one micro-batch's largest activation (token logits,
+    /// attention scores or the MLP's hidden layer, as f32) would exceed
+    /// `limit` bytes: on WebGPU, the largest buffer a shader can bind
+    /// (`maxStorageBufferBindingSize`). Checked before training starts, so the
+    /// user can lower `batch` or `seq_len` instead of meeting a device error.
+    pub fn check_activation_sizes(&self, model: &Model, limit: usize) -> Result<()> {
+        let cfg = |keys: &[&str]| keys.iter().find_map(|k| model.config.get(*k).and_then(|v| v.as_u64())).map(|v| v as usize);
+        let hidden = model.info.hidden_size;
+        let heads = cfg(&["num_attention_heads", "n_head"]).unwrap_or(1);
+        let inner = cfg(&["intermediate_size", "n_inner"]).unwrap_or(4 * hidden);
+        let virtual_tokens = match self.method.as_str() {
+            "prompt" | "prefix" => self.virtual_tokens.unwrap_or(0),
+            _ => 0,
+        };
+        let (b, t) = (self.batch, self.seq_len + model.extra_positions() + virtual_tokens);
+        let mut parts = vec![("attention scores", vec![b, heads, t, t]), ("MLP activations", vec![b, t, inner])];
+        if self.task()? == Task::CausalLm {
+            parts.push(("token logits", vec![b, t, model.info.vocab_size]));
+        }
+        let bytes = |shape: &[usize]| shape.iter().product::<usize>() * 4;
+        let (what, shape) = parts.into_iter().max_by_key(|(_, s)| bytes(s)).expect("three candidates");
+        if bytes(&shape) <= limit {
+            return Ok(());
+        }
+        Err(Error::device(format!(
+            "one micro-batch's {what} {shape:?} take {} as f32, above this device's largest buffer binding (maxStorageBufferBindingSize) of {}; lower batch (grad_accum keeps the effective batch) or seq_len",
+            human_bytes(bytes(&shape)),
+            human_bytes(limit),
+        ))
+        .in_source("options"))
     }
 }
 
