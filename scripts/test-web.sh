@@ -27,7 +27,8 @@ set +e
 node --test --test-concurrency=1 --test-reporter=spec "$@" tests/web/ 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# The spec reporter ends with "ℹ pass N" / "ℹ fail M".
-awk '/^ℹ pass / { p = $3 } /^ℹ fail / { f = $3 } END { printf "web tests: %d passed, %d failed\n", p, f }' "$log"
+# The spec reporter ends with "ℹ pass N" / "ℹ fail M" / "ℹ skipped K".
+awk '/^ℹ pass / { p = $3 } /^ℹ fail / { f = $3 } /^ℹ skipped / { k = $3 }
+  END { printf "web tests: %d passed, %d failed%s\n", p, f, k ? sprintf(", %d skipped", k) : "" }' "$log"
 rm -f "$log"
 exit "$status"

@@ -134,6 +134,14 @@ export function realBuild() {
   return existsSync(join(ROOT, "web/dist/index.js")) && existsSync(join(ROOT, "web/dist/webpeft_bg.wasm"));
 }
 
+/**
+ * True when web/dist has the CPU threads build (scripts/build-web.sh skips it, with a
+ * warning, where the rust-src component cannot be installed).
+ */
+export function threadsBuild() {
+  return existsSync(join(ROOT, "web/dist/threads/webpeft.js"));
+}
+
 /** Fails the calling test with a clear message when the package is not built. */
 export function requireBuild() {
   if (!realBuild() && !process.env.WEBPEFT_TEST_DIST) {
