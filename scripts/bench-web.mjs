@@ -29,26 +29,24 @@ const iters = Number(args.iters);
 const matmul = Number(args.matmul);
 const list = (s) => s.split(",").map((x) => x.trim()).filter(Boolean);
 
+// The batch shape is the core's default for the task (webpeft::bench::default_shape),
+// on both sides; each row reports the shape it ran.
 const CONFIGS = {
   minilm: {
     name: "all-MiniLM-L6-v2",
     task: "seq-cls",
-    batch: 16,
-    seq: 64,
     urls: ["config.json", "tokenizer.json", "model.safetensors"].map((f) => `/models/all-MiniLM-L6-v2/${f}`),
   },
   smollm2: {
     name: "SmolLM2-135M (Q4_1)",
     task: "causal-lm",
-    batch: 4,
-    seq: 128,
     urls: ["/models/SmolLM2-135M-Instruct.Q4_1.gguf"],
   },
 };
 for (const c of list(args.configs)) if (!CONFIGS[c]) throw new Error(`--configs: unknown config '${c}' (minilm, smollm2)`);
 
 const BIN = process.env.WEBPEFT_BIN || join(process.env.CARGO_TARGET_DIR || join(homedir(), ".cache/webpeft/target"), "release/webpeft");
-const rows = []; // { config, where, msPerStep, tokensPerSecond, gflops }
+const rows = []; // { config, work, where, msPerStep, tokensPerSecond, gflops } or { config, where, error }
 
 // ---- native: `webpeft bench train`, one process per config (clean memory figures) ----
 if (list(args.native).length) {
@@ -68,7 +66,7 @@ if (list(args.native).length) {
         const r = rows.find((r) => r.config === c && r.where === where);
         if (r) r.gflops = Number(m[5]);
       } else {
-        rows.push({ config: c, where, msPerStep: Number(m[4]), tokensPerSecond: Number(m[5]) });
+        rows.push({ config: c, work: m[3], where, msPerStep: Number(m[4]), tokensPerSecond: Number(m[5]) });
       }
     }
   }
@@ -88,7 +86,7 @@ try {
             const { Tuner } = await import("/web/dist/index.js");
             const tuner = await Tuner.load({ urls: cfg.urls }, backend === "cpu1" ? { backend: "cpu", threads: 1 } : { backend });
             try {
-              const b = await tuner.benchmark({ task: cfg.task, batch: cfg.batch, seq: cfg.seq, steps: iters, matmulSize: matmul });
+              const b = await tuner.benchmark({ task: cfg.task, steps: iters, matmulSize: matmul });
               return { ...b, device: tuner.device };
             } finally {
               tuner.dispose();
@@ -98,7 +96,7 @@ try {
         );
         const threads = r.device.threads ?? 1;
         const dev = r.device.backend === "webgpu" ? `webgpu, ${r.device.adapter ?? "unknown adapter"}` : `cpu, wasm Flex, ${threads} thread${threads > 1 ? "s" : ""}`;
-        rows.push({ config: c, where: `browser ${dev}`, msPerStep: r.msPerStep, tokensPerSecond: r.tokensPerSecond, gflops: r.matmul?.gflops, warmupMs: r.warmupMs });
+        rows.push({ config: c, work: `LoRA ${r.task} ${r.batch}x${r.seq}`, where: `browser ${dev}`, msPerStep: r.msPerStep, tokensPerSecond: r.tokensPerSecond, gflops: r.matmul?.gflops });
       } catch (e) {
         rows.push({ config: c, where: `browser ${backend}`, error: String(e?.message ?? e).split("\n")[0] });
       } finally {
@@ -117,12 +115,11 @@ console.log(`\nLoRA r 8 training step, ${iters} timed step(s) after one warm-up;
 console.log(`${pad("model", 22)} ${pad("workload", 22)} ${pad("where", 40)} ${"ms/step".padStart(10)} ${"tokens/s".padStart(10)} ${"GFLOPS".padStart(8)}`);
 for (const c of list(args.configs)) {
   const cfg = CONFIGS[c];
-  const work = `LoRA ${cfg.task} ${cfg.batch}x${cfg.seq}`;
   for (const r of rows.filter((r) => r.config === c)) {
     if (r.error) {
-      console.log(`${pad(cfg.name, 22)} ${pad(work, 22)} ${pad(r.where, 40)} failed: ${r.error}`);
+      console.log(`${pad(cfg.name, 22)} ${pad(`LoRA ${cfg.task}`, 22)} ${pad(r.where, 40)} failed: ${r.error}`);
     } else {
-      console.log(`${pad(cfg.name, 22)} ${pad(work, 22)} ${pad(r.where, 40)} ${num(r.msPerStep).padStart(10)} ${num(r.tokensPerSecond).padStart(10)} ${num(r.gflops).padStart(8)}`);
+      console.log(`${pad(cfg.name, 22)} ${pad(r.work, 22)} ${pad(r.where, 40)} ${num(r.msPerStep).padStart(10)} ${num(r.tokensPerSecond).padStart(10)} ${num(r.gflops).padStart(8)}`);
     }
   }
 }

@@ -33,6 +33,15 @@ pub fn ids(batch: usize, seq: usize, vocab: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// The benchmark's micro-batch for `task`, as (rows, tokens per row): 16 x 64
+/// for a classifier, 4 x 128 for a causal LM.
+pub fn default_shape(task: Task) -> (usize, usize) {
+    match task {
+        Task::SeqCls => (16, 64),
+        Task::CausalLm => (4, 128),
+    }
+}
+
 /// One LoRA training step (r 8, PEFT's default targets, AdamW) repeated on
 /// fixed token rows: `causal-lm` on the rows themselves, or `seq-cls` with
 /// two labels and a new head.

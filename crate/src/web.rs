@@ -396,14 +396,18 @@ impl Session {
 
     /// Times LoRA training steps (`crate::bench::TrainBench`: r 8, AdamW, on
     /// fixed pseudo-random rows) on a copy of the model, which stays as it
-    /// was. `task` is `causal-lm` or `seq-cls`. Returns milliseconds per step,
-    /// the first being the warm-up step (kernel compilation included).
+    /// was. `task` is `causal-lm` or `seq-cls`; `batch` and `seq` default to
+    /// `crate::bench::default_shape`. Returns `{batch, seq, ms}`, `ms` holding
+    /// milliseconds per step, the first being the warm-up step (kernel
+    /// compilation included).
     #[wasm_bindgen(js_name = benchTrain)]
-    pub async fn bench_train(&self, task: String, batch: usize, seq: usize, steps: usize) -> std::result::Result<js_sys::Float64Array, JsValue> {
+    pub async fn bench_train(&self, task: String, batch: Option<usize>, seq: Option<usize>, steps: usize) -> std::result::Result<JsValue, JsValue> {
         let State::Idle(m) = &self.state else {
             return Err(js_error(Error::input("benchmark", "finish training before benchmarking")));
         };
         let task = Task::parse(&task).map_err(js_error)?;
+        let (default_batch, default_seq) = crate::bench::default_shape(task);
+        let (batch, seq) = (batch.unwrap_or(default_batch), seq.unwrap_or(default_seq));
         let mut bench = crate::bench::TrainBench::new(m.clone(), task, batch, seq).map_err(js_error)?;
         let mut times = vec![];
         for _ in 0..steps + 1 {
@@ -411,7 +415,11 @@ impl Session {
             bench.step().await.map_err(js_error)?;
             times.push(now_ms() - start);
         }
-        Ok(js_sys::Float64Array::from(times.as_slice()))
+        let out = Object::new();
+        set(&out, "batch", &(batch as f64).into());
+        set(&out, "seq", &(seq as f64).into());
+        set(&out, "ms", &js_sys::Float64Array::from(times.as_slice()).into());
+        Ok(out.into())
     }
 
     /// A full checkpoint of the running job: adapter files plus optimiser

@@ -375,18 +375,11 @@ export class Tuner {
   async benchmark(opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
     this.#check();
     const task: Task = opts.task ?? (this.info.model_type === "bert" ? "seq-cls" : "causal-lm");
-    const cls = task === "seq-cls";
-    const request = {
-      op: "benchmark" as const,
-      task,
-      batch: opts.batch ?? (cls ? 16 : 4),
-      seq: opts.seq ?? (cls ? 64 : 128),
-      steps: opts.steps ?? 3,
-      matmulSize: opts.matmulSize ?? 1024,
-    };
+    // batch and seq default in the core (webpeft::bench::default_shape), as for `webpeft bench train`.
+    const request = { op: "benchmark" as const, task, batch: opts.batch, seq: opts.seq, steps: opts.steps ?? 3, matmulSize: opts.matmulSize ?? 1024 };
     for (const k of ["batch", "seq", "steps", "matmulSize"] as const) {
       const v = request[k];
-      if (!Number.isInteger(v) || v < (k === "matmulSize" ? 0 : 1)) {
+      if (v !== undefined && (!Number.isInteger(v) || v < (k === "matmulSize" ? 0 : 1))) {
         throw new WebPeftError("input", `${k}: ${v} is not a ${k === "matmulSize" ? "non-negative" : "positive"} integer`, "benchmark");
       }
     }

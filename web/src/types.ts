@@ -323,7 +323,7 @@ export type Request =
   | { op: "exportFiles" }
   | { op: "exportZip" }
   | { op: "loadAdapter"; names: string[]; blobs: (Blob | Uint8Array)[] }
-  | { op: "benchmark"; task: Task; batch: number; seq: number; steps: number; matmulSize: number }
+  | { op: "benchmark"; task: Task; batch?: number; seq?: number; steps: number; matmulSize: number }
   | { op: "dispose" };
 
 export type RequestMessage = Request & { id: number };

@@ -64,8 +64,8 @@ declare module "webpeft-wasm" {
     forward(ids: Uint32Array): Promise<Float32Array>;
     checkpoint(): Promise<AdapterFiles & { optimizer: Uint8Array; state: Uint8Array }>;
     restoreCheckpoint(optimizer: Uint8Array, state: Uint8Array): void;
-    /** Milliseconds per LoRA training step on a copy of the model; the first is the warm-up. */
-    benchTrain(task: string, batch: number, seq: number, steps: number): Promise<Float64Array>;
+    /** Milliseconds per LoRA training step on a copy of the model (`ms`; the first is the warm-up), and the batch shape used. */
+    benchTrain(task: string, batch: number | undefined, seq: number | undefined, steps: number): Promise<{ batch: number; seq: number; ms: Float64Array }>;
     free(): void;
   }
 }

@@ -658,8 +658,11 @@ async function loadAdapterFiles(names: string[], blobs: (Blob | Uint8Array)[]) {
 
 async function benchmark(msg: Extract<Request, { op: "benchmark" }>): Promise<BenchmarkResult> {
   const s = needSession();
-  const { task, batch, seq, steps, matmulSize } = msg;
-  const times = Array.from(await s.benchTrain(task, batch, seq, steps));
+  const { task, steps, matmulSize } = msg;
+  // The bindings type this result as `any`; it is {batch, seq, ms}.
+  const r: { batch: number; seq: number; ms: Float64Array } = await s.benchTrain(task, msg.batch, msg.seq, steps);
+  const { batch, seq } = r;
+  const times = Array.from(r.ms);
   const stepMs = times.slice(1);
   const msPerStep = stepMs.reduce((a, b) => a + b, 0) / Math.max(1, stepMs.length);
   const out: BenchmarkResult = {

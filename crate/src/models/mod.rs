@@ -188,7 +188,6 @@ fn check_tensor_sizes(w: &WeightMap, limit: usize) -> Result<()> {
     .in_source(&w.source))
 }
 
-
 fn parse_json<T: serde::de::DeserializeOwned>(file: &str, value: &serde_json::Value) -> Result<T> {
     serde_json::from_value(value.clone()).map_err(|e| Error::format(file, format!("{e}")))
 }

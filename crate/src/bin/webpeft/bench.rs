@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Subcommand;
 use webpeft::device::Backend;
-use webpeft::bench::{ids, MatmulProbe, TrainBench};
+use webpeft::bench::{default_shape, ids, MatmulProbe, TrainBench};
 use webpeft::generate::read_f32;
 use webpeft::models::KvCache;
 use webpeft::train::data::Task;
@@ -78,13 +78,14 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             for dev in devices.split(',') {
                 let backend: Backend = dev.trim().parse()?;
                 for cfg in configs.split(',') {
-                    let (path, task, batch, seq, name) = match cfg.trim() {
-                        "minilm" => ("all-MiniLM-L6-v2", Task::SeqCls, 16, 64, "all-MiniLM-L6-v2"),
-                        "smollm2" => ("SmolLM2-135M-Instruct.Q4_1.gguf", Task::CausalLm, 4, 128, "SmolLM2-135M (Q4_1)"),
+                    let (path, task, name) = match cfg.trim() {
+                        "minilm" => ("all-MiniLM-L6-v2", Task::SeqCls, "all-MiniLM-L6-v2"),
+                        "smollm2" => ("SmolLM2-135M-Instruct.Q4_1.gguf", Task::CausalLm, "SmolLM2-135M (Q4_1)"),
                         other => return Err(webpeft::Error::input("--configs", format!("unknown config '{other}' (minilm, smollm2)"))),
                     };
+                    let (batch, seq) = default_shape(task);
                     let ms = train_steps(&models.join(path), backend, task, batch, seq, iters)?;
-                    let work = format!("LoRA {} {batch}x{seq}", if task == Task::SeqCls { "seq-cls" } else { "causal-lm" });
+                    let work = format!("LoRA {} {batch}x{seq}", task.name());
                     println!("{:<22} {:<6} {:<26} {:>10.1} {:>10.1} {:>14}", name, dev, work, ms, (batch * seq) as f64 / (ms / 1000.0), peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.0}")));
                 }
                 if matmul > 0 {
