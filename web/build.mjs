@@ -5,16 +5,20 @@
 //   threads/        the CPU-only threads build of the core (web/pkg-threads/, copied
 //                   as it is: its worker pool imports the glue by URL)
 //   *.d.ts          declarations (tsc --emitDeclarationOnly)
+// and, into web/ itself (the package root, git-ignored): LICENSE (the repository's)
+// and THIRD_PARTY_NOTICES.md (the crates compiled into the wasm, with their licence
+// texts; scripts/third-party-notices.mjs).
 // Usage: node web/build.mjs [--dev] [--strict] [--pkg DIR] [--out DIR]
 //   --dev: no minification; --strict: fail when the worker disagrees with
 //   web/pkg/webpeft.d.ts (else a warning); --pkg/--out: another wasm-bindgen output and dist
 //   folder (the tests build the worker against a mock core this way).
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, cpSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import { notices } from "../scripts/third-party-notices.mjs";
 
 const web = dirname(fileURLToPath(import.meta.url));
 const arg = (name, fallback) => {
@@ -96,6 +100,13 @@ if (declarations) {
       console.warn(`${msg} (a warning; --strict makes it an error)`);
     }
   }
+}
+
+if (declarations) {
+  copyFileSync(join(web, "..", "LICENSE"), join(web, "LICENSE"));
+  const { md, crates } = notices();
+  writeFileSync(join(web, "THIRD_PARTY_NOTICES.md"), md);
+  console.log(`build: THIRD_PARTY_NOTICES.md lists the ${crates.length} crates compiled into the wasm`);
 }
 
 const size = (f) => `${(statSync(join(dist, f)).size / 1024).toFixed(0)} KiB`;

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { mkdtempSync, writeFileSync, cpSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, writeFileSync, cpSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, startServer, launch, requireBuild, threadsBuild } from "./harness.mjs";
@@ -20,8 +20,17 @@ test("npm pack -> fresh Vite project -> vite build -> trains in Chromium", { tim
   const dir = mkdtempSync(join(tmpdir(), "webpeft-vite-"));
   let server, browser;
   try {
-    const { stdout } = await run("npm", ["pack", "--pack-destination", dir, "--silent"], { cwd: join(ROOT, "web") });
-    const tgz = join(dir, stdout.trim().split("\n").pop());
+    // npm pack runs the package's prepack (the wasm and dist builds, incremental here).
+    const { stdout } = await run("npm", ["pack", "--pack-destination", dir, "--json", "--loglevel=error"], { cwd: join(ROOT, "web"), maxBuffer: 64 << 20, timeout: 5 * 60_000 });
+    const [packed] = JSON.parse(stdout.slice(stdout.indexOf("[")));
+    const files = packed.files.map((f) => f.path);
+    const want = ["dist/index.js", "dist/index.d.ts", "dist/types.d.ts", "dist/errors.d.ts", "dist/worker.js", "dist/webpeft_bg.wasm", "LICENSE", "THIRD_PARTY_NOTICES.md", "README.md", "package.json"];
+    if (threadsBuild()) want.push("dist/threads/webpeft_bg.wasm", "dist/threads/webpeft.js");
+    for (const f of want) assert.ok(files.includes(f), `npm pack contains ${f}: ${files.join(", ")}`);
+    const notices = readFileSync(join(ROOT, "web/THIRD_PARTY_NOTICES.md"), "utf8");
+    for (const c of ["burn-flex", "wgpu", "tokenizers", "wasm-bindgen"]) assert.match(notices, new RegExp(`^\\| ${c} \\|`, "m"), `notices list ${c}`);
+    assert.match(notices, /Apache License/, "notices carry the licence texts");
+    const tgz = join(dir, packed.filename);
     const app = join(dir, "app");
     cpSync(join(ROOT, "tests/web/vite-app"), app, { recursive: true });
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "vite-app", private: true, type: "module" }));
