@@ -142,6 +142,8 @@ test("hub: 401/403/404 and malformed indexes are typed errors naming the reposit
   const withToken = await requestsDuring(() => load({ hub: "test/gated" }, { token: "hf_llama_ok" }));
   assert.equal(withToken.r.error, undefined, JSON.stringify(withToken.r.error));
   assert.ok(resolves(withToken.log).every((l) => l.token === "hf_llama_ok"), "the token goes to the hub");
+  const cdn = withToken.log.filter((l) => l.server === "cdn" && l.method === "GET");
+  assert.ok(cdn.length > 0 && cdn.every((l) => !l.auth), "the browser does not forward the token across the redirect to the CDN");
 
   const priv = await load({ hub: "test/private" });
   assert.equal(priv.error?.kind, "io");
