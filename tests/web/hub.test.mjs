@@ -282,6 +282,20 @@ test("every public method turns a wrong argument into a WebPeftError of kind inp
   await check("forward", [[[]], [[-1]], ["x"], [[0.5]]]);
   await check("loadAdapter", [[5], [[]], [{}], [[1]]]);
   await check("benchmark", [[{ task: "x" }], [5], [{ steps: 0 }]]);
+  // train reports through run.done.
+  const train = await b.page.evaluate(async () => {
+    const out = [];
+    for (const args of [[[{ text: "a" }], null], [5, { task: "causal-lm", method: "lora" }]]) {
+      try {
+        await window.wpTuner().train(...args).done;
+        out.push({ ok: true });
+      } catch (e) {
+        out.push({ kind: e.kind, typed: e instanceof window.webpeft.WebPeftError });
+      }
+    }
+    return out;
+  });
+  assert.deepEqual(train, [{ kind: "input", typed: true }, { kind: "input", typed: true }]);
   await check("listFiles", [[5], ["a/b", { endpoint: "ftp://x" }], ["a/b", { suffix: 5 }], ["a/b", 5]]);
   await check("clearCache", [[5]]);
   // The model still works after all that.

@@ -191,6 +191,9 @@ export async function repoInfo(a: HubAccess, cache?: Cache | null): Promise<HubR
     if (!cached) throw e;
     res = cached;
   }
+  // A Hub that is down (5xx) is as good as unreachable when the answer is cached.
+  const stale = !res.ok && res.status >= 500 && cache ? await cache.match(url).catch(() => undefined) : undefined;
+  if (stale) res = stale;
   if (!res.ok) throw await hubError(res, a);
   let json: RevisionJson;
   const text = await res.clone().text();

@@ -249,9 +249,10 @@ function isBlob(v: unknown): v is Blob {
 }
 
 /** Named file contents from `File[]` or `{ name: bytes | Blob }`. */
-function namedFiles(f: unknown, what: string): { names: string[]; blobs: (Blob | Uint8Array)[] } {
+function namedFiles(files: unknown, what: string): { names: string[]; blobs: (Blob | Uint8Array)[] } {
   const names: string[] = [];
   const blobs: (Blob | Uint8Array)[] = [];
+  const f = typeof FileList !== "undefined" && files instanceof FileList ? [...files] : files;
   if (Array.isArray(f)) {
     f.forEach((x, i) => {
       const name = isBlob(x) ? (x as Partial<File>).name : undefined;
@@ -273,26 +274,26 @@ function namedFiles(f: unknown, what: string): { names: string[]; blobs: (Blob |
   return { names, blobs };
 }
 
-function modelPayload(source: ModelSource, opts: LoadOptions): { model: ModelPayload; transfer: Transferable[] } {
+function modelPayload(src: ModelSource, opts: LoadOptions): { model: ModelPayload; transfer: Transferable[] } {
+  const source = src as unknown as Record<string, unknown>;
   if (typeof source === "string") {
     bad("source", `expected { hub: ${JSON.stringify(source)} }, { urls } or { files }, got a string`);
   }
   if (!isRecord(source)) bad("source", `expected { files }, { urls } or { hub }, got ${show(source)}`);
-  const kinds = (["files", "urls", "hub"] as const).filter((k) => k in source);
+  const kinds = (["files", "urls", "hub"] as const).filter((k) => source[k] !== undefined);
   if (kinds.length !== 1) bad("source", `give exactly one of { files }, { urls } or { hub }${kinds.length ? ` (got ${kinds.join(" and ")})` : ""}`);
-  if ("files" in source) {
+  if (kinds[0] === "files") {
     const { names, blobs } = namedFiles(source.files, "files");
     return { model: { kind: "files", names, blobs }, transfer: [] };
   }
-  if ("urls" in source) {
+  if (kinds[0] === "urls") {
     const urls = source.urls as unknown;
     if (!Array.isArray(urls) || !urls.length) bad("urls", `expected a non-empty array of URLs, got ${show(urls)}`);
     return { model: { kind: "urls", urls: urls.map((u, i) => resolved(u, `urls[${i}]`)!) }, transfer: [] };
   }
-  const src = source as Extract<ModelSource, { hub: string }>;
-  const repo = checkRepo(src.hub, "hub");
-  const revision = checkRevision(src.revision);
-  const file = src.file === undefined ? undefined : checkRepoPath(src.file, "file");
+  const repo = checkRepo(source.hub, "hub");
+  const revision = checkRevision(source.revision);
+  const file = source.file === undefined ? undefined : checkRepoPath(source.file, "file");
   return {
     model: { kind: "hub", repo, revision, file, endpoint: checkEndpoint(opts.endpoint), token: checkToken(opts.token) },
     transfer: [],
@@ -489,6 +490,7 @@ export class Tuner {
     let done: Promise<TrainSummary>;
     try {
       this.#check();
+      if (!isRecord(options)) bad("options", `expected the training options object ({ task, method, ... }), got ${show(options)}`);
       const payload = dataPayload(data, options.dataFormat);
       const evalPayload = evalData !== undefined ? dataPayload(evalData, options.dataFormat) : undefined;
       done = this.#conn.request<TrainSummary>(
@@ -502,7 +504,7 @@ export class Tuner {
         { onEvent: (e) => log.push(e) },
       );
     } catch (e) {
-      done = Promise.reject(e);
+      done = Promise.reject(asWebPeftError(e, "train"));
     }
     done.then(
       () => log.close(),

@@ -52,6 +52,9 @@ function described(t) {
   return { info: t.info, device: t.device };
 }
 
+/** The page's current Tuner, for tests that call it directly. */
+window.wpTuner = () => tuner;
+
 window.wp = {
   /** Loads a model from URLs. opts: Tuner.load options (backend, maxBytes, workerUrl). */
   load: safe(async (urls, opts = {}) => {
