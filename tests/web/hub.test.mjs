@@ -243,6 +243,39 @@ test("abort: generate stops between tokens on a core that never yields; classify
   assert.equal(pre.error?.kind, "aborted", JSON.stringify(pre));
 });
 
+test("abort: a signal cancels a training run as cancel() does", async () => {
+  assert.equal((await wp("loadHub", { hub: "test/tiny-llama" }, { endpoint: hub.url })).error, undefined);
+  const r = await b.page.evaluate(async () => {
+    const t = window.wpTuner();
+    const data = [{ text: "a" }, { text: "b" }];
+    const opts = { task: "causal-lm", method: "lora", steps: 1000, mock_step_ms: 10 };
+    // Aborted after the first step.
+    const c1 = new AbortController();
+    const run1 = t.train(data, opts, undefined, { signal: c1.signal });
+    for await (const e of run1.events) if (e.event === "step") c1.abort();
+    const s1 = await run1.done;
+    // Aborted at once, before the worker has opened the run (it is still reading the Blob).
+    const c2 = new AbortController();
+    const blob = new Blob(['{"text": "a"}\n{"text": "b"}\n']);
+    const run2 = t.train(blob, { ...opts, dataFormat: "jsonl" }, undefined, { signal: c2.signal });
+    c2.abort();
+    const s2 = await run2.done;
+    // Already aborted: no run.
+    let s3;
+    try {
+      await t.train(data, opts, undefined, { signal: AbortSignal.abort() }).done;
+    } catch (e) {
+      s3 = e.kind;
+    }
+    return { s1: [s1.reason, s1.steps], s2: [s2.reason, s2.steps], s3 };
+  });
+  assert.equal(r.s1[0], "cancelled");
+  assert.ok(r.s1[1] >= 1 && r.s1[1] < 100, JSON.stringify(r));
+  assert.equal(r.s2[0], "cancelled");
+  assert.ok(r.s2[1] < 100, JSON.stringify(r));
+  assert.equal(r.s3, "aborted");
+});
+
 test("every public method turns a wrong argument into a WebPeftError of kind input", async () => {
   const check = async (method, argLists) => {
     const r = await wp("badCalls", method, argLists);
@@ -282,6 +315,7 @@ test("every public method turns a wrong argument into a WebPeftError of kind inp
   await check("forward", [[[]], [[-1]], ["x"], [[0.5]]]);
   await check("loadAdapter", [[5], [[]], [{}], [[1]]]);
   await check("benchmark", [[{ task: "x" }], [5], [{ steps: 0 }]]);
+  await check("train", [[[{ text: "a" }], { task: "causal-lm", method: "lora" }, undefined, { signal: "__signal__" }]]);
   // train reports through run.done.
   const train = await b.page.evaluate(async () => {
     const out = [];

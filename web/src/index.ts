@@ -483,16 +483,22 @@ export class Tuner {
   /**
    * Starts training an adapter. Events stream through `run.events`; `run.done` gives the summary.
    * With `options.checkpointEvery` the run emits `checkpoint` events; `resume.resumeFrom` continues
-   * from one (on a freshly loaded model, with the same data and options).
+   * from one (on a freshly loaded model, with the same data and options). `resume.signal`
+   * cancels the run when it fires, as `cancel()` does.
    */
   train(data: DataInput, options: TrainOptions, evalData?: DataInput, resume: TrainResume = {}): TrainRun {
     const log = new EventLog();
+    const ctl = (op: "pause" | "resume" | "cancel") => () => this.#conn.request<void>({ op });
+    const onAbort = () => void ctl("cancel")().catch(() => {});
     let done: Promise<TrainSummary>;
+    let signal: AbortSignal | undefined;
     try {
       this.#check();
+      signal = optSignal(resume?.signal, "signal");
       if (!isRecord(options)) bad("options", `expected the training options object ({ task, method, ... }), got ${show(options)}`);
       const payload = dataPayload(data, options.dataFormat);
       const evalPayload = evalData !== undefined ? dataPayload(evalData, options.dataFormat) : undefined;
+      if (signal?.aborted) throw abortedError("train");
       done = this.#conn.request<TrainSummary>(
         {
           op: "train",
@@ -501,16 +507,23 @@ export class Tuner {
           options: options as unknown as Record<string, unknown>,
           ...(resume?.resumeFrom !== undefined ? { resumeFrom: resume.resumeFrom } : {}),
         },
-        { onEvent: (e) => log.push(e) },
+        {
+          onEvent: (e) => {
+            log.push(e);
+            // A cancel sent before the worker had opened the run finds no run: send it again.
+            if (e.event === "start" && signal?.aborted) onAbort();
+          },
+        },
       );
     } catch (e) {
       done = Promise.reject(asWebPeftError(e, "train"));
     }
+    // An AbortSignal stops the run as cancel() does, between two steps.
+    signal?.addEventListener("abort", onAbort, { once: true });
     done.then(
       () => log.close(),
       () => log.close(),
-    );
-    const ctl = (op: "pause" | "resume" | "cancel") => () => this.#conn.request<void>({ op });
+    ).finally(() => signal?.removeEventListener("abort", onAbort));
     return { events: log, done, pause: ctl("pause"), resume: ctl("resume"), cancel: ctl("cancel") };
   }
 

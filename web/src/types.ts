@@ -203,6 +203,8 @@ export interface TrainResume {
    * losses) from the step after the checkpoint.
    */
   resumeFrom?: CheckpointFiles;
+  /** Cancels the run when it fires, as `run.cancel()` does (`done` resolves with reason "cancelled"). */
+  signal?: AbortSignal;
 }
 
 export interface StartEvent {

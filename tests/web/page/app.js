@@ -231,7 +231,8 @@ window.wp = {
     for (const args of argLists) {
       try {
         const target = ["load", "listFiles", "clearCache"].includes(method) ? window.webpeft.Tuner : tuner;
-        await target[method](...args.map((a) => (a === "__signal__" ? { aborted: false } : a)));
+        const r = target[method](...args.map((a) => (a === "__signal__" ? { aborted: false } : a)));
+        await (method === "train" ? r.done : r);
         out.push({ ok: true });
       } catch (e) {
         out.push(errorData(e));
