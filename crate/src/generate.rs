@@ -81,6 +81,18 @@ pub fn argmax(v: &[f32]) -> u32 {
 /// Generates up to `max_new_tokens` after `prompt`, calling `on_token` with
 /// each new id as soon as it is known (return `false` from it to stop).
 pub async fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions, mut on_token: impl FnMut(u32) -> bool) -> Result<Vec<u32>> {
+    generate_async(model, prompt, opts, |id| std::future::ready(on_token(id))).await
+}
+
+/// [`generate`] with a callback whose answer (continue?) is awaited before the
+/// next token. The browser's worker uses it to yield to its event loop between
+/// tokens, so an abort message can be seen even when the backend itself never
+/// yields (the wasm CPU backend's reads complete at once).
+pub async fn generate_async<F, Fut>(model: &Model, prompt: &[u32], opts: &GenerateOptions, mut on_token: F) -> Result<Vec<u32>>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     if !model.is_causal() {
         return Err(Error::input("generate", format!("{} is not a causal language model", model.info.architecture)));
     }
@@ -105,7 +117,7 @@ pub async fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions, mut
         let last = read_f32(logits.slice([0..1, s - 1..s, 0..v])).await?;
         let next = sample(&last, opts, &mut rng);
         out.push(next);
-        if !on_token(next) || opts.stop_ids.contains(&next) {
+        if !on_token(next).await || opts.stop_ids.contains(&next) {
             break;
         }
         step = vec![next];

@@ -11,10 +11,11 @@ use burn::tensor::Device;
 use js_sys::{Array, Function, Object, Reflect, Uint8Array};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::formats::tokenizer::Message;
-use crate::generate::{generate, read_f32, stop_ids, GenerateOptions};
+use crate::generate::{generate_async, read_f32, stop_ids, GenerateOptions};
 use crate::models::{Model, ModelFiles};
 use crate::peft::export::export_adapter;
 use crate::peft::{load_adapter, model_labels, set_label_names, Sidecar};
@@ -322,7 +323,12 @@ impl Session {
     }
 
     /// Generates text after `prompt` (wrapped in the chat template when `chat`),
-    /// calling `on_token` with each new piece of text; returns the whole text.
+    /// calling `on_token` once per new token with the new piece of text (`""`
+    /// while a character is still incomplete, and for a stop token); returns
+    /// the whole text. `on_token` may answer `false`, or a Promise of `false`,
+    /// to stop: a Promise is awaited before the next token, which lets the
+    /// worker's event loop run (and see an abort) even on the CPU backend,
+    /// whose reads never yield.
     #[allow(clippy::too_many_arguments)]
     pub async fn generate(&self, prompt: String, chat: bool, max_new_tokens: usize, temperature: f32, top_p: f32, seed: u32, on_token: Function) -> std::result::Result<String, JsValue> {
         let m = self.model().map_err(js_error)?;
@@ -337,17 +343,26 @@ impl Session {
         let opts = GenerateOptions { max_new_tokens, temperature, top_p, seed: seed as u64, stop_ids: stop_ids.clone() };
         let mut out: Vec<u32> = vec![];
         let mut sent = 0usize;
-        generate(m, &ids, &opts, |id| {
+        generate_async(m, &ids, &opts, |id| {
             if !stop_ids.contains(&id) {
                 out.push(id);
             }
+            let mut piece = String::new();
             if let Ok(text) = tok.decode(&out) {
                 if text.len() > sent && text.is_char_boundary(sent) {
-                    let _ = on_token.call1(&JsValue::NULL, &text[sent..].into());
+                    piece = text[sent..].to_string();
                     sent = text.len();
                 }
             }
-            true
+            // A callback that throws is ignored (as before); only `false` stops.
+            let answer = on_token.call1(&JsValue::NULL, &piece.into());
+            async move {
+                match answer.map(|v| v.dyn_into::<js_sys::Promise>()) {
+                    Ok(Ok(p)) => JsFuture::from(p).await.map(|v| v.as_bool() != Some(false)).unwrap_or(false),
+                    Ok(Err(v)) => v.as_bool() != Some(false),
+                    Err(_) => true,
+                }
+            }
         })
         .await
         .map_err(js_error)?;

@@ -1,6 +1,6 @@
 import type { ErrorKind, ErrorPayload } from "./types";
 
-const KINDS: readonly string[] = ["format", "unsupported", "input", "device", "io", "crash"];
+const KINDS: readonly string[] = ["format", "unsupported", "input", "device", "io", "aborted", "crash"];
 
 /** A typed error from webpeft: `kind` says what broke, `source` names the file or input, `line` the line in a data file. */
 export class WebPeftError extends Error {

@@ -2,11 +2,15 @@
 // The main-thread API. Every model operation runs in a module worker that
 // hosts the wasm core, so the page stays responsive while training.
 import { WebPeftError } from "./errors";
+import { abortedError, checkEndpoint, checkRepo, checkRepoPath, checkRevision, checkToken, clearCache, openCache, repoInfo } from "./hub";
 import type {
   Backend,
   BenchmarkOptions,
   BenchmarkResult,
   Classification,
+  ClassifyOptions,
+  HubRepoInfo,
+  ListFilesOptions,
   DataInput,
   DataPayload,
   DeviceInfo,
@@ -36,6 +40,8 @@ interface Pending {
   onEvent?: (e: TrainEvent) => void;
   onToken?: (t: string) => void;
   onProgress?: (p: LoadProgress) => void;
+  /** Its signal fired: no more callbacks, and it settles as "aborted" once the worker has stopped. */
+  aborted?: WebPeftError;
 }
 
 /** Request/response over the worker's message port; fails every open request if the worker dies. */
@@ -63,15 +69,20 @@ class Connection {
     }
     const p = this.pending.get(m.id);
     if (!p) return;
+    if (p.aborted && m.type !== "result" && m.type !== "error") return;
     switch (m.type) {
       case "result":
         this.pending.delete(m.id);
-        p.resolve(m.result);
+        // Finished before the worker saw the abort: still an abort, as fetch does.
+        if (p.aborted) p.reject(p.aborted);
+        else p.resolve(m.result);
         break;
-      case "error":
+      case "error": {
         this.pending.delete(m.id);
-        p.reject(WebPeftError.fromPayload(m.error));
+        const e = WebPeftError.fromPayload(m.error);
+        p.reject(p.aborted && e.kind !== "aborted" && e.kind !== "crash" ? p.aborted : e);
         break;
+      }
       case "event":
         p.onEvent?.(m.event);
         break;
@@ -98,16 +109,37 @@ class Connection {
     this.pending.clear();
   }
 
-  request<T>(req: Request, hooks: Omit<Pending, "resolve" | "reject"> = {}, transfer: Transferable[] = []): Promise<T> {
+  /**
+   * Sends a request. When `signal` fires, the worker is told to stop it (between
+   * tokens, texts or download chunks) and the promise rejects with kind "aborted"
+   * once the worker has stopped.
+   */
+  request<T>(req: Request, hooks: Omit<Pending, "resolve" | "reject" | "aborted"> = {}, transfer: Transferable[] = [], signal?: AbortSignal): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
+    if (signal?.aborted) return Promise.reject(abortedError(req.op));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, ...hooks });
+      const onAbort = () => {
+        const p = this.pending.get(id);
+        if (!p || p.aborted) return;
+        p.aborted = abortedError(req.op);
+        try {
+          this.worker.postMessage({ op: "abort", target: id, id: 0 });
+        } catch {
+          // The worker is gone; kill() settles the request.
+        }
+      };
+      const settle = <A extends unknown[]>(f: (...a: A) => void) => (...a: A) => {
+        signal?.removeEventListener("abort", onAbort);
+        f(...a);
+      };
+      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject), ...hooks });
+      signal?.addEventListener("abort", onAbort, { once: true });
       try {
         this.worker.postMessage({ ...req, id }, transfer);
       } catch (e) {
+        this.pending.get(id)?.reject(new WebPeftError("input", `could not send ${req.op} to the worker: ${(e as Error).message}`, req.op));
         this.pending.delete(id);
-        reject(new WebPeftError("input", `could not send ${req.op} to the worker: ${(e as Error).message}`, req.op));
       }
     });
   }
@@ -148,29 +180,124 @@ async function chooseBackend(choice: LoadOptions["backend"]): Promise<{ backend:
   return { backend: "webgpu", fallbackToCpu: true };
 }
 
-/** A URL option resolved against the page (the worker's own location differs). */
-function resolved(url: string | URL | undefined): string | undefined {
-  return url === undefined ? undefined : new URL(url, location.href).href;
+// ---- argument checks: a wrong shape is a WebPeftError of kind "input", never a TypeError ----
+
+function bad(what: string, message: string): never {
+  throw new WebPeftError("input", `${what}: ${message}`, what);
 }
 
-function modelPayload(source: ModelSource): { model: ModelPayload; transfer: Transferable[] } {
-  if (source && "files" in source) {
-    const f = source.files;
-    if (Array.isArray(f)) return { model: { kind: "files", names: f.map((x) => x.name), blobs: f }, transfer: [] };
-    const names = Object.keys(f);
-    return { model: { kind: "files", names, blobs: names.map((n) => f[n]) }, transfer: [] };
+const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+function show(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v.length > 80 ? v.slice(0, 80) + "..." : v);
+  if (typeof v === "function") return "a function";
+  if (Array.isArray(v)) return "an array";
+  if (v === null) return "null";
+  if (typeof v === "object") return (v as object).constructor?.name ? `a ${(v as object).constructor.name}` : "an object";
+  return String(v);
+}
+
+/** The options argument: undefined or a plain object. */
+function optionsOf<T>(v: T | undefined, what: string): Partial<T> {
+  if (v === undefined || v === null) return {};
+  if (!isRecord(v)) bad(what, `expected an options object, got ${show(v)}`);
+  return v as Partial<T>;
+}
+
+function optBool(v: unknown, what: string): boolean | undefined {
+  if (v !== undefined && typeof v !== "boolean") bad(what, `expected true or false, got ${show(v)}`);
+  return v as boolean | undefined;
+}
+
+function optFn<F>(v: F | undefined, what: string): F | undefined {
+  if (v !== undefined && typeof v !== "function") bad(what, `expected a function, got ${show(v)}`);
+  return v;
+}
+
+function optNumber(v: unknown, what: string, { min = -Infinity, max = Infinity, integer = false, exclusiveMin = false } = {}): number | undefined {
+  if (v === undefined) return undefined;
+  const ok = typeof v === "number" && Number.isFinite(v) && (!integer || Number.isInteger(v)) && (exclusiveMin ? v > min : v >= min) && v <= max;
+  if (!ok) {
+    const range = `${exclusiveMin ? ">" : ">="} ${min}${max < Infinity ? ` and <= ${max}` : ""}`;
+    bad(what, `expected ${integer ? "an integer" : "a number"} ${range}, got ${show(v)}`);
   }
-  if (source && "urls" in source) {
-    const base = typeof location !== "undefined" ? location.href : undefined;
-    return { model: { kind: "urls", urls: source.urls.map((u) => new URL(u, base).href) }, transfer: [] };
+  return v as number;
+}
+
+function optSignal(v: unknown, what = "signal"): AbortSignal | undefined {
+  if (v === undefined) return undefined;
+  const ok = typeof AbortSignal !== "undefined"
+    ? v instanceof AbortSignal
+    : isRecord(v) && typeof v.aborted === "boolean" && typeof v.addEventListener === "function";
+  if (!ok) bad(what, `expected an AbortSignal (from an AbortController), got ${show(v)}`);
+  return v as AbortSignal;
+}
+
+/** A URL option resolved against the page (the worker's own location differs). */
+function resolved(url: string | URL | undefined, what: string): string | undefined {
+  if (url === undefined) return undefined;
+  if (typeof url !== "string" && !(url instanceof URL)) bad(what, `expected a URL string or URL, got ${show(url)}`);
+  try {
+    return new URL(url, typeof location !== "undefined" ? location.href : undefined).href;
+  } catch {
+    bad(what, `${show(String(url))} is not a valid URL`);
   }
-  if (source && "hub" in source) {
-    if (!/^[\w.-]+(\/[\w.-]+)?$/.test(source.hub)) {
-      throw new WebPeftError("input", `hub: "${source.hub}" is not a repository id like "owner/name"`, "hub");
+}
+
+function isBlob(v: unknown): v is Blob {
+  return typeof Blob !== "undefined" && v instanceof Blob;
+}
+
+/** Named file contents from `File[]` or `{ name: bytes | Blob }`. */
+function namedFiles(files: unknown, what: string): { names: string[]; blobs: (Blob | Uint8Array)[] } {
+  const names: string[] = [];
+  const blobs: (Blob | Uint8Array)[] = [];
+  const f = typeof FileList !== "undefined" && files instanceof FileList ? [...files] : files;
+  if (Array.isArray(f)) {
+    f.forEach((x, i) => {
+      const name = isBlob(x) ? (x as Partial<File>).name : undefined;
+      if (!isBlob(x) || typeof name !== "string" || !name) bad(`${what}[${i}]`, `expected a File (a Blob with a name), got ${show(x)}`);
+      names.push(name);
+      blobs.push(x);
+    });
+  } else if (isRecord(f)) {
+    for (const [name, x] of Object.entries(f)) {
+      if (x instanceof Uint8Array || isBlob(x)) blobs.push(x);
+      else if (x instanceof ArrayBuffer) blobs.push(new Uint8Array(x));
+      else bad(`${what}["${name}"]`, `expected a Uint8Array, ArrayBuffer or Blob, got ${show(x)}`);
+      names.push(name);
     }
-    return { model: { kind: "hub", repo: source.hub, revision: source.revision ?? "main", file: source.file }, transfer: [] };
+  } else {
+    bad(what, `expected File[] or { "file name": Uint8Array }, got ${show(f)}`);
   }
-  throw new WebPeftError("input", "source: give { files }, { urls } or { hub }", "source");
+  if (!names.length) bad(what, "no files given");
+  return { names, blobs };
+}
+
+function modelPayload(src: ModelSource, opts: LoadOptions): { model: ModelPayload; transfer: Transferable[] } {
+  const source = src as unknown as Record<string, unknown>;
+  if (typeof source === "string") {
+    bad("source", `expected { hub: ${JSON.stringify(source)} }, { urls } or { files }, got a string`);
+  }
+  if (!isRecord(source)) bad("source", `expected { files }, { urls } or { hub }, got ${show(source)}`);
+  const kinds = (["files", "urls", "hub"] as const).filter((k) => source[k] !== undefined);
+  if (kinds.length !== 1) bad("source", `give exactly one of { files }, { urls } or { hub }${kinds.length ? ` (got ${kinds.join(" and ")})` : ""}`);
+  if (kinds[0] === "files") {
+    const { names, blobs } = namedFiles(source.files, "files");
+    return { model: { kind: "files", names, blobs }, transfer: [] };
+  }
+  if (kinds[0] === "urls") {
+    const urls = source.urls as unknown;
+    if (!Array.isArray(urls) || !urls.length) bad("urls", `expected a non-empty array of URLs, got ${show(urls)}`);
+    return { model: { kind: "urls", urls: urls.map((u, i) => resolved(u, `urls[${i}]`)!) }, transfer: [] };
+  }
+  const repo = checkRepo(source.hub, "hub");
+  const revision = checkRevision(source.revision);
+  const file = source.file === undefined ? undefined : checkRepoPath(source.file, "file");
+  return {
+    model: { kind: "hub", repo, revision, file, endpoint: checkEndpoint(opts.endpoint), token: checkToken(opts.token) },
+    transfer: [],
+  };
 }
 
 const encoder = new TextEncoder();
@@ -250,14 +377,38 @@ export class Tuner {
     this.device = device;
   }
 
-  /** Loads a model (files, URLs or a Hub repository) into a new worker. */
+  /**
+   * Loads a model (files, URLs or a Hub repository) into a new worker. Every failure,
+   * including a wrong argument, is a `WebPeftError`; `opts.signal` cancels the
+   * downloads and rejects with kind "aborted".
+   */
   static async load(source: ModelSource, opts: LoadOptions = {}): Promise<Tuner> {
+    try {
+      return await Tuner.#load(source, opts);
+    } catch (e) {
+      throw asWebPeftError(e, "load");
+    }
+  }
+
+  static async #load(source: ModelSource, options: LoadOptions | undefined): Promise<Tuner> {
+    const opts = optionsOf(options, "options") as LoadOptions;
     if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
       throw new WebPeftError("input", `threads: ${opts.threads} is not a positive integer`, "threads");
     }
+    const signal = optSignal(opts.signal);
+    const onProgress = optFn(opts.onProgress, "onProgress");
+    const maxBytes = optNumber(opts.maxBytes, "maxBytes", { min: 0, exclusiveMin: true });
+    const maxTensorBytes = optNumber(opts.maxTensorBytes, "maxTensorBytes", { min: 0, exclusiveMin: true });
+    // Checked (and resolved against the page: the worker's own location is not the page's) before anything starts.
+    const wasmUrl = resolved(opts.wasmUrl, "wasmUrl");
+    const threadsUrl = resolved(opts.threadsUrl, "threadsUrl");
+    const url = opts.workerUrl === undefined ? new URL("./worker.js", import.meta.url) : resolved(opts.workerUrl, "workerUrl")!;
+    checkEndpoint(opts.endpoint);
+    checkToken(opts.token);
+    const { model, transfer } = modelPayload(source, opts);
+    if (signal?.aborted) throw abortedError("load");
     const { backend, notice, fallbackToCpu } = await chooseBackend(opts.backend);
-    const { model, transfer } = modelPayload(source);
-    const url = opts.workerUrl ?? new URL("./worker.js", import.meta.url);
+    if (signal?.aborted) throw abortedError("load");
     let worker: Worker;
     try {
       worker = new Worker(url, { type: "module", name: "webpeft" });
@@ -265,17 +416,63 @@ export class Tuner {
       throw new WebPeftError("io", `worker: could not start ${String(url)} (${(e as Error).message})`, "worker");
     }
     const conn = new Connection(worker);
+    // The worker is this load's own: an abort ends it at once, downloads included.
+    const onAbort = () => {
+      conn.kill(abortedError("load"));
+      conn.terminate();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const r = await conn.request<{ info: ModelInfo; device: DeviceInfo }>(
-        // Resolved here: the worker's own location is not the page's.
-        { op: "load", backend, fallbackToCpu, notice, model, maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, wasmUrl: resolved(opts.wasmUrl), threads: opts.threads, threadsUrl: resolved(opts.threadsUrl) },
-        { onProgress: opts.onProgress },
+        { op: "load", backend, fallbackToCpu, notice, model, maxBytes, maxTensorBytes, wasmUrl, threads: opts.threads, threadsUrl },
+        { onProgress },
         transfer,
       );
       return new Tuner(conn, r.info, r.device);
     } catch (e) {
       conn.terminate();
       throw e;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
+   * A Hub repository's files at a revision (default "main") and the commit it
+   * resolved to, e.g. to let a user pick a GGUF quantisation:
+   * `(await Tuner.listFiles("owner/name", { suffix: ".gguf" })).files`.
+   */
+  static async listFiles(repo: string, options: ListFilesOptions = {}): Promise<HubRepoInfo> {
+    try {
+      const opts = optionsOf(options, "options") as ListFilesOptions;
+      const suffix = opts.suffix;
+      if (suffix !== undefined && typeof suffix !== "string") bad("suffix", `expected a string like ".gguf", got ${show(suffix)}`);
+      const info = await repoInfo(
+        {
+          repo: checkRepo(repo, "repo"),
+          revision: checkRevision(opts.revision),
+          endpoint: checkEndpoint(opts.endpoint),
+          token: checkToken(opts.token),
+          signal: optSignal(opts.signal),
+        },
+        await openCache(),
+      );
+      if (suffix) info.files = info.files.filter((f) => f.path.toLowerCase().endsWith(suffix.toLowerCase()));
+      return info;
+    } catch (e) {
+      throw asWebPeftError(e, "listFiles");
+    }
+  }
+
+  /**
+   * Deletes the Hub downloads kept in Cache Storage: all of them, or one
+   * repository's. Resolves to the number of cache entries removed.
+   */
+  static async clearCache(repo?: string): Promise<number> {
+    try {
+      return await clearCache(repo);
+    } catch (e) {
+      throw asWebPeftError(e, "clearCache");
     }
   }
 
@@ -286,15 +483,22 @@ export class Tuner {
   /**
    * Starts training an adapter. Events stream through `run.events`; `run.done` gives the summary.
    * With `options.checkpointEvery` the run emits `checkpoint` events; `resume.resumeFrom` continues
-   * from one (on a freshly loaded model, with the same data and options).
+   * from one (on a freshly loaded model, with the same data and options). `resume.signal`
+   * cancels the run when it fires, as `cancel()` does.
    */
   train(data: DataInput, options: TrainOptions, evalData?: DataInput, resume: TrainResume = {}): TrainRun {
     const log = new EventLog();
+    const ctl = (op: "pause" | "resume" | "cancel") => () => this.#conn.request<void>({ op });
+    const onAbort = () => void ctl("cancel")().catch(() => {});
     let done: Promise<TrainSummary>;
+    let signal: AbortSignal | undefined;
     try {
       this.#check();
+      signal = optSignal(resume?.signal, "signal");
+      if (!isRecord(options)) bad("options", `expected the training options object ({ task, method, ... }), got ${show(options)}`);
       const payload = dataPayload(data, options.dataFormat);
       const evalPayload = evalData !== undefined ? dataPayload(evalData, options.dataFormat) : undefined;
+      if (signal?.aborted) throw abortedError("train");
       done = this.#conn.request<TrainSummary>(
         {
           op: "train",
@@ -303,47 +507,71 @@ export class Tuner {
           options: options as unknown as Record<string, unknown>,
           ...(resume?.resumeFrom !== undefined ? { resumeFrom: resume.resumeFrom } : {}),
         },
-        { onEvent: (e) => log.push(e) },
+        {
+          onEvent: (e) => {
+            log.push(e);
+            // A cancel sent before the worker had opened the run finds no run: send it again.
+            if (e.event === "start" && signal?.aborted) onAbort();
+          },
+        },
       );
     } catch (e) {
-      done = Promise.reject(e);
+      done = Promise.reject(asWebPeftError(e, "train"));
     }
+    // An AbortSignal stops the run as cancel() does, between two steps.
+    signal?.addEventListener("abort", onAbort, { once: true });
     done.then(
       () => log.close(),
       () => log.close(),
-    );
-    const ctl = (op: "pause" | "resume" | "cancel") => () => this.#conn.request<void>({ op });
+    ).finally(() => signal?.removeEventListener("abort", onAbort));
     return { events: log, done, pause: ctl("pause"), resume: ctl("resume"), cancel: ctl("cancel") };
   }
 
-  /** Generates text from a prompt (greedy unless temperature > 0). */
-  async generate(prompt: string, opts: GenerateOptions = {}): Promise<string> {
+  /**
+   * Generates text from a prompt (greedy unless temperature > 0). `opts.signal`
+   * stops it before the next token: the promise rejects with kind "aborted".
+   */
+  async generate(prompt: string, options: GenerateOptions = {}): Promise<string> {
     this.#check();
-    return this.#conn.request<string>(
-      {
-        op: "generate",
-        prompt,
-        chat: opts.chat ?? false,
-        maxNewTokens: opts.maxNewTokens ?? 64,
-        temperature: opts.temperature ?? 0,
-        topP: opts.topP ?? 1,
-        seed: opts.seed ?? 0,
-        adapter: opts.adapter ?? true,
-      },
-      { onToken: opts.onToken },
-    );
+    if (typeof prompt !== "string") bad("prompt", `expected a string, got ${show(prompt)}`);
+    const opts = optionsOf(options, "options") as GenerateOptions;
+    const request = {
+      op: "generate" as const,
+      prompt,
+      chat: optBool(opts.chat, "chat") ?? false,
+      maxNewTokens: optNumber(opts.maxNewTokens, "maxNewTokens", { min: 1, integer: true }) ?? 64,
+      temperature: optNumber(opts.temperature, "temperature", { min: 0 }) ?? 0,
+      topP: optNumber(opts.topP, "topP", { min: 0, max: 1, exclusiveMin: true }) ?? 1,
+      seed: optNumber(opts.seed, "seed", { min: 0, max: 2 ** 32 - 1, integer: true }) ?? 0,
+      adapter: optBool(opts.adapter, "adapter") ?? true,
+    };
+    const onToken = optFn(opts.onToken, "onToken");
+    return this.#conn.request<string>(request, { onToken }, [], optSignal(opts.signal));
   }
 
-  /** Labels and class probabilities for each text (classification models and seq-cls adapters). */
-  async classify(texts: string[], opts: { adapter?: boolean } = {}): Promise<Classification[]> {
+  /**
+   * Labels and class probabilities for each text (classification models and seq-cls
+   * adapters). `opts.signal` stops it before the next text (kind "aborted").
+   */
+  async classify(texts: string[], options: ClassifyOptions = {}): Promise<Classification[]> {
     this.#check();
-    return this.#conn.request<Classification[]>({ op: "classify", texts, adapter: opts.adapter ?? true });
+    if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string")) {
+      bad("texts", `expected an array of strings, got ${Array.isArray(texts) ? `an array holding ${show(texts.find((t) => typeof t !== "string"))}` : show(texts)}`);
+    }
+    const opts = optionsOf(options, "options") as ClassifyOptions;
+    const adapter = optBool(opts.adapter, "adapter") ?? true;
+    return this.#conn.request<Classification[]>({ op: "classify", texts, adapter }, {}, [], optSignal(opts.signal));
   }
 
   /** Logits of one forward pass, flattened ([seq, vocab], or [num_labels] for a classifier). */
-  async forward(tokenIds: number[]): Promise<Float32Array> {
+  async forward(tokenIds: number[] | Uint32Array): Promise<Float32Array> {
     this.#check();
-    return this.#conn.request<Float32Array>({ op: "forward", ids: tokenIds });
+    const ok = (Array.isArray(tokenIds) || tokenIds instanceof Uint32Array) && tokenIds.length > 0;
+    if (!ok) bad("tokenIds", `expected a non-empty array of token ids, got ${show(tokenIds)}`);
+    const ids = Array.from(tokenIds as ArrayLike<number>);
+    const badId = ids.find((v) => !(Number.isInteger(v) && v >= 0 && v < 2 ** 32));
+    if (badId !== undefined) bad("tokenIds", `${show(badId)} is not a token id (a non-negative integer)`);
+    return this.#conn.request<Float32Array>({ op: "forward", ids });
   }
 
   /** The adapter as a zip: adapter_config.json, adapter_model.safetensors, webpeft.json, README.md. */
@@ -360,10 +588,9 @@ export class Tuner {
   }
 
   /** Loads a PEFT adapter (its files, or a zip of them) onto the model. */
-  async loadAdapter(files: File[] | Record<string, Uint8Array>): Promise<void> {
+  async loadAdapter(files: File[] | Record<string, Uint8Array | Blob>): Promise<void> {
     this.#check();
-    const names = Array.isArray(files) ? files.map((f) => f.name) : Object.keys(files);
-    const blobs = Array.isArray(files) ? files : names.map((n) => (files as Record<string, Uint8Array>)[n]);
+    const { names, blobs } = namedFiles(files, "files");
     await this.#conn.request<void>({ op: "loadAdapter", names, blobs });
   }
 
@@ -372,8 +599,10 @@ export class Tuner {
    * workload of the native `webpeft bench train`) on a copy of the model, plus an f32 matmul
    * GFLOPS probe. The model and its adapter are left as they were. Not while training.
    */
-  async benchmark(opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
+  async benchmark(options: BenchmarkOptions = {}): Promise<BenchmarkResult> {
     this.#check();
+    const opts = optionsOf(options, "options") as BenchmarkOptions;
+    if (opts.task !== undefined && opts.task !== "causal-lm" && opts.task !== "seq-cls") bad("task", `expected "causal-lm" or "seq-cls", got ${show(opts.task)}`);
     const task: Task = opts.task ?? (this.info.model_type === "bert" ? "seq-cls" : "causal-lm");
     // batch and seq default in the core (webpeft::bench::default_shape), as for `webpeft bench train`.
     const request = { op: "benchmark" as const, task, batch: opts.batch, seq: opts.seq, steps: opts.steps ?? 3, matmulSize: opts.matmulSize ?? 1024 };
@@ -393,6 +622,13 @@ export class Tuner {
     this.#conn.kill(new WebPeftError("input", "this Tuner was disposed", "tuner"));
     this.#conn.terminate();
   }
+}
+
+/** Any thrown value as a WebPeftError: ours pass through; anything else is a bug, kind "crash". */
+function asWebPeftError(e: unknown, op: string): WebPeftError {
+  if (e instanceof WebPeftError) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  return new WebPeftError("crash", `${op}: unexpected failure (${message})`, op);
 }
 
 export type { ErrorPayload };

@@ -1,17 +1,55 @@
 // Public types of the webpeft package and the message protocol between the
 // main thread (index.ts) and the module worker (worker.ts).
 
-/** What went wrong, broadly. The first five come from the core; "crash" is a wasm panic or a dead worker. */
-export type ErrorKind = "format" | "unsupported" | "input" | "device" | "io" | "crash";
+/**
+ * What went wrong, broadly. The first five also come from the core; "aborted" is an
+ * `AbortSignal` that fired; "crash" is a wasm panic, a dead worker or a bug.
+ */
+export type ErrorKind = "format" | "unsupported" | "input" | "device" | "io" | "aborted" | "crash";
 
 export type Backend = "webgpu" | "cpu";
 export type BackendChoice = "auto" | Backend;
 
-/** A model: local files, URLs, or a Hugging Face Hub repository. */
+/**
+ * A model: local files, URLs, or a Hugging Face Hub repository (`revision`: a
+ * branch, tag or commit, default "main"; `file`: one file to load, e.g. a `.gguf`).
+ */
 export type ModelSource =
-  | { files: File[] | Record<string, Uint8Array> }
-  | { urls: string[] }
+  | { files: File[] | Record<string, Uint8Array | Blob> }
+  | { urls: (string | URL)[] }
   | { hub: string; revision?: string; file?: string };
+
+/** Where the Hub is and who asks: for `{ hub }` sources and `Tuner.listFiles`. */
+export interface HubOptions {
+  /** A Hugging Face access token, sent as `Authorization: Bearer` (gated and private repositories). */
+  token?: string;
+  /** The Hub's URL (default "https://huggingface.co"): a mirror or a self-hosted hub with the same API. */
+  endpoint?: string | URL;
+}
+
+/** One file of a Hub repository. */
+export interface HubFile {
+  path: string;
+  /** Bytes (the real file's size for LFS files), when the Hub says. */
+  size?: number;
+}
+
+/** A repository at a revision: the commit it resolved to and its files. */
+export interface HubRepoInfo {
+  repo: string;
+  revision: string;
+  /** The 40-hex commit `revision` pointed to when asked. */
+  commit: string;
+  files: HubFile[];
+}
+
+export interface ListFilesOptions extends HubOptions {
+  /** Branch, tag or commit (default "main"). */
+  revision?: string;
+  /** Only files whose name ends with this (case-insensitive), e.g. ".gguf". */
+  suffix?: string;
+  signal?: AbortSignal;
+}
 
 export interface LoadProgress {
   file: string;
@@ -19,7 +57,12 @@ export interface LoadProgress {
   total?: number;
 }
 
-export interface LoadOptions {
+export interface LoadOptions extends HubOptions {
+  /**
+   * Stops the load: downloads are cancelled and the promise rejects with a
+   * `WebPeftError` of kind "aborted".
+   */
+  signal?: AbortSignal;
   /** "auto" (default): WebGPU on a hardware adapter, else the CPU (wasm) backend. */
   backend?: BackendChoice;
   onProgress?: (p: LoadProgress) => void;
@@ -160,6 +203,8 @@ export interface TrainResume {
    * losses) from the step after the checkpoint.
    */
   resumeFrom?: CheckpointFiles;
+  /** Cancels the run when it fires, as `run.cancel()` does (`done` resolves with reason "cancelled"). */
+  signal?: AbortSignal;
 }
 
 export interface StartEvent {
@@ -246,6 +291,15 @@ export interface GenerateOptions {
   /** Wrap the prompt in the model's chat template. */
   chat?: boolean;
   onToken?: (text: string) => void;
+  /** Stops generation before the next token; the promise rejects with kind "aborted". */
+  signal?: AbortSignal;
+}
+
+export interface ClassifyOptions {
+  /** Use the trained/loaded adapter (default true). */
+  adapter?: boolean;
+  /** Stops before the next text; the promise rejects with kind "aborted". */
+  signal?: AbortSignal;
 }
 
 export interface Classification {
@@ -309,7 +363,7 @@ export interface DataPayload {
 export type ModelPayload =
   | { kind: "files"; names: string[]; blobs: (Blob | Uint8Array)[] }
   | { kind: "urls"; urls: string[] }
-  | { kind: "hub"; repo: string; revision: string; file?: string };
+  | { kind: "hub"; repo: string; revision: string; file?: string; endpoint: string; token?: string };
 
 export type Request =
   | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string }
@@ -324,7 +378,9 @@ export type Request =
   | { op: "exportZip" }
   | { op: "loadAdapter"; names: string[]; blobs: (Blob | Uint8Array)[] }
   | { op: "benchmark"; task: Task; batch?: number; seq?: number; steps: number; matmulSize: number }
-  | { op: "dispose" };
+  | { op: "dispose" }
+  /** Aborts request `target` (generate, classify, load); answered by that request's own error. */
+  | { op: "abort"; target: number };
 
 export type RequestMessage = Request & { id: number };
 

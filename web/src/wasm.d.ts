@@ -58,7 +58,8 @@ declare module "webpeft-wasm" {
       temperature: number,
       topP: number,
       seed: number,
-      onToken: (text: string) => void,
+      /** Called once per token with the new text ("" when none); answering false (or a Promise of false) stops. */
+      onToken: (text: string) => boolean | Promise<boolean> | void,
     ): Promise<string>;
     classify(texts: string[]): Promise<{ label: string; probs: Record<string, number> }[]>;
     forward(ids: Uint32Array): Promise<Float32Array>;

@@ -24,6 +24,7 @@ import type {
   TrainSummary,
 } from "./types";
 import { WebPeftError, isKind, payload } from "./errors";
+import { abortedError, authHeaders, checkRepoPath, hubError, hubFetch, openCache, pruneCache, repoInfo, resolveUrl } from "./hub";
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -36,7 +37,6 @@ let core: Core = mainCore;
 
 /** Default largest total model size: files are copied into wasm32 memory (4 GiB at most), next to the weights. */
 const DEFAULT_MAX_BYTES = 2 * 1024 ** 3;
-const MODEL_CACHE = "webpeft-models";
 
 let wasmReady: Promise<unknown> | null = null;
 let session: Session | null = null;
@@ -125,6 +125,20 @@ function post(msg: ResponseMessage, transfer: Transferable[] = []): void {
 
 const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
 
+// A macrotask without setTimeout's 4 ms clamp on nested timers: generation
+// yields once per token so that an abort message can come in.
+const yieldChannel = new MessageChannel();
+const yielders: (() => void)[] = [];
+yieldChannel.port1.onmessage = () => yielders.shift()?.();
+const yieldToEvents = () =>
+  new Promise<void>((r) => {
+    yielders.push(r);
+    yieldChannel.port2.postMessage(0);
+  });
+
+/** Abort controllers of the open requests, by id (an "abort" message fires one). */
+const aborts = new Map<number, AbortController>();
+
 // ---- reading files ----------------------------------------------------------
 
 async function bytesOf(x: Blob | Uint8Array): Promise<Uint8Array> {
@@ -137,61 +151,78 @@ function fileNameOf(url: string): string {
 }
 
 /** Reads a response body in chunks, reporting progress. */
-async function readBody(res: Response, file: string, progress: (p: LoadProgress) => void): Promise<Uint8Array> {
+async function readBody(res: Response, file: string, progress: (p: LoadProgress) => void, signal?: AbortSignal): Promise<Uint8Array> {
   const len = Number(res.headers.get("content-length"));
   const total = Number.isFinite(len) && len > 0 ? len : undefined;
-  if (!res.body) {
-    const b = new Uint8Array(await res.arrayBuffer());
-    progress({ file, loaded: b.length, total: b.length });
-    return b;
-  }
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let loaded = 0;
-  let last = 0;
-  progress({ file, loaded: 0, total });
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.length;
-    const now = Date.now();
-    if (now - last > 100) {
-      last = now;
-      progress({ file, loaded, total });
+  try {
+    if (!res.body) {
+      const b = new Uint8Array(await res.arrayBuffer());
+      progress({ file, loaded: b.length, total: b.length });
+      return b;
     }
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let loaded = 0;
+    let last = 0;
+    progress({ file, loaded: 0, total });
+    for (;;) {
+      if (signal?.aborted) {
+        await reader.cancel().catch(() => {});
+        throw abortedError("load");
+      }
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      loaded += value.length;
+      const now = Date.now();
+      if (now - last > 100) {
+        last = now;
+        progress({ file, loaded, total });
+      }
+    }
+    const out = new Uint8Array(loaded);
+    let o = 0;
+    for (const c of chunks) {
+      out.set(c, o);
+      o += c.length;
+    }
+    progress({ file, loaded, total: total ?? loaded });
+    return out;
+  } catch (e) {
+    if (e instanceof WebPeftError) throw e;
+    if (signal?.aborted) throw abortedError("load");
+    throw new WebPeftError("io", `${file}: the download broke off (${messageOf(e)})`, file);
   }
-  const out = new Uint8Array(loaded);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  progress({ file, loaded, total: total ?? loaded });
-  return out;
 }
 
-async function fetchFile(
-  url: string,
-  progress: (p: LoadProgress) => void,
-  opts: { cache?: Cache | null; optional?: boolean } = {},
-): Promise<Uint8Array | null> {
-  const file = fileNameOf(url);
+interface FetchOptions {
+  /** Name in progress reports and errors (default: the URL's last segment). */
+  name?: string;
+  cache?: Cache | null;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Hub requests: errors name the repository and say what to do. */
+  hub?: { repo: string; revision: string; token?: string; path: string };
+  /** Expected size in bytes (from the Hub): a shorter body is an error, not a model. */
+  size?: number;
+}
+
+async function fetchFile(url: string, progress: (p: LoadProgress) => void, opts: FetchOptions = {}): Promise<Uint8Array> {
+  const file = opts.name ?? fileNameOf(url);
   let res: Response | undefined;
-  if (opts.cache) res = (await opts.cache.match(url)) ?? undefined;
+  if (opts.cache) res = (await opts.cache.match(url).catch(() => undefined)) ?? undefined;
   const fromCache = !!res;
-  if (!res) {
-    try {
-      res = await fetch(url);
-    } catch (e) {
-      throw new WebPeftError("io", `${file}: could not fetch ${url} (${messageOf(e)})`, file);
-    }
-  }
+  if (!res) res = await hubFetch(url, file, { headers: opts.headers, signal: opts.signal });
   if (!res.ok) {
-    if (opts.optional && res.status === 404) return null;
+    if (opts.hub) throw await hubError(res, opts.hub, opts.hub.path);
     throw new WebPeftError("io", `${file}: ${url} answered HTTP ${res.status} ${res.statusText}`.trim(), file);
   }
-  const bytes = await readBody(res, file, progress);
+  const bytes = await readBody(res, file, progress, opts.signal);
+  if (opts.size !== undefined && bytes.length !== opts.size) {
+    if (fromCache) await opts.cache!.delete(url).catch(() => {});
+    const where = opts.hub ? `${opts.hub.repo}/${opts.hub.path}` : file;
+    throw new WebPeftError("io", `${where}: got ${bytes.length} bytes, the Hub lists ${opts.size}`, where);
+  }
   if (opts.cache && !fromCache) {
     try {
       await opts.cache.put(url, new Response(bytes as BufferSource, { headers: { "content-length": String(bytes.length) } }));
@@ -202,14 +233,44 @@ async function fetchFile(
   return bytes;
 }
 
+/** The shard file names of a `model.safetensors.index.json`; a `format` error when it is malformed. */
+function shardsOf(index: Uint8Array, where: string): string[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(strFromU8(index));
+  } catch (e) {
+    throw new WebPeftError("format", `${where}: not valid JSON (${messageOf(e)})`, where);
+  }
+  const map = json && typeof json === "object" ? (json as { weight_map?: unknown }).weight_map : undefined;
+  if (!map || typeof map !== "object" || Array.isArray(map)) {
+    throw new WebPeftError("format", `${where}: no "weight_map" object (tensor name -> shard file)`, where);
+  }
+  const shards = new Set<string>();
+  for (const [tensor, f] of Object.entries(map as Record<string, unknown>)) {
+    if (typeof f !== "string" || !/^[^/\\]+\.safetensors$/.test(f)) {
+      throw new WebPeftError("format", `${where}: weight_map["${tensor}"] is ${JSON.stringify(f)}, not a .safetensors file name`, where);
+    }
+    shards.add(f);
+  }
+  if (!shards.size) throw new WebPeftError("format", `${where}: "weight_map" is empty`, where);
+  return [...shards].sort();
+}
+
 async function gatherModel(
   model: ModelPayload,
   progress: (p: LoadProgress) => void,
+  signal?: AbortSignal,
 ): Promise<{ names: string[]; files: Uint8Array[] }> {
   if (model.kind === "files") {
     const files: Uint8Array[] = [];
     for (let i = 0; i < model.names.length; i++) {
-      const b = await bytesOf(model.blobs[i]);
+      if (signal?.aborted) throw abortedError("load");
+      let b: Uint8Array;
+      try {
+        b = await bytesOf(model.blobs[i]);
+      } catch (e) {
+        throw new WebPeftError("io", `${baseName(model.names[i])}: could not read the file (${messageOf(e)})`, baseName(model.names[i]));
+      }
       progress({ file: model.names[i], loaded: b.length, total: b.length });
       files.push(b);
     }
@@ -220,44 +281,68 @@ async function gatherModel(
     const files: Uint8Array[] = [];
     for (const url of model.urls) {
       names.push(fileNameOf(url));
-      files.push((await fetchFile(url, progress))!);
+      files.push(await fetchFile(url, progress, { signal }));
     }
     return { names, files };
   }
-  // Hugging Face Hub, cached in Cache Storage.
-  const cache = typeof caches !== "undefined" ? await caches.open(MODEL_CACHE).catch(() => null) : null;
-  const base = `https://huggingface.co/${model.repo}/resolve/${encodeURIComponent(model.revision)}/`;
+  // Hugging Face Hub: the revision resolved to a commit, files cached by commit URL.
+  const cache = await openCache();
+  const access = { repo: model.repo, revision: model.revision, endpoint: model.endpoint, token: model.token, signal };
+  const repo = await repoInfo(access, cache);
+  const listed = new Map(repo.files.map((f) => [f.path, f]));
   const names: string[] = [];
   const files: Uint8Array[] = [];
-  const get = async (name: string, optional = false) => {
-    const b = await fetchFile(base + name, progress, { cache, optional });
-    if (b) {
-      names.push(baseName(name));
-      files.push(b);
+  const at = `${model.repo} at ${model.revision}${model.revision === repo.commit ? "" : ` (${repo.commit.slice(0, 12)})`}`;
+  const ggufs = repo.files.filter((x) => /\.gguf$/i.test(x.path)).map((x) => x.path);
+  const hint = ggufs.length ? `; its GGUF files: ${ggufs.join(", ")} (pass one as \`file\`)` : "";
+  const get = async (path: string, optional = false) => {
+    const f = listed.get(path);
+    // Optional files are asked for only when listed; a required one is asked for anyway
+    // (a mirror's listing may be incomplete) and the Hub's 404 says what is missing.
+    if (!f && optional) return null;
+    let b: Uint8Array;
+    try {
+      b = await fetchFile(resolveUrl(model.endpoint, model.repo, repo.commit, path), progress, {
+        name: path,
+        cache,
+        signal,
+        headers: authHeaders(model.token),
+        hub: { repo: model.repo, revision: model.revision, token: model.token, path },
+        size: f?.size,
+      });
+    } catch (e) {
+      if (e instanceof WebPeftError && e.kind === "io" && /HTTP 404\b/.test(e.message) && hint) {
+        throw new WebPeftError("io", e.message + hint, e.source);
+      }
+      throw e;
     }
+    names.push(baseName(path));
+    files.push(b);
     return b;
   };
   if (model.file) {
     // One self-contained file (a .gguf carries config and tokenizer).
-    await get(model.file);
+    await get(checkRepoPath(model.file, "file"));
     if (!model.file.toLowerCase().endsWith(".gguf")) {
       await get("config.json");
       await get("tokenizer.json");
       await get("tokenizer_config.json", true);
     }
-    return { names, files };
-  }
-  await get("config.json");
-  await get("tokenizer.json");
-  await get("tokenizer_config.json", true);
-  if (!(await get("model.safetensors", true))) {
-    const index = await get("model.safetensors.index.json", true);
-    if (!index) {
-      throw new WebPeftError("io", `${model.repo}: neither model.safetensors nor model.safetensors.index.json was found`, model.repo);
+  } else {
+    await get("config.json");
+    await get("tokenizer.json");
+    await get("tokenizer_config.json", true);
+    if (!(await get("model.safetensors", true))) {
+      const indexName = "model.safetensors.index.json";
+      const index = await get(indexName, true);
+      if (!index) {
+        throw new WebPeftError("io", `${model.repo}: neither model.safetensors nor ${indexName} is in ${at}${hint}`, model.repo);
+      }
+      for (const shard of shardsOf(index, `${model.repo}/${indexName}`)) await get(shard);
     }
-    const map = JSON.parse(strFromU8(index)).weight_map ?? {};
-    for (const shard of [...new Set(Object.values(map) as string[])].sort()) await get(shard);
   }
+  // Files of the commits this repository had before are not needed again.
+  if (cache) await pruneCache(cache, model.endpoint, model.repo, repo.commit);
   return { names, files };
 }
 
@@ -300,7 +385,7 @@ async function loadThreadsCore(n: number, url?: string): Promise<Core> {
   return mod;
 }
 
-async function load(id: number, msg: Extract<Request, { op: "load" }>) {
+async function load(id: number, msg: Extract<Request, { op: "load" }>, signal: AbortSignal) {
   const progress = (p: LoadProgress) => post({ id, type: "progress", progress: p });
   let notice = msg.notice;
   const wanted = msg.threads ?? (self.navigator.hardwareConcurrency || 1);
@@ -341,7 +426,8 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>) {
   const threads = backend === "cpu" ? { threads: core.cpuThreads ? core.cpuThreads() : 1 } : {};
   device = { f16: false, subgroups: false, ...gpu, ...dev, ...threads, backend: dev?.backend ?? backend, ...(notice ? { notice } : {}) } as DeviceInfo;
 
-  const { names, files } = await gatherModel(msg.model, progress);
+  const { names, files } = await gatherModel(msg.model, progress, signal);
+  if (signal.aborted) throw abortedError("load");
   const total = files.reduce((s, f) => s + f.length, 0);
   const limit = msg.maxBytes ?? DEFAULT_MAX_BYTES;
   const limitName = msg.maxBytes !== undefined ? "the maxBytes limit" : "the wasm32 memory budget";
@@ -683,25 +769,48 @@ async function benchmark(msg: Extract<Request, { op: "benchmark" }>): Promise<Be
   return out;
 }
 
-async function perform(id: number, msg: Request): Promise<{ result: unknown; transfer?: Transferable[] }> {
+/** Generation, one token at a time: the worker's event loop runs between tokens, so an abort is seen. */
+async function generateText(id: number, msg: Extract<Request, { op: "generate" }>, signal: AbortSignal): Promise<string> {
+  const s = needSession();
+  let tokens = 0;
+  const text = await withAdapter(s, msg.adapter, () =>
+    s.generate(msg.prompt, msg.chat, msg.maxNewTokens, msg.temperature, msg.topP, msg.seed >>> 0, (t: string) => {
+      tokens++;
+      if (t) post({ id, type: "token", text: t });
+      // Awaited by the core before the next token (false stops it).
+      return yieldToEvents().then(() => !signal.aborted);
+    }),
+  );
+  if (signal.aborted) throw abortedError("generate", ` after ${tokens} token${tokens === 1 ? "" : "s"}`);
+  return text;
+}
+
+/** Classification one text at a time, so an abort is seen between texts. */
+async function classifyTexts(msg: Extract<Request, { op: "classify" }>, signal: AbortSignal): Promise<unknown[]> {
+  const s = needSession();
+  const out: unknown[] = [];
+  await withAdapter(s, msg.adapter, async () => {
+    for (const t of msg.texts) {
+      if (signal.aborted) break;
+      out.push(...((await s.classify([t])) as unknown[]));
+      await yieldToEvents();
+    }
+  });
+  if (signal.aborted) throw abortedError("classify", ` after ${out.length} of ${msg.texts.length} texts`);
+  return out;
+}
+
+async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{ result: unknown; transfer?: Transferable[] }> {
+  if (signal.aborted) throw abortedError(msg.op);
   switch (msg.op) {
     case "load":
-      return { result: await load(id, msg) };
+      return { result: await load(id, msg, signal) };
     case "train":
       return { result: await train(id, msg) };
-    case "generate": {
-      const s = needSession();
-      const text = await withAdapter(s, msg.adapter, () =>
-        s.generate(msg.prompt, msg.chat, msg.maxNewTokens, msg.temperature, msg.topP, msg.seed >>> 0, (t: string) =>
-          post({ id, type: "token", text: t }),
-        ),
-      );
-      return { result: text };
-    }
-    case "classify": {
-      const s = needSession();
-      return { result: await withAdapter(s, msg.adapter, () => s.classify(msg.texts)) };
-    }
+    case "generate":
+      return { result: await generateText(id, msg, signal) };
+    case "classify":
+      return { result: await classifyTexts(msg, signal) };
     case "forward": {
       const s = needSession();
       const logits = new Float32Array(await s.forward(Uint32Array.from(msg.ids)));
@@ -746,6 +855,11 @@ self.onmessage = (ev: MessageEvent<RequestMessage>) => {
     post({ id, type: "error", error: dead });
     return;
   }
+  // An abort goes straight through: the request sees it between tokens, texts or download chunks.
+  if (msg.op === "abort") {
+    aborts.get(msg.target)?.abort();
+    return;
+  }
   // Run control goes straight through, between steps.
   if (msg.op === "pause" || msg.op === "resume" || msg.op === "cancel") {
     const r = run;
@@ -773,10 +887,13 @@ self.onmessage = (ev: MessageEvent<RequestMessage>) => {
     return;
   }
   inflight.add(id);
+  const controller = new AbortController();
+  aborts.set(id, controller);
   const job = queue.then(async () => {
     if (dead) throw dead;
-    return perform(id, msg);
+    return perform(id, msg, controller.signal);
   });
+  job.finally(() => aborts.delete(id)).catch(() => {});
   queue = job.catch(() => {});
   job.then(
     ({ result, transfer }) => {

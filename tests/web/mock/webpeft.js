@@ -116,12 +116,18 @@ export class Session {
   setAdapterEnabled(on) {
     this.enabled = on;
   }
+  /**
+   * As the core on the CPU backend: it never yields to the event loop between tokens
+   * by itself; it awaits the callback's answer when that is a Promise and stops on false.
+   */
   async generate(prompt, chat, maxNewTokens, temperature, topP, seed, onToken) {
     let out = "";
-    for (let i = 0; i < Math.min(maxNewTokens, 3); i++) {
+    for (let i = 0; i < maxNewTokens; i++) {
       const t = ` t${i}${this.enabled && this.adapter ? "a" : ""}`;
-      onToken(t);
       out += t;
+      let go = onToken(t);
+      if (go instanceof Promise) go = await go;
+      if (go === false) break;
     }
     return out;
   }

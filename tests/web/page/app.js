@@ -52,6 +52,9 @@ function described(t) {
   return { info: t.info, device: t.device };
 }
 
+/** The page's current Tuner, for tests that call it directly. */
+window.wpTuner = () => tuner;
+
 window.wp = {
   /** Loads a model from URLs. opts: Tuner.load options (backend, maxBytes, workerUrl). */
   load: safe(async (urls, opts = {}) => {
@@ -116,7 +119,7 @@ window.wp = {
     const text = await tuner.generate(prompt, { ...opts, onToken: (t) => tokens.push(t) });
     return { text, tokens };
   }),
-  classify: safe(async (texts, opts) => tuner.classify(texts, opts)),
+  classify: safe(async (texts, opts) => tuner.classify(texts, opts?.signal === "__pre_aborted__" ? { ...opts, signal: AbortSignal.abort() } : opts)),
   benchmark: safe(async (opts) => tuner.benchmark(opts)),
   exportFiles: safe(async () => {
     const files = await tuner.exportAdapterFiles();
@@ -151,6 +154,92 @@ window.wp = {
   }),
   /** Delay of a zero-timeout (main-thread task latency). */
   taskDelay: () => new Promise((resolve) => { const t0 = performance.now(); setTimeout(() => resolve(performance.now() - t0), 0); }),
+  /** Loads from a Hub repository: source { hub, revision?, file? }, opts with token/endpoint. */
+  loadHub: safe(async (source, opts = {}) => {
+    tuner?.dispose();
+    tuner = null;
+    const progress = [];
+    tuner = await window.webpeft.Tuner.load(source, { backend: "cpu", ...opts, onProgress: (p) => progress.push(p) });
+    return { ...described(tuner), progressFiles: [...new Set(progress.map((p) => p.file))] };
+  }),
+  /** Starts a load and aborts it once `afterBytes` bytes of `file` have come in. */
+  loadAbortAfter: safe(async (source, opts, file, afterBytes) => {
+    tuner?.dispose();
+    tuner = null;
+    const ctl = new AbortController();
+    const t0 = performance.now();
+    let abortedAt;
+    try {
+      tuner = await window.webpeft.Tuner.load(source, {
+        backend: "cpu",
+        ...opts,
+        signal: ctl.signal,
+        onProgress: (p) => {
+          if (p.file === file && p.loaded >= afterBytes && !ctl.signal.aborted) {
+            abortedAt = performance.now();
+            ctl.abort();
+          }
+        },
+      });
+      return { loaded: true };
+    } catch (e) {
+      return { error: errorData(e), msAfterAbort: abortedAt === undefined ? null : performance.now() - abortedAt, ms: performance.now() - t0 };
+    }
+  }),
+  listFiles: safe(async (repo, opts) => window.webpeft.Tuner.listFiles(repo, opts)),
+  clearCache: safe(async (repo) => ({ removed: await window.webpeft.Tuner.clearCache(repo) })),
+  /** Generation aborted from onToken once `afterTokens` tokens have come; counts tokens seen after the abort. */
+  generateAbort: safe(async (prompt, opts, afterTokens) => {
+    const ctl = new AbortController();
+    let tokens = 0;
+    let late = 0;
+    let abortedAt;
+    try {
+      const text = await tuner.generate(prompt, {
+        ...opts,
+        signal: ctl.signal,
+        onToken: () => {
+          if (ctl.signal.aborted) late++;
+          else if (++tokens >= afterTokens) {
+            abortedAt = performance.now();
+            ctl.abort();
+          }
+        },
+      });
+      return { text, tokens, late };
+    } catch (e) {
+      return { error: errorData(e), tokens, late, msAfterAbort: abortedAt === undefined ? null : performance.now() - abortedAt };
+    }
+  }),
+  /** Classification aborted right after it is sent. */
+  classifyAbort: safe(async (texts, opts) => {
+    const ctl = new AbortController();
+    const p = tuner.classify(texts, { ...opts, signal: ctl.signal });
+    ctl.abort();
+    try {
+      return { result: await p };
+    } catch (e) {
+      return { error: errorData(e) };
+    }
+  }),
+  /**
+   * Calls `method` (a Tuner method name, or "load" / "listFiles" / "clearCache" for the
+   * statics) with each argument list; returns what each threw (or { ok: true }).
+   */
+  badCalls: async (method, argLists) => {
+    const out = [];
+    for (const args of argLists) {
+      try {
+        const target = ["load", "listFiles", "clearCache"].includes(method) ? window.webpeft.Tuner : tuner;
+        const r = target[method](...args.map((a) => (a === "__signal__" ? { aborted: false } : a)));
+        await (method === "train" ? r.done : r);
+        out.push({ ok: true });
+      } catch (e) {
+        out.push(errorData(e));
+      }
+    }
+    return out;
+  },
   alive: () => 1 + 1,
   device: () => tuner && tuner.device,
   dispose: () => { tuner?.dispose(); tuner = null; return true; },
