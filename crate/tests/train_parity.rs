@@ -26,7 +26,7 @@ fn train_case(model: &str, method: &str) {
     let cfg = std::fs::read(dir.join("adapter_config.json")).unwrap();
     let weights = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
     load_adapter(&mut m, &cfg, &weights).unwrap();
-    let frozen_before = snapshot_frozen(&m, method);
+    let frozen_before = snapshot_frozen(&m, &case, method);
 
     let ids = r["train_input_ids"].id_rows();
     let targets = match r.get("train_labels") {
@@ -48,7 +48,7 @@ fn train_case(model: &str, method: &str) {
     }
     eprintln!("{case}: losses {losses:?} match PEFT");
     let mut m = t.into_model();
-    assert_frozen_unchanged(&case, &frozen_before, &snapshot_frozen(&m, method));
+    assert_frozen_unchanged(&case, &frozen_before, &snapshot_frozen(&m, &case, method));
 
     // The trained adapter, exported, matches PEFT's trained adapter: same
     // config, keys, shapes and (within float drift) values.
@@ -106,7 +106,7 @@ fn params(m: &Model) -> BTreeMap<String, (bool, Vec<f32>)> {
 /// `modules_to_save` head, and for BitFit the biases. Embeddings (token,
 /// position, token type), every norm, frozen biases and dense weights are all
 /// here; each must also be marked as not requiring a gradient.
-fn snapshot_frozen(m: &Model, method: &str) -> BTreeMap<String, Vec<f32>> {
+fn snapshot_frozen(m: &Model, case: &str, method: &str) -> BTreeMap<String, Vec<f32>> {
     let trainable = |name: &str| {
         let parts: Vec<&str> = name.split('.').collect();
         parts.contains(&"lora")
@@ -120,12 +120,12 @@ fn snapshot_frozen(m: &Model, method: &str) -> BTreeMap<String, Vec<f32>> {
         if trainable(&name) {
             continue;
         }
-        assert!(!requires_grad, "{method}: base tensor {name} requires a gradient");
+        assert!(!requires_grad, "{case}: base tensor {name} requires a gradient");
         frozen.insert(name, values);
     }
     let has = |what: &str| frozen.keys().any(|k| k.to_lowercase().contains(what));
-    assert!(has("emb") || has("wte"), "expected the frozen embeddings among {:?}", frozen.keys().collect::<Vec<_>>());
-    assert!(has("norm") || has("ln_"), "expected the frozen norms among {:?}", frozen.keys().collect::<Vec<_>>());
+    assert!(has("emb") || has("wte"), "{case}: expected the frozen embeddings among {:?}", frozen.keys().collect::<Vec<_>>());
+    assert!(has("norm") || has("ln_"), "{case}: expected the frozen norms among {:?}", frozen.keys().collect::<Vec<_>>());
     frozen
 }
 
