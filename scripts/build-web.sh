@@ -96,10 +96,13 @@ else
   optimise web/pkg-threads/webpeft_bg.wasm --enable-threads
 fi
 
-# Keep the cache to the two current outputs.
-for f in "$CARGO_TARGET_DIR"/wasm-opt/*.wasm; do
-  [ -e "$f" ] || continue
-  case "$opt_keys" in *"$(basename "$f" .wasm)"*) ;; *) rm -f "$f" ;; esac
-done
+# Keep the cache to the two current outputs (only when wasm-opt ran: with
+# WEBPEFT_WASM_OPT=0 there are no current keys, and the cache is shared).
+if [ -n "$opt_keys" ]; then
+  for f in "$CARGO_TARGET_DIR"/wasm-opt/*.wasm; do
+    [ -e "$f" ] || continue
+    case "$opt_keys" in *"$(basename "$f" .wasm)"*) ;; *) rm -f "$f" ;; esac
+  done
+fi
 size web/pkg/webpeft_bg.wasm
 [ ! -f web/pkg-threads/webpeft_bg.wasm ] || size web/pkg-threads/webpeft_bg.wasm
