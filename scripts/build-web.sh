@@ -61,12 +61,23 @@ echo "== cargo build (wasm32 with atomics, features web-threads)"
 # Memory may grow to 4 GiB, as in the main build. Its own target directory keeps
 # the two builds from invalidating each other. rust-src comes from rustup; where
 # it cannot be had, the package is built without threads and says so (the tests
-# that need it are reported as skipped).
+# that need it are reported as skipped), except under CI=true, where that fails
+# unless WEBPEFT_ALLOW_NO_THREADS=1.
 rm -rf web/pkg-threads
 if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
   rustup component add rust-src || true
 fi
 if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+  # CI must not pass on a package that silently lost its threads build.
+  case "${CI:-}" in
+    true | TRUE | True | 1)
+      if [ "${WEBPEFT_ALLOW_NO_THREADS:-}" != "1" ]; then
+        echo "ERROR: no rust-src component (rustup component add rust-src failed), so no threads build;" >&2
+        echo "ERROR: under CI=true that is a failure. Install rust-src, or set WEBPEFT_ALLOW_NO_THREADS=1 to accept a one-thread CPU backend." >&2
+        exit 1
+      fi
+      ;;
+  esac
   echo "WARNING: no rust-src component (rustup component add rust-src failed): the threads build is skipped;"
   echo "WARNING: the CPU backend will run on one thread in the browser."
 else
@@ -85,10 +96,13 @@ else
   optimise web/pkg-threads/webpeft_bg.wasm --enable-threads
 fi
 
-# Keep the cache to the two current outputs.
-for f in "$CARGO_TARGET_DIR"/wasm-opt/*.wasm; do
-  [ -e "$f" ] || continue
-  case "$opt_keys" in *"$(basename "$f" .wasm)"*) ;; *) rm -f "$f" ;; esac
-done
+# Keep the cache to the two current outputs (only when wasm-opt ran: with
+# WEBPEFT_WASM_OPT=0 there are no current keys, and the cache is shared).
+if [ -n "$opt_keys" ]; then
+  for f in "$CARGO_TARGET_DIR"/wasm-opt/*.wasm; do
+    [ -e "$f" ] || continue
+    case "$opt_keys" in *"$(basename "$f" .wasm)"*) ;; *) rm -f "$f" ;; esac
+  done
+fi
 size web/pkg/webpeft_bg.wasm
 [ ! -f web/pkg-threads/webpeft_bg.wasm ] || size web/pkg-threads/webpeft_bg.wasm

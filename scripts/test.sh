@@ -24,9 +24,15 @@ page_status=${PIPESTATUS[0]}
 set -e
 
 # One closing line over all test binaries (cargo prints one per binary) and the browser tests.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "native tests: %d passed, %d failed\n", p, f }' "$log"
+read -r native_pass native_fail < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { print p + 0, f + 0 }' "$log")
+echo "native tests: $native_pass passed, $native_fail failed"
 grep '^web tests:' "$weblog" || echo "web tests: did not finish"
 grep '^page tests:' "$weblog" || echo "page tests: did not finish"
 rm -f "$log" "$weblog"
+# cargo exits 0 when a filter matched nothing: no passed native test is a failure too.
+if [ "$native_pass" -eq 0 ]; then
+  echo "native tests: none passed; failing" >&2
+  exit 1
+fi
 [ "$web_status" -eq 0 ] && [ "$page_status" -eq 0 ]

@@ -39,13 +39,38 @@ fn forward_with_a_peft_adapter() {
     assert_close("CLI forward --adapter", &read_ref(&out)["logits"].f32, &r["logits"].f32, 1e-4);
 }
 
+/// `webpeft tokenize MODEL --text S` printed as a list of ids.
+fn cli_ids(model: &std::path::Path, text: &str) -> Vec<u32> {
+    let (ok, out, err) = webpeft(&["tokenize", model.to_str().unwrap(), "--text", text]);
+    assert!(ok, "tokenize {text:?}: {err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("tokenize {text:?} printed {out:?}: {e}"))
+}
+
+fn id_list(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()
+}
+
 #[test]
 fn tokenize_prints_transformers_ids() {
-    let dir = fixture("tiny-llama");
-    let (ok, out, err) = webpeft(&["tokenize", dir.to_str().unwrap(), "--text", "hello"]);
-    assert!(ok, "{err}");
-    let ids: Vec<u32> = serde_json::from_str(out.trim()).unwrap();
-    assert!(!ids.is_empty());
+    // The tiny fixtures' tokenizer: ids from transformers (tests/fixtures/generate_tokenize.py).
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("tiny_tokenize.json")).unwrap()).unwrap();
+    let strings = r["strings"].as_array().unwrap();
+    assert!(strings.len() >= 5, "expected the committed tiny tokenizer cases");
+    for (s, want) in strings.iter().zip(r["ids"].as_array().unwrap()) {
+        let s = s.as_str().unwrap();
+        assert_eq!(cli_ids(&fixture("tiny-llama"), s), id_list(want), "tiny-llama: tokenize {s:?}");
+    }
+    // A real WordPiece tokenizer with special tokens ([CLS] ... [SEP]): transformers'
+    // ids from tests/fixtures/generate.py (real/tokenizer_cases.json).
+    let model = root().join("models/all-MiniLM-L6-v2");
+    if !model.exists() {
+        assert!(Command::new("bash").arg(root().join("scripts/fetch-models.sh")).status().unwrap().success(), "model fetch failed");
+    }
+    let cases: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("real/tokenizer_cases.json")).unwrap()).unwrap();
+    for (i, s) in cases["strings"].as_array().unwrap().iter().enumerate().take(6) {
+        let s = s.as_str().unwrap();
+        assert_eq!(cli_ids(&model, s), id_list(&cases["minilm"][i]), "MiniLM: tokenize {s:?}");
+    }
 }
 
 #[test]

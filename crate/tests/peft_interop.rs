@@ -169,20 +169,33 @@ fn switching_adapters_off_works_on_a_training_device() {
         let r = read_ref(&fixture("peft").join(case).join("reference.safetensors"));
         let device = device(Backend::Cpu).autodiff();
         let mut m = webpeft::train::freeze(webpeft::Model::load(&files(&fixture(&format!("tiny-{model}"))), &device).unwrap());
-        let logits = |m: &webpeft::Model| {
+        let run = |m: &webpeft::Model| {
             let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
-            host(out.class_logits.map(|l| l.reshape([-1])).or(out.token_logits.map(|l| l.reshape([-1]))).unwrap())
+            let logits = host(out.class_logits.map(|l| l.reshape([-1])).or(out.token_logits.map(|l| l.reshape([-1]))).unwrap());
+            (logits, host(out.last_hidden_state))
         };
-        let base = (m.info.num_labels.is_some()).then(|| logits(&m));
+        // The base model. A decoder loaded as a causal LM has no `score` head:
+        // load_adapter gives it a new one (seed 0) before the adapter's saved
+        // head replaces it, and switched off that new head is back (PEFT's
+        // `original_module`), so the base gets the same new head here.
+        let mut base = m.clone();
+        if base.info.num_labels.is_none() {
+            let labels = webpeft::peft::model_labels(&base.config, 3);
+            webpeft::peft::create::attach_head(&mut base, &labels, &mut rand::SeedableRng::seed_from_u64(0)).unwrap();
+        }
+        let (base_logits, base_hidden) = run(&base);
         let (cfg, weights) = adapter_files(case);
         load_adapter(&mut m, &cfg, &weights).unwrap();
-        assert_close(case, &logits(&m), &r["logits"].f32, 1e-4);
+        assert_close(case, &run(&m).0, &r["logits"].f32, 1e-4);
         m.set_adapter_enabled(false);
-        let off = logits(&m);
-        if let Some(base) = base {
-            assert!(max_abs_diff(case, &off, &base) <= 1e-6, "{case}: switched off, the base model's logits");
-        }
+        let (off, off_hidden) = run(&m);
+        // The adapter moves the logits, so equality with the base says it is off.
+        assert!(max_abs_diff(case, &base_logits, &r["logits"].f32) > 1e-3, "{case}: the adapter does not change the logits; the check proves nothing");
+        let d = max_abs_diff(case, &off, &base_logits);
+        assert!(d <= 1e-6, "{case}: switched off, the logits differ from the base model's by {d:e}");
+        let d = max_abs_diff(case, &off_hidden, &base_hidden);
+        assert!(d <= 1e-6, "{case}: switched off, the hidden states differ from the base model's by {d:e}");
         m.set_adapter_enabled(true);
-        assert_close(&format!("{case} back on"), &logits(&m), &r["logits"].f32, 1e-4);
+        assert_close(&format!("{case} back on"), &run(&m).0, &r["logits"].f32, 1e-4);
     }
 }

@@ -78,8 +78,11 @@ fn smollm2_gguf_logits_match() {
     let m = load(&smollm2(), Backend::Cpu);
     assert_eq!(m.info.architecture, "LlamaForCausalLM");
     let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
-    assert_close("SmolLM2 logits", &host(out.token_logits.unwrap()), &r["logits"].f32, 1e-2);
-    assert_close("SmolLM2 last_hidden_state", &host(out.last_hidden_state), &r["last_hidden_state"].f32, 1e-2);
+    // Both sides dequantise the same Q4_1 weights to f32, so only the order of
+    // float sums differs: measured max abs diff 9.4e-5 (logits) and 9.2e-5
+    // (hidden states) on the CPU backend here; 5e-4 is about 5x that.
+    assert_close("SmolLM2 logits", &host(out.token_logits.unwrap()), &r["logits"].f32, 5e-4);
+    assert_close("SmolLM2 last_hidden_state", &host(out.last_hidden_state), &r["last_hidden_state"].f32, 5e-4);
 }
 
 #[test]

@@ -136,10 +136,16 @@ export function realBuild() {
 
 /**
  * True when web/dist has the CPU threads build (scripts/build-web.sh skips it, with a
- * warning, where the rust-src component cannot be installed).
+ * warning, where the rust-src component cannot be installed). Under CI=true its absence
+ * throws, failing the calling test instead of skipping it or expecting one thread,
+ * unless WEBPEFT_ALLOW_NO_THREADS=1.
  */
 export function threadsBuild() {
-  return existsSync(join(ROOT, "web/dist/threads/webpeft.js"));
+  const built = existsSync(join(ROOT, "web/dist/threads/webpeft.js"));
+  if (!built && /^(true|1)$/i.test(process.env.CI ?? "") && process.env.WEBPEFT_ALLOW_NO_THREADS !== "1") {
+    throw new Error("web/dist has no threads build (web/dist/threads/webpeft.js: scripts/build-web.sh had no rust-src); under CI=true that fails, WEBPEFT_ALLOW_NO_THREADS=1 accepts it");
+  }
+  return built;
 }
 
 /** Fails the calling test with a clear message when the package is not built. */

@@ -23,8 +23,7 @@ test("static server: MIME types and cross-origin isolation headers", async () =>
     }
     const wasmType = await fetch(server.url + "/nope.wasm");
     assert.equal(wasmType.status, 404);
-    const escape = await fetch(server.url + "/../../etc/passwd");
-    assert.notEqual(escape.status, 200);
+    // Path traversal: tests/web/serve.test.mjs (raw requests; fetch() normalises `/../`).
   } finally {
     await server.close();
   }
