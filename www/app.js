@@ -161,7 +161,7 @@ async function loadModel(choice = describeChoice()) {
         setText("model-status", `Loading ${p.file}: ${fmtBytes(p.loaded)}${p.total ? ` of ${fmtBytes(p.total)}` : ""}`);
       },
     });
-    // Reloading the same model (for a fresh adapter, or after an error) keeps the user's settings.
+    // Reloading the same model (after a crash of the engine) keeps the user's settings.
     const sameModel = state.modelKey === choice.key && state.source;
     state.tuner = tuner;
     state.source = choice;
@@ -541,24 +541,29 @@ class Job {
     const run = tuner.train(file(this.data), opts, undefined, this.resumeFrom ? { resumeFrom: this.resumeFrom.files } : {});
     this.run = run;
     if (this.paused) run.pause().catch(() => {});
-    for await (const e of run.events) {
-      if (this.abandoned) break;
-      if (e.event === "start") {
-        this.total = e.total_steps;
-        ui.start(e, this);
-      } else if (e.event === "step") {
-        this.done = e.step;
-        this.lastLoss = e.loss;
-        ui.step(e, this);
-      } else if (e.event === "eval") ui.evaluated(e);
-      else if (e.event === "paused") ui.paused(true);
-      else if (e.event === "resumed") ui.paused(false);
-      // Saved one after the other, without holding up the events (the run goes on meanwhile).
-      else if (e.event === "checkpoint") this.saving = this.saving.then(() => ui.checkpoint(this, e));
+    // A failed run throws its error out of this loop (the package's run.events does).
+    try {
+      for await (const e of run.events) {
+        if (this.abandoned) break;
+        if (e.event === "start") {
+          this.total = e.total_steps;
+          ui.start(e, this);
+        } else if (e.event === "step") {
+          this.done = e.step;
+          this.lastLoss = e.loss;
+          ui.step(e, this);
+        } else if (e.event === "eval") ui.evaluated(e);
+        else if (e.event === "paused") ui.paused(true);
+        else if (e.event === "resumed") ui.paused(false);
+        // Saved one after the other, without holding up the events (the run goes on meanwhile).
+        else if (e.event === "checkpoint") this.saving = this.saving.then(() => ui.checkpoint(this, e));
+      }
+      const summary = await run.done;
+      await this.saving;
+      return summary;
+    } finally {
+      this.run = null;
     }
-    const summary = await run.done.finally(() => (this.run = null));
-    await this.saving;
-    return summary;
   }
 }
 
@@ -614,15 +619,17 @@ async function startTraining({ resumeFrom } = {}) {
   clearError("data");
   if (!state.tuner) return showError("train", new WebPeftError("input", "load a model first (section 1)"));
   if (!state.data) return showError("train", new WebPeftError("input", "choose training data first (section 2)"));
-  // A finished run leaves its adapter on the model, and the core trains an
-  // existing adapter further; a fresh run (and a resumed one, which brings its
-  // own adapter) needs a fresh copy of the model.
-  if (state.adapter !== "none" && (resumeFrom || !$("continue-adapter").checked)) {
-    setText("train-status", "Reloading the model for a fresh adapter…");
-    await loadModel(state.source);
+  // A finished run leaves its adapter on the model: the checkbox says whether
+  // this run continues it or trains a new one (the package's `adapter` option;
+  // a failed start keeps the current adapter). A resumed run brings its own
+  // adapter, so the current one is dropped first.
+  if (resumeFrom && state.adapter !== "none") {
+    await state.tuner.resetAdapter();
+    state.adapter = "none";
   }
   const meta = resumeFrom?.meta;
   const options = meta?.options ?? readOptions();
+  if (!resumeFrom && state.adapter !== "none") options.adapter = $("continue-adapter").checked ? "continue" : "new";
   const job = new Job({
     options,
     data: state.data,
@@ -660,11 +667,14 @@ async function startTraining({ resumeFrom } = {}) {
   } catch (e) {
     if (job.abandoned) return;
     showError(e.line || e.source?.match?.(/\.(jsonl|csv|txt)$/) ? "data" : "train", e);
-    setText("train-status", "Not started.");
+    // A failed start leaves the model and its adapter as they were; a run that
+    // started and then failed keeps the adapter of its last good step.
+    const started = job.total !== null;
+    if (started) state.adapter = "trained";
+    setText("train-status", started ? `Stopped by an error at step ${job.done}; the adapter keeps its last good values.` : "Not started.");
     if (state.data && e.line) setText("train-msg", `Training did not start: fix line ${e.line} of ${state.data.name} (see Data).`);
-    // A failed start leaves the core without its model ("reload the model to continue"),
-    // and a failed resume may leave the checkpoint's adapter on it: reload it so the page keeps working.
-    if (/reload the model/.test(e.message) || e.kind === "crash" || resumeFrom) {
+    // Only a crash of the engine loses the model: load it again so the page keeps working.
+    if (e.kind === "crash") {
       setText("model-status", "Reloading the model after the error…");
       await loadModel(state.source).catch(() => {});
     }

@@ -136,6 +136,9 @@ enum State {
 #[wasm_bindgen]
 pub struct Session {
     state: State,
+    /// The model as loaded, without an adapter (a cheap copy: burn tensors are
+    /// shared handles): what a new adapter is built on and `resetAdapter` returns to.
+    base: Model,
     /// `seq-cls` or `causal-lm`, for the adapter sidecar.
     task: Option<Task>,
     labels: Option<Vec<String>>,
@@ -197,7 +200,7 @@ impl Session {
         let device = device().map_err(js_error)?.autodiff();
         let limit = max_tensor_bytes.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as usize);
         let model = freeze(Model::load_within(&mf, &device, limit).map_err(js_error)?);
-        Ok(Session { state: State::Idle(model), task: None, labels: None, max_tensor_bytes: limit })
+        Ok(Session { state: State::Idle(model.clone()), base: model, task: None, labels: None, max_tensor_bytes: limit })
     }
 
     /// Architecture, sizes and whether an adapter is attached.
@@ -216,38 +219,44 @@ impl Session {
     }
 
     /// Starts training on a dataset (and an optional eval file) with `options`
-    /// (the CLI's flags in snake_case, see `TrainSpec`). An adapter loaded
-    /// with `loadAdapter` is trained further; otherwise a new one is created.
+    /// (the CLI's flags in snake_case, see `TrainSpec`; `adapter`: `new` or
+    /// `continue`, by default `continue` when the attached adapter has the
+    /// options' settings, see `prepare`). The run trains a copy of the model:
+    /// when starting fails (bad options, data, lengths, labels) the model and
+    /// its adapter stay exactly as they were.
     #[wasm_bindgen(js_name = startTraining)]
     pub fn start_training(&mut self, train_name: String, train_bytes: Vec<u8>, eval_name: Option<String>, eval_bytes: Option<Vec<u8>>, options: JsValue) -> std::result::Result<JsValue, JsValue> {
-        let spec: TrainSpec = serde_wasm_bindgen::from_value(options).map_err(|e| js_error(Error::input("options", e.to_string())))?;
+        let State::Idle(current) = &self.state else {
+            return Err(js_error(Error::input("session", "training is already running")));
+        };
+        let spec = TrainSpec::from_options(serde_wasm_bindgen::Deserializer::from(options)).map_err(js_error)?;
         let train = data::parse(&train_name, &train_bytes).map_err(js_error)?;
         let eval = match (eval_name, eval_bytes) {
             (Some(n), Some(b)) => Some(data::parse(&n, &b).map_err(js_error)?),
             _ => None,
         };
-        // Activations too large for the device: refused while the model is still ours.
-        if let (State::Idle(m), Some(limit)) = (&self.state, self.max_tensor_bytes) {
-            spec.check_activation_sizes(m, limit).map_err(js_error)?;
+        // Activations too large for the device are refused before anything runs on it.
+        if let Some(limit) = self.max_tensor_bytes {
+            spec.check_activation_sizes(current, limit).map_err(js_error)?;
         }
-        let model = match std::mem::replace(&mut self.state, State::Empty) {
-            State::Idle(m) => m,
-            other => {
-                self.state = other;
-                return Err(js_error(Error::input("session", "training is already running")));
-            }
-        };
-        // On error the model is lost inside `prepare`; keep a usable session by
-        // validating first what can fail cheaply.
-        match prepare(model, &spec, &train, eval.as_ref()) {
-            Ok((run, prep)) => {
-                self.task = spec.task().ok();
-                self.labels = prep.labels.clone();
-                self.state = State::Training(Box::new(run));
-                to_js(&prep)
-            }
-            Err(e) => Err(js_error(Error { message: format!("{} (reload the model to continue)", e.message), ..e })),
+        let (run, prep) = prepare(current, &self.base, &spec, &train, eval.as_ref()).map_err(js_error)?;
+        self.task = Some(spec.task);
+        self.labels = prep.labels.clone();
+        self.state = State::Training(Box::new(run));
+        to_js(&prep)
+    }
+
+    /// Drops the adapter (attached, trained or loaded): the model is the base
+    /// model as loaded again. Not while training.
+    #[wasm_bindgen(js_name = resetAdapter)]
+    pub fn reset_adapter(&mut self) -> std::result::Result<(), JsValue> {
+        if !matches!(self.state, State::Idle(_)) {
+            return Err(js_error(Error::input("session", "finish training before resetting the adapter")));
         }
+        self.state = State::Idle(self.base.clone());
+        self.task = None;
+        self.labels = None;
+        Ok(())
     }
 
     /// True while a run is in progress.
@@ -298,12 +307,15 @@ impl Session {
             return Err(js_error(Error::input("session", "finish training before loading an adapter")));
         };
         if m.adapter_config.is_some() {
-            return Err(js_error(Error::input("session", "this model already has an adapter; load the model again to use another")));
+            return Err(js_error(Error::input("session", "this model already has an adapter; call resetAdapter() first to use another")));
         }
+        // Attached to a copy, kept only when it loads whole: a bad adapter leaves the model as it was.
+        let mut adapted = m.clone();
         if let Some(l) = &labels {
-            set_label_names(&mut m.config, l);
+            set_label_names(&mut adapted.config, l);
         }
-        let summary = load_adapter(m, &config, &weights).map_err(js_error)?;
+        let summary = load_adapter(&mut adapted, &config, &weights).map_err(js_error)?;
+        *m = adapted;
         self.labels = labels;
         self.task = Some(if m.info.num_labels.is_some() { Task::SeqCls } else { Task::CausalLm });
         to_js(&summary)

@@ -213,7 +213,7 @@ fn tensor_above_the_binding_limit_is_refused() {
 /// refused before training, naming the tensor and what to lower.
 #[test]
 fn activations_above_the_binding_limit_are_refused() {
-    use webpeft::train::session::TrainSpec;
+    use webpeft::train::session::{Method, Task, TrainSpec};
     let m = Model::load(&files(&fixture("tiny-llama")), &device(webpeft::device::Backend::Cpu)).unwrap();
     // tiny-llama: 4 heads, MLP 128, vocabulary 320.
     let spec = TrainSpec { batch: 8, seq_len: 32, ..Default::default() };
@@ -225,11 +225,11 @@ fn activations_above_the_binding_limit_are_refused() {
     }
     spec.check_activation_sizes(&m, 327_680).expect("logits at the limit fit");
     // Prompt tuning's virtual tokens lengthen every row.
-    let prompt = TrainSpec { method: "prompt".into(), virtual_tokens: Some(8), ..spec.clone() };
+    let prompt = TrainSpec { method: Method::Prompt, virtual_tokens: Some(8), ..spec.clone() };
     let err = prompt.check_activation_sizes(&m, 327_680).unwrap_err();
     assert!(err.message.contains("token logits [8, 40, 320]"), "{err}");
     // A classifier has no token logits: attention scores and the MLP (131072 bytes each) bound it.
-    let cls = TrainSpec { task: "seq-cls".into(), ..spec.clone() };
+    let cls = TrainSpec { task: Task::SeqCls, ..spec.clone() };
     cls.check_activation_sizes(&m, 131_072).expect("no token logits for seq-cls");
     let err = cls.check_activation_sizes(&m, 100_000).unwrap_err();
     assert!(err.message.contains("[8, 4, 32, 32]") || err.message.contains("[8, 32, 128]"), "{err}");

@@ -168,3 +168,40 @@ fn merged_models_give_peft_logits() {
     let (ok, _, err) = webpeft(&["merge", s(&fixture("tiny-llama")), "--adapter", s(&fixture("peft/llama-prompt")), "--out", s(&out)]);
     assert!(!ok && err.contains("cannot be merged"), "{err}");
 }
+
+/// The CLI's choice flags are the core's option enums (clap `ValueEnum`): an
+/// unknown value lists the valid ones, and each of those is a value the
+/// browser's options object (`TrainSpec`) accepts under the same spelling.
+#[test]
+fn choice_flags_list_their_values_and_share_the_options_spellings() {
+    use webpeft::train::session::TrainSpec;
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("--task", "task", &["causal-lm", "seq-cls"]),
+        ("--method", "method", &["lora", "dora", "bitfit", "ia3", "prompt", "prefix"]),
+        ("--schedule", "schedule", &["constant", "linear", "cosine"]),
+        ("--optimizer", "optimizer", &["adamw", "sgd"]),
+    ];
+    let d = data("prompt_completion.jsonl");
+    let m = fixture("tiny-llama");
+    for (flag, field, want) in cases {
+        let mut args = vec!["train", s(&m), "--data", s(&d), "--out", "/nonexistent"];
+        for (f, v) in [("--task", "causal-lm"), ("--method", "lora")] {
+            args.extend_from_slice(&[f, if f == flag { "bogus" } else { v }]);
+        }
+        if !["--task", "--method"].contains(&flag) {
+            args.extend_from_slice(&[flag, "bogus"]);
+        }
+        let (ok, _, err) = webpeft(&args);
+        assert!(!ok && err.contains("invalid value 'bogus'"), "{flag}: {err}");
+        let listed = err.split("[possible values: ").nth(1).and_then(|r| r.split(']').next()).unwrap_or_else(|| panic!("{flag}: no list of values in {err}"));
+        let listed: Vec<&str> = listed.split(", ").collect();
+        assert_eq!(listed, want, "{flag}");
+        for v in listed {
+            let spec = TrainSpec::from_options(serde_json::json!({ field: v })).unwrap_or_else(|e| panic!("{flag} {v}: the options object refuses the CLI's value: {e}"));
+            assert_eq!(serde_json::to_value(&spec).unwrap()[field], v, "{flag} {v}");
+        }
+    }
+    // `eval --task` takes the same values.
+    let (ok, _, err) = webpeft(&["eval", s(&m), "--data", s(&d), "--task", "bogus"]);
+    assert!(!ok && err.contains("[possible values: causal-lm, seq-cls]"), "{err}");
+}

@@ -201,3 +201,198 @@ fn decoder_classification_trains_like_peft() {
         train_case(model, "seqcls-lora");
     }
 }
+
+// ---- Starting a run never loses work (issue #12) ----------------------------
+
+use webpeft::train::data::{self, Dataset};
+use webpeft::train::run::{Event, Run};
+use webpeft::train::session::{prepare, AdapterMode, Method, OptimizerName, Schedule, Task, TrainSpec};
+use webpeft::ErrorKind;
+
+fn dataset(name: &str) -> Dataset {
+    data::parse(name, &std::fs::read(fixture("data").join(name)).unwrap()).unwrap()
+}
+
+/// The model's outputs for one row: class logits, token logits, or (a bare
+/// encoder) the last hidden state.
+fn outputs(m: &Model, ids: &[u32]) -> Vec<f32> {
+    let out = m.forward(&[ids.to_vec()], None, None, None).unwrap();
+    match (out.class_logits, out.token_logits) {
+        (Some(c), _) => host(c.reshape([-1])),
+        (None, Some(t)) => host(t.reshape([-1])),
+        _ => host(out.last_hidden_state.reshape([-1])),
+    }
+}
+
+/// Runs the run to its end; returns the step losses.
+fn finish(run: &mut Run) -> Vec<f32> {
+    let mut losses = vec![];
+    while !run.is_finished() {
+        for e in pollster::block_on(run.next(&|| 0.0)).unwrap() {
+            if let Event::Step(s) = e {
+                losses.push(s.loss);
+            }
+        }
+    }
+    losses
+}
+
+/// The adapter's exported files (config and weights).
+fn adapter_files(m: &Model) -> (Vec<u8>, Vec<u8>) {
+    let f = pollster::block_on(export_adapter(&mut m.clone())).unwrap();
+    (f.config, f.weights)
+}
+
+fn lm_spec() -> TrainSpec {
+    TrainSpec { steps: Some(3), batch: 4, lr: 1e-2, seq_len: 32, shuffle: false, r: Some(4), schedule: Schedule::Constant, ..Default::default() }
+}
+
+/// A model with a trained adapter (the work a failed start must not lose) and its base.
+fn trained_llama() -> (Model, Model) {
+    let base = freeze(Model::load(&files(&fixture("tiny-llama")), &device(Backend::Cpu).autodiff()).unwrap());
+    let (mut run, prep) = prepare(&base, &base, &lm_spec(), &dataset("prompt_completion.jsonl"), None).unwrap();
+    assert_eq!(prep.adapter, AdapterMode::New);
+    let losses = finish(&mut run);
+    assert!(losses.iter().all(|l| l.is_finite()) && losses.len() == 3, "{losses:?}");
+    (run.into_model(), base)
+}
+
+const IDS: [u32; 6] = [1, 5, 9, 42, 7, 100];
+
+#[test]
+fn a_failed_start_leaves_the_model_and_its_adapter_as_they_were() {
+    let (current, base) = trained_llama();
+    let before = outputs(&current, &IDS);
+    assert_ne!(before, outputs(&base, &IDS), "the trained adapter must change the outputs, or this test proves nothing");
+    let files_before = adapter_files(&current);
+    let train = dataset("prompt_completion.jsonl");
+    let chat = data::parse("chat.jsonl", br#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}"#).unwrap();
+    let spec = lm_spec();
+    let cases: Vec<(&str, TrainSpec, Dataset, &str)> = vec![
+        ("seq_len above the context", TrainSpec { seq_len: 10_000, ..spec.clone() }, train.clone(), "context length of 128"),
+        // Fails only after the new adapter exists, when its virtual tokens are counted.
+        ("virtual tokens past the context", TrainSpec { method: Method::Prompt, virtual_tokens: Some(120), adapter: Some(AdapterMode::New), ..spec.clone() }, train.clone(), "virtual tokens exceeds the context length"),
+        ("targets that match nothing", TrainSpec { targets: Some(vec!["nope".into()]), adapter: Some(AdapterMode::New), ..spec.clone() }, train.clone(), "matches target_modules"),
+        ("batch 0", TrainSpec { batch: 0, ..spec.clone() }, train.clone(), "at least 1"),
+        ("seq-cls data without labels", TrainSpec { task: Task::SeqCls, ..spec.clone() }, train.clone(), "label"),
+        // An encoding error: tiny-llama's tokenizer has no chat template.
+        ("chat rows without a chat template", spec.clone(), chat, "has no chat template"),
+    ];
+    for (what, s, data, want) in cases {
+        let err = prepare(&current, &base, &s, &data, None).err().unwrap_or_else(|| panic!("{what}: prepare should fail"));
+        assert_eq!(err.kind, ErrorKind::Input, "{what}: {err}");
+        assert!(err.to_string().contains(want), "{what}: {err:?} should mention {want:?}");
+        assert!(outputs(&current, &IDS) == before, "{what}: the model's logits changed after a failed start");
+        assert!(adapter_files(&current) == files_before, "{what}: the adapter changed after a failed start");
+        assert!(outputs(&base, &IDS) != before, "{what}: the base model was changed");
+    }
+    // `continue` needs an adapter.
+    let err = prepare(&base, &base, &TrainSpec { adapter: Some(AdapterMode::Continue), ..spec.clone() }, &train, None).err().unwrap();
+    assert_eq!((err.kind, err.source.as_str()), (ErrorKind::Input, "adapter"), "{err}");
+
+    // Then it trains, without reloading: the same settings continue the adapter...
+    let (mut run, prep) = prepare(&current, &base, &spec, &train, None).unwrap();
+    assert_eq!(prep.adapter, AdapterMode::Continue);
+    assert!(outputs(run.trainer.model(), &IDS) == before, "a continued run starts from the trained adapter");
+    let losses = finish(&mut run);
+    assert!(losses.iter().all(|l| l.is_finite()) && losses.len() == 3, "{losses:?}");
+    assert!(outputs(run.trainer.model(), &IDS) != before, "the run trained");
+    // ... on a copy: the model it started from is unchanged by the steps.
+    assert!(outputs(&current, &IDS) == before, "training a run changed the model it was started from");
+}
+
+#[test]
+fn an_unseen_eval_label_fails_before_the_model_is_touched() {
+    let base = freeze(Model::load(&files(&fixture("tiny-bert")), &device(Backend::Cpu).autodiff()).unwrap());
+    let before = outputs(&base, &IDS);
+    let spec = TrainSpec { task: Task::SeqCls, method: Method::Lora, steps: Some(2), batch: 3, seq_len: 16, ..Default::default() };
+    let (train, eval) = (dataset("three_labels.csv"), dataset("reviews_unseen_label.csv"));
+    let err = prepare(&base, &base, &spec, &train, Some(&eval)).err().expect("an eval label unseen in training must fail");
+    assert_eq!(err.kind, ErrorKind::Input, "{err}");
+    assert!(err.to_string().contains("line 2") && err.to_string().contains("was not seen in training"), "{err}");
+    assert!(outputs(&base, &IDS) == before, "the model changed after a failed start");
+    assert!(base.adapter_config.is_none());
+    let (mut run, _) = prepare(&base, &base, &spec, &train, Some(&train)).unwrap();
+    assert_eq!(finish(&mut run).len(), 2);
+}
+
+#[test]
+fn a_second_run_trains_a_new_adapter_when_the_settings_differ() {
+    let (current, base) = trained_llama();
+    let (trained, plain) = (outputs(&current, &IDS), outputs(&base, &IDS));
+    let train = dataset("prompt_completion.jsonl");
+    let spec = lm_spec();
+    let start = |s: &TrainSpec| {
+        let (run, prep) = prepare(&current, &base, s, &train, None).unwrap();
+        let cfg = run.trainer.model().adapter_config.clone().unwrap();
+        (prep, cfg, outputs(run.trainer.model(), &IDS))
+    };
+    // Same settings (other training options may change): continue.
+    let (p, cfg, out) = start(&TrainSpec { lr: 1e-3, steps: Some(9), ..spec.clone() });
+    assert_eq!(p.adapter, AdapterMode::Continue);
+    assert_eq!(cfg["r"], 4);
+    assert!(out == trained && p.warnings.is_empty(), "{:?}", p.warnings);
+    // Another r, alpha, target list or method: a new adapter on the base model (LoRA B = 0: the base's logits).
+    for (what, s, key, want) in [
+        ("r", TrainSpec { r: Some(8), ..spec.clone() }, "r", serde_json::json!(8)),
+        ("alpha", TrainSpec { alpha: Some(32.0), ..spec.clone() }, "lora_alpha", serde_json::json!(32)),
+        ("targets", TrainSpec { targets: Some(vec!["q_proj".into()]), ..spec.clone() }, "target_modules", serde_json::json!(["q_proj"])),
+        ("method", TrainSpec { method: Method::Ia3, ..spec.clone() }, "peft_type", serde_json::json!("IA3")),
+    ] {
+        let (p, cfg, out) = start(&s);
+        assert_eq!(p.adapter, AdapterMode::New, "{what}");
+        assert_eq!(cfg[key], want, "{what}");
+        assert!(out == plain, "{what}: a new adapter starts from the base model's outputs");
+    }
+    // Explicit choices override: `new` with the same settings, `continue` with others (with a warning).
+    let (p, _, out) = start(&TrainSpec { adapter: Some(AdapterMode::New), ..spec.clone() });
+    assert!(p.adapter == AdapterMode::New && out == plain);
+    let (p, cfg, out) = start(&TrainSpec { adapter: Some(AdapterMode::Continue), r: Some(8), optimizer: OptimizerName::Sgd, ..spec.clone() });
+    assert!(p.adapter == AdapterMode::Continue && out == trained && cfg["r"] == 4);
+    assert!(p.warnings.iter().any(|w| w.contains("r: 4 (attached) vs 8")), "{:?}", p.warnings);
+
+    // Classification: other labels make a new adapter (and head).
+    let bert = freeze(Model::load(&files(&fixture("tiny-bert")), &device(Backend::Cpu).autodiff()).unwrap());
+    let cls = TrainSpec { task: Task::SeqCls, steps: Some(1), batch: 3, seq_len: 16, ..Default::default() };
+    let (mut run, _) = prepare(&bert, &bert, &cls, &dataset("three_labels.csv"), None).unwrap();
+    finish(&mut run);
+    let tuned = run.into_model();
+    let (_, p) = prepare(&tuned, &bert, &cls, &dataset("three_labels.csv"), None).unwrap();
+    assert_eq!(p.adapter, AdapterMode::Continue);
+    // tiny-bert's head has 3 classes (placeholder names): three other labels fit it.
+    let other = data::parse("other.csv", b"text,label\nred apples,fruit\na fast car,vehicle\na tall tree,plant\n").unwrap();
+    let (_, p) = prepare(&tuned, &bert, &cls, &other, None).unwrap();
+    assert_eq!(p.adapter, AdapterMode::New);
+    assert_eq!(p.labels.unwrap(), ["fruit", "plant", "vehicle"]);
+}
+
+#[test]
+fn option_values_are_enums_whose_errors_name_the_valid_values() {
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("task", "causal", &["causal-lm", "seq-cls"]),
+        ("method", "lorax", &["lora", "dora", "bitfit", "ia3", "prompt", "prefix"]),
+        ("schedule", "step", &["constant", "linear", "cosine"]),
+        ("optimizer", "adam", &["adamw", "sgd"]),
+        ("adapter", "old", &["new", "continue"]),
+    ];
+    for (field, bad, valid) in cases {
+        let err = TrainSpec::from_options(serde_json::json!({ field: bad })).unwrap_err();
+        assert_eq!((err.kind, err.source.as_str()), (ErrorKind::Input, field), "{err}");
+        assert!(err.message.contains(bad), "{err}");
+        for v in valid {
+            assert!(err.message.contains(&format!("`{v}`")), "{err} should list {v}");
+        }
+    }
+    let err = TrainSpec::from_options(serde_json::json!({ "r": "eight" })).unwrap_err();
+    assert_eq!(err.source, "r", "{err}");
+    // The spellings stay those of the CLI and earlier releases, both ways.
+    let json = serde_json::json!({ "task": "seq-cls", "method": "ia3", "schedule": "cosine", "optimizer": "sgd", "adapter": "continue" });
+    let spec = TrainSpec::from_options(json.clone()).unwrap();
+    assert_eq!((spec.task, spec.method, spec.schedule, spec.optimizer, spec.adapter), (Task::SeqCls, Method::Ia3, Schedule::Cosine, OptimizerName::Sgd, Some(AdapterMode::Continue)));
+    let back = serde_json::to_value(&spec).unwrap();
+    for k in ["task", "method", "schedule", "optimizer", "adapter"] {
+        assert_eq!(back[k], json[k], "{k}");
+    }
+    let defaults = serde_json::to_value(TrainSpec::default()).unwrap();
+    assert_eq!((&defaults["task"], &defaults["method"], &defaults["schedule"], &defaults["optimizer"]), (&serde_json::json!("causal-lm"), &serde_json::json!("lora"), &serde_json::json!("linear"), &serde_json::json!("adamw")));
+}

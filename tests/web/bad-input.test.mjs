@@ -85,3 +85,73 @@ test("a micro-batch whose activations exceed the binding limit is a 'device' err
   assert.equal(small.error, undefined, JSON.stringify(small.error));
   assert.equal(stepLosses(small.events).length, 2);
 });
+
+const TOKENS = [1, 5, 9, 17, 33];
+const LM = { task: "causal-lm", method: "lora", steps: 2, batch: 4, seqLen: 32, lr: 1e-2, r: 4, schedule: "constant" };
+
+test("a failed start leaves the model and its adapter as they were; training then works without a reload", { timeout: 5 * 60_000 }, async () => {
+  assert.equal((await wp("load", MODEL, { backend: "cpu" })).error, undefined);
+  await b.page.setInputFiles("#data", join(ROOT, "tests/fixtures/data/prompt_completion.jsonl"));
+  const base = await wp("forward", TOKENS);
+  // A trained adapter: the work a failed start must not lose.
+  const first = await wp("train", LM);
+  assert.equal(first.error, undefined, JSON.stringify(first.error));
+  const trained = await wp("forward", TOKENS);
+  assert.notDeepEqual(trained, base, "the trained adapter changes the logits");
+  const cases = [
+    ["seq_len above the context", { ...LM, seqLen: 100_000 }, "seq_len", /longer than the model's context length of 128/],
+    ["an unknown method", { ...LM, method: "lorax" }, "method", /unknown variant `lorax`, expected one of `lora`, `dora`, `bitfit`, `ia3`, `prompt`, `prefix`/],
+    ["an unknown schedule", { ...LM, schedule: "step" }, "schedule", /expected one of `constant`, `linear`, `cosine`/],
+    ["virtual tokens past the context (after the new adapter exists)", { ...LM, method: "prompt", virtualTokens: 120, adapter: "new" }, "seq_len", /virtual tokens exceeds the context length/],
+  ];
+  for (const [what, options, source, message] of cases) {
+    const r = await wp("train", options);
+    assert.equal(r.error?.kind, "input", `${what}: ${JSON.stringify(r)}`);
+    assert.equal(r.error.source, source, `${what}: ${JSON.stringify(r.error)}`);
+    assert.match(r.error.message, message, what);
+    assert.doesNotMatch(r.error.message, /reload/, what);
+    const after = await wp("forward", TOKENS);
+    assert.equal(after.error, undefined, `${what}: the model is gone: ${JSON.stringify(after.error)}`);
+    assert.deepEqual(after, trained, `${what}: the logits changed after a failed start`);
+  }
+  // Then it trains without reloading: the same settings continue the adapter.
+  const again = await wp("train", LM);
+  assert.equal(again.error, undefined, JSON.stringify(again.error));
+  assert.equal(stepLosses(again.events).length, 2);
+  assert.equal(again.summary.adapter, "continue");
+  assert.equal(again.events[0].adapter, "continue");
+  assert.notDeepEqual(await wp("forward", TOKENS), trained, "the continued run trained the adapter");
+});
+
+test("adapter 'new' vs 'continue', and resetAdapter() returns to the base model", { timeout: 5 * 60_000 }, async () => {
+  assert.equal((await wp("load", MODEL, { backend: "cpu" })).error, undefined);
+  await b.page.setInputFiles("#data", join(ROOT, "tests/fixtures/data/prompt_completion.jsonl"));
+  const base = await wp("forward", TOKENS);
+  assert.equal((await wp("train", LM)).error, undefined);
+  const trained = await wp("forward", TOKENS);
+  assert.notDeepEqual(trained, base);
+  // lr 0 leaves the starting adapter as it is, so the logits show which adapter a run trained:
+  // the trained one (continue) or a new LoRA (B = 0: the base model's logits).
+  const run = async (options, want) => {
+    const r = await wp("train", { ...LM, lr: 0, ...options });
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+    assert.equal(r.summary.adapter, want, JSON.stringify(options));
+    return { logits: await wp("forward", TOKENS), warnings: r.summary.warnings };
+  };
+  assert.deepEqual((await run({}, "continue")).logits, trained, "same settings: the trained adapter continues");
+  assert.deepEqual((await run({ adapter: "continue", r: 8 }, "continue")).warnings.filter((w) => /r: 4 \(attached\) vs 8/.test(w)).length, 1);
+  assert.deepEqual((await run({ r: 8 }, "new")).logits, base, "another r: a new adapter on the base model");
+  // The adapter is now the new (r 8) one; an explicit "new" with the same settings replaces it again.
+  assert.deepEqual((await run({ r: 8, adapter: "new" }, "new")).logits, base);
+  assert.equal((await wp("train", { ...LM, steps: 1, r: 8 })).error, undefined);
+  assert.notDeepEqual(await wp("forward", TOKENS), base);
+  const reset = await wp("resetAdapter");
+  assert.deepEqual(reset, { ok: true });
+  assert.deepEqual(await wp("forward", TOKENS), base, "after resetAdapter() the logits are the base model's");
+  const none = await wp("exportFiles");
+  assert.equal(none.error?.kind, "input", JSON.stringify(none));
+  const cont = await wp("train", { ...LM, adapter: "continue" });
+  assert.equal(cont.error?.kind, "input", JSON.stringify(cont));
+  assert.equal(cont.error.source, "adapter");
+  assert.deepEqual(await wp("forward", TOKENS), base);
+});

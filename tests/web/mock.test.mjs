@@ -164,3 +164,71 @@ test("mock: checkpointEvery emits checkpoint events; resumeFrom continues from o
   assert.equal(r.s2, 7);
   assert.deepEqual(r.bad, { kind: "input", source: "resumeFrom", typed: true });
 });
+
+test("mock: iterating run.events throws the error of a failed run (at start or at a later step)", async () => {
+  const r = await b.page.evaluate(async () => {
+    const { Tuner, WebPeftError } = window.webpeft;
+    const t = await Tuner.load({ urls: ["/tests/fixtures/tiny-llama/config.json", "/tests/fixtures/tiny-llama/tokenizer.json", "/tests/fixtures/tiny-llama/model.safetensors"] }, { backend: "cpu" });
+    const data = [{ text: "a" }, { text: "b" }];
+    const iterate = async (run) => {
+      const seen = [];
+      try {
+        for await (const e of run.events) seen.push(e.event);
+        return { seen, threw: null };
+      } catch (e) {
+        return { seen, threw: { kind: e.kind, source: e.source, message: e.message, typed: e instanceof WebPeftError } };
+      }
+    };
+    const failing = t.train(data, { task: "causal-lm", method: "lora", steps: 10, mock_step_ms: 1, mock_fail_at: 3 });
+    const failed = await iterate(failing);
+    const done = await failing.done.then(() => null, (e) => e.message);
+    const replay = await iterate(failing);
+    const badStart = t.train(data, { task: "causal-lm", method: "lorax" });
+    const bad = await iterate(badStart);
+    await badStart.done.catch(() => {});
+    const fine = await iterate(t.train(data, { task: "causal-lm", method: "lora", steps: 2, mock_step_ms: 1 }));
+    t.dispose();
+    return { failed, done, replay, bad, fine };
+  });
+  assert.deepEqual(r.failed.seen, ["start", "step", "step"]);
+  assert.equal(r.failed.threw?.kind, "input", JSON.stringify(r.failed));
+  assert.equal(r.failed.threw.typed, true);
+  assert.match(r.failed.threw.message, /NaN at step 3/);
+  assert.equal(r.done, r.failed.threw.message, "the events throw the error run.done rejects with");
+  assert.deepEqual(r.replay, r.failed, "every iteration ends with the error");
+  assert.deepEqual(r.bad.seen, []);
+  assert.equal(r.bad.threw?.kind, "input", JSON.stringify(r.bad));
+  assert.equal(r.bad.threw.source, "method");
+  assert.match(r.bad.threw.message, /expected one of `lora`, `dora`/);
+  assert.equal(r.fine.threw, null, JSON.stringify(r.fine));
+  assert.equal(r.fine.seen.at(-1), "done");
+});
+
+test("mock: the adapter choice reaches the core, and resetAdapter() drops the adapter", async () => {
+  const r = await b.page.evaluate(async () => {
+    const { Tuner } = window.webpeft;
+    const t = await Tuner.load({ urls: ["/tests/fixtures/tiny-llama/config.json", "/tests/fixtures/tiny-llama/tokenizer.json", "/tests/fixtures/tiny-llama/model.safetensors"] }, { backend: "cpu" });
+    const data = [{ text: "a" }, { text: "b" }];
+    const opts = { task: "causal-lm", method: "lora", r: 4, steps: 1, mock_step_ms: 1 };
+    const chosen = async (o) => {
+      const run = t.train(data, o);
+      let start;
+      for await (const e of run.events) if (e.event === "start") start = e.adapter;
+      return [start, (await run.done).adapter];
+    };
+    const out = { first: await chosen(opts), same: await chosen(opts), other: await chosen({ ...opts, r: 8 }), forced: await chosen({ ...opts, r: 8, adapter: "new" }) };
+    out.withAdapter = Array.from(await t.forward([1]));
+    await t.resetAdapter();
+    out.reset = Array.from(await t.forward([1]));
+    out.cont = await t.train(data, { ...opts, adapter: "continue" }).done.then(() => null, (e) => ({ kind: e.kind, source: e.source }));
+    t.dispose();
+    return out;
+  });
+  assert.deepEqual(r.first, ["new", "new"]);
+  assert.deepEqual(r.same, ["continue", "continue"]);
+  assert.deepEqual(r.other, ["new", "new"]);
+  assert.deepEqual(r.forced, ["new", "new"]);
+  assert.deepEqual(r.withAdapter, [0.5, 1.5, 2.5, 3.5]);
+  assert.deepEqual(r.reset, [0, 1, 2, 3], "the mock's base-model outputs after resetAdapter()");
+  assert.deepEqual(r.cont, { kind: "input", source: "adapter" });
+});

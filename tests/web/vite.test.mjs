@@ -47,6 +47,7 @@ test("npm pack -> fresh Vite project -> vite build -> trains in Chromium", { tim
     await browser.page.goto(server.url + "/index.html");
     const r = await browser.page.evaluate(() => window.run(["/model/config.json", "/model/tokenizer.json", "/model/model.safetensors"]));
     assert.equal(r.losses.length, 2);
+    assert.equal(r.reason, "completed", JSON.stringify(r));
     assert.ok(r.losses.every(Number.isFinite), JSON.stringify(r));
     assert.ok(r.zip > 1000, `adapter zip of ${r.zip} bytes`);
     assert.equal(r.threads, threadsBuild() ? r.cores : 1, `the thread pool started: ${JSON.stringify(r)}`);

@@ -54,7 +54,7 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   assert.ok(steps > pausedAt && steps < 60, `stopped mid-run at ${steps}`);
   assert.ok(await page.getByRole("button", { name: "Start" }).isEnabled());
 
-  // A fresh, complete run (3 epochs) for the comparison: Start reloads the model for a new adapter.
+  // A fresh, complete run (3 epochs) for the comparison: Start trains a new adapter (adapter "new", no reload).
   await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 0, "Checkpoint every N steps (0 = off)": 0, "Evaluate every N steps (0 = at the end only)": 7 });
   await page.getByLabel("Learning rate").fill("0.005");
   await page.getByRole("button", { name: "Start" }).click();

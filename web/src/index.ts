@@ -324,10 +324,15 @@ function dataPayload(data: DataInput, format?: "jsonl" | "csv" | "txt"): DataPay
   throw new WebPeftError("input", "data: give a File, a Blob, a string or an array of objects", "data");
 }
 
-/** Every event of a run; each iteration starts from the first event. */
+/**
+ * Every event of a run; each iteration starts from the first event. When the run fails,
+ * an iteration throws its error after the events that came before it.
+ */
 class EventLog implements AsyncIterable<TrainEvent> {
   private items: (TrainEvent | null)[] = [];
   private closed = false;
+  private error: unknown = undefined;
+  private failed = false;
   private waiters: (() => void)[] = [];
 
   private lastCheckpoint = -1;
@@ -346,6 +351,12 @@ class EventLog implements AsyncIterable<TrainEvent> {
     this.closed = true;
     this.wake();
   }
+  /** Ends the log with the run's error, which every iteration throws at its end. */
+  fail(e: unknown) {
+    this.error = e;
+    this.failed = true;
+    this.close();
+  }
   private wake() {
     for (const w of this.waiters.splice(0)) w();
   }
@@ -356,6 +367,7 @@ class EventLog implements AsyncIterable<TrainEvent> {
         const e = this.items[i++];
         if (e) yield e;
       } else if (this.closed) {
+        if (this.failed) throw this.error;
         return;
       } else {
         await new Promise<void>((r) => this.waiters.push(r));
@@ -482,8 +494,12 @@ export class Tuner {
 
   /**
    * Starts training an adapter. Events stream through `run.events`; `run.done` gives the summary.
+   * If the run fails, `run.done` rejects and iterating `run.events` throws the same error (after
+   * the events before it). A run that fails to start leaves the model and its adapter as they
+   * were; one that fails at a later step keeps the adapter of its last good step.
+   * `options.adapter` chooses between a new adapter and the attached one (see `TrainOptions`).
    * With `options.checkpointEvery` the run emits `checkpoint` events; `resume.resumeFrom` continues
-   * from one (on a freshly loaded model, with the same data and options). `resume.signal`
+   * from one (on a model without an adapter, with the same data and options). `resume.signal`
    * cancels the run when it fires, as `cancel()` does.
    */
   train(data: DataInput, options: TrainOptions, evalData?: DataInput, resume: TrainResume = {}): TrainRun {
@@ -522,9 +538,18 @@ export class Tuner {
     signal?.addEventListener("abort", onAbort, { once: true });
     done.then(
       () => log.close(),
-      () => log.close(),
+      (e) => log.fail(e),
     ).finally(() => signal?.removeEventListener("abort", onAbort));
     return { events: log, done, pause: ctl("pause"), resume: ctl("resume"), cancel: ctl("cancel") };
+  }
+
+  /**
+   * Drops the adapter (trained or loaded): the model is the base model as loaded again, and
+   * the next `train` creates a new adapter. Not while training.
+   */
+  async resetAdapter(): Promise<void> {
+    this.#check();
+    await this.#conn.request<void>({ op: "resetAdapter" });
   }
 
   /**

@@ -136,9 +136,27 @@ export interface DeviceInfo {
 export type Task = "causal-lm" | "seq-cls";
 export type Method = "lora" | "dora" | "bitfit" | "ia3" | "prompt" | "prefix";
 
+/** What `train` does with an adapter already on the model (see `TrainOptions.adapter`). */
+export type AdapterChoice = "new" | "continue";
+
 export interface TrainOptions {
   task: Task;
   method: Method;
+  /**
+   * When the model already has an adapter (trained by an earlier run, or loaded):
+   * - `"new"`: train a fresh adapter from these options on the base model; the attached
+   *   adapter is dropped once the run has started (a failed start keeps it);
+   * - `"continue"`: train the attached adapter further, with its own method and settings;
+   *   options that disagree with it are listed in the start event's `warnings`.
+   *
+   * Default: `"continue"` when the adapter these options would create has the attached
+   * adapter's PEFT config (every `adapter_config.json` field except those that only name or
+   * initialise it: method and task, `r`, `alpha`, `targets`, `dropout`, `rslora`, DoRA, bias,
+   * `virtualTokens`, ...) and, for `seq-cls`, the same labels; `"new"` otherwise. Without an
+   * adapter a new one is always created (`"continue"` is an error). `resetAdapter()` drops the
+   * adapter explicitly. The start event and the summary say which was done.
+   */
+  adapter?: AdapterChoice;
   /** LoRA rank. */
   r?: number;
   alpha?: number;
@@ -216,6 +234,8 @@ export interface StartEvent {
   eval_examples: number;
   warnings: string[];
   labels?: string[];
+  /** Whether the run trains a new adapter or continues the attached one. */
+  adapter: AdapterChoice;
 }
 export interface StepEvent {
   event: "step";
@@ -267,10 +287,16 @@ export interface TrainSummary {
   eval_examples: number;
   warnings: string[];
   labels?: string[];
+  /** Whether the run trained a new adapter or continued the attached one. */
+  adapter: AdapterChoice;
 }
 
 export interface TrainRun {
-  /** Every event of the run, from the start (each iteration replays what came before). */
+  /**
+   * Every event of the run, from the start (each iteration replays what came before). If the
+   * run fails, the iteration throws the run's error (the one `done` rejects with) after the
+   * events that came before it, so `for await` never mistakes a failed run for a finished one.
+   */
   events: AsyncIterable<TrainEvent>;
   /** Pauses between two steps; resolves once the worker has paused. */
   pause(): Promise<void>;
@@ -377,6 +403,7 @@ export type Request =
   | { op: "exportFiles" }
   | { op: "exportZip" }
   | { op: "loadAdapter"; names: string[]; blobs: (Blob | Uint8Array)[] }
+  | { op: "resetAdapter" }
   | { op: "benchmark"; task: Task; batch?: number; seq?: number; steps: number; matmulSize: number }
   | { op: "dispose" }
   /** Aborts request `target` (generate, classify, load); answered by that request's own error. */

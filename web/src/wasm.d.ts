@@ -44,12 +44,15 @@ declare module "webpeft-wasm" {
       eval_examples: number;
       warnings: string[];
       labels?: string[];
+      adapter: "new" | "continue";
     };
     trainStep(): Promise<any[]>;
     isTraining(): boolean;
     finishTraining(): void;
     exportAdapter(): Promise<AdapterFiles>;
     loadAdapter(config: Uint8Array, weights: Uint8Array, sidecar?: Uint8Array): void;
+    /** Drops the adapter: the base model as loaded. */
+    resetAdapter(): void;
     setAdapterEnabled(on: boolean): void;
     generate(
       prompt: string,

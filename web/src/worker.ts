@@ -499,24 +499,34 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
   const every = checkpointEvery(msg.options.checkpointEvery);
   const resume = msg.resumeFrom !== undefined && msg.resumeFrom !== null ? checkpointFiles(msg.resumeFrom) : undefined;
   if (every > 0 || resume) needCheckpoints(s);
-  // Resuming: the checkpoint's adapter goes on the model, the run is started with the
-  // original options (it trains that adapter further), then the optimiser state, the
-  // step and the data order come back.
-  if (resume) s.loadAdapter(resume.config, resume.weights, resume.sidecar.length ? resume.sidecar : undefined);
-  const started = s.startTraining(msg.data.name, trainBytes, msg.evalData?.name, evalBytes, options);
+  // Resuming: the checkpoint's adapter goes on the model (which must have none), the run is
+  // started with the original options and continues that adapter, then the optimiser state,
+  // the step and the data order come back. A failure on the way takes the checkpoint's
+  // adapter off again, so the model is as it was.
   if (resume) {
-    try {
-      s.restoreCheckpoint(resume.optimizer, resume.state);
-    } catch (e) {
-      if (!isTrap(e)) {
-        try {
-          s.finishTraining();
-        } catch (e2) {
-          if (isTrap(e2)) crash(e2);
-        }
+    options.adapter = "continue";
+    s.loadAdapter(resume.config, resume.weights, resume.sidecar.length ? resume.sidecar : undefined);
+  }
+  let started: ReturnType<Session["startTraining"]>;
+  try {
+    started = s.startTraining(msg.data.name, trainBytes, msg.evalData?.name, evalBytes, options);
+    if (resume) {
+      try {
+        s.restoreCheckpoint(resume.optimizer, resume.state);
+      } catch (e) {
+        if (!isTrap(e)) s.finishTraining();
+        throw e;
       }
-      throw e;
     }
+  } catch (e) {
+    if (resume && !isTrap(e) && !dead) {
+      try {
+        s.resetAdapter();
+      } catch (e2) {
+        if (isTrap(e2)) crash(e2);
+      }
+    }
+    throw e;
   }
   const r: ActiveRun = { id, paused: false, cancelled: false, wake: null, pauseWaiters: [], stopWaiters: [] };
   run = r;
@@ -600,6 +610,7 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
     eval_examples: started.eval_examples,
     warnings: started.warnings ?? [],
     ...(started.labels ? { labels: started.labels } : {}),
+    adapter: started.adapter,
   };
 }
 
@@ -830,6 +841,14 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
     case "loadAdapter":
       await loadAdapterFiles(msg.names, msg.blobs);
       return { result: null };
+    case "resetAdapter": {
+      const s = needSession();
+      if (typeof (s as { resetAdapter?: unknown }).resetAdapter !== "function") {
+        throw new WebPeftError("unsupported", "resetAdapter: this build of the core cannot drop the adapter (no Session.resetAdapter)", "resetAdapter");
+      }
+      s.resetAdapter();
+      return { result: null };
+    }
     case "benchmark":
       return { result: await benchmark(msg) };
     case "dispose":

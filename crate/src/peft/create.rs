@@ -20,8 +20,11 @@ use crate::formats::safetensors::HostTensor;
 use crate::models::layers::{param, Linear};
 use crate::models::{Model, Network, Original};
 
-/// The methods webpeft can create.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The methods webpeft can create, written `lora`, `dora`, `bitfit`, `ia3`,
+/// `prompt` or `prefix` (CLI flags and JS options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Method {
     Lora,
     Dora,
@@ -43,6 +46,18 @@ impl Method {
             "prefix" => Self::Prefix,
             other => return Err(Error::input("--method", format!("unknown method '{other}' (use lora, dora, bitfit, ia3, prompt or prefix)"))),
         })
+    }
+
+    /// The CLI / JS name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lora => "lora",
+            Self::Dora => "dora",
+            Self::Bitfit => "bitfit",
+            Self::Ia3 => "ia3",
+            Self::Prompt => "prompt",
+            Self::Prefix => "prefix",
+        }
     }
 }
 

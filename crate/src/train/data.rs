@@ -404,8 +404,11 @@ fn parse_txt(source: &str, text: &str) -> Dataset {
     Dataset { format: "txt".into(), records, source: source.into(), lines }
 }
 
-/// What the examples are encoded for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the examples are encoded for. Written `causal-lm` or `seq-cls`
+/// (CLI flags, JS options, `webpeft.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Task {
     /// Next-token prediction.
     CausalLm,

@@ -110,8 +110,11 @@ pub fn freeze(model: Model) -> Model {
     Model { network, prompt: model.prompt.map(|p| p.no_grad()), prefix: model.prefix.map(|p| p.no_grad()), ..model }
 }
 
-/// How the learning rate moves over training (HF `get_*_schedule_with_warmup`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the learning rate moves over training (HF `get_*_schedule_with_warmup`),
+/// written `constant`, `linear` or `cosine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Schedule {
     Constant,
     Linear,

@@ -3,24 +3,58 @@
 //! and the data into a ready [`Run`].
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::data::{self, Dataset, EncodeOptions, Example, LabelMap, Task};
+use super::data::{self, Dataset, EncodeOptions, Example, LabelMap};
+pub use super::data::Task;
 use super::run::{Run, RunConfig};
-use super::{OptimizerKind, Schedule, TrainOptions};
+pub use super::Schedule;
+use super::{OptimizerKind, TrainOptions};
 use crate::error::{human_bytes, Error, Result};
 use crate::models::Model;
-use crate::peft::create::{create_adapter, AdapterSpec, Method};
-use crate::peft::TargetModules;
+use crate::peft::create::{create_adapter, AdapterSpec};
+pub use crate::peft::create::Method;
+use crate::peft::{set_label_names, TargetModules};
+
+/// The optimiser a job asks for (`adamw` or `sgd`); its settings are the
+/// spec's `weight_decay` and `momentum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum OptimizerName {
+    /// PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8).
+    Adamw,
+    /// PyTorch's SGD, with `momentum`.
+    Sgd,
+}
+
+/// Which adapter a run trains when the model already carries one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum AdapterMode {
+    /// A fresh adapter built from the options on the adapter-free base model;
+    /// the attached adapter is set aside (the run does not change it).
+    New,
+    /// The attached adapter, trained further with its own method and
+    /// settings (options that disagree with it are reported as warnings).
+    Continue,
+}
 
 /// A training job. Field names are the CLI's flags in snake_case; `None`
-/// takes the method's PEFT default.
+/// takes the method's PEFT default. The choice fields are enums with the
+/// CLI's spellings (`causal-lm`, `ia3`, `adamw`, ...), so the CLI's flags and
+/// the browser's options object share one definition; an unknown value is
+/// refused when the spec is read, before a model is touched.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainSpec {
-    /// `causal-lm` or `seq-cls`.
-    pub task: String,
-    /// `lora`, `dora`, `bitfit`, `ia3`, `prompt` or `prefix`.
-    pub method: String,
+    pub task: Task,
+    pub method: Method,
+    /// With an adapter already on the model: `new` or `continue`. `None`
+    /// picks `continue` when the adapter these options would create has the
+    /// attached adapter's settings (see [`prepare`]), else `new`.
+    pub adapter: Option<AdapterMode>,
     pub r: Option<usize>,
     pub alpha: Option<f64>,
     pub dropout: f64,
@@ -36,10 +70,8 @@ pub struct TrainSpec {
     pub batch: usize,
     pub seq_len: usize,
     pub warmup: usize,
-    /// `constant`, `linear` or `cosine`.
-    pub schedule: String,
-    /// `adamw` or `sgd`.
-    pub optimizer: String,
+    pub schedule: Schedule,
+    pub optimizer: OptimizerName,
     pub weight_decay: f64,
     pub momentum: f64,
     pub seed: u64,
@@ -57,8 +89,9 @@ pub struct TrainSpec {
 impl Default for TrainSpec {
     fn default() -> Self {
         Self {
-            task: "causal-lm".into(),
-            method: "lora".into(),
+            task: Task::CausalLm,
+            method: Method::Lora,
+            adapter: None,
             r: None,
             alpha: None,
             dropout: 0.0,
@@ -73,8 +106,8 @@ impl Default for TrainSpec {
             batch: 8,
             seq_len: 128,
             warmup: 0,
-            schedule: "linear".into(),
-            optimizer: "adamw".into(),
+            schedule: Schedule::Linear,
+            optimizer: OptimizerName::Adamw,
             weight_decay: 0.01,
             momentum: 0.0,
             seed: 0,
@@ -90,9 +123,36 @@ impl Default for TrainSpec {
 }
 
 impl TrainSpec {
-    /// The task as the data module names it.
-    pub fn task(&self) -> Result<Task> {
-        Task::parse(&self.task)
+    /// Reads a job from an options object (JSON, or a JS object through
+    /// serde-wasm-bindgen). A bad field is an input error whose source names
+    /// it: `method: unknown variant `lorax`, expected one of `lora`, ...`.
+    pub fn from_options<'de, D: serde::Deserializer<'de>>(options: D) -> Result<Self> {
+        serde_path_to_error::deserialize(options).map_err(|e| {
+            let path = e.path().to_string();
+            let source = if path.is_empty() || path == "." { "options".to_string() } else { path };
+            Error::input(source, e.into_inner().to_string())
+        })
+    }
+
+    /// The new adapter these options describe.
+    fn adapter_spec(&self, labels: Option<&LabelMap>) -> AdapterSpec {
+        let mut a = AdapterSpec::new(self.method);
+        a.r = self.r;
+        a.alpha = self.alpha;
+        a.dropout = self.dropout;
+        a.use_rslora = self.rslora;
+        a.gaussian_init = self.gaussian_init;
+        a.targets = self.targets.as_ref().map(|t| match t.as_slice() {
+            [one] if one.starts_with("re:") => TargetModules::Regex(one[3..].to_string()),
+            names => TargetModules::Names(names.to_vec()),
+        });
+        a.virtual_tokens = self.virtual_tokens;
+        a.init_text = self.init_text.clone();
+        a.seq_cls = self.task == Task::SeqCls;
+        a.labels = labels.map(|l| l.names.clone());
+        a.base_model = self.base_model.clone();
+        a.seed = self.seed;
+        a
     }
 
     /// Fails when one micro-batch's largest activation (token logits,
@@ -105,13 +165,13 @@ impl TrainSpec {
         let hidden = model.info.hidden_size;
         let heads = cfg(&["num_attention_heads", "n_head"]).unwrap_or(1);
         let inner = cfg(&["intermediate_size", "n_inner"]).unwrap_or(4 * hidden);
-        let virtual_tokens = match self.method.as_str() {
-            "prompt" | "prefix" => self.virtual_tokens.unwrap_or(0),
+        let virtual_tokens = match self.method {
+            Method::Prompt | Method::Prefix => self.virtual_tokens.unwrap_or(0),
             _ => 0,
         };
         let (b, t) = (self.batch, self.seq_len + model.extra_positions() + virtual_tokens);
         let mut parts = vec![("attention scores", vec![b, heads, t, t]), ("MLP activations", vec![b, t, inner])];
-        if self.task()? == Task::CausalLm {
+        if self.task == Task::CausalLm {
             parts.push(("token logits", vec![b, t, model.info.vocab_size]));
         }
         let bytes = |shape: &[usize]| shape.iter().product::<usize>() * 4;
@@ -146,6 +206,8 @@ pub struct Prepared {
     pub eval_examples: usize,
     pub warnings: Vec<String>,
     pub labels: Option<Vec<String>>,
+    /// Whether the run trains a new adapter or continues the attached one.
+    pub adapter: AdapterMode,
 }
 
 /// The label names of a classification job: the model head's own names when
@@ -157,44 +219,172 @@ pub fn job_labels(model: &Model, train: &Dataset) -> Result<LabelMap> {
     }
 }
 
-/// Attaches a new adapter for `spec` (unless `model` already carries one, e.g.
-/// from `--init-adapter`), tokenises the data and builds the run. `model`
-/// must be frozen and on an autodiff device.
-pub fn prepare(mut model: Model, spec: &TrainSpec, train: &Dataset, eval: Option<&Dataset>) -> Result<(Run, Prepared)> {
-    let task = spec.task()?;
-    if spec.seq_len > model.info.context_length {
-        return Err(Error::input("seq_len", format!("{} is longer than the model's context length of {}", spec.seq_len, model.info.context_length)));
+/// `adapter_config.json` fields that name or initialise an adapter rather
+/// than define what is trained: they never make two adapters different.
+const NOT_SETTINGS: [&str; 13] = [
+    "base_model_name_or_path",
+    "revision",
+    "inference_mode",
+    "peft_version",
+    "auto_mapping",
+    "init_lora_weights",
+    "init_ia3_weights",
+    "init_weights",
+    "prompt_tuning_init",
+    "prompt_tuning_init_text",
+    "tokenizer_name_or_path",
+    "tokenizer_kwargs",
+    "loftq_config",
+];
+
+/// A config value in a comparable form: numbers as f64 (PEFT writes
+/// `lora_alpha` 16 or 16.0), lists of names as sorted sets (PEFT saves sets).
+fn normalized(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => n.as_f64().map_or(Value::Null, |f| serde_json::json!(f)),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            let mut names: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            names.sort_unstable();
+            names.dedup();
+            serde_json::json!(names)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(normalized).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), normalized(v))).collect()),
+        other => other.clone(),
     }
-    let labels = match task {
-        Task::SeqCls => Some(job_labels(&model, train)?),
+}
+
+/// The settings in which `wanted` (a new adapter's PEFT config) differs from
+/// `attached`, as `key: attached vs wanted`. Fields `attached` lacks (an
+/// older PEFT) and fields in [`NOT_SETTINGS`] are not compared.
+pub fn adapter_differences(wanted: &Value, attached: &Value) -> Vec<String> {
+    let Some(wanted) = wanted.as_object() else { return vec![] };
+    let mut out = vec![];
+    for (key, w) in wanted {
+        if NOT_SETTINGS.contains(&key.as_str()) {
+            continue;
+        }
+        if let Some(a) = attached.get(key) {
+            if normalized(a) != normalized(w) {
+                out.push(format!("{key}: {a} (attached) vs {w}"));
+            }
+        }
+    }
+    out
+}
+
+/// `model` with a new adapter for `spec` (on a copy: `model` is not changed).
+fn with_new_adapter(model: &Model, spec: &TrainSpec, train: &Dataset) -> Result<(Model, Option<LabelMap>)> {
+    let mut m = model.clone();
+    let labels = match spec.task {
+        Task::SeqCls => Some(job_labels(&m, train)?),
         Task::CausalLm => None,
     };
-    if model.adapter_config.is_none() {
-        let mut a = AdapterSpec::new(Method::parse(&spec.method)?);
-        a.r = spec.r;
-        a.alpha = spec.alpha;
-        a.dropout = spec.dropout;
-        a.use_rslora = spec.rslora;
-        a.gaussian_init = spec.gaussian_init;
-        a.targets = spec.targets.as_ref().map(|t| match t.as_slice() {
-            [one] if one.starts_with("re:") => TargetModules::Regex(one[3..].to_string()),
-            names => TargetModules::Names(names.to_vec()),
-        });
-        a.virtual_tokens = spec.virtual_tokens;
-        a.init_text = spec.init_text.clone();
-        a.seq_cls = task == Task::SeqCls;
-        a.labels = labels.as_ref().map(|l| l.names.clone());
-        a.base_model = spec.base_model.clone();
-        a.seed = spec.seed;
-        create_adapter(&mut model, &a)?;
+    create_adapter(&mut m, &spec.adapter_spec(labels.as_ref()))?;
+    // The head's classes are these labels from now on (an existing head may carry
+    // placeholder names): a later run compares against them, and `classify` shows them.
+    if let Some(l) = &labels {
+        set_label_names(&mut m.config, &l.names);
     }
+    Ok((m, labels))
+}
+
+/// The settings (and, for `seq-cls`, the labels) in which the new adapter
+/// `fresh` differs from the one on `current`.
+fn differences(fresh: &Model, fresh_labels: Option<&LabelMap>, current: &Model, spec: &TrainSpec, train: &Dataset) -> Vec<String> {
+    let (Some(w), Some(a)) = (&fresh.adapter_config, &current.adapter_config) else { return vec![] };
+    let mut diffs = adapter_differences(w, a);
+    if let (Some(new), Task::SeqCls) = (fresh_labels, spec.task) {
+        if let Ok(old) = job_labels(current, train) {
+            if old.names != new.names {
+                diffs.push(format!("labels: {:?} (attached) vs {:?}", old.names, new.names));
+            }
+        }
+    }
+    diffs
+}
+
+/// The model a run trains: a copy of `current` (continuing its adapter) or
+/// of `base` with a new adapter, per [`TrainSpec::adapter`]; with the job's
+/// labels for `seq-cls`.
+fn start_model(current: &Model, base: &Model, spec: &TrainSpec, train: &Dataset, warnings: &mut Vec<String>) -> Result<(Model, AdapterMode, Option<LabelMap>)> {
+    let continued = |m: &Model| -> Result<(Model, AdapterMode, Option<LabelMap>)> {
+        let labels = match spec.task {
+            Task::SeqCls => Some(job_labels(m, train)?),
+            Task::CausalLm => None,
+        };
+        Ok((m.clone(), AdapterMode::Continue, labels))
+    };
+    if current.adapter_config.is_none() {
+        if spec.adapter == Some(AdapterMode::Continue) {
+            return Err(Error::input("adapter", "'continue' needs an adapter on the model (load one, or train one first); use 'new' to create one"));
+        }
+        let (m, labels) = with_new_adapter(current, spec, train)?;
+        return Ok((m, AdapterMode::New, labels));
+    }
+    match spec.adapter {
+        Some(AdapterMode::New) => {
+            let (m, labels) = with_new_adapter(base, spec, train)?;
+            Ok((m, AdapterMode::New, labels))
+        }
+        Some(AdapterMode::Continue) => {
+            // Say which options the attached adapter overrides (never silently).
+            if let Ok((fresh, labels)) = with_new_adapter(base, spec, train) {
+                for d in differences(&fresh, labels.as_ref(), current, spec, train) {
+                    warnings.push(format!("continuing the attached adapter, whose settings differ from the options: {d}"));
+                }
+            }
+            continued(current)
+        }
+        None => {
+            let (fresh, labels) = with_new_adapter(base, spec, train)?;
+            if differences(&fresh, labels.as_ref(), current, spec, train).is_empty() {
+                continued(current)
+            } else {
+                Ok((fresh, AdapterMode::New, labels))
+            }
+        }
+    }
+}
+
+/// Builds a run for `spec` on the data, on a copy of the model: `current`
+/// and `base` are never changed, so a failure at any point leaves the
+/// caller's model and adapter as they were (copies are cheap: burn tensors
+/// are shared handles, and a step makes new tensors rather than writing into
+/// shared ones).
+///
+/// `current` is the model as it stands (possibly with an adapter attached);
+/// `base` is the same model without any adapter (pass `current` again when
+/// it has none). The adapter trained is, by [`TrainSpec::adapter`]:
+/// - `current` has no adapter: a new one (`continue` is an error);
+/// - `new`: a new one on a copy of `base`;
+/// - `continue`: `current`'s adapter, with its own settings; options that
+///   disagree with it come back as warnings;
+/// - not given: `continue` when the adapter these options would create has
+///   the same PEFT config as the attached one (every `adapter_config.json`
+///   field except those that only name or initialise it: `peft_type`,
+///   `task_type`, `r`, `lora_alpha`, `target_modules`, `lora_dropout`,
+///   `use_rslora`, `use_dora`, `bias`, `num_virtual_tokens`, ...) and, for
+///   `seq-cls`, the same labels; otherwise `new`.
+///
+/// Options, lengths, labels and the data's encoding are checked before the
+/// run exists. The models must be frozen and on an autodiff device.
+pub fn prepare(current: &Model, base: &Model, spec: &TrainSpec, train: &Dataset, eval: Option<&Dataset>) -> Result<(Run, Prepared)> {
+    let task = spec.task;
+    if spec.batch == 0 || spec.grad_accum == 0 {
+        return Err(Error::input("batch", "batch size and gradient accumulation must be at least 1"));
+    }
+    if spec.seq_len > current.info.context_length {
+        return Err(Error::input("seq_len", format!("{} is longer than the model's context length of {}", spec.seq_len, current.info.context_length)));
+    }
+    let mut warnings = vec![];
+    let (model, mode, labels) = start_model(current, base, spec, train, &mut warnings)?;
     if spec.seq_len + model.extra_positions() > model.info.context_length {
         return Err(Error::input(
             "seq_len",
             format!("{} plus the adapter's {} virtual tokens exceeds the context length {}", spec.seq_len, model.extra_positions(), model.info.context_length),
         ));
     }
-    let mut warnings = vec![];
     let mut encode = |ds: &Dataset| -> Result<Vec<Example>> {
         let (examples, w) = encode_for(&model, ds, task, spec.seq_len, labels.as_ref())?;
         warnings.extend(w);
@@ -212,10 +402,9 @@ pub fn prepare(mut model: Model, spec: &TrainSpec, train: &Dataset, eval: Option
         None => vec![],
     };
     let pad_id = data::pad_id(model.tokenizer.as_ref().expect("encode_for checked the tokenizer"));
-    let optimizer = match spec.optimizer.as_str() {
-        "adamw" => OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: spec.weight_decay },
-        "sgd" => OptimizerKind::Sgd { momentum: spec.momentum, weight_decay: spec.weight_decay },
-        other => return Err(Error::input("optimizer", format!("unknown optimizer '{other}' (use adamw or sgd)"))),
+    let optimizer = match spec.optimizer {
+        OptimizerName::Adamw => OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: spec.weight_decay },
+        OptimizerName::Sgd => OptimizerKind::Sgd { momentum: spec.momentum, weight_decay: spec.weight_decay },
     };
     let config = RunConfig {
         task,
@@ -228,7 +417,7 @@ pub fn prepare(mut model: Model, spec: &TrainSpec, train: &Dataset, eval: Option
         eval_every: spec.eval_every,
         patience: spec.patience,
         pad_id,
-        optim: TrainOptions { optimizer, lr: spec.lr, schedule: Schedule::parse(&spec.schedule)?, warmup_steps: spec.warmup, total_steps: 1, clip: spec.clip, lora_dropout_in_use: false },
+        optim: TrainOptions { optimizer, lr: spec.lr, schedule: spec.schedule, warmup_steps: spec.warmup, total_steps: 1, clip: spec.clip, lora_dropout_in_use: false },
     };
     let total_parameters = model.info.num_parameters;
     let (train_examples, eval_examples) = (train_ex.len(), eval_ex.len());
@@ -241,6 +430,7 @@ pub fn prepare(mut model: Model, spec: &TrainSpec, train: &Dataset, eval: Option
         eval_examples,
         warnings,
         labels: labels.map(|l| l.names),
+        adapter: mode,
     };
     Ok((run, prepared))
 }

@@ -4,11 +4,15 @@
 // understands beyond the real API: mock_trap_at (trainStep throws a
 // WebAssembly.RuntimeError at that step), mock_trap_async (the trap escapes in a
 // microtask and the step's promise never settles, as a panic inside
-// wasm-bindgen-futures does), mock_step_ms (time per step).
+// wasm-bindgen-futures does), mock_step_ms (time per step), mock_fail_at (trainStep
+// fails with a typed "input" error at that step, as a diverging loss does).
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const kindError = (kind, message) => Object.assign(new Error(message), { kind });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// The core's option enums and its serde error for an unknown value.
+const CHOICES = { task: ["causal-lm", "seq-cls"], method: ["lora", "dora", "bitfit", "ia3", "prompt", "prefix"], adapter: ["new", "continue"] };
+const settings = (o) => JSON.stringify([o.task, o.method, o.r ?? null, o.alpha ?? null, o.targets ?? null]);
 
 export default async function init() {}
 
@@ -58,10 +62,18 @@ export class Session {
     return rows;
   }
   startTraining(trainName, trainBytes, evalName, evalBytes, options) {
+    // Everything is checked before the adapter changes, as in the core.
+    if (this.training) throw kindError("input", "session: training is already running");
+    for (const [k, valid] of Object.entries(CHOICES)) {
+      const v = options[k];
+      if (v !== undefined && !valid.includes(v)) throw Object.assign(kindError("input", `${k}: unknown variant \`${v}\`, expected one of ${valid.map((x) => `\`${x}\``).join(", ")}`), { source: k });
+    }
     const rows = this.#rows(trainName, trainBytes);
+    if (!this.adapter && options.adapter === "continue") throw Object.assign(kindError("input", "adapter: 'continue' needs an adapter on the model"), { source: "adapter" });
+    const adapter = !this.adapter ? "new" : options.adapter ?? (this.adapter.settings === settings(options) ? "continue" : "new");
     this.training = { step: 0, total: options.steps ?? 10, options };
-    this.adapter = { method: options.method };
-    return { trainable_parameters: 10, total_parameters: 1010, total_steps: this.training.total, train_examples: rows.length, eval_examples: 0, warnings: [] };
+    if (adapter === "new") this.adapter = { method: options.method, settings: settings(options) };
+    return { trainable_parameters: 10, total_parameters: 1010, total_steps: this.training.total, train_examples: rows.length, eval_examples: 0, warnings: [], adapter };
   }
   async trainStep() {
     const t = this.training;
@@ -77,6 +89,7 @@ export class Session {
       throw new WebAssembly.RuntimeError("unreachable");
     }
     await sleep(t.options.mock_step_ms ?? 20);
+    if (t.options.mock_fail_at === t.step) throw Object.assign(kindError("input", `train: the loss became NaN at step ${t.step}; training stopped and the adapter keeps its last good values`), { source: "train" });
     const ev = [{ event: "step", step: t.step, total_steps: t.total, epoch: 0, loss: 3 / t.step, lr: 1e-3, grad_norm: 1, tokens_per_s: 100, elapsed_s: t.step * 0.02, eta_s: 0 }];
     if (t.options.eval_every && t.step % t.options.eval_every === 0) ev.push({ event: "eval", step: t.step, metrics: { loss: 2 / t.step, perplexity: Math.exp(2 / t.step), examples: 8 } });
     if (t.step >= t.total) ev.push({ event: "done", step: t.step, reason: "completed" });
@@ -112,6 +125,10 @@ export class Session {
   }
   loadAdapter(config) {
     this.adapter = JSON.parse(dec.decode(config));
+  }
+  resetAdapter() {
+    if (this.training) throw kindError("input", "session: finish training before resetting the adapter");
+    this.adapter = null;
   }
   setAdapterEnabled(on) {
     this.enabled = on;

@@ -87,7 +87,8 @@ window.wp = {
     const evalFiles = document.getElementById("eval").files;
     events = [];
     run = tuner.train(data, options, evalFiles.length ? evalFiles[0] : undefined);
-    (async () => { for await (const e of run.events) events.push(e); })();
+    // Iterating a failed run's events throws its error; run.done carries it to the test.
+    (async () => { for await (const e of run.events) events.push(e); })().catch(() => {});
     run.done.catch(() => {});
     return { started: true };
   }),
@@ -95,9 +96,15 @@ window.wp = {
   startTrainData: safe(async (data, options) => {
     events = [];
     run = tuner.train(data, options);
-    (async () => { for await (const e of run.events) events.push(e); })();
+    // Iterating a failed run's events throws its error; run.done carries it to the test.
+    (async () => { for await (const e of run.events) events.push(e); })().catch(() => {});
     run.done.catch(() => {});
     return { started: true };
+  }),
+  /** Drops the adapter (Tuner.resetAdapter). */
+  resetAdapter: safe(async () => {
+    await tuner.resetAdapter();
+    return { ok: true };
   }),
   waitTrain: safe(async () => {
     const summary = await run.done;

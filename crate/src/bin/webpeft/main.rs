@@ -84,8 +84,8 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
         /// Defaults to the adapter's task, else seq-cls for models with a classification head.
-        #[arg(long, value_parser = ["causal-lm", "seq-cls"])]
-        task: Option<String>,
+        #[arg(long, value_enum)]
+        task: Option<webpeft::train::data::Task>,
         #[arg(long, default_value_t = 128)]
         seq_len: usize,
         #[arg(long, default_value_t = 16)]
@@ -201,7 +201,7 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Train(args) => train::train(*args)?,
         Command::Eval { model, adapter, data, task, seq_len, batch, device } => {
-            train::eval(&model, adapter.as_deref(), &data, task.as_deref(), seq_len, batch, device)?
+            train::eval(&model, adapter.as_deref(), &data, task, seq_len, batch, device)?
         }
         Command::Merge { model, adapter, out } => train::merge(&model, &adapter, &out)?,
         Command::Bench { what } => bench::run(what)?,

@@ -11,7 +11,7 @@ use webpeft::peft::{load_adapter, model_labels, set_label_names, Sidecar};
 use webpeft::train::checkpoint::{load_state, save_state};
 use webpeft::train::data::{self, LabelMap, Task};
 use webpeft::train::run::evaluate;
-use webpeft::train::session::{encode_for, prepare, TrainSpec};
+use webpeft::train::session::{encode_for, prepare, AdapterMode, Method, OptimizerName, Schedule, TrainSpec};
 use webpeft::train::freeze;
 use webpeft::{Error, Model, Result};
 
@@ -30,10 +30,10 @@ pub struct TrainArgs {
     pub eval: Option<PathBuf>,
     #[arg(long, default_value_t = 0.0)]
     pub eval_split: f64,
-    #[arg(long, value_parser = ["causal-lm", "seq-cls"])]
-    pub task: String,
-    #[arg(long, value_parser = ["lora", "dora", "bitfit", "ia3", "prompt", "prefix"])]
-    pub method: String,
+    #[arg(long, value_enum)]
+    pub task: Task,
+    #[arg(long, value_enum)]
+    pub method: Method,
     /// LoRA rank.
     #[arg(long)]
     pub r: Option<usize>,
@@ -71,10 +71,10 @@ pub struct TrainArgs {
     /// Warm-up steps (linear from 0).
     #[arg(long, default_value_t = 0)]
     pub warmup: usize,
-    #[arg(long, default_value = "linear", value_parser = ["constant", "linear", "cosine"])]
-    pub schedule: String,
-    #[arg(long, default_value = "adamw", value_parser = ["adamw", "sgd"])]
-    pub optimizer: String,
+    #[arg(long, value_enum, default_value_t = Schedule::Linear)]
+    pub schedule: Schedule,
+    #[arg(long, value_enum, default_value_t = OptimizerName::Adamw)]
+    pub optimizer: OptimizerName,
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
     /// SGD momentum.
@@ -170,8 +170,10 @@ impl TrainArgs {
     /// The flags as the core's job description.
     fn spec(&self) -> TrainSpec {
         TrainSpec {
-            task: self.task.clone(),
-            method: self.method.clone(),
+            task: self.task,
+            method: self.method,
+            // An --init-adapter or --resume adapter is trained further, as it is.
+            adapter: (self.init_adapter.is_some() || self.resume.is_some()).then_some(AdapterMode::Continue),
             r: self.r,
             alpha: self.alpha,
             dropout: self.dropout,
@@ -189,8 +191,8 @@ impl TrainArgs {
             batch: self.batch,
             seq_len: self.seq_len,
             warmup: self.warmup,
-            schedule: self.schedule.clone(),
-            optimizer: self.optimizer.clone(),
+            schedule: self.schedule,
+            optimizer: self.optimizer,
             weight_decay: self.weight_decay,
             momentum: self.momentum,
             seed: self.seed,
@@ -208,15 +210,17 @@ impl TrainArgs {
 /// `webpeft train`.
 pub fn train(a: TrainArgs) -> Result<()> {
     let spec = a.spec();
-    let task = spec.task()?;
+    let task = spec.task;
     let device = device::native(a.device)?.autodiff();
-    let mut m = freeze(Model::load(&read_model_files(&a.model)?, &device)?);
+    let base = freeze(Model::load(&read_model_files(&a.model)?, &device)?);
     let train_ds = parse_data(&a.data)?;
     let eval_ds = a.eval.as_deref().map(parse_data).transpose()?;
+    let mut m = base.clone();
     if let Some(dir) = a.resume.as_ref().or(a.init_adapter.as_ref()) {
         load_adapter_dir(&mut m, dir)?;
     }
-    let (mut run, prep) = prepare(m, &spec, &train_ds, eval_ds.as_ref())?;
+    let (mut run, prep) = prepare(&m, &base, &spec, &train_ds, eval_ds.as_ref())?;
+    drop((m, base));
     for w in &prep.warnings {
         eprintln!("warning: {w}");
     }
@@ -227,7 +231,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     eprintln!(
         "training {} on {} examples ({} eval): {} trainable parameters ({:.3}% of {}), {} steps",
-        a.method,
+        a.method.name(),
         prep.train_examples,
         prep.eval_examples,
         prep.trainable_parameters,
@@ -262,14 +266,15 @@ pub fn train(a: TrainArgs) -> Result<()> {
 }
 
 /// `webpeft eval`: metrics of a model (and adapter) on a data file, as JSON.
-pub fn eval(model: &Path, adapter: Option<&Path>, data_file: &Path, task: Option<&str>, seq_len: usize, batch: usize, backend: Backend) -> Result<()> {
+pub fn eval(model: &Path, adapter: Option<&Path>, data_file: &Path, task: Option<Task>, seq_len: usize, batch: usize, backend: Backend) -> Result<()> {
     let mut m = Model::load(&read_model_files(model)?, &device::native(backend)?)?;
     if let Some(dir) = adapter {
         load_adapter_dir(&mut m, dir)?;
     }
     let side_task = adapter.and_then(sidecar).and_then(|s| s.task);
-    let task = match task.map(String::from).or(side_task) {
-        Some(t) => Task::parse(&t)?,
+    let side_task = side_task.map(|t| Task::parse(&t)).transpose()?;
+    let task = match task.or(side_task) {
+        Some(t) => t,
         None if m.info.num_labels.is_some() => Task::SeqCls,
         None => Task::CausalLm,
     };
