@@ -119,6 +119,27 @@ fn unknown_model_type() {
 }
 
 #[test]
+fn unsupported_gguf_architecture() {
+    // tiny-qwen2's GGUF with general.architecture rewritten to 'gemma' (same length).
+    let mut bytes = std::fs::read(fixture("gguf/tiny-qwen2/model.gguf")).unwrap();
+    let key = b"general.architecture";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4 + 8;
+    assert_eq!(&bytes[at..at + 5], b"qwen2");
+    bytes[at..at + 5].copy_from_slice(b"gemma");
+    let mut files = ModelFiles::default();
+    files.add("gemma.gguf", bytes.clone());
+    let e = Model::load(&files, &device(webpeft::device::Backend::Cpu)).err().expect("a gemma GGUF must be refused");
+    assert_eq!(e.kind, webpeft::error::ErrorKind::Unsupported, "{e}");
+    assert_eq!(e.source, "gemma.gguf");
+    assert!(e.message.contains("unsupported GGUF architecture 'gemma'") && e.message.contains("supported: llama, qwen2, qwen3"), "{e}");
+    let dir = std::env::temp_dir().join(format!("webpeft-bad-arch-gguf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("gemma.gguf");
+    std::fs::write(&f, bytes).unwrap();
+    expect_cli_error(&f, &["gemma.gguf", "unsupported GGUF architecture 'gemma'", "supported: llama, qwen2, qwen3"]);
+}
+
+#[test]
 fn malformed_tokenizer_json() {
     let dir = scratch_copy("tiny-llama", "tok");
     std::fs::write(dir.join("tokenizer.json"), "{\"model\": {\"type\": \"BPE\", \"vocab\": 3").unwrap();

@@ -1,6 +1,7 @@
 //! Golden tests: webpeft's forward passes against transformers' reference
-//! dumps for tiny random models (made by `tests/fixtures/generate.py`), on
-//! the CPU (Flex) and the GPU (wgpu; lavapipe on machines without a GPU).
+//! dumps for tiny random models (made by `tests/fixtures/generate.py`, and
+//! as GGUF files by `tests/fixtures/gguf/make_ref.py`), on the CPU (Flex) and
+//! the GPU (wgpu; lavapipe on machines without a GPU).
 
 mod common;
 
@@ -38,7 +39,11 @@ fn check_decoder(dir: &str, reference_dir: &str, backend: Backend) {
 
 /// Greedy decoding with the KV cache gives transformers' tokens.
 fn check_greedy(dir: &str, backend: Backend) {
-    let r = read_ref(&fixture(dir).join("reference.safetensors"));
+    check_greedy_ref(dir, dir, backend)
+}
+
+fn check_greedy_ref(dir: &str, reference_dir: &str, backend: Backend) {
+    let r = read_ref(&fixture(reference_dir).join("reference.safetensors"));
     let m = load(&fixture(dir), backend);
     let want = r["greedy_output_ids"].ids();
     let opts = GenerateOptions { max_new_tokens: want.len(), ..Default::default() };
@@ -60,6 +65,55 @@ fn qwen2_qkv_bias_tied() {
         check_decoder("tiny-qwen2", "tiny-qwen2", b);
         check_greedy("tiny-qwen2", b);
     }
+}
+
+#[test]
+fn qwen3_qk_norm_head_dim() {
+    for b in backends() {
+        check_decoder("tiny-qwen3", "tiny-qwen3", b);
+        check_greedy("tiny-qwen3", b);
+    }
+    let m = load(&fixture("tiny-qwen3"), Backend::Cpu);
+    assert_eq!((m.info.architecture.as_str(), m.kv_layout()), ("Qwen3ForCausalLM", Some((2, 2, 32))));
+}
+
+/// A tiny GGUF (`tests/fixtures/gguf/tiny-ARCH/model.gguf`) against transformers
+/// loading the same file: logits, hidden states, the KV cache, greedy tokens,
+/// and its embedded tokenizer's ids.
+fn check_gguf(arch: &str, architecture: &str) {
+    let dir = format!("gguf/tiny-{arch}");
+    let file = format!("{dir}/model.gguf");
+    for b in backends() {
+        check_decoder(&file, &dir, b);
+        check_greedy_ref(&file, &dir, b);
+    }
+    let m = load(&fixture(&file), Backend::Cpu);
+    assert_eq!((m.info.architecture.as_str(), m.info.model_type.as_str()), (architecture, arch));
+    let want: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(&dir).join("tokenizer.json")).unwrap()).unwrap();
+    let tok = m.tokenizer.as_ref().unwrap();
+    for case in want["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!(tok.encode(text, true).unwrap(), ids, "{arch} GGUF tokenizer on {text:?}");
+    }
+}
+
+#[test]
+fn gguf_llama_tied_llama3_rope_freqs() {
+    check_gguf("llama", "LlamaForCausalLM");
+    let m = load(&fixture("gguf/tiny-llama/model.gguf"), Backend::Cpu);
+    assert_eq!(m.config["tie_word_embeddings"], serde_json::json!(true));
+    assert_eq!(m.config["rope_scaling"]["rope_type"], serde_json::json!("llama3"));
+}
+
+#[test]
+fn gguf_qwen2_qkv_bias() {
+    check_gguf("qwen2", "Qwen2ForCausalLM");
+}
+
+#[test]
+fn gguf_qwen3_qk_norm() {
+    check_gguf("qwen3", "Qwen3ForCausalLM");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! GGUF (llama.cpp's model format, versions 2 and 3, little-endian): parsing, dequantisation, and
-//! the mapping of a llama-architecture file onto Hugging Face conventions (config.json, tensor
-//! names and layouts, tokenizer), matching what transformers builds with
+//! the mapping of a `llama`, `qwen2` or `qwen3` architecture file onto Hugging Face conventions
+//! (config.json, tensor names and layouts, tokenizer), matching what transformers builds with
 //! `from_pretrained(dir, gguf_file=...)`.
 //!
 //! Everything works on an in-memory `&[u8]`, so it runs in wasm too. Every length and count read
@@ -21,7 +21,7 @@ const MAGIC: u32 = 0x4655_4747; // "GGUF" read as a little-endian u32
 const DEFAULT_ALIGNMENT: u64 = 32;
 const MAX_DIMS: u32 = 4; // GGML_MAX_DIMS
 const MAX_ARRAY_DEPTH: usize = 8; // nested arrays deeper than this are surely not a real file
-const SUPPORTED: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K";
+const SUPPORTED: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K";
 
 /// A GGUF error. Every message starts with the source name given to [`parse`].
 #[derive(thiserror::Error, Debug)]
@@ -127,8 +127,11 @@ pub enum GgmlType {
     BF16,
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q8_0,
     Q4_K,
+    Q5_K,
     Q6_K,
     Other(u32),
 }
@@ -145,14 +148,17 @@ const TYPE_NAMES: &[(u32, &str)] = &[
 ];
 
 /// The dequantisable types with their ggml ids.
-const SUPPORTED_IDS: [(GgmlType, u32); 8] = [
+const SUPPORTED_IDS: [(GgmlType, u32); 11] = [
     (GgmlType::F32, 0),
     (GgmlType::F16, 1),
     (GgmlType::BF16, 30),
     (GgmlType::Q4_0, 2),
     (GgmlType::Q4_1, 3),
+    (GgmlType::Q5_0, 6),
+    (GgmlType::Q5_1, 7),
     (GgmlType::Q8_0, 8),
     (GgmlType::Q4_K, 12),
+    (GgmlType::Q5_K, 13),
     (GgmlType::Q6_K, 14),
 ];
 
@@ -185,8 +191,11 @@ impl GgmlType {
             Self::F16 | Self::BF16 => Some((1, 2)),
             Self::Q4_0 => Some((32, 18)),
             Self::Q4_1 => Some((32, 20)),
+            Self::Q5_0 => Some((32, 22)),
+            Self::Q5_1 => Some((32, 24)),
             Self::Q8_0 => Some((32, 34)),
             Self::Q4_K => Some((256, 144)),
+            Self::Q5_K => Some((256, 176)),
             Self::Q6_K => Some((256, 210)),
             Self::Other(_) => None,
         }
@@ -553,6 +562,24 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// Dequantises whole blocks exactly as ggml (ggml-quants.c `dequantize_row_*`) does, in the
 /// same float operation order, so results are bit-identical to `gguf.quants.dequantize`.
 /// `raw` holds a whole number of blocks of `dtype` (checked by the caller).
+/// Q5_0/Q5_1: value `j`'s fifth bit from `qh`, as 16 or 0.
+fn fifth(qh: u32, j: usize) -> i32 {
+    ((qh >> j) as i32 & 1) << 4
+}
+
+/// Q4_K/Q5_K: the `j`-th of the 8 six-bit (scale, min) pairs packed in 12 bytes, times d and dmin.
+fn k_scale_min(scales: &[u8], d: f32, dmin: f32, j: usize) -> (f32, f32) {
+    let (sc, m) = if j < 4 {
+        (scales[j] & 63, scales[j + 4] & 63)
+    } else {
+        (
+            (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4),
+            (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4),
+        )
+    };
+    (d * f32::from(sc), dmin * f32::from(m))
+}
+
 fn dequantize(dtype: GgmlType, raw: &[u8]) -> Vec<f32> {
     let mut out = Vec::with_capacity(
         dtype
@@ -592,25 +619,44 @@ fn dequantize(dtype: GgmlType, raw: &[u8]) -> Vec<f32> {
                 out.extend(qs.iter().map(|&q| f32::from(q >> 4) * d + m));
             }
         }
+        // d: f16, qh: 32 fifth bits (u32), then nibbles as Q4_0; value = (q - 16) * d.
+        GgmlType::Q5_0 => {
+            for b in raw.chunks_exact(22) {
+                let (d, qh, qs) = (f16_at(b, 0), u32::from_le_bytes([b[2], b[3], b[4], b[5]]), &b[6..]);
+                out.extend(qs.iter().enumerate().map(|(j, &q)| (i32::from(q & 0xF) | fifth(qh, j)) as f32 - 16.0).map(|x| x * d));
+                out.extend(qs.iter().enumerate().map(|(j, &q)| (i32::from(q >> 4) | fifth(qh, j + 16)) as f32 - 16.0).map(|x| x * d));
+            }
+        }
+        // d, m: f16, then qh and nibbles as Q5_0; value = q * d + m.
+        GgmlType::Q5_1 => {
+            for b in raw.chunks_exact(24) {
+                let (d, m, qh, qs) = (f16_at(b, 0), f16_at(b, 2), u32::from_le_bytes([b[4], b[5], b[6], b[7]]), &b[8..]);
+                out.extend(qs.iter().enumerate().map(|(j, &q)| (i32::from(q & 0xF) | fifth(qh, j)) as f32 * d + m));
+                out.extend(qs.iter().enumerate().map(|(j, &q)| (i32::from(q >> 4) | fifth(qh, j + 16)) as f32 * d + m));
+            }
+        }
+        // As Q4_K, plus 32 bytes of fifth bits (qh) before the nibbles: bit 2j of qh[l] tops
+        // value l of the low-nibble run of 64-value group j, bit 2j+1 the high-nibble run.
+        GgmlType::Q5_K => {
+            for b in raw.chunks_exact(176) {
+                let (d, dmin, scales, qh, qs) = (f16_at(b, 0), f16_at(b, 2), &b[4..16], &b[16..48], &b[48..]);
+                for (j, q) in qs.chunks_exact(32).enumerate() {
+                    let (d1, m1) = k_scale_min(scales, d, dmin, 2 * j);
+                    let (d2, m2) = k_scale_min(scales, d, dmin, 2 * j + 1);
+                    let hi = |l: usize, bit: usize| if qh[l] >> bit & 1 == 1 { 16.0 } else { 0.0 };
+                    out.extend(q.iter().enumerate().map(|(l, &q)| d1 * (f32::from(q & 0xF) + hi(l, 2 * j)) - m1));
+                    out.extend(q.iter().enumerate().map(|(l, &q)| d2 * (f32::from(q >> 4) + hi(l, 2 * j + 1)) - m2));
+                }
+            }
+        }
         // d, dmin: f16; 12 bytes packing 8 six-bit (scale, min) pairs; 128 bytes of nibbles.
         // Each 64 values share 32 bytes: low nibbles use pair 2j, high nibbles pair 2j+1.
         GgmlType::Q4_K => {
             for b in raw.chunks_exact(144) {
                 let (d, dmin, scales, qs) = (f16_at(b, 0), f16_at(b, 2), &b[4..16], &b[16..]);
-                let scale_min = |j: usize| -> (f32, f32) {
-                    let (sc, m) = if j < 4 {
-                        (scales[j] & 63, scales[j + 4] & 63)
-                    } else {
-                        (
-                            (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4),
-                            (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4),
-                        )
-                    };
-                    (d * f32::from(sc), dmin * f32::from(m))
-                };
                 for (j, q) in qs.chunks_exact(32).enumerate() {
-                    let (d1, m1) = scale_min(2 * j);
-                    let (d2, m2) = scale_min(2 * j + 1);
+                    let (d1, m1) = k_scale_min(scales, d, dmin, 2 * j);
+                    let (d2, m2) = k_scale_min(scales, d, dmin, 2 * j + 1);
                     out.extend(q.iter().map(|&q| d1 * f32::from(q & 0xF) - m1));
                     out.extend(q.iter().map(|&q| d2 * f32::from(q >> 4) - m2));
                 }
@@ -643,9 +689,9 @@ fn dequantize(dtype: GgmlType, raw: &[u8]) -> Vec<f32> {
     out
 }
 
-/// Everything the model loader needs from a llama-architecture GGUF, in Hugging Face conventions.
+/// Everything the model loader needs from a supported GGUF, in Hugging Face conventions.
 pub struct HfFromGguf {
-    /// A transformers `LlamaConfig` as config.json would hold it.
+    /// A transformers `LlamaConfig`, `Qwen2Config` or `Qwen3Config` as config.json would hold it.
     pub config: Value,
     /// (HF name, HF shape, values), e.g. `model.layers.0.self_attn.q_proj.weight`. No `lm_head.weight`
     /// when the embeddings are tied (`config.tie_word_embeddings`).
@@ -656,33 +702,43 @@ pub struct HfFromGguf {
     pub eos_token: Option<String>,
 }
 
-/// The HF name of a llama GGUF tensor (transformers' mapping through gguf-py's tensor name map),
-/// or None for names with no HF counterpart. Layer indices must be below `n_layers`.
-fn hf_name(name: &str, n_layers: u64) -> Option<String> {
+/// GGUF architectures [`to_hf`] maps, with the transformers class each becomes. The
+/// `general.architecture` string is also the HF `model_type` and the metadata key prefix.
+pub const ARCHITECTURES: [(&str, &str); 3] = [
+    ("llama", "LlamaForCausalLM"),
+    ("qwen2", "Qwen2ForCausalLM"),
+    ("qwen3", "Qwen3ForCausalLM"),
+];
+
+/// The HF name of a GGUF tensor of architecture `arch` (transformers' mapping through gguf-py's
+/// tensor name map), or None for names with no HF counterpart in that architecture: q/k/v
+/// biases exist only in `qwen2`, per-head q/k norms only in `qwen3`. Layer indices must be
+/// below `n_layers`.
+fn hf_name(arch: &str, name: &str, n_layers: u64) -> Option<String> {
     match name {
         "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
         "output_norm.weight" => return Some("model.norm.weight".into()),
         "output.weight" => return Some("lm_head.weight".into()),
         _ => {}
     }
-    let (layer, part) = name
-        .strip_prefix("blk.")?
-        .strip_suffix(".weight")?
-        .split_once('.')?;
+    let (layer, rest) = name.strip_prefix("blk.")?.split_once('.')?;
+    let (part, kind) = rest.rsplit_once('.')?;
     let layer: u64 = layer.parse().ok().filter(|&l| l < n_layers)?;
-    let hf = match part {
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
+    let hf = match (part, kind, arch) {
+        ("attn_q", "weight", _) | ("attn_q", "bias", "qwen2") => "self_attn.q_proj",
+        ("attn_k", "weight", _) | ("attn_k", "bias", "qwen2") => "self_attn.k_proj",
+        ("attn_v", "weight", _) | ("attn_v", "bias", "qwen2") => "self_attn.v_proj",
+        ("attn_output", "weight", _) => "self_attn.o_proj",
+        ("attn_q_norm", "weight", "qwen3") => "self_attn.q_norm",
+        ("attn_k_norm", "weight", "qwen3") => "self_attn.k_norm",
+        ("ffn_gate", "weight", _) => "mlp.gate_proj",
+        ("ffn_up", "weight", _) => "mlp.up_proj",
+        ("ffn_down", "weight", _) => "mlp.down_proj",
+        ("attn_norm", "weight", _) => "input_layernorm",
+        ("ffn_norm", "weight", _) => "post_attention_layernorm",
         _ => return None,
     };
-    Some(format!("model.layers.{layer}.{hf}.weight"))
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
 }
 
 /// Undoes llama.cpp's q/k permutation. Its converter reorders each head's rows from HF's
@@ -707,18 +763,21 @@ fn unpermute_rows(w: &[f32], rows: usize, n_head: usize) -> Option<Vec<f32>> {
     Some(out)
 }
 
-/// Maps a llama-architecture GGUF onto what transformers' `from_pretrained(dir, gguf_file=...)`
-/// builds: config, dequantised f32 tensors under HF names and layouts, and the tokenizer.
+/// Maps a GGUF of one of the [`ARCHITECTURES`] onto what transformers'
+/// `from_pretrained(dir, gguf_file=...)` builds: config, dequantised f32 tensors under HF names
+/// and layouts, and the tokenizer.
 pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
     let arch = g.meta_str("general.architecture")?.unwrap_or("");
-    if arch != "llama" {
+    let Some(&(arch, class)) = ARCHITECTURES.iter().find(|(a, _)| *a == arch) else {
+        let names: Vec<&str> = ARCHITECTURES.iter().map(|(a, _)| *a).collect();
         return Err(g.invalid(format!(
-            "unsupported GGUF architecture '{arch}' (supported: llama)"
+            "unsupported GGUF architecture '{arch}' (general.architecture; supported: {})",
+            names.join(", ")
         )));
-    }
+    };
     let tokens = g.meta_strs("tokenizer.ggml.tokens")?;
     let has_output = g.tensors.iter().any(|t| t.name == "output.weight");
-    let config = llama_config(g, tokens.as_ref().map(Vec::len), has_output)?;
+    let config = llama_config(g, arch, class, tokens.as_ref().map(Vec::len), has_output)?;
     let n_layers = config["num_hidden_layers"].as_u64().unwrap_or(0);
     // 0 (from a count that does not fit) makes the q/k un-permute below fail with an error.
     let count = |k: &str| {
@@ -731,17 +790,21 @@ pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
 
     let mut tensors = Vec::with_capacity(g.tensors.len());
     for t in &g.tensors {
-        if t.name == "rope_freqs.weight" {
+        if arch == "llama" && t.name == "rope_freqs.weight" {
             continue; // Llama 3 RoPE scaling, already turned into config.rope_scaling
         }
-        let hf = hf_name(&t.name, n_layers).ok_or_else(|| {
+        let hf = hf_name(arch, &t.name, n_layers).ok_or_else(|| {
             g.invalid(format!(
-                "tensor {} has no place in a Hugging Face LlamaForCausalLM",
+                "tensor {} has no place in a Hugging Face {class}",
                 t.name
             ))
         })?;
         let (shape, mut values) = g.dequantize(t)?;
-        let heads = if hf.ends_with("q_proj.weight") {
+        // Only llama.cpp's llama converter permutes q/k (for ggml's interleaved RoPE); qwen2 and
+        // qwen3 use NeoX-style RoPE and keep HF's layout.
+        let heads = if arch != "llama" {
+            None
+        } else if hf.ends_with("q_proj.weight") {
             Some(n_head)
         } else if hf.ends_with("k_proj.weight") {
             Some(n_kv_head)
@@ -772,38 +835,43 @@ pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
     })
 }
 
-/// transformers' GGUF config for llama (integrations/ggml.py `GGUF_CONFIG_MAPPING["llama"]`),
-/// with LlamaConfig's defaults for optional keys.
-fn llama_config(g: &Gguf, n_tokens: Option<usize>, has_output: bool) -> Result<Value, GgufError> {
-    let key = |k: &str| format!("llama.{k}");
+/// transformers' GGUF config for `arch` (integrations/ggml.py `GGUF_CONFIG_MAPPING`: the keys
+/// are `{arch}.*`), with the config class's defaults for optional keys.
+fn llama_config(g: &Gguf, arch: &str, class: &str, n_tokens: Option<usize>, has_output: bool) -> Result<Value, GgufError> {
+    let key = |k: &str| format!("{arch}.{k}");
     let hidden = g.required_u64(&key("embedding_length"))?;
     let n_head = g.required_u64(&key("attention.head_count"))?;
     if n_head == 0 {
-        return Err(g.invalid("llama.attention.head_count is 0"));
+        return Err(g.invalid(format!("{arch}.attention.head_count is 0")));
     }
     let n_kv_head = g
         .meta_u64(&key("attention.head_count_kv"))?
         .unwrap_or(n_head);
-    let head_dim = g
-        .meta_u64(&key("rope.dimension_count"))?
-        .unwrap_or(hidden / n_head);
+    // transformers maps rope.dimension_count to head_dim for llama only; Qwen2 derives it, and
+    // Qwen3 reads no head_dim from GGUF, so its config default (128) applies. llama.cpp writes
+    // Qwen3's as attention.key_length, which we prefer when present.
+    let head_dim = match arch {
+        "llama" => g.meta_u64(&key("rope.dimension_count"))?.unwrap_or(hidden / n_head),
+        "qwen3" => g.meta_u64(&key("attention.key_length"))?.unwrap_or(128),
+        _ => hidden / n_head,
+    };
     let rope_theta = g
         .meta_as(&key("rope.freq_base"), "a number", GgufValue::as_f64)?
         .unwrap_or(10000.0);
     let vocab_size = match g.meta_u64(&key("vocab_size"))? {
         Some(v) => v,
         None => n_tokens
-            .ok_or_else(|| g.invalid("missing llama.vocab_size and tokenizer.ggml.tokens"))?
+            .ok_or_else(|| g.invalid(format!("missing {arch}.vocab_size and tokenizer.ggml.tokens")))?
             as u64,
     };
-    let rope_scaling = llama3_rope_scaling(g, rope_theta, head_dim)?;
+    let rope_scaling = llama3_rope_scaling(g, arch, rope_theta, head_dim)?;
     let mut rope_parameters = json!({"rope_type": "default", "rope_theta": rope_theta});
     if let (Some(Value::Object(s)), Value::Object(p)) = (&rope_scaling, &mut rope_parameters) {
         p.extend(s.clone());
     }
     let mut config = json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        "architectures": [class],
+        "model_type": arch,
         "hidden_size": hidden,
         "intermediate_size": g.required_u64(&key("feed_forward_length"))?,
         "num_hidden_layers": g.required_u64(&key("block_count"))?,
@@ -840,15 +908,16 @@ fn llama_config(g: &Gguf, n_tokens: Option<usize>, has_output: bool) -> Result<V
 /// per-frequency divisors (convert_hf_to_gguf.py, LlamaModel). transformers ignores it; we turn it
 /// back into HF's `rope_scaling`, accepting only the parameters every Llama 3.x release uses
 /// (low_freq_factor 1, high_freq_factor 4, original context 8192) and checking they reproduce it.
-fn llama3_rope_scaling(g: &Gguf, theta: f64, head_dim: u64) -> Result<Option<Value>, GgufError> {
-    if let Some(kind) = g.meta_str("llama.rope.scaling.type")? {
+fn llama3_rope_scaling(g: &Gguf, arch: &str, theta: f64, head_dim: u64) -> Result<Option<Value>, GgufError> {
+    if let Some(kind) = g.meta_str(&format!("{arch}.rope.scaling.type"))? {
         if kind != "none" {
             return Err(g.invalid(format!(
-                "unsupported RoPE scaling '{kind}' (llama.rope.scaling.type)"
+                "unsupported RoPE scaling '{kind}' ({arch}.rope.scaling.type)"
             )));
         }
     }
-    if !g.tensors.iter().any(|t| t.name == "rope_freqs.weight") {
+    // Qwen files carry no rope_freqs; one there is refused by the tensor mapping.
+    if arch != "llama" || !g.tensors.iter().any(|t| t.name == "rope_freqs.weight") {
         return Ok(None);
     }
     let (_, stored) = g.tensor_f32("rope_freqs.weight")?;
@@ -1386,6 +1455,28 @@ mod tests {
     }
 
     #[test]
+    fn biases_and_qk_norms_only_where_the_architecture_has_them() {
+        let raw = vec![0u8; 32 * 4];
+        let bytes = tiny_llama_with(|w| w.tensor("blk.0.attn_q.bias", &[32], GgmlType::F32, &raw)).0;
+        let e = to_hf(&parse(&bytes, "b.gguf").unwrap()).err().unwrap().to_string();
+        assert!(e.contains("tensor blk.0.attn_q.bias has no place in a Hugging Face LlamaForCausalLM"), "{e}");
+        let name = |arch, n| hf_name(arch, n, 2);
+        assert_eq!(name("qwen2", "blk.1.attn_k.bias").as_deref(), Some("model.layers.1.self_attn.k_proj.bias"));
+        assert_eq!(name("qwen3", "blk.1.attn_k_norm.weight").as_deref(), Some("model.layers.1.self_attn.k_norm.weight"));
+        assert_eq!(name("qwen3", "blk.1.attn_k.bias"), None);
+        assert_eq!(name("qwen2", "blk.0.attn_output.bias"), None);
+        assert_eq!(name("llama", "blk.0.attn_q_norm.weight"), None);
+        assert_eq!(name("qwen2", "blk.2.attn_q.weight"), None);
+
+        // Another architecture is refused, naming it and the supported ones.
+        let (mut other, _) = tiny_llama();
+        let at = other.windows(5).position(|w| w == b"llama").unwrap();
+        other[at..at + 5].copy_from_slice(b"phi3x");
+        let e = to_hf(&parse(&other, "p.gguf").unwrap()).err().unwrap().to_string();
+        assert_eq!(e, "p.gguf: unsupported GGUF architecture 'phi3x' (general.architecture; supported: llama, qwen2, qwen3)");
+    }
+
+    #[test]
     fn split_regexes_compile() {
         for pre in ["llama-bpe", "tekken", "gpt-4o", "qwen2", "qwen35"] {
             let regex = split_regex(pre).unwrap();
@@ -1468,7 +1559,7 @@ mod tests {
         let g = parse(&bytes, "m.gguf").unwrap();
         assert_eq!(
             g.tensor_f32("a").unwrap_err().to_string(),
-            "m.gguf: tensor a has unsupported type IQ2_XXS (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)"
+            "m.gguf: tensor a has unsupported type IQ2_XXS (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)"
         );
         let cut = &bytes[..bytes.len() - 1];
         let e = parse(cut, "m.gguf")

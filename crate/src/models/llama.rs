@@ -1,6 +1,7 @@
-//! The Llama family: Llama 2/3, SmolLM2, TinyLlama and Qwen2/2.5
-//! (`model_type` `llama` or `qwen2`). Module and field names follow
-//! transformers' `modeling_llama.py`, so checkpoint names map one to one.
+//! The Llama family: Llama 2/3, SmolLM2, TinyLlama, Qwen2/2.5 and Qwen3
+//! (`model_type` `llama`, `qwen2` or `qwen3`). Module and field names follow
+//! transformers' `modeling_llama.py` (and `modeling_qwen3.py` for the q/k
+//! norms), so checkpoint names map one to one.
 
 use burn::module::Module;
 use burn::tensor::activation::silu;
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
 use super::NamedLayers;
 
-/// `config.json` of a Llama or Qwen2 model (the fields webpeft uses).
+/// `config.json` of a Llama, Qwen2 or Qwen3 model (the fields webpeft uses).
 #[derive(Debug, Clone, Deserialize)]
 pub struct LlamaConfig {
     pub model_type: String,
@@ -39,7 +40,7 @@ pub struct LlamaConfig {
     pub max_position_embeddings: usize,
     #[serde(default)]
     pub tie_word_embeddings: bool,
-    /// Llama: bias on q/k/v/o. Qwen2 always has q/k/v bias and no o bias.
+    /// Llama, Qwen3: bias on q/k/v/o. Qwen2 always has q/k/v bias and no o bias.
     #[serde(default)]
     pub attention_bias: bool,
     #[serde(default)]
@@ -70,6 +71,10 @@ impl LlamaConfig {
     }
     fn o_bias(&self) -> bool {
         self.model_type != "qwen2" && self.attention_bias
+    }
+    /// Qwen3 normalises each query and key head (RMSNorm over `head_dim`) before RoPE.
+    fn qk_norm(&self) -> bool {
+        self.model_type == "qwen3"
     }
 
     /// RoPE base and optional llama3 scaling, from either config style.
@@ -138,6 +143,9 @@ pub struct LlamaAttention {
     pub k_proj: Linear,
     pub v_proj: Linear,
     pub o_proj: Linear,
+    /// Qwen3's per-head RMSNorm on queries and keys (weight `[head_dim]`).
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
@@ -147,8 +155,10 @@ impl LlamaAttention {
     /// `offset` is the number of past positions (read once per forward pass:
     /// the cache grows as each layer appends to it).
     fn forward(&self, x: Tensor<3>, rope: &Rope, mask: &Tensor<4>, offset: usize, layer: usize, cache: Option<&mut KvCache>) -> Tensor<3> {
-        let q = rope.apply(split_heads(self.q_proj.forward(x.clone()), self.num_heads), offset);
-        let k = rope.apply(split_heads(self.k_proj.forward(x.clone()), self.num_kv_heads), offset);
+        let q = head_norm(self.q_norm.as_ref(), self.q_proj.forward(x.clone()), self.num_heads);
+        let k = head_norm(self.k_norm.as_ref(), self.k_proj.forward(x.clone()), self.num_kv_heads);
+        let q = rope.apply(split_heads(q, self.num_heads), offset);
+        let k = rope.apply(split_heads(k, self.num_kv_heads), offset);
         let v = split_heads(self.v_proj.forward(x), self.num_kv_heads);
         let (k, v) = match cache {
             Some(c) => c.update(layer, k, v),
@@ -158,6 +168,13 @@ impl LlamaAttention {
         let out = attention(q, repeat_kv(k, rep), repeat_kv(v, rep), Some(mask.clone()), 1.0 / (self.head_dim as f64).sqrt());
         self.o_proj.forward(merge_heads(out))
     }
+}
+
+/// RMSNorm over each head of `[batch, seq, heads*head_dim]` (Qwen3's q/k norm), or `x` unchanged.
+fn head_norm(norm: Option<&RmsNorm>, x: Tensor<3>, heads: usize) -> Tensor<3> {
+    let Some(norm) = norm else { return x };
+    let [b, s, d] = x.dims();
+    norm.forward(x.reshape([b * s, heads, d / heads])).reshape([b, s, d])
 }
 
 #[derive(Module, Debug)]
@@ -210,15 +227,23 @@ impl LlamaForCausalLM {
         let lin = |w: &mut WeightMap, name: String, i: usize, o: usize, bias: bool| {
             Linear::load(w, &name, i, o, bias, WeightLayout::OutIn, why, device)
         };
+        let norm = |w: &mut WeightMap, name: String, dim: usize| RmsNorm::load(w, &name, dim, cfg.rms_norm_eps, why, device);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
+            let (q_norm, k_norm) = if cfg.qk_norm() {
+                (Some(norm(w, format!("{p}.self_attn.q_norm"), hd)?), Some(norm(w, format!("{p}.self_attn.k_norm"), hd)?))
+            } else {
+                (None, None)
+            };
             layers.push(LlamaDecoderLayer {
                 self_attn: LlamaAttention {
                     q_proj: lin(w, format!("{p}.self_attn.q_proj"), h, nh * hd, cfg.qkv_bias())?,
                     k_proj: lin(w, format!("{p}.self_attn.k_proj"), h, nkv * hd, cfg.qkv_bias())?,
                     v_proj: lin(w, format!("{p}.self_attn.v_proj"), h, nkv * hd, cfg.qkv_bias())?,
                     o_proj: lin(w, format!("{p}.self_attn.o_proj"), nh * hd, h, cfg.o_bias())?,
+                    q_norm,
+                    k_norm,
                     num_heads: nh,
                     num_kv_heads: nkv,
                     head_dim: hd,
@@ -320,6 +345,11 @@ impl LlamaForCausalLM {
             let a = &l.self_attn;
             for (name, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
                 t.extend(lin.hf_tensors(&format!("{p}.self_attn.{name}"), WeightLayout::OutIn));
+            }
+            for (name, norm) in [("q_norm", &a.q_norm), ("k_norm", &a.k_norm)] {
+                if let Some(n) = norm {
+                    t.push(NamedTensor::new(format!("{p}.self_attn.{name}.weight"), n.weight.val()));
+                }
             }
             for (name, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
                 t.extend(lin.hf_tensors(&format!("{p}.mlp.{name}"), WeightLayout::OutIn));

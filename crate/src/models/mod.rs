@@ -270,10 +270,14 @@ impl Model {
             .unwrap_or("")
             .to_string();
         let (network, info) = match model_type.as_str() {
-            "llama" | "qwen2" => {
+            "llama" | "qwen2" | "qwen3" => {
                 let cfg: LlamaConfig = parse_json("config.json", &config)?;
                 let net = LlamaForCausalLM::load(&cfg, &mut w, device)?;
-                let arch = if model_type == "qwen2" { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" };
+                let arch = match model_type.as_str() {
+                    "qwen2" => "Qwen2ForCausalLM",
+                    "qwen3" => "Qwen3ForCausalLM",
+                    _ => "LlamaForCausalLM",
+                };
                 (Network::Llama(net), info(arch, &model_type, "causal-lm", cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings, None))
             }
             "gpt2" => {
@@ -293,7 +297,7 @@ impl Model {
             other => {
                 return Err(Error::unsupported(
                     "config.json",
-                    format!("unknown model_type '{other}' (supported: llama, qwen2, gpt2, bert)"),
+                    format!("unknown model_type '{other}' (supported: llama, qwen2, qwen3, gpt2, bert)"),
                 ))
             }
         };

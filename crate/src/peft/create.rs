@@ -127,7 +127,7 @@ pub fn default_lora_targets(model: &Model) -> Vec<String> {
 pub fn default_ia3_targets(model: &Model) -> (Vec<String>, Vec<String>) {
     let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     match &model.network {
-        Network::Llama(_) if model.info.model_type == "qwen2" => (v(&["down_proj", "q_proj", "v_proj"]), v(&["down_proj"])),
+        Network::Llama(_) if matches!(model.info.model_type.as_str(), "qwen2" | "qwen3") => (v(&["down_proj", "q_proj", "v_proj"]), v(&["down_proj"])),
         Network::Llama(_) => (v(&["down_proj", "k_proj", "v_proj"]), v(&["down_proj"])),
         Network::Gpt2(_) => (v(&["c_attn", "mlp.c_proj"]), v(&["mlp.c_proj"])),
         Network::Bert(_) => (v(&["key", "output.dense", "value"]), v(&["output.dense"])),
