@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod dp;
 pub mod optim;
 pub mod run;
 pub mod session;
