@@ -186,6 +186,13 @@ pub fn epsilon(noise_multiplier: f64, sample_rate: f64, steps: u64, delta: f64) 
 /// its binary search with `epsilon_tolerance`, returning the upper end).
 /// `None` when the budget is too low (Opacus's "The privacy budget is too low").
 pub fn get_noise_multiplier(target_epsilon: f64, delta: f64, sample_rate: f64, steps: u64, epsilon_tolerance: f64) -> Option<f64> {
+    // No noise reaches an epsilon below the conversion's floor (RDP 0 at every
+    // order), where Opacus would double sigma up to MAX_SIGMA and then give up;
+    // answering at once spares those very slow evaluations at huge sigma.
+    let orders = default_orders();
+    if target_epsilon < get_privacy_spent(&orders, &vec![0.0; orders.len()], delta).0 {
+        return None;
+    }
     let mut eps_high = f64::INFINITY;
     let (mut sigma_low, mut sigma_high) = (0.0f64, 10.0f64);
     while eps_high > target_epsilon {
@@ -258,5 +265,8 @@ mod tests {
         // q = 1 is the closed form, so this search to MAX_SIGMA is quick; even
         // sigma = 2e6 leaves epsilon about 0.1 at delta 1e-5 (the conversion's floor).
         assert!(get_noise_multiplier(1e-3, 1e-5, 1.0, 1000, 0.01).is_none());
+        // Below the floor (about 0.103 at delta 1e-5), at once.
+        assert!(get_noise_multiplier(0.1, 1e-5, 0.01, 1000, 0.01).is_none());
+        assert!(get_noise_multiplier(0.11, 1e-5, 0.01, 10, 0.01).is_some());
     }
 }
