@@ -102,8 +102,10 @@ fn compute_log_a_frac(q: f64, sigma: f64, alpha: f64) -> f64 {
     let z0 = sigma * sigma * (1.0 / q - 1.0).ln() + 0.5;
     let sqrt2 = std::f64::consts::SQRT_2;
     let mut i = 0usize;
+    // binom(alpha, i), updated with the same multiplications `binom` does
+    // (so the same values), without its O(i) loop per term.
+    let mut coef = 1.0f64;
     loop {
-        let coef = binom(alpha, i);
         let log_coef = coef.abs().ln();
         let fi = i as f64;
         let j = alpha - fi;
@@ -120,6 +122,7 @@ fn compute_log_a_frac(q: f64, sigma: f64, alpha: f64) -> f64 {
             log_a0 = log_sub(log_a0, log_s0);
             log_a1 = log_sub(log_a1, log_s1);
         }
+        coef = coef * (alpha - fi) / (fi + 1.0);
         i += 1;
         if log_s0.max(log_s1) < -30.0 {
             break;
