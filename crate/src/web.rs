@@ -142,6 +142,8 @@ pub struct Session {
     /// `seq-cls` or `causal-lm`, for the adapter sidecar.
     task: Option<Task>,
     labels: Option<Vec<String>>,
+    /// The DP record of the last finished run (for `webpeft.json`).
+    dp: Option<crate::train::dp::DpRecord>,
     /// The device's largest bindable buffer, when it has one (WebGPU).
     max_tensor_bytes: Option<usize>,
 }
@@ -164,7 +166,11 @@ impl Session {
     }
 
     fn sidecar(&self) -> Vec<u8> {
-        Sidecar::new(self.task.map(Task::name), self.labels.clone()).to_bytes()
+        let dp = match &self.state {
+            State::Training(r) => r.dp_record(),
+            _ => self.dp.clone(),
+        };
+        Sidecar { dp, ..Sidecar::new(self.task.map(Task::name), self.labels.clone()) }.to_bytes()
     }
 }
 
@@ -200,7 +206,7 @@ impl Session {
         let device = device().map_err(js_error)?.autodiff();
         let limit = max_tensor_bytes.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as usize);
         let model = freeze(Model::load_within(&mf, &device, limit).map_err(js_error)?);
-        Ok(Session { state: State::Idle(model.clone()), base: model, task: None, labels: None, max_tensor_bytes: limit })
+        Ok(Session { state: State::Idle(model.clone()), base: model, task: None, labels: None, dp: None, max_tensor_bytes: limit })
     }
 
     /// Architecture, sizes and whether an adapter is attached.
@@ -242,6 +248,8 @@ impl Session {
         let (run, prep) = prepare(current, &self.base, &spec, &train, eval.as_ref()).map_err(js_error)?;
         self.task = Some(spec.task);
         self.labels = prep.labels.clone();
+        // A new run (DP or not) replaces the record: its guarantee is its own.
+        self.dp = None;
         self.state = State::Training(Box::new(run));
         to_js(&prep)
     }
@@ -256,6 +264,7 @@ impl Session {
         self.state = State::Idle(self.base.clone());
         self.task = None;
         self.labels = None;
+        self.dp = None;
         Ok(())
     }
 
@@ -280,6 +289,7 @@ impl Session {
     #[wasm_bindgen(js_name = finishTraining)]
     pub fn finish_training(&mut self) {
         if let State::Training(run) = std::mem::replace(&mut self.state, State::Empty) {
+            self.dp = run.dp_record();
             self.state = State::Idle(run.into_model());
         } else if let State::Empty = self.state {
             // nothing to restore

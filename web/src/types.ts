@@ -197,6 +197,25 @@ export interface TrainOptions {
    * state) after every N-th step (default 0: none). For `train`'s `resumeFrom`.
    */
   checkpointEvery?: number;
+  /**
+   * Differentially private training (DP-SGD as Opacus does it): per-example
+   * gradients clipped to `maxGradNorm`, Gaussian noise, Poisson-sampled
+   * batches of expected size `batch`, and Opacus's RDP accountant. Not with
+   * `gradAccum` or `clip`.
+   */
+  dp?: DpOptions;
+}
+
+/** The `dp` train option. */
+export interface DpOptions {
+  /** The epsilon to reach at the end of the run (the noise multiplier is derived from it, as Opacus's `get_noise_multiplier` does). */
+  targetEpsilon?: number;
+  /** Default 1e-5; use less than 1 / (number of training examples). */
+  delta?: number;
+  /** Per-example clipping norm over all trainable tensors (default 1). */
+  maxGradNorm?: number;
+  /** Overrides `targetEpsilon`. */
+  noiseMultiplier?: number;
 }
 
 /**
@@ -248,6 +267,10 @@ export interface StepEvent {
   tokens_per_s: number;
   elapsed_s: number;
   eta_s: number;
+  /** DP runs: epsilon spent so far (at the run's delta). */
+  epsilon?: number;
+  /** DP runs: this step's Poisson batch size; when 0, `loss` and `grad_norm` (the mean per-example norm before clipping) are NaN. */
+  batch_size?: number;
 }
 export interface EvalEvent {
   event: "eval";

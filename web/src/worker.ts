@@ -484,7 +484,9 @@ function snake(options: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) {
     if (v === undefined || k === "dataFormat" || k === "checkpointEvery") continue;
-    out[k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase())] = v;
+    // The `dp` option is an object whose keys are camelCase too.
+    const value = k === "dp" && v !== null && typeof v === "object" ? snake(v as Record<string, unknown>) : v;
+    out[k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase())] = value;
   }
   return out;
 }

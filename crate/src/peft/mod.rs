@@ -354,13 +354,16 @@ pub struct Sidecar {
     pub labels: Option<Vec<String>>,
     #[serde(default)]
     pub written_by: Option<String>,
+    /// Set when the adapter was trained with differential privacy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<crate::train::dp::DpRecord>,
 }
 
 impl Sidecar {
     pub const FILE: &'static str = "webpeft.json";
 
     pub fn new(task: Option<&str>, labels: Option<Vec<String>>) -> Self {
-        Self { task: task.map(String::from), labels, written_by: Some(concat!("webpeft ", env!("CARGO_PKG_VERSION")).into()) }
+        Self { task: task.map(String::from), labels, written_by: Some(concat!("webpeft ", env!("CARGO_PKG_VERSION")).into()), dp: None }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

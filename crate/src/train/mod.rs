@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod dp;
 pub mod optim;
 pub mod run;
 pub mod session;
@@ -302,6 +303,99 @@ impl Trainer {
         if let Some(max) = self.opts.clip {
             grads.clip(norm, max);
         }
+        let model = self.model.take().expect("the model is put back after every step");
+        let model = apply_update(model, &mut self.optimizer, &mut grads, lr);
+        self.optimizer.finish_step();
+        self.model = Some(model);
+        Ok(StepStats { loss: loss_value, grad_norm, lr })
+    }
+}
+
+/// What the per-example pass of a DP-SGD step gives: the clipped gradients
+/// summed over the examples (no noise yet), and the per-example losses and
+/// unclipped gradient norms, all on the device.
+pub struct ClippedSum {
+    pub grads: Grads,
+    pub losses: Vec<Tensor<1>>,
+    pub norms: Vec<Tensor<1>>,
+}
+
+impl Trainer {
+    /// DP-SGD's per-example pass: one backward per example (each
+    /// `MicroBatch` holds one row), each gradient clipped over all trainable
+    /// tensors together with Opacus's factor `min(1, C / (norm + 1e-6))`, then
+    /// summed. Every trainable parameter gets an entry, zero when the batch is
+    /// empty. Nothing is read from the device.
+    pub fn clipped_sum(&self, examples: &[MicroBatch], max_grad_norm: f64) -> Result<ClippedSum> {
+        let model = self.model();
+        let mut sum = Grads::default();
+        let (mut losses, mut norms) = (Vec::with_capacity(examples.len()), Vec::with_capacity(examples.len()));
+        for ex in examples {
+            let l = loss(model, &ex.ids, ex.attention_mask.as_deref(), &ex.targets)?;
+            let mut g = l.clone().backward();
+            let mut own = Grads::default();
+            collect_grads(model, &mut own, &mut g);
+            let norm = own.norm().ok_or_else(|| Error::input("train", "the model has no trainable parameters (attach an adapter)"))?;
+            let factor = ((norm.clone() + 1e-6).recip() * max_grad_norm).clamp_max(1.0);
+            sum.add_scaled(own, factor);
+            losses.push(l.detach().inner());
+            norms.push(norm);
+        }
+        match &model.network {
+            Network::Llama(n) => sum.zeros_for(n),
+            Network::Gpt2(n) => sum.zeros_for(n),
+            Network::Bert(n) => sum.zeros_for(n),
+        }
+        if let Some(p) = &model.prompt {
+            sum.zeros_for(p);
+        }
+        if let Some(p) = &model.prefix {
+            sum.zeros_for(p);
+        }
+        if sum.map.is_empty() {
+            return Err(Error::input("train", "the model has no trainable parameters (attach an adapter)"));
+        }
+        Ok(ClippedSum { grads: sum, losses, norms })
+    }
+
+    /// One DP-SGD step on a Poisson-sampled batch (`examples`, one row each,
+    /// possibly none): the clipped sum, plus Gaussian noise of std
+    /// `noise_multiplier * max_grad_norm` on every trainable value, divided by
+    /// the expected batch size, then the optimiser's update (no `clip`: the
+    /// per-example clipping replaces it). The stats are the mean per-example
+    /// loss and unclipped gradient norm (NaN for an empty batch).
+    pub async fn dp_step(&mut self, examples: &[MicroBatch], plan: &dp::DpPlan, rng: &mut rand::rngs::StdRng) -> Result<StepStats> {
+        if self.opts.lora_dropout_in_use {
+            set_training(self.model_mut(), true);
+        }
+        let result = self.clipped_sum(examples, plan.max_grad_norm);
+        if self.opts.lora_dropout_in_use {
+            set_training(self.model_mut(), false);
+        }
+        let ClippedSum { mut grads, losses, norms } = result?;
+        let (loss_value, grad_norm) = if examples.is_empty() {
+            (f32::NAN, f32::NAN)
+        } else {
+            let stats = read_f32(Tensor::cat(vec![Tensor::cat(losses, 0).mean(), Tensor::cat(norms, 0).mean()], 0)).await?;
+            if !stats[0].is_finite() || !stats[1].is_finite() {
+                return Err(Error::input(
+                    "train",
+                    format!("the loss became {} (mean per-example gradient norm {}) at step {}; training stopped and the adapter keeps its last good values. Try a lower learning rate", stats[0], stats[1], self.optimizer.steps + 1),
+                ));
+            }
+            (stats[0], stats[1])
+        };
+        // Parameters in creation order, so a seeded run draws the same noise for the same tensor.
+        let mut ids: Vec<_> = grads.map.keys().copied().collect();
+        ids.sort();
+        let std = plan.noise_multiplier * plan.max_grad_norm;
+        for id in ids {
+            let g = grads.map.remove(&id).expect("a key of the map");
+            let n = g.dims()[0];
+            let g = if std > 0.0 { g.clone() + Tensor::<1>::from_data(TensorData::new(dp::gaussian(rng, n, std), [n]), &g.device()) } else { g };
+            grads.map.insert(id, g / plan.expected_batch_size);
+        }
+        let lr = self.next_lr();
         let model = self.model.take().expect("the model is put back after every step");
         let model = apply_update(model, &mut self.optimizer, &mut grads, lr);
         self.optimizer.finish_step();

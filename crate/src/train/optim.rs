@@ -72,6 +72,34 @@ impl Grads {
         }
     }
 
+    /// Adds a zero gradient for every trainable parameter of `module` that
+    /// has none yet (DP-SGD noises every parameter, even on an empty batch).
+    pub fn zeros_for<M: Module>(&mut self, module: &M) {
+        struct Zeros<'a>(&'a mut HashMap<ParamId, Tensor<1>>);
+        impl ModuleVisitor for Zeros<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let t = param.val();
+                if t.is_require_grad() && !self.0.contains_key(&param.id) {
+                    let n = t.shape().num_elements();
+                    self.0.insert(param.id, t.inner().reshape([n]).zeros_like());
+                }
+            }
+        }
+        module.visit(&mut Zeros(&mut self.map));
+    }
+
+    /// Adds `other * factor` (`factor`: `[1]`) to these gradients.
+    pub fn add_scaled(&mut self, other: Grads, factor: Tensor<1>) {
+        for (id, g) in other.map {
+            let g = g * factor.clone();
+            let g = match self.map.remove(&id) {
+                Some(acc) => acc + g,
+                None => g,
+            };
+            self.map.insert(id, g);
+        }
+    }
+
     /// `clip_grad_norm_`: scales the gradients so their global norm is at
     /// most `max_norm`, given the norm already computed. Stays on the device.
     pub fn clip(&mut self, norm: Tensor<1>, max_norm: f64) {

@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::data::{collate, Example, Task};
+use super::dp::{self, DpPlan, DpSpec};
 use super::{loss, MicroBatch, StepStats, Targets, TrainOptions, Trainer};
 use crate::error::{Error, Result};
 use crate::generate::read_f32;
@@ -32,6 +33,8 @@ pub struct RunConfig {
     pub patience: Option<usize>,
     pub pad_id: u32,
     pub optim: TrainOptions,
+    /// Differentially private training (DP-SGD with Poisson sampling).
+    pub dp: Option<DpSpec>,
 }
 
 /// One optimiser step, as the CLI prints it (one JSON line) and the page draws it.
@@ -47,6 +50,13 @@ pub struct StepEvent {
     pub tokens_per_s: f64,
     pub elapsed_s: f64,
     pub eta_s: f64,
+    /// DP runs: epsilon spent so far (at the run's delta, RDP accountant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// DP runs: the size of this step's Poisson-sampled batch (can be 0; the
+    /// loss and grad_norm, the mean per-example unclipped norm, are then null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
 }
 
 /// Metrics on an eval set.
@@ -93,6 +103,9 @@ pub struct Run {
     best_eval: Option<f64>,
     bad_evals: usize,
     finished: bool,
+    /// DP runs: the resolved settings and the random source of the sampling and noise.
+    dp: Option<(DpPlan, rand::rngs::StdRng)>,
+    last_batch: Option<usize>,
 }
 
 impl Run {
@@ -108,6 +121,18 @@ impl Run {
         let steps_per_epoch = train.len().div_ceil(per_step);
         let total_steps = config.steps.unwrap_or(config.epochs.max(1) * steps_per_epoch).max(1);
         config.optim.total_steps = total_steps;
+        let dp = match &config.dp {
+            None => None,
+            Some(spec) => {
+                if config.grad_accum != 1 {
+                    return Err(Error::input("grad_accum", "DP training samples one Poisson batch per step; use batch instead of grad_accum"));
+                }
+                if config.optim.clip.is_some() {
+                    return Err(Error::input("clip", "DP training clips each example's gradient to dp.max_grad_norm; drop clip"));
+                }
+                Some((DpPlan::new(spec, train.len(), config.batch, total_steps)?, dp::rng(spec)))
+            }
+        };
         let trainer = Trainer::new(model, config.optim.clone());
         let mut run = Self {
             trainer,
@@ -126,6 +151,8 @@ impl Run {
             best_eval: None,
             bad_evals: 0,
             finished: false,
+            dp,
+            last_batch: None,
         };
         run.shuffle();
         Ok(run)
@@ -169,6 +196,40 @@ impl Run {
         MicroBatch { ids: b.ids, attention_mask: Some(b.attention_mask), targets }
     }
 
+    /// A DP run's resolved settings (noise multiplier, sample rate, ...).
+    pub fn dp_plan(&self) -> Option<&DpPlan> {
+        self.dp.as_ref().map(|(p, _)| p)
+    }
+
+    /// What `webpeft.json` records about a DP run so far.
+    pub fn dp_record(&self) -> Option<dp::DpRecord> {
+        self.dp_plan().map(|p| p.record(self.step))
+    }
+
+    /// Epsilon spent so far by a DP run.
+    pub fn epsilon(&self) -> Option<f64> {
+        self.dp_plan().map(|p| p.epsilon(self.step))
+    }
+
+    /// One DP step: a Poisson-sampled batch, one micro-batch per example.
+    async fn dp_step(&mut self) -> Result<StepStats> {
+        let (plan, rng) = self.dp.as_mut().expect("a DP run");
+        let picked = dp::poisson_batch(rng, self.train.len(), plan.sample_rate);
+        let mut examples = Vec::with_capacity(picked.len());
+        for &i in &picked {
+            let b = collate(&[&self.train[i]], self.config.pad_id);
+            self.tokens += b.tokens;
+            let targets = match self.config.task {
+                Task::CausalLm => Targets::Tokens(b.labels),
+                Task::SeqCls => Targets::Classes(b.classes),
+            };
+            examples.push(MicroBatch { ids: b.ids, attention_mask: Some(b.attention_mask), targets });
+        }
+        self.last_batch = Some(picked.len());
+        let (plan, rng) = self.dp.as_mut().expect("a DP run");
+        self.trainer.dp_step(&examples, plan, rng).await
+    }
+
     /// Skips `steps` optimiser steps of data (resuming from a checkpoint).
     pub fn fast_forward(&mut self, steps: usize) {
         for _ in 0..steps * self.config.grad_accum {
@@ -192,8 +253,12 @@ impl Run {
             return Ok(vec![]);
         }
         self.started_at.get_or_insert_with(clock);
-        let micro: Vec<MicroBatch> = (0..self.config.grad_accum).map(|_| self.next_micro()).collect();
-        let StepStats { loss, grad_norm, lr } = self.trainer.step(&micro).await?;
+        let StepStats { loss, grad_norm, lr } = if self.dp.is_some() {
+            self.dp_step().await?
+        } else {
+            let micro: Vec<MicroBatch> = (0..self.config.grad_accum).map(|_| self.next_micro()).collect();
+            self.trainer.step(&micro).await?
+        };
         self.step += 1;
         self.session_steps += 1;
         let mut events = vec![Event::Step(self.step_event(loss, grad_norm, lr, clock()))];
@@ -236,6 +301,8 @@ impl Run {
             tokens_per_s: if elapsed > 0.0 { self.tokens as f64 / elapsed } else { 0.0 },
             elapsed_s: elapsed,
             eta_s: per_step * (self.total_steps - self.step) as f64,
+            epsilon: self.epsilon(),
+            batch_size: self.last_batch,
         }
     }
 

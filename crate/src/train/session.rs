@@ -84,6 +84,8 @@ pub struct TrainSpec {
     pub patience: Option<usize>,
     /// Written to `base_model_name_or_path`.
     pub base_model: String,
+    /// Differentially private training (DP-SGD); `None` trains normally.
+    pub dp: Option<super::dp::DpSpec>,
 }
 
 impl Default for TrainSpec {
@@ -118,6 +120,7 @@ impl Default for TrainSpec {
             eval_split: 0.0,
             patience: None,
             base_model: String::new(),
+            dp: None,
         }
     }
 }
@@ -417,6 +420,7 @@ pub fn prepare(current: &Model, base: &Model, spec: &TrainSpec, train: &Dataset,
         eval_every: spec.eval_every,
         patience: spec.patience,
         pad_id,
+        dp: spec.dp.clone(),
         optim: TrainOptions { optimizer, lr: spec.lr, schedule: spec.schedule, warmup_steps: spec.warmup, total_steps: 1, clip: spec.clip, lora_dropout_in_use: false },
     };
     let total_parameters = model.info.num_parameters;

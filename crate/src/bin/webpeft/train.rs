@@ -12,6 +12,7 @@ use webpeft::train::checkpoint::{load_state, save_state};
 use webpeft::train::data::{self, LabelMap, Task};
 use webpeft::train::run::evaluate;
 use webpeft::train::session::{encode_for, prepare, AdapterMode, Method, OptimizerName, Schedule, TrainSpec};
+use webpeft::train::dp::{DpRecord, DpSpec};
 use webpeft::train::freeze;
 use webpeft::{Error, Model, Result};
 
@@ -104,6 +105,24 @@ pub struct TrainArgs {
     /// Resume from a checkpoint directory written by --save-every.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Differentially private training (DP-SGD with Poisson sampling, Opacus's RDP accounting).
+    #[arg(long)]
+    pub dp: bool,
+    /// DP: the epsilon to reach at the end (the noise multiplier is derived from it).
+    #[arg(long, requires = "dp")]
+    pub target_epsilon: Option<f64>,
+    /// DP: delta.
+    #[arg(long, requires = "dp", default_value_t = 1e-5)]
+    pub delta: f64,
+    /// DP: per-example clipping norm over all trainable tensors.
+    #[arg(long, requires = "dp", default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// DP: noise multiplier (overrides --target-epsilon).
+    #[arg(long, requires = "dp")]
+    pub noise_multiplier: Option<f64>,
+    /// DP: seed the noise and sampling, for tests only (a known seed voids the guarantee).
+    #[arg(long, requires = "dp", hide = true)]
+    pub dp_seed: Option<u64>,
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, default_value = "cpu")]
@@ -145,14 +164,15 @@ fn load_adapter_dir(m: &mut Model, dir: &Path) -> Result<()> {
 
 /// Writes the adapter (and `webpeft.json`) into `dir`, through a temporary
 /// directory renamed into place, so a crash never leaves half a checkpoint.
-fn save_adapter(m: &mut Model, dir: &Path, task: Task, labels: Option<&LabelMap>, extra: &[(&str, Vec<u8>)]) -> Result<()> {
+fn save_adapter(m: &mut Model, dir: &Path, task: Task, labels: Option<&LabelMap>, dp: Option<DpRecord>, extra: &[(&str, Vec<u8>)]) -> Result<()> {
     let files = block(export_adapter(m))?;
     let tmp = dir.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e.to_string()))?;
     write(&tmp.join("adapter_config.json"), &files.config)?;
     write(&tmp.join("adapter_model.safetensors"), &files.weights)?;
-    write(&tmp.join(Sidecar::FILE), &Sidecar::new(Some(task.name()), labels.map(|l| l.names.clone())).to_bytes())?;
+    let side = Sidecar { dp, ..Sidecar::new(Some(task.name()), labels.map(|l| l.names.clone())) };
+    write(&tmp.join(Sidecar::FILE), &side.to_bytes())?;
     for (name, bytes) in extra {
         write(&tmp.join(name), bytes)?;
     }
@@ -203,6 +223,7 @@ impl TrainArgs {
             eval_split: self.eval_split,
             patience: self.patience,
             base_model: self.model.display().to_string(),
+            dp: self.dp.then(|| DpSpec { target_epsilon: self.target_epsilon, delta: self.delta, max_grad_norm: self.max_grad_norm, noise_multiplier: self.noise_multiplier, seed: self.dp_seed }),
         }
     }
 }
@@ -239,6 +260,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
         prep.total_parameters,
         prep.total_steps
     );
+    if let Some(p) = run.dp_plan() {
+        eprintln!(
+            "DP-SGD: noise multiplier {}, max grad norm {}, sample rate {:.6}, delta {:e}; epsilon after {} steps: {:.4} ({} accountant)",
+            p.noise_multiplier, p.max_grad_norm, p.sample_rate, p.delta, p.steps, p.epsilon(p.steps), p.accountant
+        );
+    }
     let clock = Instant::now();
     let checkpoint_dir = a.out.join("checkpoint");
     while !run.is_finished() {
@@ -246,8 +273,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
             Ok(e) => e,
             Err(e) => {
                 // The adapter keeps its last good values (the failing update was not applied).
+                let dp = run.dp_record();
                 let mut m = run.into_model();
-                save_adapter(&mut m, &a.out, task, labels.as_ref(), &[])?;
+                save_adapter(&mut m, &a.out, task, labels.as_ref(), dp, &[])?;
                 return Err(Error { message: format!("{}; the last good adapter is in {}", e.message, a.out.display()), ..e });
             }
         };
@@ -256,11 +284,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
         }
         if a.save_every > 0 && run.step % a.save_every == 0 && !run.is_finished() {
             let (opt, state) = block(save_state(&mut run))?;
-            save_adapter(run.trainer.model_mut(), &checkpoint_dir, task, labels.as_ref(), &[("optimizer.safetensors", opt), ("trainer_state.json", state)])?;
+            let dp = run.dp_record();
+            save_adapter(run.trainer.model_mut(), &checkpoint_dir, task, labels.as_ref(), dp, &[("optimizer.safetensors", opt), ("trainer_state.json", state)])?;
         }
     }
+    let dp = run.dp_record();
     let mut m = run.into_model();
-    save_adapter(&mut m, &a.out, task, labels.as_ref(), &[])?;
+    save_adapter(&mut m, &a.out, task, labels.as_ref(), dp, &[])?;
     eprintln!("adapter written to {}", a.out.display());
     Ok(())
 }

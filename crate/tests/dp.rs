@@ -1,0 +1,308 @@
+//! Differential privacy against Opacus (fixtures in tests/fixtures/dp/,
+//! written by tests/fixtures/generate_dp.py): the RDP accountant's epsilon
+//! and noise multiplier; DP-SGD's per-example norms, clipped sums and
+//! parameters after three steps; the noise's distribution; Poisson sampling.
+
+use serde_json::Value;
+use webpeft::train::dp::accountant;
+
+fn json_fixture(name: &str) -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/dp/").to_string() + name;
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+#[test]
+fn default_orders_are_opacus_alphas() {
+    let doc = json_fixture("accountant.json");
+    let want: Vec<f64> = doc["alphas"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(accountant::default_orders(), want);
+}
+
+#[test]
+fn epsilon_matches_opacus_rdp_within_1e_6() {
+    let doc = json_fixture("accountant.json");
+    let rows = doc["epsilon"].as_array().unwrap();
+    assert!(rows.len() >= 700);
+    let orders = accountant::default_orders();
+    let mut worst = 0.0f64;
+    for r in rows {
+        let (sigma, q, steps, delta) = (r["noise_multiplier"].as_f64().unwrap(), r["sample_rate"].as_f64().unwrap(), r["steps"].as_u64().unwrap(), r["delta"].as_f64().unwrap());
+        let (eps, alpha) = accountant::get_privacy_spent(&orders, &accountant::compute_rdp(q, sigma, steps, &orders), delta);
+        let want = r["epsilon"].as_f64().unwrap();
+        assert!((eps - want).abs() <= 1e-6, "sigma {sigma} q {q} steps {steps} delta {delta}: epsilon {eps}, Opacus {want}");
+        assert_eq!(alpha, r["best_alpha"].as_f64().unwrap(), "best order for sigma {sigma} q {q} steps {steps} delta {delta}");
+        if worst == 0.0 || steps == 7 {
+            assert_eq!(eps, accountant::epsilon(sigma, q, steps, delta));
+        }
+        worst = worst.max((eps - want).abs());
+    }
+    eprintln!("largest |epsilon - Opacus| over {} rows: {worst:e}", rows.len());
+}
+
+#[test]
+fn noise_multiplier_matches_opacus_search() {
+    let doc = json_fixture("accountant.json");
+    let rows = doc["noise"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["epochs"].is_u64()));
+    for r in rows {
+        let q = r["sample_rate"].as_f64().unwrap();
+        let steps = r["steps"].as_u64().unwrap_or_else(|| accountant::steps_for_epochs(r["epochs"].as_f64().unwrap(), q));
+        let target = r["target_epsilon"].as_f64().unwrap();
+        let got = accountant::get_noise_multiplier(target, r["delta"].as_f64().unwrap(), q, steps, 0.01);
+        // Opacus's binary search halves exact powers of two, so equality is exact.
+        assert_eq!(got, r["noise_multiplier"].as_f64(), "target epsilon {target}, q {q}, {steps} steps");
+    }
+}
+
+// ---------------------------------------------------------------- DP-SGD against Opacus
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use rand::SeedableRng;
+use webpeft::device::Backend;
+use webpeft::peft::export::export_adapter;
+use webpeft::peft::load_adapter;
+use webpeft::train::checkpoint::trainable_names;
+use webpeft::train::dp::{self, DpPlan};
+use webpeft::train::{freeze, MicroBatch, OptimizerKind, Targets, TrainOptions, Trainer};
+use webpeft::Model;
+
+/// A trainer on `tiny-<model>` with the PEFT fixture adapter `peft/<case>`.
+fn trainer(model: &str, case: &str, lr: f64) -> Trainer {
+    let device = device(Backend::Cpu).autodiff();
+    let mut m = freeze(Model::load(&files(&fixture(&format!("tiny-{model}"))), &device).unwrap());
+    let dir = fixture("peft").join(case);
+    load_adapter(&mut m, &std::fs::read(dir.join("adapter_config.json")).unwrap(), &std::fs::read(dir.join("adapter_model.safetensors")).unwrap()).unwrap();
+    Trainer::new(m, TrainOptions { optimizer: OptimizerKind::Sgd { momentum: 0.0, weight_decay: 0.0 }, lr, total_steps: 100, ..Default::default() })
+}
+
+fn plan(noise_multiplier: f64, max_grad_norm: f64, expected_batch_size: f64) -> DpPlan {
+    DpPlan { accountant: "rdp".into(), target_epsilon: None, delta: 1e-5, noise_multiplier, max_grad_norm, sample_rate: 0.1, expected_batch_size, steps: 100 }
+}
+
+fn max_abs(v: &[f32]) -> f64 {
+    v.iter().fold(0.0f64, |m, x| m.max(x.abs() as f64))
+}
+
+/// `max |got - want| / max |want|` (per tensor).
+fn rel_diff(got: &[f32], want: &[f32]) -> f64 {
+    rel_diff_floor(got, want, 1e-12)
+}
+
+/// `max |got - want| / max(max |want|, floor)`.
+fn rel_diff_floor(got: &[f32], want: &[f32], floor: f64) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = max_abs(want).max(floor);
+    got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0.0, f64::max) / scale
+}
+
+/// Three DP-SGD steps with noise 0 on Opacus's batches: per-example norms,
+/// the clipped summed gradient of every step, and the adapter after the
+/// three steps, each within 1e-5 relative of Opacus + PEFT.
+fn opacus_case(case: &str) {
+    let dir = fixture("dp").join(case);
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+    let model = info["model"].as_str().unwrap();
+    let clip = info["max_grad_norm"].as_f64().unwrap();
+    let r = read_ref(&dir.join("reference.safetensors"));
+    let mut t = trainer(model, case, info["lr"].as_f64().unwrap());
+    let names: HashMap<_, _> = trainable_names(t.model_mut()).into_iter().map(|(n, id)| (id, n)).collect();
+    let p = plan(0.0, clip, info["expected_batch_size"].as_f64().unwrap());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut clipped = 0;
+    for k in 0..3 {
+        let ids = r[&format!("batch{k}_input_ids")].id_rows();
+        let labels = r.get(&format!("batch{k}_labels")).map(|l| l.ids());
+        let examples: Vec<MicroBatch> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, row)| MicroBatch { ids: vec![row.clone()], attention_mask: None, targets: labels.as_ref().map_or(Targets::CausalLm, |l| Targets::Classes(vec![l[i]])) })
+            .collect();
+        let sum = t.clipped_sum(&examples, clip).unwrap();
+        let norms: Vec<f32> = sum.norms.iter().map(|n| host(n.clone())[0]).collect();
+        let want_norms = &r[&format!("norms{k}")].f32;
+        let d = rel_diff(&norms, want_norms);
+        assert!(d <= 1e-5, "{case} batch {k}: per-example norms {norms:?} vs Opacus {want_norms:?}");
+        clipped += want_norms.iter().filter(|&&n| n as f64 > clip).count();
+        let want_count = r.keys().filter(|n| n.starts_with(&format!("grad{k}."))).count();
+        assert_eq!(sum.grads.map.len(), want_count, "{case}: trainable tensors");
+        // A tensor whose true gradient vanishes (BERT's key bias: softmax ignores a
+        // shift of a row's scores) holds only rounding noise; it is measured
+        // against the step's largest gradient value instead.
+        let step_scale = r.iter().filter(|(n, _)| n.starts_with(&format!("grad{k}."))).map(|(_, v)| max_abs(&v.f32)).fold(0.0, f64::max);
+        for (id, g) in &sum.grads.map {
+            let name = &names[id];
+            let want = &r.get(&format!("grad{k}.{name}")).unwrap_or_else(|| panic!("{case}: Opacus has no gradient for {name}")).f32;
+            let d = rel_diff_floor(&host(g.clone()), want, 1e-3 * step_scale);
+            assert!(d <= 1e-5, "{case} batch {k}: clipped summed gradient of {name} differs from Opacus's by {d:e} (relative)");
+        }
+        pollster::block_on(t.dp_step(&examples, &p, &mut rng)).unwrap();
+    }
+    assert!(clipped >= 2, "{case}: the fixture should clip some examples");
+    let mut m = t.into_model();
+    let got = adapter_tensors(&pollster::block_on(export_adapter(&mut m)).unwrap().weights);
+    let want = adapter_tensors(&std::fs::read(dir.join("trained/adapter_model.safetensors")).unwrap());
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (name, (shape, values)) in &want {
+        assert_eq!(&got[name].0, shape);
+        let d = rel_diff(&got[name].1, values);
+        assert!(d <= 1e-5, "{case}: {name} after 3 DP steps differs from Opacus's by {d:e} (relative)");
+    }
+    eprintln!("{case}: norms, clipped sums and 3-step parameters match Opacus ({clipped} examples clipped)");
+}
+
+#[test]
+fn dp_sgd_matches_opacus_lora() {
+    for case in ["llama-lora", "bert-lora", "gpt2-lora", "qwen2-lora"] {
+        opacus_case(case);
+    }
+}
+
+#[test]
+fn dp_sgd_matches_opacus_bitfit() {
+    for case in ["bert-bitfit", "gpt2-bitfit"] {
+        opacus_case(case);
+    }
+}
+
+/// With noise on and an empty Poisson batch, an SGD step at lr 1 moves every
+/// trainable value by exactly `-noise / B`, so the moves must be N(0, (sigma C / B)^2).
+/// 10 steps of the llama LoRA adapter give n = 10 x 1,792 draws. The sample
+/// std has a relative standard error of 1/sqrt(2n) = 0.53%; the 3% band is
+/// 5.7 of those, and the mean's band is 5 standard errors: a correct
+/// implementation fails with probability below 1e-6 per seed (the seed is
+/// fixed, so the test is deterministic).
+#[test]
+fn added_noise_has_std_sigma_c_over_b() {
+    let (sigma, c, b) = (2.0, 0.5, 4.0);
+    let mut t = trainer("llama", "llama-lora", 1.0);
+    let p = plan(sigma, c, b);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12345);
+    let mut moves = vec![];
+    let flat = |t: &mut Trainer| -> Vec<f32> { adapter_tensors(&pollster::block_on(export_adapter(t.model_mut())).unwrap().weights).into_values().flat_map(|(_, v)| v).collect() };
+    let mut before = flat(&mut t);
+    for _ in 0..10 {
+        let stats = pollster::block_on(t.dp_step(&[], &p, &mut rng)).unwrap();
+        assert!(stats.loss.is_nan(), "an empty batch has no loss");
+        let after = flat(&mut t);
+        moves.extend(before.iter().zip(&after).map(|(a, b)| (*b - *a) as f64));
+        before = after;
+    }
+    let n = moves.len() as f64;
+    assert!(n >= 17000.0, "{n}");
+    let want = sigma * c / b;
+    let mean = moves.iter().sum::<f64>() / n;
+    let std = (moves.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    assert!((std / want - 1.0).abs() < 0.03, "noise std {std}, want {want}");
+    assert!(mean.abs() < 5.0 * want / n.sqrt(), "noise mean {mean}");
+    // Gaussian, not just the right spread: 68.27% within one std (binomial s.e. 0.36%).
+    let inside = moves.iter().filter(|m| m.abs() < want).count() as f64 / n;
+    assert!((inside - 0.6827).abs() < 0.02, "share within one std: {inside}");
+}
+
+/// Poisson sampling: each example joins with probability q, so batch sizes
+/// are Binomial(N, q). 2,000 batches of N = 500 at q = 0.02: the mean size
+/// 10 has a standard error of 0.07 (band 0.4 = 5.7 s.e.), the variance 9.8
+/// one of 3.2% (band 15% = 4.7 s.e.): a false failure has probability
+/// below 1e-5 (and the seed is fixed).
+#[test]
+fn poisson_batches_have_binomial_sizes() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let sizes: Vec<f64> = (0..2000).map(|_| dp::poisson_batch(&mut rng, 500, 0.02).len() as f64).collect();
+    let mean = sizes.iter().sum::<f64>() / 2000.0;
+    let var = sizes.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / 1999.0;
+    assert!((mean - 10.0).abs() < 0.4, "mean batch {mean}");
+    assert!((var / 9.8 - 1.0).abs() < 0.15, "batch size variance {var}");
+    assert!(sizes.iter().any(|&s| s != 10.0), "sizes must vary");
+    // q = 1 takes everything, q = 0 nothing.
+    assert_eq!(dp::poisson_batch(&mut rng, 5, 1.0), vec![0, 1, 2, 3, 4]);
+    assert!(dp::poisson_batch(&mut rng, 5, 0.0).is_empty());
+}
+
+// ---------------------------------------------------------------- the CLI
+
+fn webpeft_cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_webpeft")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn dp_train(extra: &[&str], out: &std::path::Path) -> (bool, String, String) {
+    let (m, d) = (fixture("tiny-bert"), fixture("data/three_labels.csv"));
+    let mut args = vec!["train", m.to_str().unwrap(), "--data", d.to_str().unwrap(), "--task", "seq-cls", "--method", "lora", "--r", "4", "--lr", "5e-2", "--out", out.to_str().unwrap()];
+    if !extra.contains(&"--batch") {
+        args.extend_from_slice(&["--batch", "3"]);
+    }
+    args.extend_from_slice(extra);
+    webpeft_cli(&args)
+}
+
+/// `train --dp --target-epsilon`: the noise multiplier is Opacus's for the
+/// run's steps, every step event carries the epsilon spent so far and its
+/// Poisson batch size, and `webpeft.json` records the guarantee.
+#[test]
+fn cli_trains_with_dp_and_records_epsilon() {
+    let out = std::env::temp_dir().join(format!("webpeft-dp-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    // 9 examples, batch 3: q = 1/3, 3 steps per epoch, 2 epochs = 6 steps.
+    let (ok, stdout, err) = dp_train(&["--epochs", "2", "--dp", "--target-epsilon", "8", "--delta", "1e-3", "--max-grad-norm", "0.5", "--dp-seed", "3"], &out);
+    assert!(ok, "{err}");
+    let steps: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["event"] == "step").collect();
+    assert_eq!(steps.len(), 6);
+    let q = 3.0 / 9.0;
+    let sigma = accountant::get_noise_multiplier(8.0, 1e-3, q, 6, 0.01).unwrap();
+    let mut last = 0.0;
+    for (i, s) in steps.iter().enumerate() {
+        let eps = s["epsilon"].as_f64().unwrap_or_else(|| panic!("step event without epsilon: {s}"));
+        assert_eq!(eps, accountant::epsilon(sigma, q, i as u64 + 1, 1e-3));
+        assert!(eps > last);
+        last = eps;
+        assert!(s["batch_size"].as_u64().unwrap() <= 9);
+    }
+    assert!(last <= 8.0 && last > 7.99, "final epsilon {last}");
+    let side: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("webpeft.json")).unwrap()).unwrap();
+    let rec = &side["dp"];
+    assert_eq!(rec["accountant"], "rdp");
+    assert_eq!(rec["epsilon"].as_f64().unwrap(), last);
+    assert_eq!(rec["delta"].as_f64().unwrap(), 1e-3);
+    assert_eq!(rec["noise_multiplier"].as_f64().unwrap(), sigma);
+    assert_eq!(rec["max_grad_norm"].as_f64().unwrap(), 0.5);
+    assert_eq!(rec["sample_rate"].as_f64().unwrap(), q);
+    assert_eq!(rec["steps"].as_u64().unwrap(), 6);
+    assert_eq!(rec["target_epsilon"].as_f64().unwrap(), 8.0);
+    assert!(err.contains("DP-SGD: noise multiplier"), "{err}");
+
+    // --noise-multiplier overrides the target; a run without --dp records nothing.
+    let (ok, stdout, err) = dp_train(&["--steps", "2", "--dp", "--noise-multiplier", "1.5"], &out);
+    assert!(ok, "{err}");
+    let eps: Vec<f64> = stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["event"] == "step").map(|v| v["epsilon"].as_f64().unwrap()).collect();
+    assert_eq!(eps, vec![accountant::epsilon(1.5, q, 1, 1e-5), accountant::epsilon(1.5, q, 2, 1e-5)]);
+    let (ok, stdout, err) = dp_train(&["--steps", "1"], &out);
+    assert!(ok, "{err}");
+    assert!(!stdout.contains("epsilon"));
+    let side: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("webpeft.json")).unwrap()).unwrap();
+    assert!(side.get("dp").is_none(), "{side}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn cli_refuses_bad_dp_settings() {
+    let out = std::env::temp_dir().join(format!("webpeft-dp-cli-bad-{}", std::process::id()));
+    for (args, want) in [
+        (vec!["--dp"], "dp.target_epsilon"),
+        (vec!["--dp", "--target-epsilon", "8", "--delta", "0"], "dp.delta"),
+        (vec!["--dp", "--target-epsilon", "8", "--max-grad-norm=-1"], "dp.max_grad_norm"),
+        (vec!["--dp", "--target-epsilon", "8", "--grad-accum", "2"], "grad_accum"),
+        (vec!["--dp", "--target-epsilon", "8", "--clip", "1"], "clip"),
+        (vec!["--dp", "--target-epsilon", "8", "--batch", "20"], "batch"),
+        (vec!["--dp", "--target-epsilon", "1e-4", "--steps", "50"], "too low"),
+        (vec!["--target-epsilon", "8"], "--dp"),
+    ] {
+        let (ok, _, err) = dp_train(&args, &out);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: expected '{want}' in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
