@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::formats::gguf::{self, GgmlType};
 use crate::peft::{matches_targets, TargetModules};
 use crate::train::session::TrainSpec;
+use crate::train::LOGITS_CHUNK;
 
 /// wasm32's address space: the most a browser tab's core can ever hold.
 pub const WASM32_MEMORY: u64 = 4 << 30;
@@ -113,12 +114,16 @@ pub struct TrainingPlan {
     pub adapter_bytes: u64,
     /// Activations of one micro-batch saved for the backward pass (an estimate per layer).
     pub activations_bytes: u64,
-    /// The LM head: `[batch, positions, vocab]` logits, the scored rows' copy,
-    /// their log-softmax and the gradients of both (0 for classification).
+    /// The LM head's loss: with a frozen head, one chunk of at most
+    /// `train::LOGITS_CHUNK` logits (logits, log-softmax, their gradients) and the
+    /// rows' hidden-state gradient; else the whole `[batch, positions, vocab]`
+    /// logits, scored copy, log-softmax and gradients (0 for classification).
     pub logits_bytes: u64,
     /// The largest single buffer of one micro-batch (token logits, attention scores, MLP activations).
     pub largest_activation: TensorSize,
     /// Prompt tuning's virtual tokens (extra positions) and prefix tuning's (extra keys).
+    #[serde(skip)]
+    head_frozen: bool,
     #[serde(skip)]
     prompt_tokens: usize,
     #[serde(skip)]
@@ -438,7 +443,7 @@ fn trainable(d: &Dims, linears: &[Linear], bias_values: u64, job: &Job) -> u64 {
 /// norms' inputs and outputs, q/k/v (and GQA's repeated k/v), the rotated q/k,
 /// attention output and projection, residuals, and the MLP's inputs and
 /// activations; per row and head, the scores, masked scores and softmax.
-fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool) -> (u64, u64, TensorSize) {
+fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool, head_frozen: bool) -> (u64, u64, TensorSize) {
     let (h, i, kv) = (d.hidden as u64, d.inner as u64, d.kv_dim as u64);
     let per_token = match d.model_type.as_str() {
         "gpt2" | "bert" => 14 * h + 6 * i,
@@ -448,13 +453,24 @@ fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool) -> (u64,
     let scores = b64 * d.heads as u64 * t64 * k64;
     let per_layer = b64 * t64 * per_token + 3 * scores;
     let activations = F32 * (d.layers as u64 * per_layer + b64 * t64 * 3 * h);
-    let logits_one = b64 * t64 * d.vocab as u64 * F32;
-    let logits = if causal { 5 * logits_one } else { 0 };
+    // A frozen head (every method here unless LoRA targets lm_head): the loss runs over chunks
+    // of at most LOGITS_CHUNK logits: a chunk's logits, log-softmax, their gradients (4 of
+    // them), plus the rows' hidden-state gradient [rows, hidden] that autodiff keeps.
+    // Otherwise the whole [b, t, vocab]: logits, the scored copy, log-softmax and gradients.
+    let logits_rows = if head_frozen { (LOGITS_CHUNK / d.vocab.max(1)).clamp(1, b * t) } else { b * t };
+    let logits_one = logits_rows as u64 * d.vocab as u64 * F32;
+    let logits = match (causal, head_frozen) {
+        (false, _) => 0,
+        (true, true) => 4 * logits_one + b64 * t64 * h * F32,
+        (true, false) => 5 * logits_one,
+    };
     let mut parts = vec![
         TensorSize { name: "attention scores".into(), shape: vec![b, d.heads, t, keys], bytes: scores * F32 },
         TensorSize { name: "MLP activations".into(), shape: vec![b, t, d.inner], bytes: b64 * t64 * i * F32 },
     ];
-    if causal {
+    if causal && head_frozen {
+        parts.push(TensorSize { name: "token logits (one chunk of rows)".into(), shape: vec![logits_rows, d.vocab], bytes: logits_one });
+    } else if causal {
         parts.push(TensorSize { name: "token logits".into(), shape: vec![b, t, d.vocab], bytes: logits_one });
     }
     let largest = parts.into_iter().max_by_key(|p| p.bytes).expect("candidates");
@@ -537,7 +553,9 @@ pub fn plan(files: &[FileHead], train: Option<&TrainSpec>) -> Result<MemoryPlan>
             }
             let keys = positions + if job.method == "prefix" { job.virtual_tokens } else { 0 };
             let causal = job.task != "seq-cls";
-            let (activations_bytes, logits_bytes, largest_activation) = micro_batch(&dims, job.batch, positions, keys, causal);
+            // The chunked loss needs a frozen head; LoRA on lm_head makes it trainable.
+            let head_frozen = !job.targets.as_ref().is_some_and(|t| matches_targets(Some(t), "lm_head"));
+            let (activations_bytes, logits_bytes, largest_activation) = micro_batch(&dims, job.batch, positions, keys, causal, head_frozen);
             Some(TrainingPlan {
                 method: job.method,
                 task: if causal { "causal-lm".into() } else { "seq-cls".into() },
@@ -549,6 +567,7 @@ pub fn plan(files: &[FileHead], train: Option<&TrainSpec>) -> Result<MemoryPlan>
                 activations_bytes,
                 logits_bytes,
                 largest_activation,
+                head_frozen,
                 prompt_tokens: positions - job.seq_len,
                 prefix_tokens: keys - positions,
             })
@@ -591,7 +610,7 @@ impl MemoryPlan {
     /// largest buffer)`, with this plan's model and adapter.
     fn training_at(&self, t: &TrainingPlan, batch: usize, seq_len: usize) -> (u64, TensorSize) {
         let positions = seq_len + t.prompt_tokens;
-        let (act, logits, largest) = micro_batch(&self.dims, batch, positions, positions + t.prefix_tokens, t.task == "causal-lm");
+        let (act, logits, largest) = micro_batch(&self.dims, batch, positions, positions + t.prefix_tokens, t.task == "causal-lm", t.head_frozen);
         (self.weights.device_bytes + t.adapter_bytes + act + logits, largest)
     }
 
@@ -681,7 +700,7 @@ impl MemoryPlan {
             if self.device_bytes > max {
                 let items = [
                     ("the weights as f32", self.weights.device_bytes),
-                    ("the LM head's logits, log-softmax and their gradients", t.logits_bytes),
+                    ("the LM head's loss (logits, log-softmax, gradients)", t.logits_bytes),
                     ("the activations saved for backward", t.activations_bytes),
                     ("the adapter with its gradients and optimiser state", t.adapter_bytes),
                 ];

@@ -147,16 +147,23 @@ fn a_plan_too_large_for_the_limits_is_a_device_error_saying_what_fits() {
     // tiny-llama: vocab 320, so 8 x 32 tokens of logits take 327680 bytes.
     let p = plan(&h, Some(&spec(serde_json::json!({"task": "causal-lm", "method": "lora", "batch": 8, "seq_len": 32})))).unwrap();
     let t = p.training.as_ref().unwrap();
-    assert_eq!(t.largest_activation.name, "token logits");
-    assert_eq!(t.largest_activation.shape, vec![8, 32, 320]);
-    assert_eq!(t.logits_bytes, 5 * 327_680);
+    // The loss runs over chunks of rows (all 256 fit one chunk here): 4 chunk-sized
+    // tensors (logits, log-softmax, their gradients) and the rows' [256, 64] hidden gradient.
+    assert_eq!(t.largest_activation.name, "token logits (one chunk of rows)");
+    assert_eq!(t.largest_activation.shape, vec![256, 320]);
+    assert_eq!(t.logits_bytes, 4 * 327_680 + 256 * 64 * 4);
+    // LoRA on lm_head makes the head trainable: the whole logits, as before the chunked loss.
+    let whole = plan(&h, Some(&spec(serde_json::json!({"task": "causal-lm", "method": "lora", "batch": 8, "seq_len": 32, "targets": ["q_proj", "lm_head"]})))).unwrap();
+    let w = whole.training.as_ref().unwrap();
+    assert_eq!((w.largest_activation.name.as_str(), w.largest_activation.shape.clone()), ("token logits", vec![8, 32, 320]));
+    assert_eq!(w.logits_bytes, 5 * 327_680);
     p.check(&Limits { memory_bytes: Some(WASM32_MEMORY), max_buffer_bytes: Some(1 << 30), device_is_host: true, ..Default::default() }).unwrap();
 
     // A buffer limit between one row and the whole batch: the largest batch that fits is named.
     let limits = Limits { max_buffer_bytes: Some(100_000), ..Default::default() };
     let e = p.check(&limits).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Device);
-    assert!(e.message.contains("token logits [8, 32, 320]"), "{e}");
+    assert!(e.message.contains("token logits (one chunk of rows) [256, 320]"), "{e}");
     // 100000 / (32 * 320 * 4) = 2.4 rows; at batch 8, 9 tokens (8*9*320*4 = 92160).
     assert!(e.message.contains("batch 2 (grad_accum keeps the effective batch)") && e.message.contains("seq_len 9"), "{e}");
 
@@ -212,8 +219,9 @@ fn smollm2_training_plan_is_reported() {
     let (h, read) = heads(&path);
     let p: MemoryPlan = plan(&h, Some(&spec(serde_json::json!({"task": "causal-lm", "method": "lora", "batch": 4, "seq_len": 128})))).unwrap();
     let t = p.training.as_ref().unwrap();
-    // 4 x 128 x 49152 f32 logits.
-    assert_eq!(t.largest_activation.bytes, 4 * 128 * 49152 * 4);
+    // One chunk of the loss: 4M logits at most, 85 rows of 49152 (not 4 x 128 rows).
+    assert_eq!(t.largest_activation.shape, vec![85, 49152]);
+    assert_eq!(t.largest_activation.bytes, 85 * 49152 * 4);
     assert!(read < 8 << 20, "read {read} bytes of the GGUF header");
     eprintln!("{}", serde_json::to_string_pretty(&p).unwrap());
 }
@@ -232,14 +240,41 @@ fn cli_plan_prints_json_and_refuses_what_does_not_fit() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["fits"], true);
     assert_eq!(v["weights"]["device_dtype"], "F32");
-    assert_eq!(v["training"]["largest_activation"]["shape"], serde_json::json!([8, 32, 320]));
+    assert_eq!(v["training"]["largest_activation"]["shape"], serde_json::json!([256, 320]));
     let (ok, out, err) = cli(&["plan", m, "--json", "--task", "causal-lm", "--method", "lora", "--batch", "8", "--seq-len", "32", "--max-buffer", "100000"]);
     assert!(!ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["fits"], false);
     assert_eq!(v["error"]["kind"], "device");
-    assert!(err.contains("token logits [8, 32, 320]") && err.contains("batch 2"), "{err}");
+    assert!(err.contains("token logits (one chunk of rows) [256, 320]") && err.contains("batch 2"), "{err}");
     let (ok, out, err) = cli(&["plan", m]);
     assert!(ok, "{err}");
     assert!(out.contains("weights on device") && out.contains("host while loading"), "{out}");
+}
+
+/// The chunked loss (a frozen LM head) against the whole-logits loss: the same value and the
+/// same gradient for the hidden rows, over several chunks.
+#[test]
+fn chunked_loss_equals_whole_logits_loss_and_gradient() {
+    use burn::tensor::{Tensor, TensorData};
+    use webpeft::train::{chunked_cross_entropy, cross_entropy};
+    let dev = device(Backend::Cpu).autodiff();
+    let (n, h, v) = (7, 16, 50);
+    let wave = |k: usize, f: f32| (0..k).map(|i| ((i as f32 * f).sin() * 2.0)).collect::<Vec<f32>>();
+    let hidden = || Tensor::<2>::from_data(TensorData::new(wave(n * h, 0.37), [n, h]), &dev).require_grad();
+    let head = Tensor::<2>::from_data(TensorData::new(wave(h * v, 0.11), [h, v]), &dev);
+    let labels: Vec<u32> = (0..n as u32).map(|i| (i * 13) % v as u32).collect();
+    let (x1, x2) = (hidden(), hidden());
+    let whole = cross_entropy(x1.clone().matmul(head.clone()), &labels);
+    // 3 rows per chunk: chunks of 3, 3 and 1 rows.
+    let chunked = chunked_cross_entropy(x2.clone(), head.clone(), &labels, 3 * v);
+    let (g1, g2) = (whole.clone().backward(), chunked.clone().backward());
+    let read = |t: Tensor<1>| t.into_data().to_vec::<f32>().unwrap()[0];
+    let (a, b) = (read(whole.inner()), read(chunked.inner()));
+    assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "loss {a} vs {b}");
+    let ga = x1.grad(&g1).unwrap().into_data().to_vec::<f32>().unwrap();
+    let gb = x2.grad(&g2).unwrap().into_data().to_vec::<f32>().unwrap();
+    let diff = ga.iter().zip(&gb).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-6, "hidden gradients differ by {diff}");
+    assert!(ga.iter().any(|g| g.abs() > 1e-3), "a gradient that is all zero cannot tell");
 }
