@@ -24,6 +24,7 @@ import type {
   TrainSummary,
 } from "./types";
 import { WebPeftError, isKind, payload } from "./errors";
+import { planLimits, planModel, refuseOverPlan } from "./plan";
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -341,6 +342,8 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>) {
   const threads = backend === "cpu" ? { threads: core.cpuThreads ? core.cpuThreads() : 1 } : {};
   device = { f16: false, subgroups: false, ...gpu, ...dev, ...threads, backend: dev?.backend ?? backend, ...(notice ? { notice } : {}) } as DeviceInfo;
 
+  // The memory plan, from the files' headers only: a model that cannot fit is refused before it is downloaded or read.
+  await refuseOverPlan(core, msg.model, planLimits(device.backend, msg.maxBytes, msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined)));
   const { names, files } = await gatherModel(msg.model, progress);
   const total = files.reduce((s, f) => s + f.length, 0);
   const limit = msg.maxBytes ?? DEFAULT_MAX_BYTES;
@@ -685,6 +688,11 @@ async function benchmark(msg: Extract<Request, { op: "benchmark" }>): Promise<Be
 
 async function perform(id: number, msg: Request): Promise<{ result: unknown; transfer?: Transferable[] }> {
   switch (msg.op) {
+    case "plan": {
+      wasmReady ??= core.default({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
+      await wasmReady;
+      return { result: await planModel(core, msg.model, msg.options ? snake(msg.options) : undefined, planLimits(msg.backend, msg.maxBytes, msg.maxTensorBytes)) };
+    }
     case "load":
       return { result: await load(id, msg) };
     case "train":
