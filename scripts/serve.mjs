@@ -31,12 +31,13 @@ const MIME = {
 };
 
 /**
- * Serves `root` on `host:port` (port 0: a free one). Returns { url, port, log, close }.
+ * Serves `root` on `host:port` (port 0: a free one). Returns { url, port, log, served, close }.
  * No caching: the page and the package change while developing.
  */
 export async function startServer({ root = ROOT, port = 0, host = "127.0.0.1", isolated = true } = {}) {
   const base = resolve(root);
   const log = [];
+  const served = [];
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, "http://localhost");
     log.push(`${req.method} ${url.pathname}`);
@@ -69,12 +70,24 @@ export async function startServer({ root = ROOT, port = 0, host = "127.0.0.1", i
         file = join(file, "index.html");
         st = await fs.stat(file);
       }
-      res.writeHead(200, {
-        ...headers,
-        "Content-Type": MIME[extname(file).toLowerCase()] || "application/octet-stream",
-        "Content-Length": st.size,
-      });
+      const type = MIME[extname(file).toLowerCase()] || "application/octet-stream";
+      // One `Range: bytes=a-b` (as the package's memory plan reads headers); `served` counts body bytes per path.
+      const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
+      if (range && req.method === "GET") {
+        const start = Number(range[1]);
+        const end = Math.min(range[2] ? Number(range[2]) : st.size - 1, st.size - 1);
+        if (start >= st.size || end < start) {
+          res.writeHead(416, { ...headers, "Content-Range": `bytes */${st.size}` }).end();
+          return;
+        }
+        res.writeHead(206, { ...headers, "Content-Type": type, "Content-Length": end - start + 1, "Content-Range": `bytes ${start}-${end}/${st.size}`, "Accept-Ranges": "bytes" });
+        served.push({ path: url.pathname, bytes: end - start + 1, range: true });
+        createReadStream(file, { start, end }).pipe(res);
+        return;
+      }
+      res.writeHead(200, { ...headers, "Content-Type": type, "Content-Length": st.size, "Accept-Ranges": "bytes" });
       if (req.method === "HEAD") return res.end();
+      served.push({ path: url.pathname, bytes: st.size, range: false });
       createReadStream(file).pipe(res);
     } catch {
       res.writeHead(404, { ...headers, "Content-Type": "text/plain" }).end("not found");
@@ -89,6 +102,8 @@ export async function startServer({ root = ROOT, port = 0, host = "127.0.0.1", i
     url: `http://${host}:${actual}`,
     port: actual,
     log,
+    /** Body bytes sent, per request: { path, bytes, range }. */
+    served,
     close: () => new Promise((ok) => { server.closeAllConnections?.(); server.close(() => ok()); }),
   };
 }

@@ -6,7 +6,8 @@
 //! CLI (`src/bin/webpeft.rs`) and the web bindings feed it bytes.
 //!
 //! Layout: [`formats`] (safetensors, GGUF, tokenizers), [`models`] (one file
-//! per family), [`generate`] (sampling), [`device`] (backends).
+//! per family), [`generate`] (sampling), [`device`] (backends), [`plan`] (memory
+//! planned from file headers before loading).
 
 pub mod bench;
 pub mod device;
@@ -15,6 +16,7 @@ pub mod formats;
 pub mod generate;
 pub mod models;
 pub mod peft;
+pub mod plan;
 pub mod train;
 #[cfg(all(feature = "bindings", target_family = "wasm"))]
 pub mod web;

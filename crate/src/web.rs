@@ -125,6 +125,68 @@ fn device() -> Result<Device> {
     DEVICE.with(|d| d.borrow().as_ref().map(|(d, _)| d.clone())).ok_or_else(|| Error::device("call initDevice first"))
 }
 
+/// The memory plan of a model from the first bytes of its files (`names[i]`
+/// holds `heads[i]`, the start of a file of `lens[i]` bytes; JSON files whole),
+/// for a training job `options` (a `TrainSpec`, or `undefined` for loading
+/// only), against `limits` (`{memory_bytes, memory_name, max_buffer_bytes,
+/// device_is_host}`). Returns `{need: [{name, bytes}]}` while some header is
+/// not complete yet, else the plan with `fits`, `host_peak_bytes` and, when it
+/// does not fit, the typed `error` (kind `device`) to refuse with. Malformed
+/// headers throw, as loading would. Nothing is loaded or allocated on the device.
+#[wasm_bindgen(js_name = planModel)]
+pub fn plan_model(names: Vec<String>, heads: Array, lens: Vec<f64>, options: JsValue, limits: JsValue) -> std::result::Result<JsValue, JsValue> {
+    use crate::plan::{bytes_needed, plan, FileHead, Limits};
+    let mut files = vec![];
+    let mut need = vec![];
+    for (i, name) in names.iter().enumerate() {
+        let b: Uint8Array = heads.get(i as u32).dyn_into().map_err(|_| js_error(Error::input(name, "a header must be a Uint8Array")))?;
+        let len = lens.get(i).copied().unwrap_or(0.0).max(0.0) as u64;
+        let bytes = b.to_vec();
+        if let Some(n) = bytes_needed(name, &bytes, len) {
+            need.push(serde_json::json!({ "name": name, "bytes": n }));
+        }
+        files.push(FileHead { name: name.clone(), bytes, len });
+    }
+    if !need.is_empty() {
+        return to_js(&serde_json::json!({ "need": need }));
+    }
+    let spec: Option<TrainSpec> = if options.is_undefined() || options.is_null() {
+        None
+    } else {
+        Some(serde_wasm_bindgen::from_value(options).map_err(|e| js_error(Error::input("options", e.to_string())))?)
+    };
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct JsLimits {
+        memory_bytes: Option<f64>,
+        memory_name: Option<String>,
+        max_buffer_bytes: Option<f64>,
+        device_is_host: bool,
+    }
+    let l: JsLimits = if limits.is_undefined() || limits.is_null() {
+        JsLimits::default()
+    } else {
+        serde_wasm_bindgen::from_value(limits).map_err(|e| js_error(Error::input("limits", e.to_string())))?
+    };
+    let positive = |v: Option<f64>| v.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as u64);
+    let limits = Limits {
+        memory_bytes: positive(l.memory_bytes),
+        memory_name: l.memory_name.unwrap_or_default(),
+        max_buffer_bytes: positive(l.max_buffer_bytes),
+        device_is_host: l.device_is_host,
+    };
+    let p = plan(&files, spec.as_ref()).map_err(js_error)?;
+    let mut v = serde_json::to_value(&p).map_err(|e| js_error(Error::io("plan", e.to_string())))?;
+    v["host_peak_bytes"] = p.host_peak_bytes(limits.device_is_host).into();
+    v["limits"] = serde_json::to_value(&limits).unwrap_or_default();
+    let checked = p.check(&limits);
+    v["fits"] = checked.is_ok().into();
+    if let Err(e) = checked {
+        v["error"] = serde_json::json!({ "kind": "device", "source": e.source, "message": e.to_string() });
+    }
+    to_js(&v)
+}
+
 enum State {
     Idle(Model),
     Training(Box<Run>),

@@ -21,6 +21,8 @@ import type {
   ModelInfo,
   ModelPayload,
   ModelSource,
+  MemoryPlan,
+  PlanOptions,
   Request,
   ResponseMessage,
   Task,
@@ -485,6 +487,33 @@ export class Tuner {
       return await clearCache(repo);
     } catch (e) {
       throw asWebPeftError(e, "clearCache");
+    }
+  }
+
+  /**
+   * The memory plan of loading `source` and, with `trainOptions`, training it: weights,
+   * the host copy while loading, adapter and optimiser state, activations and the LM
+   * head's logits, checked against `opts` (default: the CPU backend in wasm32's 4 GiB).
+   * Reads only the files' headers (HTTP Range requests for URLs and the Hub); nothing is
+   * loaded. A plan that does not fit has `fits: false` and a typed `error`.
+   */
+  static async plan(source: ModelSource, trainOptions?: Partial<TrainOptions>, opts: PlanOptions = {}): Promise<MemoryPlan> {
+    const { model } = modelPayload(source);
+    const url = opts.workerUrl ?? new URL("./worker.js", import.meta.url);
+    let worker: Worker;
+    try {
+      worker = new Worker(url, { type: "module", name: "webpeft-plan" });
+    } catch (e) {
+      throw new WebPeftError("io", `worker: could not start ${String(url)} (${(e as Error).message})`, "worker");
+    }
+    const conn = new Connection(worker);
+    try {
+      const options = trainOptions ? ({ ...trainOptions } as Record<string, unknown>) : undefined;
+      const plan = await conn.request<MemoryPlan | undefined>({ op: "plan", model, options, backend: opts.backend ?? "cpu", maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, wasmUrl: resolved(opts.wasmUrl) });
+      if (!plan) throw new WebPeftError("unsupported", "plan: this build of the core has no planModel", "plan");
+      return plan;
+    } finally {
+      conn.terminate();
     }
   }
 

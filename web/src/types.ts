@@ -414,7 +414,70 @@ export type ModelPayload =
   | { kind: "urls"; urls: string[] }
   | { kind: "hub"; repo: string; revision: string; file?: string; endpoint: string; token?: string };
 
+/** Options of `Tuner.plan`: the device the plan is checked against. */
+export interface PlanOptions {
+  /** "cpu" (default): device memory is wasm memory, so weights and training state count against `maxBytes`; "webgpu": they live on the GPU. */
+  backend?: Backend;
+  /** Memory limit in bytes (default: wasm32's 4 GiB). */
+  maxBytes?: number;
+  /** Largest single buffer in bytes (WebGPU's `maxStorageBufferBindingSize`); none by default. */
+  maxTensorBytes?: number;
+  workerUrl?: string | URL;
+  wasmUrl?: string | URL;
+}
+
+/** One tensor or buffer of a plan. */
+export interface PlanTensor {
+  name: string;
+  shape: number[];
+  bytes: number;
+}
+
+/**
+ * What loading (and training) a model will take, from its files' headers alone
+ * (snake_case, as the core returns it; `crate/src/plan.rs`). Today every weight is
+ * held as f32 (`weights.device_dtype`) whatever the files store (`weights.stored_dtypes`).
+ */
+export interface MemoryPlan {
+  format: string;
+  model_type: string;
+  vocab_size: number;
+  hidden_size: number;
+  num_layers: number;
+  file_bytes: number;
+  weights: {
+    parameters: number;
+    device_parameters: number;
+    stored_dtypes: string[];
+    stored_bytes: number;
+    device_dtype: string;
+    device_bytes: number;
+    largest: PlanTensor;
+  };
+  /** Host (wasm) memory while loading: the files read whole, the weights widened to f32. */
+  host_load_bytes: number;
+  training: null | {
+    method: string;
+    task: string;
+    batch: number;
+    seq_len: number;
+    positions: number;
+    trainable_parameters: number;
+    adapter_bytes: number;
+    activations_bytes: number;
+    logits_bytes: number;
+    largest_activation: PlanTensor;
+  };
+  device_bytes: number;
+  host_peak_bytes: number;
+  limits: { memory_bytes?: number; memory_name: string; max_buffer_bytes?: number; device_is_host: boolean };
+  fits: boolean;
+  /** Why it does not fit (kind "device"): the largest item and what would fit. */
+  error?: ErrorPayload;
+}
+
 export type Request =
+  | { op: "plan"; model: ModelPayload; options?: Record<string, unknown>; backend: Backend; maxBytes?: number; maxTensorBytes?: number; wasmUrl?: string }
   | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string }
   | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown>; resumeFrom?: CheckpointFiles }
   | { op: "pause" }

@@ -25,6 +25,8 @@ declare module "webpeft-wasm" {
   export function cpuThreads(): number;
   /** Milliseconds per n x n f32 matmul on the initialised device (after a warm-up). */
   export function benchMatmul(n: number, reps: number): Promise<number>;
+  /** The memory plan from the files' first bytes: `{need}` while a header is incomplete, else the plan with `fits` (crate/src/web.rs). */
+  export function planModel(names: string[], heads: Uint8Array[], lens: number[], options: object | undefined, limits: object): any;
   export class Session {
     private constructor();
     static load(names: string[], files: Uint8Array[], maxTensorBytes?: number): Session;

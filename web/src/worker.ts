@@ -25,6 +25,7 @@ import type {
 } from "./types";
 import { WebPeftError, isKind, payload } from "./errors";
 import { abortedError, authHeaders, checkRepoPath, hubError, hubFetch, openCache, pruneCache, repoInfo, resolveUrl } from "./hub";
+import { planLimits, planModel, refuseOverPlan } from "./plan";
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -426,6 +427,8 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>, signal: A
   const threads = backend === "cpu" ? { threads: core.cpuThreads ? core.cpuThreads() : 1 } : {};
   device = { f16: false, subgroups: false, ...gpu, ...dev, ...threads, backend: dev?.backend ?? backend, ...(notice ? { notice } : {}) } as DeviceInfo;
 
+  // The memory plan, from the files' headers only: a model that cannot fit is refused before it is downloaded or read.
+  await refuseOverPlan(core, msg.model, planLimits(device.backend, msg.maxBytes, msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined)));
   const { names, files } = await gatherModel(msg.model, progress, signal);
   if (signal.aborted) throw abortedError("load");
   const total = files.reduce((s, f) => s + f.length, 0);
@@ -816,6 +819,11 @@ async function classifyTexts(msg: Extract<Request, { op: "classify" }>, signal: 
 async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{ result: unknown; transfer?: Transferable[] }> {
   if (signal.aborted) throw abortedError(msg.op);
   switch (msg.op) {
+    case "plan": {
+      wasmReady ??= core.default({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
+      await wasmReady;
+      return { result: await planModel(core, msg.model, msg.options ? snake(msg.options) : undefined, planLimits(msg.backend, msg.maxBytes, msg.maxTensorBytes)) };
+    }
     case "load":
       return { result: await load(id, msg, signal) };
     case "train":

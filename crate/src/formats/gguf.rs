@@ -184,6 +184,12 @@ impl GgmlType {
             None => format!("type {id}"),
         }
     }
+    /// Bytes `elements` values take as stored (whole blocks), for the types this module
+    /// dequantises; `None` for the others. For planning memory from the header alone.
+    pub fn stored_bytes(self, elements: u64) -> Option<u64> {
+        let (per, bytes) = self.block()?;
+        elements.div_ceil(per as u64).checked_mul(bytes as u64)
+    }
     /// (values per block, bytes per block) for the types this module dequantises.
     fn block(self) -> Option<(usize, usize)> {
         match self {

@@ -155,7 +155,24 @@ impl Gpt2LMHeadModel {
 
     /// Runs the blocks on token embeddings `[batch, seq, n_embd]`, adding the
     /// position embeddings for positions after the cached ones.
-    pub fn forward_embeds(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> CausalOutput {
+    pub fn forward_embeds(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
+        let hidden = self.hidden_states(x, attention_mask, cache);
+        CausalOutput { logits: self.head(hidden.clone()), last_hidden_state: hidden }
+    }
+
+    /// The tied LM head: `[.., n_embd]` to `[.., vocab]` logits.
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.transformer.wte.attend(hidden)
+    }
+
+    /// The tied LM head as `[n_embd, vocab]` while `wte` is frozen, for the chunked loss.
+    pub fn frozen_head(&self) -> Option<Tensor<2>> {
+        let w = self.transformer.wte.weight.val();
+        (!w.is_require_grad()).then(|| w.transpose())
+    }
+
+    /// The blocks' final hidden states `[batch, seq, n_embd]` (after `ln_f`), without the LM head.
+    pub fn hidden_states(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
         let [b, s, d] = x.dims();
         let device = x.device();
         let offset = cache.as_ref().map_or(0, |c| c.offset());
@@ -178,9 +195,7 @@ impl Gpt2LMHeadModel {
             let m = &block.mlp;
             x = x.clone() + m.c_proj.forward(gelu_approximate(m.c_fc.forward(block.ln_2.forward(x))));
         }
-        let hidden = self.transformer.ln_f.forward(x);
-        let logits = self.transformer.wte.attend(hidden.clone());
-        CausalOutput { last_hidden_state: hidden, logits }
+        self.transformer.ln_f.forward(x)
     }
 
     /// Runs the model on `[batch, seq]` token ids.

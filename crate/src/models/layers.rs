@@ -46,6 +46,15 @@ pub enum WeightLayout {
 }
 
 impl Linear {
+    /// The `[in, out]` weight when the layer is a plain frozen projection (no
+    /// bias, no adapter, no gradient).
+    pub fn frozen_weight(&self) -> Option<Tensor<2>> {
+        let w = self.weight.val();
+        (self.bias.is_none() && self.lora.is_none() && self.ia3.is_none() && !w.is_require_grad()).then_some(w)
+    }
+}
+
+impl Linear {
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias` is true).
     pub fn load(
         w: &mut WeightMap,

@@ -288,7 +288,34 @@ impl LlamaForCausalLM {
 
     /// Runs the decoder on embeddings `[batch, seq, hidden]`. `attention_mask`
     /// (1 = real token) covers cached and new positions.
-    pub fn forward_embeds(&self, mut x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> CausalOutput {
+    pub fn forward_embeds(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
+        let hidden = self.hidden_states(x, attention_mask, cache);
+        CausalOutput { logits: self.head(hidden.clone()), last_hidden_state: hidden }
+    }
+
+    /// The LM head: `[.., hidden]` to `[.., vocab]` logits.
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => self.model.embed_tokens.attend(hidden),
+        }
+    }
+
+    /// The LM head as a `[hidden, vocab]` matrix when it is a plain frozen
+    /// projection (no adapter, no bias, no gradient), for the chunked loss.
+    pub fn frozen_head(&self) -> Option<Tensor<2>> {
+        match &self.lm_head {
+            Some(h) => h.frozen_weight(),
+            None => {
+                let w = self.model.embed_tokens.weight.val();
+                (!w.is_require_grad()).then(|| w.transpose())
+            }
+        }
+    }
+
+    /// The decoder's final hidden states `[batch, seq, hidden]` (after the
+    /// norm), without the LM head.
+    pub fn hidden_states(&self, mut x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let offset = cache.as_ref().map_or(0, |c| c.offset());
         let mask = causal_mask(b, s, offset, attention_mask, &x.device());
@@ -297,12 +324,7 @@ impl LlamaForCausalLM {
             x = x + a;
             x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
         }
-        let hidden = self.model.norm.forward(x);
-        let logits = match &self.lm_head {
-            Some(head) => head.forward(hidden.clone()),
-            None => self.model.embed_tokens.attend(hidden.clone()),
-        };
-        CausalOutput { last_hidden_state: hidden, logits }
+        self.model.norm.forward(x)
     }
 
     /// Runs the model on `[batch, seq]` token ids.

@@ -422,6 +422,27 @@ impl Model {
     /// continue from its past positions. Masks cover the real tokens only: a
     /// prompt or prefix adapter's positions are always attended, as in PEFT.
     pub fn forward(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, token_type_ids: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> Result<ForwardOutput> {
+        self.forward_with(ids, attention_mask, token_type_ids, cache, true)
+    }
+
+    /// A decoder's LM head as `[hidden, vocab]`, when it is a plain frozen
+    /// projection: training then computes the loss chunk by chunk from the
+    /// hidden states ([`Model::forward_hidden`]) instead of from whole logits.
+    pub fn frozen_lm_head(&self) -> Option<Tensor<2>> {
+        match &self.network {
+            Network::Llama(m) => m.frozen_head(),
+            Network::Gpt2(m) => m.frozen_head(),
+            Network::Bert(_) => None,
+        }
+    }
+
+    /// [`Model::forward`] without the LM head: `token_logits` is `None`, so no
+    /// `[batch, seq, vocab]` tensor is made.
+    pub fn forward_hidden(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>) -> Result<ForwardOutput> {
+        self.forward_with(ids, attention_mask, None, None, false)
+    }
+
+    fn forward_with(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, token_type_ids: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>, logits: bool) -> Result<ForwardOutput> {
         let batch = ids.len();
         let seq = ids.first().map_or(0, Vec::len);
         if batch == 0 || seq == 0 {
@@ -490,14 +511,16 @@ impl Model {
         };
         Ok(match &self.network {
             Network::Llama(m) => {
-                let out = m.forward_embeds(with_prompt(m.embed(input)), attention_mask, cache);
-                let class_logits = m.score.as_ref().map(|s| last_token(&out.last_hidden_state, s));
-                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits, virtual_tokens }
+                let hidden = m.hidden_states(with_prompt(m.embed(input)), attention_mask, cache);
+                let class_logits = m.score.as_ref().map(|s| last_token(&hidden, s));
+                let token_logits = logits.then(|| m.head(hidden.clone()));
+                ForwardOutput { last_hidden_state: hidden, token_logits, class_logits, virtual_tokens }
             }
             Network::Gpt2(m) => {
-                let out = m.forward_embeds(with_prompt(m.embed(input)), attention_mask, cache);
-                let class_logits = m.score.as_ref().map(|s| last_token(&out.last_hidden_state, s));
-                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: Some(out.logits), class_logits, virtual_tokens }
+                let hidden = m.hidden_states(with_prompt(m.embed(input)), attention_mask, cache);
+                let class_logits = m.score.as_ref().map(|s| last_token(&hidden, s));
+                let token_logits = logits.then(|| m.head(hidden.clone()));
+                ForwardOutput { last_hidden_state: hidden, token_logits, class_logits, virtual_tokens }
             }
             Network::Bert(m) => {
                 // Token types: the virtual tokens get type 0, as PEFT pads them.

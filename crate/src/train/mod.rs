@@ -34,12 +34,51 @@ pub enum Targets {
 pub const IGNORE: i32 = -100;
 
 /// Mean cross-entropy of `logits` `[n, classes]` against `labels`.
-fn cross_entropy(logits: Tensor<2>, labels: &[u32]) -> Tensor<1> {
+pub fn cross_entropy(logits: Tensor<2>, labels: &[u32]) -> Tensor<1> {
     let [n, _] = logits.dims();
     let device = logits.device();
     let idx: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
     let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [n, 1]), &device);
     log_softmax(logits, 1).gather(1, idx).mean().neg()
+}
+
+/// Most logits one chunk of the training loss holds (16 MB as f32): with a
+/// frozen LM head, training never holds more of `[batch, seq, vocab]` at once.
+pub const LOGITS_CHUNK: usize = 1 << 22;
+
+/// [`cross_entropy`] of `hidden` rows `[n, h]` through a frozen LM head
+/// `[h, vocab]`, without the `[n, vocab]` logits (and their gradient) ever
+/// existing at once: chunk by chunk of rows, the logits, their log-softmax and
+/// the rows' gradient (by a backward pass over that chunk's own small graph)
+/// are computed and dropped (`chunk_values` logits at most per chunk). The loss brings the gradient `G` into the
+/// model's graph as `value + (s - detach(s))`, `s = sum(hidden * G)`: its value
+/// is exactly `value` and its gradient with respect to `hidden` is `G`. What
+/// autodiff keeps is `hidden` and `G` (`[n, h]` each), not `[n, vocab]`.
+pub fn chunked_cross_entropy(hidden: Tensor<2>, head: Tensor<2>, labels: &[u32], chunk_values: usize) -> Tensor<1> {
+    let [n, _] = hidden.dims();
+    let vocab = head.dims()[1];
+    let rows = (chunk_values / vocab.max(1)).clamp(1, n.max(1));
+    let device = hidden.device();
+    let (values, head) = (hidden.clone().inner(), head.inner());
+    let (mut total, mut grads) = (None, Vec::with_capacity(n.div_ceil(rows)));
+    for start in (0..n).step_by(rows) {
+        let len = rows.min(n - start);
+        let x = Tensor::from_inner(values.clone().narrow(0, start, len)).require_grad();
+        let idx: Vec<i64> = labels[start..start + len].iter().map(|&l| l as i64).collect();
+        let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [len, 1]), &device);
+        let logits = x.clone().matmul(Tensor::from_inner(head.clone()));
+        let part = log_softmax(logits, 1).gather(1, idx).sum().neg().div_scalar(n as f64);
+        let g = part.backward();
+        grads.push(x.grad(&g).expect("the chunk's rows require a gradient"));
+        let part = part.inner();
+        total = Some(match total {
+            None => part,
+            Some(t) => t + part,
+        });
+    }
+    let value = Tensor::from_inner(total.expect("at least one row"));
+    let s = (hidden * Tensor::from_inner(Tensor::cat(grads, 0))).sum();
+    value + (s.clone() - s.detach())
 }
 
 /// The (row, position) pairs of a causal batch that are scored, and their
@@ -64,11 +103,23 @@ fn causal_pairs(labels: &[Vec<i32>], positions: usize, virtual_tokens: usize) ->
 /// The training loss of `model` on a batch of equal-length rows
 /// (`attention_mask`: 1 = real token; `None` means all real).
 pub fn loss(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, targets: &Targets) -> Result<Tensor<1>> {
-    let out = model.forward(ids, attention_mask, None, None)?;
+    // A frozen LM head: the loss is taken chunk by chunk from the hidden states.
+    let head = match targets {
+        Targets::Classes(_) => None,
+        _ => model.frozen_lm_head(),
+    };
+    let out = match head {
+        Some(_) => model.forward_hidden(ids, attention_mask)?,
+        None => model.forward(ids, attention_mask, None, None)?,
+    };
     match targets {
         Targets::CausalLm | Targets::Tokens(_) => {
-            let logits = out.token_logits.ok_or_else(|| Error::input("train", "causal-lm training needs a causal LM"))?;
-            let [b, p, v] = logits.dims();
+            let [b, p, _] = out.last_hidden_state.dims();
+            let v = match (&head, &out.token_logits) {
+                (Some(h), _) => h.dims()[1],
+                (None, Some(l)) => l.dims()[2],
+                (None, None) => return Err(Error::input("train", "causal-lm training needs a causal LM")),
+            };
             let own;
             let labels = match targets {
                 Targets::Tokens(l) => l,
@@ -85,9 +136,15 @@ pub fn loss(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>
                 return Err(Error::input("train", format!("label {bad} is outside the vocabulary of {v}")));
             }
             let n = rows.len();
-            let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &logits.device());
-            let picked = logits.reshape([b * p, v]).select(0, idx);
-            Ok(cross_entropy(picked, &want))
+            let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &model.device);
+            match (head, out.token_logits) {
+                (Some(head), _) => {
+                    let h = out.last_hidden_state.dims()[2];
+                    Ok(chunked_cross_entropy(out.last_hidden_state.reshape([b * p, h]).select(0, idx), head, &want, LOGITS_CHUNK))
+                }
+                (None, Some(logits)) => Ok(cross_entropy(logits.reshape([b * p, v]).select(0, idx), &want)),
+                (None, None) => Err(Error::input("train", "causal-lm training needs a causal LM")),
+            }
         }
         Targets::Classes(labels) => {
             let logits = out.class_logits.ok_or_else(|| Error::input("train", "seq-cls training needs a classification head"))?;

@@ -65,6 +65,12 @@ window.wp = {
     log("loaded", JSON.stringify(tuner.device));
     return { ...described(tuner), progress: progress.length, progressFiles: [...new Set(progress.map((p) => p.file))] };
   }),
+  /** Tuner.plan: the memory plan of a model from its headers only. `source`: { urls } (made absolute) or { files: urls } (read, then given as bytes). */
+  plan: safe(async (source, train, opts = {}) => {
+    const src = source.files ? { files: await readFiles(source.files) } : source;
+    // Wrapped: a plan that does not fit has its own `error` field.
+    return { plan: await window.webpeft.Tuner.plan(src, train, opts) };
+  }),
   /** Loads from in-memory files, with model.safetensors cut to `truncate` bytes if given. */
   loadBytes: safe(async (urls, { truncate, ...opts } = {}) => {
     tuner?.dispose();

@@ -2,6 +2,7 @@
 //! not touch (files, arguments, blocking on GPU reads) and calls the core.
 
 mod bench;
+mod plan;
 mod train;
 
 use std::io::Write;
@@ -101,6 +102,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print the memory plan of loading (and, with --task/--method, training) a model, from its headers only; exit 1 when it does not fit.
+    Plan(Box<plan::PlanArgs>),
     /// Measure speed (a measurement, not a test).
     Bench {
         #[command(subcommand)]
@@ -142,6 +145,7 @@ fn run(command: Command) -> Result<()> {
                 println!("chat template:   {}", if i.has_chat_template { "yes" } else { "no" });
             }
         }
+        Command::Plan(a) => plan::run(*a)?,
         Command::Tokenize { model, text } => {
             let m = load(&model, Backend::Cpu)?;
             let ids = tokenizer(&m)?.encode(&text, true)?;
