@@ -498,7 +498,7 @@ export class Tuner {
    * loaded. A plan that does not fit has `fits: false` and a typed `error`.
    */
   static async plan(source: ModelSource, trainOptions?: Partial<TrainOptions>, opts: PlanOptions = {}): Promise<MemoryPlan> {
-    const { model } = modelPayload(source);
+    const { model } = modelPayload(source, { token: opts.token, endpoint: opts.endpoint });
     const url = opts.workerUrl ?? new URL("./worker.js", import.meta.url);
     let worker: Worker;
     try {
@@ -509,7 +509,7 @@ export class Tuner {
     const conn = new Connection(worker);
     try {
       const options = trainOptions ? ({ ...trainOptions } as Record<string, unknown>) : undefined;
-      const plan = await conn.request<MemoryPlan | undefined>({ op: "plan", model, options, backend: opts.backend ?? "cpu", maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, wasmUrl: resolved(opts.wasmUrl) });
+      const plan = await conn.request<MemoryPlan | undefined>({ op: "plan", model, options, backend: opts.backend ?? "cpu", maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, wasmUrl: resolved(opts.wasmUrl, "wasmUrl") });
       if (!plan) throw new WebPeftError("unsupported", "plan: this build of the core has no planModel", "plan");
       return plan;
     } finally {

@@ -4,6 +4,7 @@
 // with a typed "device" error before anything is downloaded or read whole.
 import type { Backend, MemoryPlan, ModelPayload } from "./types";
 import { WebPeftError } from "./errors";
+import { authHeaders, openCache, repoInfo, resolveUrl } from "./hub";
 
 /** The part of the wasm core the plan uses (`crate/src/web.rs` `planModel`). */
 export interface PlanCore {
@@ -57,11 +58,11 @@ const concat = (a: Uint8Array, b: Uint8Array) => {
 };
 
 /** Bytes [start, end) of a URL with a Range request, and the file's length. A server that ignores Range is read only up to `end`. */
-async function fetchRange(url: string, start: number, end: number): Promise<{ bytes: Uint8Array; total: number } | null> {
+async function fetchRange(url: string, start: number, end: number, headers: Record<string, string> = {}): Promise<{ bytes: Uint8Array; total: number } | null> {
   const file = fileNameOf(url);
   let res: Response;
   try {
-    res = await fetch(url, { headers: { Range: `bytes=${start}-${Math.max(start, end - 1)}` }, cache: "no-store" });
+    res = await fetch(url, { headers: { ...headers, Range: `bytes=${start}-${Math.max(start, end - 1)}` }, cache: "no-store" });
   } catch (e) {
     throw new WebPeftError("io", `${file}: could not fetch ${url} (${(e as Error).message})`, file);
   }
@@ -86,14 +87,14 @@ async function fetchRange(url: string, start: number, end: number): Promise<{ by
   return { bytes: got.slice(start, end), total: Number.isFinite(total) && total > 0 ? total : got.length };
 }
 
-async function urlSource(url: string, first: number, optional = false): Promise<Source | null> {
-  const r = await fetchRange(url, 0, first);
+async function urlSource(url: string, first: number, optional = false, headers: Record<string, string> = {}): Promise<Source | null> {
+  const r = await fetchRange(url, 0, first, headers);
   if (!r) {
     if (optional) return null;
     const file = fileNameOf(url);
     throw new WebPeftError("io", `${file}: ${url} answered HTTP 404`, file);
   }
-  return { name: fileNameOf(url), len: r.total, head: r.bytes, read: async (s, e) => (await fetchRange(url, s, e))?.bytes ?? new Uint8Array(0) };
+  return { name: fileNameOf(url), len: r.total, head: r.bytes, read: async (s, e) => (await fetchRange(url, s, e, headers))?.bytes ?? new Uint8Array(0) };
 }
 
 /** How much of a file to read first: JSON whole, the 8-byte length of a safetensors header, 1 MiB of a GGUF. */
@@ -129,18 +130,21 @@ async function openSources(model: ModelPayload): Promise<Source[]> {
     }
     return out;
   }
-  const base = `https://huggingface.co/${model.repo}/resolve/${encodeURIComponent(model.revision)}/`;
-  if (model.file?.toLowerCase().endsWith(".gguf")) return [(await urlSource(base + model.file, firstBytes(model.file)))!];
-  const out = [(await urlSource(base + "config.json", firstBytes("config.json")))!];
-  const single = await urlSource(base + "model.safetensors", 8, true);
+  // The Hub as Tuner.load reads it: the revision resolved to a commit, the token sent.
+  const info = await repoInfo({ repo: model.repo, revision: model.revision, endpoint: model.endpoint, token: model.token }, await openCache());
+  const auth = authHeaders(model.token);
+  const hub = (path: string, first: number, optional = false) => urlSource(resolveUrl(model.endpoint, model.repo, info.commit, path), first, optional, auth);
+  if (model.file?.toLowerCase().endsWith(".gguf")) return [(await hub(model.file, firstBytes(model.file)))!];
+  const out = [(await hub("config.json", firstBytes("config.json")))!];
+  const single = await hub("model.safetensors", 8, true);
   if (single) return [...out, single];
-  const index = await urlSource(base + "model.safetensors.index.json", firstBytes(".json"), true);
+  const index = await hub("model.safetensors.index.json", firstBytes(".json"), true);
   if (!index) {
     throw new WebPeftError("io", `${model.repo}: neither model.safetensors nor model.safetensors.index.json was found`, model.repo);
   }
   out.push(index);
   const map = JSON.parse(new TextDecoder().decode(index.head)).weight_map ?? {};
-  for (const shard of [...new Set(Object.values(map) as string[])].sort()) out.push((await urlSource(base + shard, 8))!);
+  for (const shard of [...new Set(Object.values(map) as string[])].sort()) out.push((await hub(shard, 8))!);
   return out;
 }
 

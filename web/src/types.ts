@@ -422,6 +422,9 @@ export interface PlanOptions {
   maxBytes?: number;
   /** Largest single buffer in bytes (WebGPU's `maxStorageBufferBindingSize`); none by default. */
   maxTensorBytes?: number;
+  /** For Hub sources: an access token and the Hub's URL, as in `LoadOptions`. */
+  token?: string;
+  endpoint?: string;
   workerUrl?: string | URL;
   wasmUrl?: string | URL;
 }

@@ -428,7 +428,14 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>, signal: A
   device = { f16: false, subgroups: false, ...gpu, ...dev, ...threads, backend: dev?.backend ?? backend, ...(notice ? { notice } : {}) } as DeviceInfo;
 
   // The memory plan, from the files' headers only: a model that cannot fit is refused before it is downloaded or read.
-  await refuseOverPlan(core, msg.model, planLimits(device.backend, msg.maxBytes, msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined)));
+  try {
+    await refuseOverPlan(core, msg.model, planLimits(device.backend, msg.maxBytes, msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined)));
+  } catch (e) {
+    // Only a plan that does not fit (or a malformed header) stops the load here. A source the plan
+    // could not reach (an offline Hub with the model cached, say) is left to the download, which
+    // uses the cache or reports its own typed error.
+    if (!(e instanceof WebPeftError) || e.kind !== "io") throw e;
+  }
   const { names, files } = await gatherModel(msg.model, progress, signal);
   if (signal.aborted) throw abortedError("load");
   const total = files.reduce((s, f) => s + f.length, 0);
