@@ -21,32 +21,7 @@ echo "== npm package (web/dist)"
 node web/build.mjs
 
 mkdir -p tests/out
-# An explicit file list: node >= 21 takes a directory argument as a file and fails.
-shopt -s nullglob
-files=(tests/web/*.test.mjs)
-shopt -u nullglob
-if [ "${#files[@]}" -eq 0 ]; then
-  echo "test-web: no test files (tests/web/*.test.mjs)" >&2
-  exit 1
-fi
-log="$(mktemp)"
-echo "== browser tests (node --test tests/web/*.test.mjs: ${#files[@]} files)"
-# One file at a time: each starts its own Chromium, and SwiftShader uses every core.
-set +e
-node --test --test-concurrency=1 --test-reporter=spec "$@" "${files[@]}" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
-# A file that registers no test is itself reported as one passing test
-# ("✔ <path>.test.mjs (..ms)"): it is counted apart, not as a pass.
-read -r ran p f k empty < <(awk '/^ℹ tests / { t = $3 } /^ℹ pass / { p = $3 } /^ℹ fail / { f = $3 } /^ℹ skipped / { k = $3 }
-  /^✔ .*\.test\.mjs \([0-9.]+ms\)$/ { e++ }
-  END { print t - e, p - e, f + 0, k + 0, e + 0 }' "$log")
-echo "web tests: $p passed, $f failed$([ "$k" -gt 0 ] && echo ", $k skipped")$([ "$empty" -gt 0 ] && echo ", $empty files without tests")"
-rm -f "$log"
-# Zero tests run (a bad pattern, no summary because node crashed) or a test
-# file without tests is a failure, not a pass.
-if [ "$status" -eq 0 ] && { [ "$ran" -le 0 ] || [ "$p" -le 0 ] || [ "$empty" -gt 0 ]; }; then
-  echo "test-web: $p of $ran tests passed, $empty files without tests; failing" >&2
-  status=1
-fi
+source scripts/node-tests.sh
+status=0
+run_node_tests web tests/web "$@" || status=$?
 exit "$status"
