@@ -129,12 +129,12 @@ fn trainable_values_match_the_created_adapters() {
         let (h, _) = heads(&fixture(model));
         let p = plan(&h, Some(&s)).unwrap();
         let m = freeze(Model::load(&files(&fixture(model)), &device(Backend::Cpu).autodiff()).unwrap());
-        let ds = match (s.task().unwrap(), model) {
+        let ds = match (s.task, model) {
             (data::Task::SeqCls, "tiny-bert") => &three,
             (data::Task::SeqCls, _) => &labelled,
             _ => &text,
         };
-        let (_, prep) = prepare(m, &s, ds, None).unwrap_or_else(|e| panic!("{model} {options}: {e}"));
+        let (_, prep) = prepare(&m, &m, &s, ds, None).unwrap_or_else(|e| panic!("{model} {options}: {e}"));
         let t = p.training.as_ref().unwrap();
         assert_eq!(t.trainable_parameters, prep.trainable_parameters as u64, "{model} {options}");
         assert_eq!(t.adapter_bytes, t.trainable_parameters * 16, "AdamW: value, gradient, two moments");
