@@ -139,6 +139,8 @@ window.wp = {
     return Object.fromEntries(Object.entries(files).map(([k, v]) => [k, v.length]));
   }),
   exportZipSize: safe(async () => (await tuner.exportAdapter()).size),
+  /** The exported adapter's webpeft.json, parsed. */
+  exportSidecar: safe(async () => JSON.parse(new TextDecoder().decode((await tuner.exportAdapterFiles())["webpeft.json"]))),
   /** Offers the adapter zip as a download (<a download>), as a page would. */
   downloadAdapter: safe(async () => {
     const blob = await tuner.exportAdapter();
