@@ -239,9 +239,12 @@ $("method").addEventListener("change", () => {
 });
 function updateMethodFields() {
   const m = $("method").value;
+  document.querySelectorAll(".dp-only").forEach((el) => (el.hidden = !$("dp").checked));
   document.querySelectorAll(".lora-only").forEach((el) => (el.hidden = m !== "lora" && m !== "dora"));
   document.querySelectorAll(".prompt-only").forEach((el) => (el.hidden = m !== "prompt" && m !== "prefix"));
 }
+
+$("dp").addEventListener("change", updateMethodFields);
 
 $("load-model").addEventListener("click", () => {
   try {
@@ -398,6 +401,8 @@ function readOptions() {
     if (t.length) o.targets = t;
   }
   if (method === "prompt" || method === "prefix") o.virtualTokens = num("virtual-tokens");
+  // delta 1e-5 is below 1/n for any dataset a tab trains on (n < 100,000), as DP needs.
+  if ($("dp").checked) o.dp = { targetEpsilon: num("dp-epsilon"), delta: 1e-5, maxGradNorm: num("dp-clip") };
   if (state.baseModel) o.baseModel = state.baseModel;
   return o;
 }
@@ -408,6 +413,8 @@ function writeOptions(o) {
   set("warmup", o.warmup); set("eval-split", o.evalSplit); set("seed", o.seed); set("steps", o.steps ?? 0);
   set("eval-every", o.evalEvery ?? 0); set("rank", o.r); set("alpha", o.alpha); set("dropout", o.dropout);
   set("virtual-tokens", o.virtualTokens);
+  $("dp").checked = !!o.dp;
+  if (o.dp) { set("dp-epsilon", o.dp.targetEpsilon); set("dp-clip", o.dp.maxGradNorm); }
   $("targets").value = o.targets ? o.targets.join(", ") : "";
   setText("eval-split-value", `${Math.round($("eval-split").value * 100)}%`);
   updateMethodFields();
@@ -590,6 +597,7 @@ const ui = {
     setText("train-status", `Step ${e.step} / ${job.total}${epochs} · ETA ${fmtTime(e.eta_s)}`);
     setText("stat-loss", e.loss.toFixed(4));
     setText("stat-tps", fmtInt(e.tokens_per_s));
+    setText("stat-epsilon", e.epsilon !== undefined ? `ε = ${e.epsilon.toFixed(2)} of ${job.options.dp.targetEpsilon} (δ = ${job.options.dp.delta})` : "not private");
   },
   evaluated(e) {
     const i = series.x.lastIndexOf(e.step);
@@ -650,6 +658,7 @@ async function startTraining({ resumeFrom } = {}) {
     }
   }
   setText("train-status", resumeFrom ? `Resuming at step ${job.done}…` : "Starting…");
+  setText("stat-epsilon", "–");
   refreshButtons();
   const t0 = performance.now();
   try {
