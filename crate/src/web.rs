@@ -211,6 +211,39 @@ pub struct Session {
 }
 
 impl Session {
+    async fn generate_from(&self, ids: Vec<u32>, max_new_tokens: usize, temperature: f32, top_p: f32, seed: u32, on_token: Function) -> std::result::Result<String, JsValue> {
+        let m = self.model().map_err(js_error)?;
+        let tok = m.tokenizer.as_ref().ok_or_else(|| js_error(Error::format("model", "the model has no tokenizer")))?;
+        let stop_ids = stop_ids(m);
+        let opts = GenerateOptions { max_new_tokens, temperature, top_p, seed: seed as u64, stop_ids: stop_ids.clone() };
+        let mut out: Vec<u32> = vec![];
+        let mut sent = 0usize;
+        generate_async(m, &ids, &opts, |id| {
+            if !stop_ids.contains(&id) {
+                out.push(id);
+            }
+            let mut piece = String::new();
+            if let Ok(text) = tok.decode(&out) {
+                if text.len() > sent && text.is_char_boundary(sent) {
+                    piece = text[sent..].to_string();
+                    sent = text.len();
+                }
+            }
+            // A callback that throws is ignored (as before); only `false` stops.
+            let answer = on_token.call1(&JsValue::NULL, &piece.into());
+            async move {
+                match answer.map(|v| v.dyn_into::<js_sys::Promise>()) {
+                    Ok(Ok(p)) => JsFuture::from(p).await.map(|v| v.as_bool() != Some(false)).unwrap_or(false),
+                    Ok(Err(v)) => v.as_bool() != Some(false),
+                    Err(_) => true,
+                }
+            }
+        })
+        .await
+        .map_err(js_error)?;
+        tok.decode(&out).map_err(js_error)
+    }
+
     fn model(&self) -> Result<&Model> {
         match &self.state {
             State::Idle(m) => Ok(m),
@@ -423,34 +456,39 @@ impl Session {
         } else {
             tok.encode(&prompt, true).map_err(js_error)?
         };
-        let stop_ids = stop_ids(m);
-        let opts = GenerateOptions { max_new_tokens, temperature, top_p, seed: seed as u64, stop_ids: stop_ids.clone() };
-        let mut out: Vec<u32> = vec![];
-        let mut sent = 0usize;
-        generate_async(m, &ids, &opts, |id| {
-            if !stop_ids.contains(&id) {
-                out.push(id);
-            }
-            let mut piece = String::new();
-            if let Ok(text) = tok.decode(&out) {
-                if text.len() > sent && text.is_char_boundary(sent) {
-                    piece = text[sent..].to_string();
-                    sent = text.len();
-                }
-            }
-            // A callback that throws is ignored (as before); only `false` stops.
-            let answer = on_token.call1(&JsValue::NULL, &piece.into());
-            async move {
-                match answer.map(|v| v.dyn_into::<js_sys::Promise>()) {
-                    Ok(Ok(p)) => JsFuture::from(p).await.map(|v| v.as_bool() != Some(false)).unwrap_or(false),
-                    Ok(Err(v)) => v.as_bool() != Some(false),
-                    Err(_) => true,
-                }
-            }
-        })
-        .await
-        .map_err(js_error)?;
-        tok.decode(&out).map_err(js_error)
+        self.generate_from(ids, max_new_tokens, temperature, top_p, seed, on_token).await
+    }
+
+    /// Generates the next assistant turn after `messages` (a JSON array of
+    /// `{role, content}`), rendered with the model's chat template and its
+    /// generation prompt; otherwise as `generate`.
+    #[allow(clippy::too_many_arguments)]
+    #[wasm_bindgen(js_name = generateChat)]
+    pub async fn generate_chat(&self, messages: String, max_new_tokens: usize, temperature: f32, top_p: f32, seed: u32, on_token: Function) -> std::result::Result<String, JsValue> {
+        let m = self.model().map_err(js_error)?;
+        let tok = m.tokenizer.as_ref().ok_or_else(|| js_error(Error::format("model", "the model has no tokenizer")))?;
+        let msgs: Vec<Message> = serde_json::from_str(&messages).map_err(|e| js_error(Error::input("messages", format!("expected [{{role, content}}]: {e}"))))?;
+        let text = tok.apply_chat_template(&msgs, true).map_err(js_error)?;
+        let ids = tok.encode(&text, false).map_err(js_error)?;
+        self.generate_from(ids, max_new_tokens, temperature, top_p, seed, on_token).await
+    }
+
+    /// The chat template's rendering of `messages` (a JSON array of `{role, content}`),
+    /// with the generation prompt when `add_generation_prompt`.
+    #[wasm_bindgen(js_name = renderChat)]
+    pub fn render_chat(&self, messages: String, add_generation_prompt: bool) -> std::result::Result<String, JsValue> {
+        let m = self.model().map_err(js_error)?;
+        let tok = m.tokenizer.as_ref().ok_or_else(|| js_error(Error::format("model", "the model has no tokenizer")))?;
+        let msgs: Vec<Message> = serde_json::from_str(&messages).map_err(|e| js_error(Error::input("messages", format!("expected [{{role, content}}]: {e}"))))?;
+        tok.apply_chat_template(&msgs, add_generation_prompt).map_err(js_error)
+    }
+
+    /// Token ids of `text` with the model's tokenizer (with its special tokens,
+    /// such as BOS, when `special_tokens`), as the native `webpeft tokenize`.
+    pub fn tokenize(&self, text: String, special_tokens: bool) -> std::result::Result<Vec<u32>, JsValue> {
+        let m = self.model().map_err(js_error)?;
+        let tok = m.tokenizer.as_ref().ok_or_else(|| js_error(Error::format("model", "the model has no tokenizer")))?;
+        tok.encode(&text, special_tokens).map_err(js_error)
     }
 
     /// Class probabilities for each text (sequence classification).

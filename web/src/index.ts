@@ -7,8 +7,12 @@ import type {
   Backend,
   BenchmarkOptions,
   BenchmarkResult,
+  ChatMessage,
+  ChatOptions,
+  ChatReply,
   Classification,
   ClassifyOptions,
+  TokenizeOptions,
   HubRepoInfo,
   ListFilesOptions,
   DataInput,
@@ -244,6 +248,20 @@ function resolved(url: string | URL | undefined, what: string): string | undefin
   } catch {
     bad(what, `${show(String(url))} is not a valid URL`);
   }
+}
+
+const ROLES = ["system", "user", "assistant"];
+
+/** A checked copy of chat messages. */
+function chatMessages(messages: unknown): ChatMessage[] {
+  if (!Array.isArray(messages) || !messages.length) bad("messages", `expected a non-empty array of { role, content }, got ${show(messages)}`);
+  return (messages as unknown[]).map((m, i) => {
+    if (!isRecord(m)) bad(`messages[${i}]`, `expected { role, content }, got ${show(m)}`);
+    const { role, content } = m as Record<string, unknown>;
+    if (typeof role !== "string" || !ROLES.includes(role)) bad(`messages[${i}].role`, `expected "system", "user" or "assistant", got ${show(role)}`);
+    if (typeof content !== "string") bad(`messages[${i}].content`, `expected a string, got ${show(content)}`);
+    return { role: role as ChatMessage["role"], content: content as string };
+  });
 }
 
 function isBlob(v: unknown): v is Blob {
@@ -604,6 +622,79 @@ export class Tuner {
   }
 
   /**
+   * The next assistant turn after `messages` (`{ role: "system" | "user" | "assistant", content }[]`),
+   * rendered with the model's chat template. The reply is a promise of the whole text and also an
+   * async iterable of its pieces (`for await (const piece of tuner.chat(messages))`); `opts.onToken`
+   * is called with each piece too. `opts.signal` stops it before the next token (kind "aborted").
+   */
+  chat(messages: ChatMessage[], options: ChatOptions = {}): ChatReply {
+    this.#check();
+    const msgs = chatMessages(messages);
+    const opts = optionsOf(options, "options") as ChatOptions & { chat?: unknown };
+    if (opts.chat !== undefined) bad("chat", "chat() always uses the chat template; leave out `chat`");
+    const request = {
+      op: "chat" as const,
+      messages: msgs,
+      maxNewTokens: optNumber(opts.maxNewTokens, "maxNewTokens", { min: 1, integer: true }) ?? 64,
+      temperature: optNumber(opts.temperature, "temperature", { min: 0 }) ?? 0,
+      topP: optNumber(opts.topP, "topP", { min: 0, max: 1, exclusiveMin: true }) ?? 1,
+      seed: optNumber(opts.seed, "seed", { min: 0, max: 2 ** 32 - 1, integer: true }) ?? 0,
+      adapter: optBool(opts.adapter, "adapter") ?? true,
+    };
+    const userOnToken = optFn(opts.onToken, "onToken");
+    const signal = optSignal(opts.signal);
+    // Pieces not yet taken by the iterator, and the iterator's waiting read.
+    const queue: string[] = [];
+    let wake: (() => void) | undefined;
+    let finished = false;
+    let failure: { error: unknown } | undefined;
+    const onToken = (t: string) => {
+      queue.push(t);
+      wake?.();
+      userOnToken?.(t);
+    };
+    const done = this.#conn.request<string>(request, { onToken }, [], signal);
+    done.then(
+      () => { finished = true; wake?.(); },
+      (e) => { finished = true; failure = { error: e }; wake?.(); },
+    );
+    const reply = done as ChatReply;
+    reply[Symbol.asyncIterator] = async function* () {
+      for (;;) {
+        if (queue.length) {
+          yield queue.shift()!;
+          continue;
+        }
+        if (finished) {
+          if (failure) throw failure.error;
+          return;
+        }
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+    };
+    return reply;
+  }
+
+  /** The chat template's rendering of `messages` (the text `chat` generates after, with `addGenerationPrompt`, the default). */
+  async renderChat(messages: ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): Promise<string> {
+    this.#check();
+    const msgs = chatMessages(messages);
+    const opts = optionsOf(options, "options") as { addGenerationPrompt?: boolean };
+    const addGenerationPrompt = optBool(opts.addGenerationPrompt, "addGenerationPrompt") ?? true;
+    return this.#conn.request<string>({ op: "renderChat", messages: msgs, addGenerationPrompt });
+  }
+
+  /** Token ids of `text` with the model's tokenizer (with its special tokens, such as BOS, unless `specialTokens: false`). */
+  async tokenize(text: string, options: TokenizeOptions = {}): Promise<number[]> {
+    this.#check();
+    if (typeof text !== "string") bad("text", `expected a string, got ${show(text)}`);
+    const opts = optionsOf(options, "options") as TokenizeOptions;
+    const specialTokens = optBool(opts.specialTokens, "specialTokens") ?? true;
+    return this.#conn.request<number[]>({ op: "tokenize", text, specialTokens });
+  }
+
+  /**
    * Labels and class probabilities for each text (classification models and seq-cls
    * adapters). `opts.signal` stops it before the next text (kind "aborted").
    */
@@ -641,10 +732,16 @@ export class Tuner {
     return this.#conn.request<Record<string, Uint8Array>>({ op: "exportFiles" });
   }
 
-  /** Loads a PEFT adapter (its files, or a zip of them) onto the model. */
-  async loadAdapter(files: File[] | Record<string, Uint8Array | Blob>): Promise<void> {
+  /**
+   * Loads a PEFT adapter onto the model: its files, a zip of them, or the zip `Blob`
+   * that `exportAdapter()` returns. A zip without `adapter_config.json` and
+   * `adapter_model.safetensors` is a `format` error naming the missing file.
+   */
+  async loadAdapter(files: Blob | File[] | Record<string, Uint8Array | Blob>): Promise<void> {
     this.#check();
-    const { names, blobs } = namedFiles(files, "files");
+    const { names, blobs } = isBlob(files)
+      ? { names: [typeof (files as File).name === "string" && (files as File).name ? (files as File).name : "adapter.zip"], blobs: [files] }
+      : namedFiles(files, "files");
     await this.#conn.request<void>({ op: "loadAdapter", names, blobs });
   }
 

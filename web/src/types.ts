@@ -344,6 +344,26 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
+/** One turn of a chat. */
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/** Options of `Tuner.chat`: those of `generate`, less `chat` (always on). */
+export type ChatOptions = Omit<GenerateOptions, "chat">;
+
+/**
+ * What `Tuner.chat` returns: a promise of the whole reply that is also an async
+ * iterable of its pieces of text, as they are generated.
+ */
+export interface ChatReply extends Promise<string>, AsyncIterable<string> {}
+
+export interface TokenizeOptions {
+  /** Add the tokenizer's special tokens, such as BOS (default true, as the native `webpeft tokenize`). */
+  specialTokens?: boolean;
+}
+
 export interface ClassifyOptions {
   /** Use the trained/loaded adapter (default true). */
   adapter?: boolean;
@@ -487,6 +507,9 @@ export type Request =
   | { op: "resume" }
   | { op: "cancel" }
   | { op: "generate"; prompt: string; chat: boolean; maxNewTokens: number; temperature: number; topP: number; seed: number; adapter: boolean }
+  | { op: "chat"; messages: ChatMessage[]; maxNewTokens: number; temperature: number; topP: number; seed: number; adapter: boolean }
+  | { op: "renderChat"; messages: ChatMessage[]; addGenerationPrompt: boolean }
+  | { op: "tokenize"; text: string; specialTokens: boolean }
   | { op: "classify"; texts: string[]; adapter: boolean }
   | { op: "forward"; ids: number[] }
   | { op: "exportFiles" }

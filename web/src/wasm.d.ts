@@ -66,6 +66,19 @@ declare module "webpeft-wasm" {
       /** Called once per token with the new text ("" when none); answering false (or a Promise of false) stops. */
       onToken: (text: string) => boolean | Promise<boolean> | void,
     ): Promise<string>;
+    /** Like generate, after a chat: `messages` is a JSON array of {role, content}, rendered with the chat template and its generation prompt. */
+    generateChat(
+      messages: string,
+      maxNewTokens: number,
+      temperature: number,
+      topP: number,
+      seed: number,
+      onToken: (text: string) => boolean | Promise<boolean> | void,
+    ): Promise<string>;
+    /** The chat template's rendering of `messages` (a JSON array of {role, content}). */
+    renderChat(messages: string, addGenerationPrompt: boolean): string;
+    /** Token ids of `text` (with the special tokens, such as BOS, when `specialTokens`). */
+    tokenize(text: string, specialTokens: boolean): Uint32Array;
     classify(texts: string[]): Promise<{ label: string; probs: Record<string, number> }[]>;
     forward(ids: Uint32Array): Promise<Float32Array>;
     checkpoint(): Promise<AdapterFiles & { optimizer: Uint8Array; state: Uint8Array }>;

@@ -743,9 +743,13 @@ async function exportFiles(): Promise<Record<string, Uint8Array>> {
 async function loadAdapterFiles(names: string[], blobs: (Blob | Uint8Array)[]) {
   const s = needSession();
   const files = new Map<string, Uint8Array>();
+  let zips = 0;
   for (let i = 0; i < names.length; i++) {
     const bytes = await bytesOf(blobs[i]);
-    if (names[i].toLowerCase().endsWith(".zip")) {
+    // A zip by its name, or by its signature (a bare Blob from exportAdapter()).
+    const zipMagic = bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04;
+    if (names[i].toLowerCase().endsWith(".zip") || (zipMagic && !/\.(json|safetensors)$/i.test(names[i]))) {
+      zips++;
       let entries: Record<string, Uint8Array>;
       try {
         entries = unzipSync(bytes);
@@ -760,6 +764,7 @@ async function loadAdapterFiles(names: string[], blobs: (Blob | Uint8Array)[]) {
   const config = files.get("adapter_config.json");
   const weights = files.get("adapter_model.safetensors");
   for (const [name, f] of [["adapter_config.json", config], ["adapter_model.safetensors", weights]] as const) {
+    if (!f && zips) throw new WebPeftError("format", `${name}: missing from the adapter zip (it holds ${[...files.keys()].join(", ") || "nothing"})`, name);
     if (!f) throw new WebPeftError("input", `${name}: missing from the adapter files (${[...files.keys()].join(", ") || "none given"})`, name);
   }
   s.loadAdapter(config!, weights!, files.get("webpeft.json"));
@@ -808,6 +813,24 @@ async function generateText(id: number, msg: Extract<Request, { op: "generate" }
   return text;
 }
 
+/** A chat's next assistant turn, one token at a time (as generateText). */
+async function chatText(id: number, msg: Extract<Request, { op: "chat" }>, signal: AbortSignal): Promise<string> {
+  const s = needSession();
+  if (typeof (s as { generateChat?: unknown }).generateChat !== "function") {
+    throw new WebPeftError("unsupported", "chat: this build of the core has no Session.generateChat", "chat");
+  }
+  let tokens = 0;
+  const text = await withAdapter(s, msg.adapter, () =>
+    s.generateChat(JSON.stringify(msg.messages), msg.maxNewTokens, msg.temperature, msg.topP, msg.seed >>> 0, (t: string) => {
+      tokens++;
+      if (t) post({ id, type: "token", text: t });
+      return yieldToEvents().then(() => !signal.aborted);
+    }),
+  );
+  if (signal.aborted) throw abortedError("chat", ` after ${tokens} token${tokens === 1 ? "" : "s"}`);
+  return text;
+}
+
 /** Classification one text at a time, so an abort is seen between texts. */
 async function classifyTexts(msg: Extract<Request, { op: "classify" }>, signal: AbortSignal): Promise<unknown[]> {
   const s = needSession();
@@ -837,6 +860,17 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
       return { result: await train(id, msg) };
     case "generate":
       return { result: await generateText(id, msg, signal) };
+    case "chat":
+      return { result: await chatText(id, msg, signal) };
+    case "renderChat":
+      return { result: needSession().renderChat(JSON.stringify(msg.messages), msg.addGenerationPrompt) };
+    case "tokenize": {
+      const s = needSession();
+      if (typeof (s as { tokenize?: unknown }).tokenize !== "function") {
+        throw new WebPeftError("unsupported", "tokenize: this build of the core has no Session.tokenize", "tokenize");
+      }
+      return { result: Array.from(s.tokenize(msg.text, msg.specialTokens)) };
+    }
     case "classify":
       return { result: await classifyTexts(msg, signal) };
     case "forward": {
