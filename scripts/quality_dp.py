@@ -41,11 +41,10 @@ import peft  # noqa: E402
 import opacus  # noqa: E402
 from opacus import PrivacyEngine  # noqa: E402
 from peft import get_peft_model  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 from quality_peft import (  # noqa: E402
-    COMMON, LR, PEFT_CONFIG_TEXT, encode, evaluate, lr_factor, peft_config, read_jsonl,
-    run_method)
+    COMMON, LR, PEFT_CONFIG_TEXT, evaluate, load_task, lr_factor, peft_config, run_method)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -149,14 +148,7 @@ def main():
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
 
-    train_rows = read_jsonl(os.path.join(args.data, "train.jsonl"), args.limit_train)
-    eval_rows = read_jsonl(os.path.join(args.data, "eval.jsonl"), args.limit_eval)
-    labels = sorted({r["label"] for r in train_rows} | {r["label"] for r in eval_rows})
-    label2id = {l: i for i, l in enumerate(labels)}
-    id2label = {i: l for l, i in label2id.items()}
-    tok = AutoTokenizer.from_pretrained(args.model)
-    train = encode(tok, train_rows, label2id, COMMON["max_length"])
-    evald = encode(tok, eval_rows, label2id, COMMON["max_length"])
+    _, label2id, id2label, train, evald = load_task(args)
 
     t0 = time.time()
     results = {}

@@ -231,6 +231,20 @@ def run_method(method, args, model_dir, id2label, label2id, train, evald):
     }
 
 
+def load_task(args):
+    """The task's label maps and encoded train/eval tensors (`args.data`, `args.model`,
+    `args.limit_train`, `args.limit_eval`); shared with quality_dp.py."""
+    train_rows = read_jsonl(os.path.join(args.data, "train.jsonl"), args.limit_train)
+    eval_rows = read_jsonl(os.path.join(args.data, "eval.jsonl"), args.limit_eval)
+    labels = sorted({r["label"] for r in train_rows} | {r["label"] for r in eval_rows})
+    label2id = {l: i for i, l in enumerate(labels)}
+    id2label = {i: l for l, i in label2id.items()}
+    tok = AutoTokenizer.from_pretrained(args.model)
+    train = encode(tok, train_rows, label2id, COMMON["max_length"])
+    evald = encode(tok, eval_rows, label2id, COMMON["max_length"])
+    return labels, label2id, id2label, train, evald
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--methods", default=",".join(METHODS))
@@ -257,14 +271,7 @@ def main():
     transformers.utils.logging.disable_progress_bar()
     transformers.logging.set_verbosity_error()
 
-    train_rows = read_jsonl(os.path.join(args.data, "train.jsonl"), args.limit_train)
-    eval_rows = read_jsonl(os.path.join(args.data, "eval.jsonl"), args.limit_eval)
-    labels = sorted({r["label"] for r in train_rows} | {r["label"] for r in eval_rows})
-    label2id = {l: i for i, l in enumerate(labels)}
-    id2label = {i: l for l, i in label2id.items()}
-    tok = AutoTokenizer.from_pretrained(args.model)
-    train = encode(tok, train_rows, label2id, COMMON["max_length"])
-    evald = encode(tok, eval_rows, label2id, COMMON["max_length"])
+    labels, label2id, id2label, train, evald = load_task(args)
 
     def counts(t):
         return {id2label[i]: c for i, c in enumerate(torch.bincount(t, minlength=len(labels)).tolist())}
