@@ -21,6 +21,7 @@ use crate::peft::{set_label_names, TargetModules};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "Optimizer"))]
 pub enum OptimizerName {
     /// PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8).
     Adamw,
@@ -32,6 +33,7 @@ pub enum OptimizerName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "AdapterChoice"))]
 pub enum AdapterMode {
     /// A fresh adapter built from the options on the adapter-free base model;
     /// the attached adapter is set aside (the run does not change it).
@@ -48,6 +50,7 @@ pub enum AdapterMode {
 /// refused when the spec is read, before a model is touched.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase", optional_fields))]
 pub struct TrainSpec {
     pub task: Task,
     pub method: Method,
@@ -201,6 +204,7 @@ pub fn encode_for(model: &Model, ds: &Dataset, task: Task, seq_len: usize, label
 
 /// What [`prepare`] reports before the first step.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "TrainStart", rename_all = "camelCase"))]
 pub struct Prepared {
     pub trainable_parameters: usize,
     pub total_parameters: usize,
