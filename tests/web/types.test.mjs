@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, packWeb, requireBuild } from "./harness.mjs";
@@ -32,6 +32,11 @@ test("the packed declarations type-check under moduleResolution bundler, node16 
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "types-app", private: true, type: "module" }));
     // The package has no dependencies: this installs the tarball alone, offline.
     await run("npm", ["install", "--no-audit", "--no-fund", "--offline", "--loglevel=error", tgz], { cwd: app, timeout: 2 * 60_000 });
+    // What a registry and a resolver read from the installed package.json.
+    const manifest = JSON.parse(readFileSync(join(app, "node_modules/webpeft/package.json"), "utf8"));
+    assert.deepEqual(manifest.exports["."], { types: "./dist/index.d.ts", import: "./dist/index.js", default: "./dist/index.js" });
+    assert.match(manifest.repository?.url ?? "", /^git\+https:\/\/github\.com\/webpeft\/webpeft\.git$/);
+    assert.ok(manifest.homepage && manifest.bugs?.url, "homepage and bugs");
     for (const r of RESOLUTIONS) {
       await t.test(r.name, async () => {
         const config = `tsconfig.${r.name}.json`;
