@@ -37,7 +37,7 @@ export type Schedule = "constant" | "linear" | "cosine";
 export type Optimizer = "adamw" | "sgd";
 
 /**
- * The `dp` option of a training job (snake_case, like the rest of `TrainSpec`).
+ * The `dp` option of a training job (its fields cased like the rest of `TrainSpec`).
  */
 export type DpOptions = { 
 /**
@@ -62,17 +62,18 @@ noiseMultiplier?: number,
 seed?: number, };
 
 /**
- * A training job. Field names are the CLI's flags in snake_case; `None`
- * takes the method's PEFT default. The choice fields are enums with the
- * CLI's spellings (`causal-lm`, `ia3`, `adamw`, ...), so the CLI's flags and
- * the browser's options object share one definition; an unknown value is
- * refused when the spec is read, before a model is touched.
+ * A training job: the CLI's flags (snake_case here and in JSON, camelCase in
+ * the npm package's options). An unset field takes the method's PEFT default.
+ * The choice fields are enums with the CLI's spellings (`causal-lm`, `ia3`,
+ * `adamw`, ...), so the CLI's flags and the browser's options object share
+ * one definition; an unknown value is refused when the spec is read, before
+ * a model is touched.
  */
 export type TrainSpec = { task: Task, method: Method, 
 /**
- * With an adapter already on the model: `new` or `continue`. `None`
- * picks `continue` when the adapter these options would create has the
- * attached adapter's settings (see [`prepare`]), else `new`.
+ * With an adapter already on the model: `new` or `continue`. Unset, it
+ * is `continue` when the adapter these options would create has the
+ * attached adapter's settings (see `prepare`), else `new`.
  */
 adapter?: AdapterChoice, r?: number, alpha?: number, dropout: number, 
 /**
@@ -88,12 +89,12 @@ evalSplit: number, patience?: number,
  */
 baseModel: string, 
 /**
- * Differentially private training (DP-SGD); `None` trains normally.
+ * Differentially private training (DP-SGD); unset trains normally.
  */
 dp?: DpOptions, };
 
 /**
- * What [`prepare`] reports before the first step.
+ * What [`prepare`] reports before the first step (the start event of a run).
  */
 export type TrainStart = { trainableParameters: number, totalParameters: number, totalSteps: number, trainExamples: number, evalExamples: number, warnings: Array<string>, labels: Array<string> | null, 
 /**
@@ -133,7 +134,7 @@ perplexity?: number,
 accuracy?: number, macroF1?: number, examples: number, };
 
 /**
- * What [`Run::next`] reports.
+ * What [`Run::next`] reports: a step, an evaluation, the end of the run.
  */
 export type CoreEvent = { "event": "step" } & StepReport | { "event": "eval", step: number, metrics: EvalMetrics, } | { "event": "done", step: number, reason: string, };
 

@@ -81,7 +81,7 @@ pub struct EvalMetrics {
     pub examples: usize,
 }
 
-/// What [`Run::next`] reports.
+/// What [`Run::next`] reports: a step, an evaluation, the end of the run.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename = "CoreEvent"))]

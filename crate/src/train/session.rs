@@ -43,20 +43,21 @@ pub enum AdapterMode {
     Continue,
 }
 
-/// A training job. Field names are the CLI's flags in snake_case; `None`
-/// takes the method's PEFT default. The choice fields are enums with the
-/// CLI's spellings (`causal-lm`, `ia3`, `adamw`, ...), so the CLI's flags and
-/// the browser's options object share one definition; an unknown value is
-/// refused when the spec is read, before a model is touched.
+/// A training job: the CLI's flags (snake_case here and in JSON, camelCase in
+/// the npm package's options). An unset field takes the method's PEFT default.
+/// The choice fields are enums with the CLI's spellings (`causal-lm`, `ia3`,
+/// `adamw`, ...), so the CLI's flags and the browser's options object share
+/// one definition; an unknown value is refused when the spec is read, before
+/// a model is touched.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase", optional_fields))]
 pub struct TrainSpec {
     pub task: Task,
     pub method: Method,
-    /// With an adapter already on the model: `new` or `continue`. `None`
-    /// picks `continue` when the adapter these options would create has the
-    /// attached adapter's settings (see [`prepare`]), else `new`.
+    /// With an adapter already on the model: `new` or `continue`. Unset, it
+    /// is `continue` when the adapter these options would create has the
+    /// attached adapter's settings (see `prepare`), else `new`.
     pub adapter: Option<AdapterMode>,
     pub r: Option<usize>,
     pub alpha: Option<f64>,
@@ -87,7 +88,7 @@ pub struct TrainSpec {
     pub patience: Option<usize>,
     /// Written to `base_model_name_or_path`.
     pub base_model: String,
-    /// Differentially private training (DP-SGD); `None` trains normally.
+    /// Differentially private training (DP-SGD); unset trains normally.
     pub dp: Option<super::dp::DpSpec>,
 }
 
@@ -202,7 +203,7 @@ pub fn encode_for(model: &Model, ds: &Dataset, task: Task, seq_len: usize, label
     Ok((e.examples, e.warnings.into_iter().map(|w| format!("{}: {w}", ds.source)).collect()))
 }
 
-/// What [`prepare`] reports before the first step.
+/// What [`prepare`] reports before the first step (the start event of a run).
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename = "TrainStart", rename_all = "camelCase"))]
 pub struct Prepared {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The `dp` option of a training job (snake_case, like the rest of `TrainSpec`).
+/// The `dp` option of a training job (its fields cased like the rest of `TrainSpec`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DpOptions", rename_all = "camelCase", optional_fields))]
