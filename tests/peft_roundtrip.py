@@ -45,6 +45,12 @@ CASES = [
     ("bert-prompt", "tiny-bert", "seq-cls", "prompt", ["--virtual-tokens", "4"]),
     ("llama-seqcls-lora", "tiny-llama", "seq-cls", "lora", []),
     ("gpt2-seqcls-ia3", "tiny-gpt2", "seq-cls", "ia3", []),
+    ("qwen3-lora", "tiny-qwen3", "causal-lm", "lora", ["--r", "4", "--alpha", "8"]),
+    ("gemma3-lora", "tiny-gemma3", "causal-lm", "lora", ["--r", "4", "--alpha", "8"]),
+    ("gemma3-dora", "tiny-gemma3", "causal-lm", "dora", ["--r", "4"]),
+    ("gemma3-ia3", "tiny-gemma3", "causal-lm", "ia3", []),
+    ("gemma3-prefix", "tiny-gemma3", "causal-lm", "prefix", ["--virtual-tokens", "4"]),
+    ("gemma3-seqcls-lora", "tiny-gemma3", "seq-cls", "lora", []),
 ]
 
 

@@ -214,10 +214,8 @@ fn dims_from_config(c: &Value) -> Result<Dims> {
     let kv_heads = num(c, &["num_key_value_heads"]).unwrap_or(heads);
     let labels = c.get("id2label").and_then(Value::as_object).map(|m| m.len()).or_else(|| num(c, &["num_labels"]));
     Ok(Dims {
-        tied: match model_type.as_str() {
-            "llama" | "qwen2" => c.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
-            _ => true,
-        },
+        // transformers' default per family when config.json does not say.
+        tied: c.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(!matches!(model_type.as_str(), "llama" | "qwen2" | "qwen3")),
         model_type,
         hidden,
         layers: need(&["num_hidden_layers", "n_layer"])?,
@@ -230,33 +228,6 @@ fn dims_from_config(c: &Value) -> Result<Dims> {
     })
 }
 
-/// The HF name of a GGUF tensor (llama.cpp's names for the Llama family), as
-/// `formats::gguf::to_hf` maps them; `None` for tensors the network does not keep.
-fn gguf_hf_name(name: &str) -> Option<String> {
-    match name {
-        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
-        "output_norm.weight" => return Some("model.norm.weight".into()),
-        "output.weight" => return Some("lm_head.weight".into()),
-        _ => {}
-    }
-    let rest = name.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let (part, kind) = rest.rsplit_once('.')?;
-    let hf = match part {
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf}.{kind}"))
-}
-
 fn read_gguf(f: &FileHead) -> Result<(Dims, Vec<Meta>)> {
     let g = gguf::parse(&f.bytes, &f.name).map_err(|e| Error::format(&f.name, e.to_string().trim_start_matches(&format!("{}: ", f.name)).to_string()))?;
     let arch = g.metadata.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("").to_string();
@@ -264,7 +235,8 @@ fn read_gguf(f: &FileHead) -> Result<(Dims, Vec<Meta>)> {
     let need = |k: &str| key(k).ok_or_else(|| Error::format(&f.name, format!("metadata {arch}.{k} is missing")));
     let hidden = need("embedding_length")?;
     let heads = need("attention.head_count")?.max(1);
-    let head_dim = key("rope.dimension_count").unwrap_or(hidden / heads);
+    // qwen3 and gemma3 give head_dim as the key length; llama as the rotary dimension.
+    let head_dim = key("attention.key_length").or_else(|| key("rope.dimension_count")).unwrap_or(hidden / heads);
     let vocab = match key("vocab_size") {
         Some(v) => v,
         None => g.metadata.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()).ok_or_else(|| Error::format(&f.name, "missing vocab_size and tokenizer.ggml.tokens"))?,
@@ -290,7 +262,7 @@ fn read_gguf(f: &FileHead) -> Result<(Dims, Vec<Meta>)> {
         let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
         let float = !matches!(t.dtype, GgmlType::Other(_));
         // Tensors with no HF counterpart (rope_freqs) are read but not kept.
-        let name = gguf_hf_name(&t.name).unwrap_or_else(|| format!("(gguf) {}", t.name));
+        let name = gguf::hf_name(&arch, &t.name, dims.layers as u64).unwrap_or_else(|| format!("(gguf) {}", t.name));
         metas.push(Meta { name, shape, dtype: t.dtype.name(), stored, file: f.name.clone(), float });
     }
     Ok((dims, metas))
@@ -368,7 +340,7 @@ fn is_head(module: &str) -> bool {
 /// PEFT's default targets, as `peft::create` picks them.
 fn default_targets(model_type: &str, method: &str) -> (Vec<&'static str>, Vec<&'static str>) {
     match (method, model_type) {
-        ("ia3", "qwen2") => (vec!["down_proj", "q_proj", "v_proj"], vec!["down_proj"]),
+        ("ia3", "qwen2" | "qwen3" | "gemma3" | "gemma3_text") => (vec!["down_proj", "q_proj", "v_proj"], vec!["down_proj"]),
         ("ia3", "gpt2") => (vec!["c_attn", "mlp.c_proj"], vec!["mlp.c_proj"]),
         ("ia3", "bert") => (vec!["key", "output.dense", "value"], vec!["output.dense"]),
         ("ia3", _) => (vec!["down_proj", "k_proj", "v_proj"], vec!["down_proj"]),

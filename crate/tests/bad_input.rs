@@ -131,12 +131,12 @@ fn unsupported_gguf_architecture() {
     let e = Model::load(&files, &device(webpeft::device::Backend::Cpu)).err().expect("a gemma GGUF must be refused");
     assert_eq!(e.kind, webpeft::error::ErrorKind::Unsupported, "{e}");
     assert_eq!(e.source, "gemma.gguf");
-    assert!(e.message.contains("unsupported GGUF architecture 'gemma'") && e.message.contains("supported: llama, qwen2, qwen3"), "{e}");
+    assert!(e.message.contains("unsupported GGUF architecture 'gemma'") && e.message.contains("supported: llama, qwen2, qwen3, gemma3"), "{e}");
     let dir = std::env::temp_dir().join(format!("webpeft-bad-arch-gguf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("gemma.gguf");
     std::fs::write(&f, bytes).unwrap();
-    expect_cli_error(&f, &["gemma.gguf", "unsupported GGUF architecture 'gemma'", "supported: llama, qwen2, qwen3"]);
+    expect_cli_error(&f, &["gemma.gguf", "unsupported GGUF architecture 'gemma'", "supported: llama, qwen2, qwen3, gemma3"]);
 }
 
 #[test]

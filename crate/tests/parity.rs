@@ -81,6 +81,11 @@ fn qwen3_qk_norm_head_dim() {
 /// loading the same file: logits, hidden states, the KV cache, greedy tokens,
 /// and its embedded tokenizer's ids.
 fn check_gguf(arch: &str, architecture: &str) {
+    check_gguf_as(arch, architecture, arch)
+}
+
+/// [`check_gguf`] for an architecture whose HF `model_type` is not its GGUF name.
+fn check_gguf_as(arch: &str, architecture: &str, model_type: &str) {
     let dir = format!("gguf/tiny-{arch}");
     let file = format!("{dir}/model.gguf");
     for b in backends() {
@@ -88,14 +93,42 @@ fn check_gguf(arch: &str, architecture: &str) {
         check_greedy_ref(&file, &dir, b);
     }
     let m = load(&fixture(&file), Backend::Cpu);
-    assert_eq!((m.info.architecture.as_str(), m.info.model_type.as_str()), (architecture, arch));
+    assert_eq!((m.info.architecture.as_str(), m.info.model_type.as_str()), (architecture, model_type));
     let want: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(&dir).join("tokenizer.json")).unwrap()).unwrap();
     let tok = m.tokenizer.as_ref().unwrap();
-    for case in want["cases"].as_array().unwrap() {
+    let cases = want["cases"].as_array().unwrap();
+    assert!(cases.len() >= 6);
+    for (i, case) in cases.iter().enumerate() {
         let text = case["text"].as_str().unwrap();
         let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
         assert_eq!(tok.encode(text, true).unwrap(), ids, "{arch} GGUF tokenizer on {text:?}");
+        if let Some(decoded) = want.get("decoded") {
+            assert_eq!(tok.decode(&ids).unwrap(), decoded[i].as_str().unwrap(), "{arch} GGUF decode of {text:?}");
+        }
     }
+}
+
+#[test]
+fn gemma3_sliding_window_scaled_embeddings_softcap() {
+    for b in backends() {
+        check_decoder("tiny-gemma3", "tiny-gemma3", b);
+        check_greedy("tiny-gemma3", b);
+    }
+    let m = load(&fixture("tiny-gemma3"), Backend::Cpu);
+    assert_eq!((m.info.architecture.as_str(), m.kv_layout()), ("Gemma3ForCausalLM", Some((2, 2, 32))));
+    // Softcapped logits cannot go through the chunked loss's plain projection.
+    assert!(m.frozen_lm_head().is_none());
+}
+
+/// Gemma 3 from GGUF: (1 + w) norms stored by llama.cpp, five sliding layers and a global one
+/// (llama.cpp's fixed pattern), and a SentencePiece vocabulary (byte fallback, user-defined
+/// newline and space runs, control tokens) with multilingual text, emoji and code.
+#[test]
+fn gguf_gemma3_sentencepiece() {
+    check_gguf_as("gemma3", "Gemma3ForCausalLM", "gemma3_text");
+    let m = load(&fixture("gguf/tiny-gemma3/model.gguf"), Backend::Cpu);
+    assert_eq!(m.config["layer_types"][5], serde_json::json!("full_attention"));
+    assert_eq!(m.config["layer_types"][4], serde_json::json!("sliding_attention"));
 }
 
 #[test]

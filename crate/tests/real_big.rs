@@ -1,8 +1,12 @@
-//! Opt-in tests on a real Qwen2 GGUF: Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (494M parameters,
-//! 491 MB), against transformers loading the same file (`tests/fixtures/real/make_qwen_ref.py`).
-//! Run them with `npm run test:big` (which fetches the model with `scripts/fetch-models.sh --big`),
+//! Opt-in tests on real GGUFs against transformers loading the same files:
+//! - Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (`qwen2`, 494M parameters, 491 MB;
+//!   `tests/fixtures/real/make_qwen_ref.py`);
+//! - Gemma-3-270M, Q4_K_M (`gemma3`, SentencePiece vocabulary, 253 MB;
+//!   `tests/fixtures/real/make_gemma_ref.py`).
+//!
+//! Run them with `npm run test:big` (which fetches the models with `scripts/fetch-models.sh --big`),
 //! or `cargo test --release --features cli -p webpeft --test real_big -- --ignored`. Without the
-//! model they fail, saying how to fetch it; plain `cargo test` lists them as ignored.
+//! models they fail, saying how to fetch them; plain `cargo test` lists them as ignored.
 
 mod common;
 
@@ -16,25 +20,36 @@ use webpeft::Model;
 
 const FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 const SIZE: u64 = 491_400_064;
+const GEMMA_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+const GEMMA_SIZE: u64 = 253_113_024;
 
-fn model_path() -> PathBuf {
-    let p = std::env::var_os("WEBPEFT_QWEN_GGUF").map(PathBuf::from).unwrap_or_else(|| root().join("models").join(FILE));
+/// models/FILE (or the file `env` names), checked for its size.
+fn model_path(file: &str, size_want: u64, env: &str) -> PathBuf {
+    let p = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| root().join("models").join(file));
     let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
     assert!(
-        size == SIZE,
-        "{} is missing or incomplete ({size} of {SIZE} bytes): fetch it with `scripts/fetch-models.sh --big` \
-         (or run `npm run test:big`), or point WEBPEFT_QWEN_GGUF at the file",
+        size == size_want,
+        "{} is missing or incomplete ({size} of {size_want} bytes): fetch it with `scripts/fetch-models.sh --big` \
+         (or run `npm run test:big`), or point {env} at the file",
         p.display()
     );
     p
 }
 
 fn qwen(backend: Backend) -> Model {
-    load(&model_path(), backend)
+    load(&model_path(FILE, SIZE, "WEBPEFT_QWEN_GGUF"), backend)
+}
+
+fn gemma(backend: Backend) -> Model {
+    load(&model_path(GEMMA_FILE, GEMMA_SIZE, "WEBPEFT_GEMMA_GGUF"), backend)
 }
 
 fn reference() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(fixture("real/qwen_coder.json")).unwrap()).unwrap()
+    json_fixture("real/qwen_coder.json")
+}
+
+fn json_fixture(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixture(name)).unwrap()).unwrap()
 }
 
 fn id_list(v: &serde_json::Value) -> Vec<u32> {
@@ -45,8 +60,12 @@ fn id_list(v: &serde_json::Value) -> Vec<u32> {
 /// every position's max logit and argmax. CPU only: on lavapipe the untied 544 MB `lm_head`
 /// (151936 x 896 f32) is larger than the buffer the driver will allocate (a typed device error).
 fn check_logits(m: &Model, what: &str) {
-    let r = reference();
-    let l = read_ref(&fixture("real/qwen_coder_logits.safetensors"));
+    check_logits_of(m, what, &reference(), "real/qwen_coder_logits.safetensors")
+}
+
+/// [`check_logits`] against the reference `r` (its `prompt_ids` and `argmax`) and a logits file.
+fn check_logits_of(m: &Model, what: &str, r: &serde_json::Value, logits_file: &str) {
+    let l = read_ref(&fixture(logits_file));
     let ids = id_list(&r["prompt_ids"]);
     let out = m.forward(&[ids.clone()], None, None, None).unwrap();
     let logits = host(out.token_logits.unwrap());
@@ -109,4 +128,51 @@ fn qwen_coder_chat_template_and_greedy_generation() {
     let opts = GenerateOptions { max_new_tokens: want.len(), ..Default::default() };
     let got = pollster::block_on(generate(&m, &prompt, &opts, |_| true)).unwrap();
     assert_eq!(got, want, "greedy tokens ignoring <|im_end|>: got {:?}", tok.decode(&got));
+}
+
+#[test]
+#[ignore = "needs the 253 MB Gemma-3-270M GGUF: npm run test:big"]
+fn gemma3_270m_loads_and_tokenizes_as_transformers_does() {
+    let r = json_fixture("real/gemma3_270m.json");
+    let m = gemma(Backend::Cpu);
+    let c = &r["config"];
+    assert_eq!((m.info.architecture.as_str(), m.info.model_type.as_str()), ("Gemma3ForCausalLM", "gemma3_text"));
+    assert_eq!(r["architecture"], "Gemma3ForCausalLM");
+    for key in ["num_hidden_layers", "hidden_size", "head_dim", "vocab_size", "sliding_window", "layer_types", "tie_word_embeddings", "num_key_value_heads"] {
+        assert_eq!(m.config[key], c[key], "config {key}");
+    }
+    assert_eq!(m.config["rope_parameters"]["full_attention"]["rope_theta"], c["rope_parameters"]["full_attention"]["rope_theta"]);
+    assert_eq!(m.config["rope_parameters"]["sliding_attention"]["rope_theta"], c["rope_parameters"]["sliding_attention"]["rope_theta"]);
+    assert_eq!(m.config["query_pre_attn_scalar"], c["query_pre_attn_scalar"]);
+    assert_eq!(m.info.dtypes, ["F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"]);
+    let tok = m.tokenizer.as_ref().unwrap();
+    assert_eq!((tok.bos_token.as_deref(), tok.eos_token.as_deref()), (r["bos_token"].as_str(), r["eos_token"].as_str()));
+    let cases = r["tokenizer_cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let ids = id_list(&case["ids"]);
+        assert_eq!(tok.encode(text, true).unwrap(), ids, "tokenizer on {text:?}");
+        assert_eq!(tok.decode(&ids).unwrap(), case["decoded"].as_str().unwrap(), "decode of {text:?}");
+    }
+    // The base model's GGUF carries no chat template, and transformers finds none either.
+    assert!(r["chat_template"].is_null());
+    assert!(!m.info.has_chat_template);
+    let e = tok.apply_chat_template(&[Message { role: "user".into(), content: "hi".into() }], true).unwrap_err();
+    assert_eq!(e.kind, webpeft::error::ErrorKind::Input, "{e}");
+}
+
+#[test]
+#[ignore = "needs the 253 MB Gemma-3-270M GGUF: npm run test:big"]
+fn gemma3_270m_logits_and_greedy_generation_match() {
+    let r = json_fixture("real/gemma3_270m.json");
+    let m = gemma(Backend::Cpu);
+    let tok = m.tokenizer.as_ref().unwrap();
+    let prompt = tok.encode(r["prompt"].as_str().unwrap(), true).unwrap();
+    assert_eq!(prompt, id_list(&r["prompt_ids"]));
+    check_logits_of(&m, "Gemma-3-270M on Cpu", &r, "real/gemma3_270m_logits.safetensors");
+    let want = id_list(&r["greedy_20"]);
+    let opts = GenerateOptions { max_new_tokens: want.len(), ..Default::default() };
+    let got = pollster::block_on(generate(&m, &prompt, &opts, |_| true)).unwrap();
+    assert_eq!(got, want, "greedy tokens: got {:?}, transformers {:?}", tok.decode(&got), r["greedy_text"]);
 }

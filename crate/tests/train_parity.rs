@@ -95,6 +95,7 @@ fn params(m: &Model) -> BTreeMap<String, (bool, Vec<f32>)> {
     let mut v = Params { path: vec![], out: BTreeMap::new() };
     match &m.network {
         Network::Llama(n) => n.visit(&mut v),
+        Network::Gemma3(n) => n.visit(&mut v),
         Network::Gpt2(n) => n.visit(&mut v),
         Network::Bert(n) => n.visit(&mut v),
     }
@@ -142,7 +143,7 @@ fn assert_frozen_unchanged(case: &str, before: &BTreeMap<String, Vec<f32>>, afte
 
 #[test]
 fn lora_family_trains_like_peft() {
-    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3"] {
+    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3"] {
         for method in ["lora", "rslora", "dora"] {
             train_case(model, method);
         }
@@ -151,7 +152,7 @@ fn lora_family_trains_like_peft() {
 
 #[test]
 fn ia3_and_bitfit_train_like_peft() {
-    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3"] {
+    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3"] {
         train_case(model, "ia3");
     }
     for model in ["qwen2", "gpt2", "bert"] {
@@ -161,10 +162,10 @@ fn ia3_and_bitfit_train_like_peft() {
 
 #[test]
 fn prompt_and_prefix_tuning_train_like_peft() {
-    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3"] {
+    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3"] {
         train_case(model, "prompt");
     }
-    for model in ["llama", "qwen2", "gpt2", "qwen3"] {
+    for model in ["llama", "qwen2", "gpt2", "qwen3", "gemma3"] {
         train_case(model, "prefix");
     }
 }

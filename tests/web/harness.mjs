@@ -51,7 +51,7 @@ export function modelUrls(dir, files = ["config.json", "tokenizer.json", "model.
   return files.map((f) => `/${dir}/${f}`);
 }
 
-/** Parses a safetensors file: { name: { dtype, shape, data: Float32Array } } (F32 only). */
+/** Parses a safetensors file: { name: { dtype, shape, data } }: F32 as a Float32Array, I64 as numbers. */
 export function readSafetensors(buf) {
   const bytes = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -61,13 +61,14 @@ export function readSafetensors(buf) {
   const out = {};
   for (const [name, t] of Object.entries(header)) {
     if (name === "__metadata__") continue;
-    if (t.dtype !== "F32") throw new Error(`${name}: dtype ${t.dtype}, only F32 is read here`);
+    if (t.dtype !== "F32" && t.dtype !== "I64") throw new Error(`${name}: dtype ${t.dtype}, only F32 and I64 are read here`);
     const [a, b] = t.data_offsets;
     const start = 8 + n + a;
     // A copy, 4-byte aligned (Buffer#slice would be a view into a shared pool).
     const copy = new Uint8Array(b - a);
     copy.set(bytes.subarray(start, start + (b - a)));
-    out[name] = { dtype: t.dtype, shape: t.shape, data: new Float32Array(copy.buffer) };
+    const data = t.dtype === "F32" ? new Float32Array(copy.buffer) : Array.from(new BigInt64Array(copy.buffer), Number);
+    out[name] = { dtype: t.dtype, shape: t.shape, data };
   }
   return out;
 }

@@ -1,5 +1,5 @@
 //! GGUF (llama.cpp's model format, versions 2 and 3, little-endian): parsing, dequantisation, and
-//! the mapping of a `llama`, `qwen2` or `qwen3` architecture file onto Hugging Face conventions
+//! the mapping of a `llama`, `qwen2`, `qwen3` or `gemma3` architecture file onto Hugging Face conventions
 //! (config.json, tensor names and layouts, tokenizer), matching what transformers builds with
 //! `from_pretrained(dir, gguf_file=...)`.
 //!
@@ -16,6 +16,8 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+use super::gguf_spm;
 
 const MAGIC: u32 = 0x4655_4747; // "GGUF" read as a little-endian u32
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -710,17 +712,18 @@ pub struct HfFromGguf {
 
 /// GGUF architectures [`to_hf`] maps, with the transformers class each becomes. The
 /// `general.architecture` string is also the HF `model_type` and the metadata key prefix.
-pub const ARCHITECTURES: [(&str, &str); 3] = [
+pub const ARCHITECTURES: [(&str, &str); 4] = [
     ("llama", "LlamaForCausalLM"),
     ("qwen2", "Qwen2ForCausalLM"),
     ("qwen3", "Qwen3ForCausalLM"),
+    ("gemma3", "Gemma3ForCausalLM"),
 ];
 
 /// The HF name of a GGUF tensor of architecture `arch` (transformers' mapping through gguf-py's
 /// tensor name map), or None for names with no HF counterpart in that architecture: q/k/v
 /// biases exist only in `qwen2`, per-head q/k norms only in `qwen3`. Layer indices must be
 /// below `n_layers`.
-fn hf_name(arch: &str, name: &str, n_layers: u64) -> Option<String> {
+pub fn hf_name(arch: &str, name: &str, n_layers: u64) -> Option<String> {
     match name {
         "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
         "output_norm.weight" => return Some("model.norm.weight".into()),
@@ -735,8 +738,12 @@ fn hf_name(arch: &str, name: &str, n_layers: u64) -> Option<String> {
         ("attn_k", "weight", _) | ("attn_k", "bias", "qwen2") => "self_attn.k_proj",
         ("attn_v", "weight", _) | ("attn_v", "bias", "qwen2") => "self_attn.v_proj",
         ("attn_output", "weight", _) => "self_attn.o_proj",
-        ("attn_q_norm", "weight", "qwen3") => "self_attn.q_norm",
-        ("attn_k_norm", "weight", "qwen3") => "self_attn.k_norm",
+        ("attn_q_norm", "weight", "qwen3" | "gemma3") => "self_attn.q_norm",
+        ("attn_k_norm", "weight", "qwen3" | "gemma3") => "self_attn.k_norm",
+        // Gemma 3 norms the attention and MLP outputs too; its ffn_norm is the pre-MLP norm.
+        ("post_attention_norm", "weight", "gemma3") => "post_attention_layernorm",
+        ("ffn_norm", "weight", "gemma3") => "pre_feedforward_layernorm",
+        ("post_ffw_norm", "weight", "gemma3") => "post_feedforward_layernorm",
         ("ffn_gate", "weight", _) => "mlp.gate_proj",
         ("ffn_up", "weight", _) => "mlp.up_proj",
         ("ffn_down", "weight", _) => "mlp.down_proj",
@@ -783,7 +790,10 @@ pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
     };
     let tokens = g.meta_strs("tokenizer.ggml.tokens")?;
     let has_output = g.tensors.iter().any(|t| t.name == "output.weight");
-    let config = llama_config(g, arch, class, tokens.as_ref().map(Vec::len), has_output)?;
+    let config = match arch {
+        "gemma3" => gemma3_config(g, tokens.as_ref().map(Vec::len), has_output)?,
+        _ => llama_config(g, arch, class, tokens.as_ref().map(Vec::len), has_output)?,
+    };
     let n_layers = config["num_hidden_layers"].as_u64().unwrap_or(0);
     // 0 (from a count that does not fit) makes the q/k un-permute below fail with an error.
     let count = |k: &str| {
@@ -826,10 +836,14 @@ pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
                     ))
                 })?;
         }
+        // llama.cpp's Gemma converters store norm weights as (1 + w); HF keeps w.
+        if arch == "gemma3" && t.name.ends_with("norm.weight") {
+            values.iter_mut().for_each(|v| *v -= 1.0);
+        }
         tensors.push((hf, shape, values));
     }
 
-    let (tokenizer, bos_token, eos_token) = gpt2_tokenizer(g, tokens.as_deref())?;
+    let (tokenizer, bos_token, eos_token) = gguf_tokenizer(g, arch, tokens.as_deref())?;
     let chat_template = g.meta_str("tokenizer.chat_template")?.map(String::from);
     Ok(HfFromGguf {
         config,
@@ -906,6 +920,66 @@ fn llama_config(g: &Gguf, arch: &str, class: &str, n_tokens: Option<usize>, has_
         if let (Some(id), Value::Object(c)) = (g.meta_u64(gguf_key)?, &mut config) {
             c.insert(hf_key.into(), id.into());
         }
+    }
+    Ok(config)
+}
+
+/// transformers' `Gemma3TextConfig` from `gemma3.*` metadata. Values GGUF does not store take
+/// llama.cpp's choices, which are also transformers' defaults for every released size but 27B:
+/// global layers every 6th (`sliding_window_pattern`), a local RoPE base of 10000, and
+/// `query_pre_attn_scalar = head_dim` (llama.cpp uses hidden/heads for the 62-layer 27B, where
+/// transformers' default of 256 is wrong; we follow llama.cpp).
+fn gemma3_config(g: &Gguf, n_tokens: Option<usize>, has_output: bool) -> Result<Value, GgufError> {
+    let key = |k: &str| format!("gemma3.{k}");
+    let hidden = g.required_u64(&key("embedding_length"))?;
+    let n_head = g.required_u64(&key("attention.head_count"))?;
+    if n_head == 0 {
+        return Err(g.invalid("gemma3.attention.head_count is 0"));
+    }
+    let n_layers = g.required_u64(&key("block_count"))?;
+    let head_dim = g.meta_u64(&key("attention.key_length"))?.unwrap_or(256);
+    let scalar = if n_layers == 62 { hidden / n_head } else { head_dim };
+    let vocab_size = match g.meta_u64(&key("vocab_size"))? {
+        Some(v) => v,
+        None => n_tokens.ok_or_else(|| g.invalid("missing gemma3.vocab_size and tokenizer.ggml.tokens"))? as u64,
+    };
+    if let Some(kind) = g.meta_str(&key("rope.scaling.type"))? {
+        if kind != "none" {
+            return Err(g.invalid(format!("unsupported RoPE scaling '{kind}' (gemma3.rope.scaling.type)")));
+        }
+    }
+    let theta = g.meta_as(&key("rope.freq_base"), "a number", GgufValue::as_f64)?.unwrap_or(1_000_000.0);
+    let mut config = json!({
+        "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text",
+        "hidden_size": hidden,
+        "intermediate_size": g.required_u64(&key("feed_forward_length"))?,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": n_head,
+        "num_key_value_heads": g.meta_u64(&key("attention.head_count_kv"))?.unwrap_or(n_head),
+        "head_dim": head_dim,
+        "query_pre_attn_scalar": scalar,
+        "rms_norm_eps": g.meta_as(&key("attention.layer_norm_rms_epsilon"), "a number", GgufValue::as_f64)?.unwrap_or(1e-6),
+        "sliding_window": g.meta_u64(&key("attention.sliding_window"))?.unwrap_or(4096),
+        "sliding_window_pattern": 6,
+        "layer_types": (0..n_layers).map(|i| if (i + 1) % 6 == 0 { "full_attention" } else { "sliding_attention" }).collect::<Vec<_>>(),
+        "rope_parameters": {
+            "full_attention": {"rope_type": "default", "rope_theta": theta},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        },
+        "max_position_embeddings": g.meta_u64(&key("context_length"))?.unwrap_or(131_072),
+        "vocab_size": vocab_size,
+        "tie_word_embeddings": !has_output,
+        "bos_token_id": g.meta_u64("tokenizer.ggml.bos_token_id")?.unwrap_or(2),
+        "eos_token_id": g.meta_u64("tokenizer.ggml.eos_token_id")?.unwrap_or(1),
+        "hidden_activation": "gelu_pytorch_tanh",
+        "attention_bias": false,
+        "final_logit_softcapping": null,
+        "torch_dtype": "float32",
+        "dtype": "float32",
+    });
+    if let (Some(id), Value::Object(c)) = (g.meta_u64("tokenizer.ggml.padding_token_id")?, &mut config) {
+        c.insert("pad_token_id".into(), id.into());
     }
     Ok(config)
 }
@@ -991,23 +1065,26 @@ fn split_regex(pre: &str) -> Option<&'static str> {
     })
 }
 
-/// The byte-level BPE tokenizer transformers builds for `tokenizer.ggml.model == "gpt2"`
-/// (`byte_level_tokenizer`, `add_gguf_special_tokens`, `set_split_regex`, then
-/// `TokenizersBackend.update_post_processor`). Returns it with the bos and eos token strings.
-fn gpt2_tokenizer(
+/// The tokenizer transformers builds from a GGUF's metadata: byte-level BPE for
+/// `tokenizer.ggml.model == "gpt2"` (`byte_level_tokenizer`, `set_split_regex`), SentencePiece
+/// for `"llama"` ([`gguf_spm`]); then `add_gguf_special_tokens` and
+/// `TokenizersBackend.update_post_processor`. Returns it with the bos and eos token strings.
+fn gguf_tokenizer(
     g: &Gguf,
+    arch: &str,
     tokens: Option<&[&str]>,
 ) -> Result<(Tokenizer, Option<String>, Option<String>), GgufError> {
     let bad = |msg: String| g.invalid(format!("tokenizer: {msg}"));
-    match g.meta_str("tokenizer.ggml.model")? {
-        Some("gpt2") => {}
+    let spm = match g.meta_str("tokenizer.ggml.model")? {
+        Some("gpt2") => None,
+        Some("llama") => Some(gguf_spm::SpmFlavor::for_architecture(arch)),
         Some(other) => {
             return Err(bad(format!(
-                "unsupported GGUF tokenizer model '{other}' (supported: gpt2)"
+                "unsupported GGUF tokenizer model '{other}' (supported: gpt2, llama)"
             )))
         }
         None => return Err(bad("missing tokenizer.ggml.model".into())),
-    }
+    };
     let tokens = tokens.ok_or_else(|| bad("missing tokenizer.ggml.tokens".into()))?;
     let types = g
         .meta_as("tokenizer.ggml.token_type", "an array of integers", |v| {
@@ -1017,7 +1094,102 @@ fn gpt2_tokenizer(
                 .collect::<Option<Vec<_>>>()
         })?
         .unwrap_or_default();
+    let (mut tokenizer, in_alphabet): (Tokenizer, Box<dyn Fn(&str) -> bool>) = match spm {
+        Some(flavor) => {
+            let scores = g.meta_as("tokenizer.ggml.scores", "an array of numbers", |v| {
+                v.as_array()?.iter().map(GgufValue::as_f64).collect::<Option<Vec<_>>>()
+            })?;
+            let t = gguf_spm::build(flavor, tokens, scores.as_deref()).map_err(bad)?;
+            (t, Box::new(|_: &str| true))
+        }
+        None => byte_level_tokenizer(g, tokens)?,
+    };
 
+    // Special tokens: those the file marks CONTROL (3) that are spelled in the byte alphabet
+    // (others are llama.cpp mislabels), plus the named bos/eos/unk/pad tokens. GPT2Tokenizer's
+    // default "<|endoftext|>" is special too; transformers would also add it when absent from the
+    // vocabulary, with an id past the embeddings, which we do not copy.
+    let named = |key: &str| -> Result<Option<String>, GgufError> {
+        match g.meta_u64(key)? {
+            None => Ok(None),
+            Some(id) => usize::try_from(id)
+                .ok()
+                .and_then(|i| tokens.get(i))
+                .map(|t| Some(t.to_string()))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{key} {id} is not below the vocabulary size {}",
+                        tokens.len()
+                    ))
+                }),
+        }
+    };
+    let bos = named("tokenizer.ggml.bos_token_id")?;
+    let eos = named("tokenizer.ggml.eos_token_id")?;
+    let mut special: Vec<String> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|&(t, &ty)| ty == 3 && in_alphabet(t))
+        .map(|(t, _)| t.to_string())
+        .collect();
+    special.extend(
+        [
+            bos.clone(),
+            eos.clone(),
+            named("tokenizer.ggml.unknown_token_id")?,
+            named("tokenizer.ggml.padding_token_id")?,
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    // The defaults of the transformers class: GPT2Tokenizer's "<|endoftext|>", GemmaTokenizer's
+    // "<pad>", "<mask>"..., when they are in the vocabulary.
+    let defaults: &[&str] = match spm {
+        Some(flavor) => flavor.default_specials(),
+        None => &["<|endoftext|>"],
+    };
+    special.extend(defaults.iter().filter(|t| tokenizer.token_to_id(t).is_some()).map(|t| t.to_string()));
+    let mut seen = HashSet::new();
+    special.retain(|t| seen.insert(t.clone()));
+    let special: Vec<AddedToken> = special
+        .into_iter()
+        .map(|t| AddedToken::from(t, true).normalized(false))
+        .collect();
+    tokenizer.add_special_tokens(&special);
+    // USER_DEFINED (4) tokens, like `<think>`, are matched whole but are not special.
+    let user: Vec<AddedToken> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|&(t, &ty)| ty == 4 && tokenizer.token_to_id(t).is_some())
+        .map(|(t, _)| AddedToken::from(t.to_string(), false).normalized(false))
+        .collect();
+    tokenizer.add_tokens(&user);
+
+    // transformers adds BOS/EOS only when the file asks, using the id the token string has in
+    // the finished tokenizer. add_bos_token defaults to false for gpt2 vocabularies and to true
+    // for SentencePiece ones (as llama.cpp does).
+    let add = |flag: &str, tok: &Option<String>| -> Result<Option<(String, u32)>, GgufError> {
+        let default = spm.is_some() && flag.ends_with("add_bos_token");
+        let on = g
+            .meta_as(flag, "a bool", GgufValue::as_bool)?
+            .unwrap_or(default);
+        Ok(tok
+            .as_ref()
+            .filter(|_| on)
+            .and_then(|t| Some((t.clone(), tokenizer.token_to_id(t)?))))
+    };
+    let (add_bos, add_eos) = (
+        add("tokenizer.ggml.add_bos_token", &bos)?,
+        add("tokenizer.ggml.add_eos_token", &eos)?,
+    );
+    let post = post_processor(add_bos, add_eos).map_err(|e| bad(format!("post-processor: {e}")))?;
+    tokenizer.with_post_processor(Some(post));
+    Ok((tokenizer, bos, eos))
+}
+
+/// The byte-level BPE of a `gpt2` GGUF vocabulary, and whether a token is spelled in its alphabet.
+fn byte_level_tokenizer(g: &Gguf, tokens: &[&str]) -> Result<(Tokenizer, Box<dyn Fn(&str) -> bool>), GgufError> {
+    let bad = |msg: String| g.invalid(format!("tokenizer: {msg}"));
     // Tokens are stored as text; byte-level BPE spells each byte as one character of GPT-2's
     // table. Tokens already in that alphabet are kept, others are re-spelled from their UTF-8.
     let table = byte_chars();
@@ -1069,81 +1241,11 @@ fn gpt2_tokenizer(
         }
     }
     tokenizer.with_decoder(Some(ByteLevel::default()));
+    Ok((tokenizer, Box::new(move |t: &str| in_alphabet_set(&alphabet, t))))
+}
 
-    // Special tokens: those the file marks CONTROL (3) that are spelled in the byte alphabet
-    // (others are llama.cpp mislabels), plus the named bos/eos/unk/pad tokens. GPT2Tokenizer's
-    // default "<|endoftext|>" is special too; transformers would also add it when absent from the
-    // vocabulary, with an id past the embeddings, which we do not copy.
-    let named = |key: &str| -> Result<Option<String>, GgufError> {
-        match g.meta_u64(key)? {
-            None => Ok(None),
-            Some(id) => usize::try_from(id)
-                .ok()
-                .and_then(|i| tokens.get(i))
-                .map(|t| Some(t.to_string()))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "{key} {id} is not below the vocabulary size {}",
-                        tokens.len()
-                    ))
-                }),
-        }
-    };
-    let bos = named("tokenizer.ggml.bos_token_id")?;
-    let eos = named("tokenizer.ggml.eos_token_id")?;
-    let mut special: Vec<String> = tokens
-        .iter()
-        .zip(&types)
-        .filter(|&(t, &ty)| ty == 3 && in_alphabet(t))
-        .map(|(t, _)| t.to_string())
-        .collect();
-    special.extend(
-        [
-            bos.clone(),
-            eos.clone(),
-            named("tokenizer.ggml.unknown_token_id")?,
-            named("tokenizer.ggml.padding_token_id")?,
-        ]
-        .into_iter()
-        .flatten(),
-    );
-    if tokenizer.token_to_id("<|endoftext|>").is_some() {
-        special.push("<|endoftext|>".into());
-    }
-    let mut seen = HashSet::new();
-    special.retain(|t| seen.insert(t.clone()));
-    let special: Vec<AddedToken> = special
-        .into_iter()
-        .map(|t| AddedToken::from(t, true).normalized(false))
-        .collect();
-    tokenizer.add_special_tokens(&special);
-    // USER_DEFINED (4) tokens, like `<think>`, are matched whole but are not special.
-    let user: Vec<AddedToken> = tokens
-        .iter()
-        .zip(&types)
-        .filter(|&(t, &ty)| ty == 4 && tokenizer.token_to_id(t).is_some())
-        .map(|(t, _)| AddedToken::from(t.to_string(), false).normalized(false))
-        .collect();
-    tokenizer.add_tokens(&user);
-
-    // transformers adds BOS/EOS only when the file asks (add_bos_token defaults to false for
-    // gpt2 vocabularies), using the id the token string has in the finished tokenizer.
-    let add = |flag: &str, tok: &Option<String>| -> Result<Option<(String, u32)>, GgufError> {
-        let on = g
-            .meta_as(flag, "a bool", GgufValue::as_bool)?
-            .unwrap_or(false);
-        Ok(tok
-            .as_ref()
-            .filter(|_| on)
-            .and_then(|t| Some((t.clone(), tokenizer.token_to_id(t)?))))
-    };
-    let (add_bos, add_eos) = (
-        add("tokenizer.ggml.add_bos_token", &bos)?,
-        add("tokenizer.ggml.add_eos_token", &eos)?,
-    );
-    let post = post_processor(add_bos, add_eos).map_err(|e| bad(format!("post-processor: {e}")))?;
-    tokenizer.with_post_processor(Some(post));
-    Ok((tokenizer, bos, eos))
+fn in_alphabet_set(alphabet: &HashSet<char>, t: &str) -> bool {
+    t.chars().all(|c| alphabet.contains(&c))
 }
 
 /// transformers' `update_post_processor` template: `[bos] $A [eos]` (and `[bos] $B [eos]` for
@@ -1416,7 +1518,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "tiny.gguf: tokenizer: unsupported GGUF tokenizer model 'bert' (supported: gpt2)"
+            "tiny.gguf: tokenizer: unsupported GGUF tokenizer model 'bert' (supported: gpt2, llama)"
         );
     }
 
@@ -1479,7 +1581,7 @@ mod tests {
         let at = other.windows(5).position(|w| w == b"llama").unwrap();
         other[at..at + 5].copy_from_slice(b"phi3x");
         let e = to_hf(&parse(&other, "p.gguf").unwrap()).err().unwrap().to_string();
-        assert_eq!(e, "p.gguf: unsupported GGUF architecture 'phi3x' (general.architecture; supported: llama, qwen2, qwen3)");
+        assert_eq!(e, "p.gguf: unsupported GGUF architecture 'phi3x' (general.architecture; supported: llama, qwen2, qwen3, gemma3)");
     }
 
     #[test]
@@ -1723,4 +1825,21 @@ mod tests {
         }
     }
 
+    /// A SentencePiece vocabulary under a `llama` architecture (TinyLlama style: merges ordered
+    /// by score, a `▁` prefixed to the text) against transformers' ids and decoding.
+    #[test]
+    fn sentencepiece_llama_vocabulary_matches_transformers() {
+        let want = ref_json("tok_spm_llama.json").expect("tok_spm_llama.json is committed");
+        let bytes = read(ref_dir().join("tok_spm_llama.gguf")).unwrap();
+        let hf = to_hf(&parse(&bytes, "tok_spm_llama.gguf").unwrap()).unwrap();
+        let cases = want["cases"].as_array().unwrap();
+        assert!(cases.len() > 10);
+        for (i, case) in cases.iter().enumerate() {
+            let text = case["text"].as_str().unwrap();
+            let ids = hf.tokenizer.encode(text, true).unwrap().get_ids().to_vec();
+            assert_eq!(json!(ids), case["ids"], "{text:?}");
+            assert_eq!(json!(hf.tokenizer.decode(&ids, true).unwrap()), want["decoded"][i], "decode of {text:?}");
+        }
+        assert_eq!((json!(hf.bos_token), json!(hf.eos_token)), (want["bos_token"].clone(), want["eos_token"].clone()));
+    }
 }

@@ -295,13 +295,21 @@ pub const MASKED: f32 = f32::MIN;
 /// Additive mask `[batch, 1, seq, offset+seq]`: causal, and hiding padded keys
 /// where `attention_mask` (`[batch][offset+seq]`, 1 = keep) says so.
 pub fn causal_mask(batch: usize, seq: usize, offset: usize, attention_mask: Option<&[Vec<u32>]>, device: &Device) -> Tensor<4> {
+    causal_mask_window(batch, seq, offset, attention_mask, None, device)
+}
+
+/// [`causal_mask`], also hiding keys `window` or more positions behind the
+/// query when `window` is given (sliding-window attention, as transformers'
+/// `sliding_window_overlay`: key `j` is seen by query `i` when `j > i - window`).
+pub fn causal_mask_window(batch: usize, seq: usize, offset: usize, attention_mask: Option<&[Vec<u32>]>, window: Option<usize>, device: &Device) -> Tensor<4> {
     let kv = offset + seq;
     let mut data = vec![0.0f32; batch * seq * kv];
     for b in 0..batch {
         for i in 0..seq {
             for j in 0..kv {
                 let padded = attention_mask.map_or(false, |m| m[b].get(j).copied().unwrap_or(1) == 0);
-                if j > offset + i || padded {
+                let outside = window.is_some_and(|w| j + w <= offset + i);
+                if j > offset + i || padded || outside {
                     data[(b * seq + i) * kv + j] = MASKED;
                 }
             }

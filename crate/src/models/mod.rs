@@ -6,12 +6,14 @@
 //! CLI share this code.
 
 pub mod bert;
+pub mod gemma3;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
 
 use std::collections::BTreeMap;
 
+use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
@@ -20,6 +22,7 @@ use crate::formats::gguf;
 use crate::formats::safetensors::{shard_files, HostTensor, WeightMap};
 use crate::formats::tokenizer::TextTokenizer;
 use bert::{BertConfig, BertForSequenceClassification};
+use gemma3::{Gemma3Config, Gemma3ForCausalLM};
 use gpt2::{Gpt2Config, Gpt2LMHeadModel};
 pub use layers::KvCache;
 use llama::{LlamaConfig, LlamaForCausalLM};
@@ -89,10 +92,12 @@ pub struct NamedLayers<'a> {
     pub norms: Vec<(String, &'a mut layers::LayerNorm)>,
 }
 
-/// The architecture-specific network.
-#[derive(Debug, Clone)]
+/// The architecture-specific network. A burn `Module`, so training code
+/// handles every family through it without naming them.
+#[derive(Module, Debug)]
 pub enum Network {
     Llama(LlamaForCausalLM),
+    Gemma3(Gemma3ForCausalLM),
     Gpt2(Gpt2LMHeadModel),
     Bert(BertForSequenceClassification),
 }
@@ -281,6 +286,11 @@ impl Model {
                 };
                 (Network::Llama(net), info(arch, &model_type, "causal-lm", cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings, None))
             }
+            "gemma3_text" => {
+                let cfg: Gemma3Config = parse_json("config.json", &config)?;
+                let net = Gemma3ForCausalLM::load(&cfg, &mut w, device)?;
+                (Network::Gemma3(net), info("Gemma3ForCausalLM", "gemma3_text", "causal-lm", cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings, None))
+            }
             "gpt2" => {
                 let cfg: Gpt2Config = parse_json("config.json", &config)?;
                 let net = Gpt2LMHeadModel::load(&cfg, &mut w, device)?;
@@ -298,19 +308,24 @@ impl Model {
             other => {
                 return Err(Error::unsupported(
                     "config.json",
-                    format!("unknown model_type '{other}' (supported: llama, qwen2, qwen3, gpt2, bert)"),
+                    format!("unknown model_type '{other}' (supported: llama, qwen2, qwen3, gemma3_text, gpt2, bert)"),
                 ))
             }
         };
         // A decoder checkpoint with a `score` head is a sequence classifier.
         let score_labels = match &network {
             Network::Llama(m) => m.score.as_ref().map(|s| s.dims().1),
+            Network::Gemma3(m) => m.score.as_ref().map(|s| s.dims().1),
             Network::Gpt2(m) => m.score.as_ref().map(|s| s.dims().1),
             Network::Bert(_) => None,
         };
         let info = match score_labels {
             Some(k) => ModelInfo {
-                architecture: info.architecture.replace("ForCausalLM", "ForSequenceClassification").replace("LMHeadModel", "ForSequenceClassification"),
+                // transformers' class for a text-only Gemma 3 classifier.
+                architecture: match info.architecture.as_str() {
+                    "Gemma3ForCausalLM" => "Gemma3TextForSequenceClassification".into(),
+                    a => a.replace("ForCausalLM", "ForSequenceClassification").replace("LMHeadModel", "ForSequenceClassification"),
+                },
                 task: "seq-cls".into(),
                 num_labels: Some(k),
                 ..info
@@ -331,6 +346,7 @@ impl Model {
     pub fn named_layers(&mut self) -> NamedLayers<'_> {
         match &mut self.network {
             Network::Llama(m) => m.named_layers(),
+            Network::Gemma3(m) => m.named_layers(),
             Network::Gpt2(m) => m.named_layers(),
             Network::Bert(m) => m.named_layers(),
         }
@@ -340,6 +356,7 @@ impl Model {
     pub fn kv_layout(&self) -> Option<(usize, usize, usize)> {
         match &self.network {
             Network::Llama(m) => m.model.layers.first().map(|l| (m.model.layers.len(), l.self_attn.num_kv_heads, l.self_attn.head_dim)),
+            Network::Gemma3(m) => m.kv_layout(),
             Network::Gpt2(m) => m.transformer.h.first().map(|b| (m.transformer.h.len(), b.attn.num_heads, self.info.hidden_size / b.attn.num_heads)),
             Network::Bert(_) => None,
         }
@@ -347,7 +364,7 @@ impl Model {
 
     /// True for decoders that predict the next token.
     pub fn is_causal(&self) -> bool {
-        matches!(self.network, Network::Llama(_) | Network::Gpt2(_))
+        matches!(self.network, Network::Llama(_) | Network::Gemma3(_) | Network::Gpt2(_))
     }
 
     /// Number of decoder layers (for a KV cache).
@@ -432,6 +449,7 @@ impl Model {
     pub fn frozen_lm_head(&self) -> Option<Tensor<2>> {
         match &self.network {
             Network::Llama(m) => m.frozen_head(),
+            Network::Gemma3(m) => m.frozen_head(),
             Network::Gpt2(m) => m.frozen_head(),
             Network::Bert(_) => None,
         }
@@ -512,6 +530,12 @@ impl Model {
         };
         Ok(match &self.network {
             Network::Llama(m) => {
+                let hidden = m.hidden_states(with_prompt(m.embed(input)), attention_mask, cache);
+                let class_logits = m.score.as_ref().map(|s| last_token(&hidden, s));
+                let token_logits = logits.then(|| m.head(hidden.clone()));
+                ForwardOutput { last_hidden_state: hidden, token_logits, class_logits, virtual_tokens }
+            }
+            Network::Gemma3(m) => {
                 let hidden = m.hidden_states(with_prompt(m.embed(input)), attention_mask, cache);
                 let class_logits = m.score.as_ref().map(|s| last_token(&hidden, s));
                 let token_logits = logits.then(|| m.head(hidden.clone()));

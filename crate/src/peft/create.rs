@@ -117,7 +117,7 @@ impl AdapterSpec {
 /// PEFT's default LoRA targets per architecture.
 pub fn default_lora_targets(model: &Model) -> Vec<String> {
     let t: &[&str] = match &model.network {
-        Network::Llama(_) => &["q_proj", "v_proj"],
+        Network::Llama(_) | Network::Gemma3(_) => &["q_proj", "v_proj"],
         Network::Gpt2(_) => &["c_attn"],
         Network::Bert(_) => &["query", "value"],
     };
@@ -129,6 +129,7 @@ pub fn default_ia3_targets(model: &Model) -> (Vec<String>, Vec<String>) {
     let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     match &model.network {
         Network::Llama(_) if matches!(model.info.model_type.as_str(), "qwen2" | "qwen3") => (v(&["down_proj", "q_proj", "v_proj"]), v(&["down_proj"])),
+        Network::Gemma3(_) => (v(&["down_proj", "q_proj", "v_proj"]), v(&["down_proj"])),
         Network::Llama(_) => (v(&["down_proj", "k_proj", "v_proj"]), v(&["down_proj"])),
         Network::Gpt2(_) => (v(&["c_attn", "mlp.c_proj"]), v(&["mlp.c_proj"])),
         Network::Bert(_) => (v(&["key", "output.dense", "value"]), v(&["output.dense"])),
@@ -394,6 +395,8 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
 fn embedding_rows(model: &Model, ids: &[u32]) -> burn::tensor::Tensor<2> {
     let table = match &model.network {
         Network::Llama(m) => m.model.embed_tokens.weight.val(),
+        // PEFT initialises from the embedding module's output, which Gemma scales.
+        Network::Gemma3(m) => m.model.embed_tokens.weight.val() * m.model.embed_scale,
         Network::Gpt2(m) => m.transformer.wte.weight.val(),
         Network::Bert(m) => m.bert.embeddings.word_embeddings.weight.val(),
     };
@@ -444,6 +447,10 @@ pub fn attach_head(model: &mut Model, labels: &[String], rng: &mut StdRng) -> Re
         Network::Llama(m) => {
             m.score = Some(Linear { weight, bias: None, lora: None, ia3: None });
             model.info.architecture.replace("ForCausalLM", "ForSequenceClassification")
+        }
+        Network::Gemma3(m) => {
+            m.score = Some(Linear { weight, bias: None, lora: None, ia3: None });
+            "Gemma3TextForSequenceClassification".to_string()
         }
         Network::Gpt2(m) => {
             m.score = Some(Linear { weight, bias: None, lora: None, ia3: None });

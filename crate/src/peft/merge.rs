@@ -19,6 +19,7 @@ pub async fn merge(model: &Model) -> Result<Vec<(String, Vec<u8>)>> {
     }
     let named = match &model.network {
         Network::Llama(m) => m.hf_tensors(),
+        Network::Gemma3(m) => m.hf_tensors(),
         Network::Gpt2(m) => m.hf_tensors(),
         Network::Bert(m) => m.hf_tensors(),
     };

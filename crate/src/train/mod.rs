@@ -16,7 +16,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::generate::read_f32;
-use crate::models::{Model, Network};
+use crate::models::Model;
 pub use optim::{count_trainable, Grads, Optimizer, OptimizerKind};
 
 /// What a batch is trained to predict.
@@ -160,12 +160,7 @@ pub fn loss(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>
 /// Freezes every parameter of the base network. Adapters attached afterwards
 /// (and base tensors an adapter replaces) are the trainable set, as in PEFT.
 pub fn freeze(model: Model) -> Model {
-    let network = match model.network {
-        Network::Llama(m) => Network::Llama(m.no_grad()),
-        Network::Gpt2(m) => Network::Gpt2(m.no_grad()),
-        Network::Bert(m) => Network::Bert(m.no_grad()),
-    };
-    Model { network, prompt: model.prompt.map(|p| p.no_grad()), prefix: model.prefix.map(|p| p.no_grad()), ..model }
+    Model { network: model.network.no_grad(), prompt: model.prompt.map(|p| p.no_grad()), prefix: model.prefix.map(|p| p.no_grad()), ..model }
 }
 
 /// How the learning rate moves over training (HF `get_*_schedule_with_warmup`),
@@ -281,11 +276,7 @@ impl Trainer {
     /// Number of trainable values.
     pub fn trainable_parameters(&self) -> usize {
         let m = self.model();
-        let net = match &m.network {
-            Network::Llama(n) => count_trainable(n),
-            Network::Gpt2(n) => count_trainable(n),
-            Network::Bert(n) => count_trainable(n),
-        };
+        let net = count_trainable(&m.network);
         net + m.prompt.as_ref().map_or(0, count_trainable) + m.prefix.as_ref().map_or(0, count_trainable)
     }
 
@@ -399,11 +390,7 @@ impl Trainer {
             losses.push(l.detach().inner());
             norms.push(norm);
         }
-        match &model.network {
-            Network::Llama(n) => sum.zeros_for(n),
-            Network::Gpt2(n) => sum.zeros_for(n),
-            Network::Bert(n) => sum.zeros_for(n),
-        }
+        sum.zeros_for(&model.network);
         if let Some(p) = &model.prompt {
             sum.zeros_for(p);
         }
@@ -472,11 +459,7 @@ fn set_training(model: &mut Model, on: bool) {
 }
 
 fn collect_grads(model: &Model, grads: &mut Grads, g: &mut burn::tensor::Gradients) {
-    match &model.network {
-        Network::Llama(n) => grads.collect(n, g),
-        Network::Gpt2(n) => grads.collect(n, g),
-        Network::Bert(n) => grads.collect(n, g),
-    }
+    grads.collect(&model.network, g);
     if let Some(p) = &model.prompt {
         grads.collect(p, g);
     }
@@ -486,11 +469,7 @@ fn collect_grads(model: &Model, grads: &mut Grads, g: &mut burn::tensor::Gradien
 }
 
 fn apply_update(model: Model, opt: &mut Optimizer, grads: &mut Grads, lr: f64) -> Model {
-    let network = match model.network {
-        Network::Llama(n) => Network::Llama(opt.apply(n, grads, lr)),
-        Network::Gpt2(n) => Network::Gpt2(opt.apply(n, grads, lr)),
-        Network::Bert(n) => Network::Bert(opt.apply(n, grads, lr)),
-    };
+    let network = opt.apply(model.network, grads, lr);
     let prompt = model.prompt.map(|p| opt.apply(p, grads, lr));
     let prefix = model.prefix.map(|p| opt.apply(p, grads, lr));
     Model { network, prompt, prefix, ..model }

@@ -1,0 +1,455 @@
+//! Gemma 3 text models (`model_type` `gemma3_text`; GGUF `gemma3`), e.g. Gemma-3-270M and 1B.
+//! Module and field names follow transformers' `modeling_gemma3.py`, so checkpoint names map
+//! one to one. What sets Gemma 3 apart from Llama:
+//! - RMSNorm scales by `(1 + w)`, and each layer has four of them (before and after attention
+//!   and the MLP);
+//! - token embeddings are multiplied by `sqrt(hidden_size)`; the tied LM head is not;
+//! - the MLP is GeGLU with `gelu_pytorch_tanh`;
+//! - per-head RMSNorm on queries and keys, and scores scaled by `query_pre_attn_scalar^-1/2`;
+//! - sliding-window and global layers interleave (`layer_types`), each kind with its own RoPE base;
+//! - `final_logit_softcapping` squashes the logits with `tanh`.
+//!
+//! transformers' Gemma 3 attention does not apply `attn_logit_softcapping` (Gemma 2 did), and no
+//! released Gemma 3 sets it; like transformers, it is ignored here.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::{Device, Int, Tensor};
+use serde::Deserialize;
+
+use super::layers::{causal_mask_window, merge_heads, param, repeat_kv, split_heads, Embedding, KvCache, Linear, NamedTensor, Rope, WeightLayout};
+use super::{CausalOutput, NamedLayers};
+use crate::error::{Error, Result};
+use crate::formats::safetensors::WeightMap;
+
+/// `config.json` of a Gemma 3 text model (the fields webpeft uses), with `Gemma3TextConfig`'s defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Gemma3Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default = "default_head_dim")]
+    pub head_dim: usize,
+    #[serde(default = "default_rms_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_scalar")]
+    pub query_pre_attn_scalar: f64,
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    /// `sliding_attention` or `full_attention` per layer; when absent, every
+    /// `sliding_window_pattern`-th layer (default 6) is global.
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub sliding_window_pattern: Option<usize>,
+    /// transformers 5: `{"full_attention": {rope_theta, rope_type}, "sliding_attention": {...}}`.
+    #[serde(default)]
+    pub rope_parameters: Option<serde_json::Value>,
+    /// transformers 4 style: the global base, the local base and the global scaling.
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+    #[serde(default)]
+    pub rope_local_base_freq: Option<f64>,
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    pub final_logit_softcapping: Option<f64>,
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default = "default_act")]
+    pub hidden_activation: String,
+    #[serde(default)]
+    pub use_bidirectional_attention: Option<bool>,
+}
+
+fn default_head_dim() -> usize {
+    256
+}
+fn default_rms_eps() -> f64 {
+    1e-6
+}
+fn default_max_pos() -> usize {
+    131_072
+}
+fn default_scalar() -> f64 {
+    256.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_act() -> String {
+    "gelu_pytorch_tanh".into()
+}
+
+impl Gemma3Config {
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Whether layer `i` attends within the sliding window.
+    pub fn is_sliding(&self, i: usize) -> bool {
+        match &self.layer_types {
+            Some(t) => t.get(i).is_some_and(|k| k == "sliding_attention"),
+            None => (i + 1) % self.sliding_window_pattern.unwrap_or(6).max(1) != 0,
+        }
+    }
+
+    /// RoPE base of the global (`full_attention`) and local (`sliding_attention`) layers.
+    pub fn rope_thetas(&self) -> Result<(f32, f32)> {
+        let kind = |k: &str| self.rope_parameters.as_ref().and_then(|p| p.get(k));
+        for (name, p) in [("full_attention", kind("full_attention")), ("sliding_attention", kind("sliding_attention"))] {
+            let t = p.and_then(|p| p.get("rope_type")).and_then(|v| v.as_str()).unwrap_or("default");
+            if t != "default" {
+                return Err(Error::unsupported("config.json", format!("rope type '{t}' of the {name} layers (supported: default)")));
+            }
+        }
+        if let Some(s) = self.rope_scaling.as_ref().filter(|v| !v.is_null()) {
+            let t = s.get("rope_type").or_else(|| s.get("type")).and_then(|v| v.as_str()).unwrap_or("default");
+            if t != "default" {
+                return Err(Error::unsupported("config.json", format!("rope_scaling '{t}' (supported: default)")));
+            }
+        }
+        let theta = |p: Option<&serde_json::Value>| p.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64());
+        let global = theta(kind("full_attention")).or(self.rope_theta).unwrap_or(1_000_000.0);
+        let local = theta(kind("sliding_attention")).or(self.rope_local_base_freq).unwrap_or(10_000.0);
+        Ok((global as f32, local as f32))
+    }
+
+    /// Checks the values the forward pass relies on.
+    pub fn validate(&self) -> Result<()> {
+        if !matches!(self.hidden_activation.as_str(), "gelu_pytorch_tanh" | "gelu_new") {
+            return Err(Error::unsupported("config.json", format!("hidden_activation '{}' (Gemma 3 uses gelu_pytorch_tanh)", self.hidden_activation)));
+        }
+        if self.use_bidirectional_attention == Some(true) {
+            return Err(Error::unsupported("config.json", "use_bidirectional_attention (EmbeddingGemma) is not supported"));
+        }
+        if self.num_attention_heads == 0 || self.kv_heads() == 0 || self.num_attention_heads % self.kv_heads() != 0 {
+            return Err(Error::format(
+                "config.json",
+                format!("num_attention_heads {} is not a multiple of num_key_value_heads {}", self.num_attention_heads, self.kv_heads()),
+            ));
+        }
+        if let Some(t) = &self.layer_types {
+            if t.len() != self.num_hidden_layers || t.iter().any(|k| k != "sliding_attention" && k != "full_attention") {
+                return Err(Error::format(
+                    "config.json",
+                    format!("layer_types must list {} entries of sliding_attention or full_attention", self.num_hidden_layers),
+                ));
+            }
+        }
+        if (0..self.num_hidden_layers).any(|i| self.is_sliding(i)) && self.sliding_window.is_none_or(|w| w == 0) {
+            return Err(Error::format("config.json", "sliding layers need a sliding_window of at least 1"));
+        }
+        // The RoPE tables are built for every position up front; refuse absurd sizes.
+        if self.max_position_embeddings == 0 || self.max_position_embeddings > 1 << 21 {
+            return Err(Error::format(
+                "config.json",
+                format!("max_position_embeddings {} is out of range (1..=2097152)", self.max_position_embeddings),
+            ));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return Err(Error::format("config.json", format!("head_dim {} must be even for RoPE", self.head_dim)));
+        }
+        if self.query_pre_attn_scalar <= 0.0 {
+            return Err(Error::format("config.json", "query_pre_attn_scalar must be positive"));
+        }
+        self.rope_thetas().map(|_| ())
+    }
+}
+
+/// Gemma's RMSNorm: normalises, then scales by `1 + weight` (so a zero weight is the identity).
+#[derive(Module, Debug)]
+pub struct Gemma3RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl Gemma3RmsNorm {
+    fn load(w: &mut WeightMap, prefix: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
+        Ok(Self { weight: param(w.take(&format!("{prefix}.weight"), &[dim], "config.json")?, device), eps })
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let variance = x.clone().square().mean_dim(2);
+        let x = x * (variance + self.eps).sqrt().recip();
+        x * (self.weight.val() + 1.0).unsqueeze::<3>()
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gemma3Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub q_norm: Gemma3RmsNorm,
+    pub k_norm: Gemma3RmsNorm,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub scaling: f64,
+    pub is_sliding: bool,
+}
+
+/// RMSNorm over each head of `[batch, seq, heads*head_dim]`.
+fn head_norm(norm: &Gemma3RmsNorm, x: Tensor<3>, heads: usize) -> Tensor<3> {
+    let [b, s, d] = x.dims();
+    norm.forward(x.reshape([b * s, heads, d / heads])).reshape([b, s, d])
+}
+
+impl Gemma3Attention {
+    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: &Tensor<4>, offset: usize, layer: usize, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let q = head_norm(&self.q_norm, self.q_proj.forward(x.clone()), self.num_heads);
+        let k = head_norm(&self.k_norm, self.k_proj.forward(x.clone()), self.num_kv_heads);
+        let q = rope.apply(split_heads(q, self.num_heads), offset);
+        let k = rope.apply(split_heads(k, self.num_kv_heads), offset);
+        let v = split_heads(self.v_proj.forward(x), self.num_kv_heads);
+        let (k, v) = match cache {
+            Some(c) => c.update(layer, k, v),
+            None => (k, v),
+        };
+        let rep = self.num_heads / self.num_kv_heads;
+        let scores = q.matmul(repeat_kv(k, rep).swap_dims(2, 3)) * self.scaling + mask.clone();
+        let out = softmax(scores, 3).matmul(repeat_kv(v, rep));
+        self.o_proj.forward(merge_heads(out))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gemma3Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Gemma3Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.down_proj.forward(gelu_approximate(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gemma3DecoderLayer {
+    pub self_attn: Gemma3Attention,
+    pub mlp: Gemma3Mlp,
+    pub input_layernorm: Gemma3RmsNorm,
+    pub post_attention_layernorm: Gemma3RmsNorm,
+    pub pre_feedforward_layernorm: Gemma3RmsNorm,
+    pub post_feedforward_layernorm: Gemma3RmsNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct Gemma3TextModel {
+    pub embed_tokens: Embedding,
+    /// `sqrt(hidden_size)`, as f32 (transformers casts it to the embedding dtype).
+    pub embed_scale: f32,
+    pub layers: Vec<Gemma3DecoderLayer>,
+    pub norm: Gemma3RmsNorm,
+    /// RoPE of the global layers.
+    pub rotary_emb: Rope,
+    /// RoPE of the sliding-window layers.
+    pub rotary_emb_local: Rope,
+    pub sliding_window: usize,
+}
+
+/// A Gemma 3 decoder with its language-model head.
+#[derive(Module, Debug)]
+pub struct Gemma3ForCausalLM {
+    pub model: Gemma3TextModel,
+    /// `None` when the head is tied to `embed_tokens` (every released Gemma 3).
+    pub lm_head: Option<Linear>,
+    /// Sequence classification (`score`, no bias), read at each row's last real token.
+    pub score: Option<Linear>,
+    pub final_logit_softcapping: Option<f64>,
+}
+
+impl Gemma3ForCausalLM {
+    /// Builds the model from HF-named weights, checking every shape against `cfg`.
+    pub fn load(cfg: &Gemma3Config, w: &mut WeightMap, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
+        let bias = cfg.attention_bias;
+        let lin = |w: &mut WeightMap, name: String, i: usize, o: usize, bias: bool| {
+            Linear::load(w, &name, i, o, bias, WeightLayout::OutIn, "config.json", device)
+        };
+        let norm = |w: &mut WeightMap, name: String, dim: usize| Gemma3RmsNorm::load(w, &name, dim, cfg.rms_norm_eps, device);
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Gemma3DecoderLayer {
+                self_attn: Gemma3Attention {
+                    q_proj: lin(w, format!("{p}.self_attn.q_proj"), h, nh * hd, bias)?,
+                    k_proj: lin(w, format!("{p}.self_attn.k_proj"), h, nkv * hd, bias)?,
+                    v_proj: lin(w, format!("{p}.self_attn.v_proj"), h, nkv * hd, bias)?,
+                    o_proj: lin(w, format!("{p}.self_attn.o_proj"), nh * hd, h, bias)?,
+                    q_norm: norm(w, format!("{p}.self_attn.q_norm"), hd)?,
+                    k_norm: norm(w, format!("{p}.self_attn.k_norm"), hd)?,
+                    num_heads: nh,
+                    num_kv_heads: nkv,
+                    head_dim: hd,
+                    scaling: cfg.query_pre_attn_scalar.powf(-0.5),
+                    is_sliding: cfg.is_sliding(i),
+                },
+                mlp: Gemma3Mlp {
+                    gate_proj: lin(w, format!("{p}.mlp.gate_proj"), h, cfg.intermediate_size, false)?,
+                    up_proj: lin(w, format!("{p}.mlp.up_proj"), h, cfg.intermediate_size, false)?,
+                    down_proj: lin(w, format!("{p}.mlp.down_proj"), cfg.intermediate_size, h, false)?,
+                },
+                input_layernorm: norm(w, format!("{p}.input_layernorm"), h)?,
+                post_attention_layernorm: norm(w, format!("{p}.post_attention_layernorm"), h)?,
+                pre_feedforward_layernorm: norm(w, format!("{p}.pre_feedforward_layernorm"), h)?,
+                post_feedforward_layernorm: norm(w, format!("{p}.post_feedforward_layernorm"), h)?,
+            });
+        }
+        let (global, local) = cfg.rope_thetas()?;
+        let embed_tokens = Embedding::load(w, "model.embed_tokens.weight", cfg.vocab_size, h, "config.json", device)?;
+        let lm_head = if cfg.tie_word_embeddings { None } else { Some(lin(w, "lm_head".into(), h, cfg.vocab_size, false)?) };
+        let score = match w.shape("score.weight").map(|s| s[0]) {
+            Some(k) => Some(lin(w, "score".into(), h, k, false)?),
+            None => None,
+        };
+        Ok(Self {
+            model: Gemma3TextModel {
+                embed_tokens,
+                embed_scale: (h as f64).sqrt() as f32,
+                layers,
+                norm: norm(w, "model.norm".into(), h)?,
+                rotary_emb: Rope::new(hd, cfg.max_position_embeddings, global, None, device),
+                rotary_emb_local: Rope::new(hd, cfg.max_position_embeddings, local, None, device),
+                sliding_window: cfg.sliding_window.unwrap_or(usize::MAX),
+            },
+            lm_head,
+            score,
+            final_logit_softcapping: cfg.final_logit_softcapping,
+        })
+    }
+
+    /// Token embeddings for `[batch, seq]` ids, scaled by `sqrt(hidden_size)`.
+    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        self.model.embed_tokens.forward(input_ids) * self.model.embed_scale
+    }
+
+    /// The LM head (with the final softcapping): `[.., hidden]` to `[.., vocab]` logits.
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => self.model.embed_tokens.attend(hidden),
+        };
+        match self.final_logit_softcapping {
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
+        }
+    }
+
+    /// The LM head as a `[hidden, vocab]` matrix when it is a plain frozen
+    /// projection, for the chunked loss; not with softcapping, which the
+    /// chunked loss does not apply.
+    pub fn frozen_head(&self) -> Option<Tensor<2>> {
+        if self.final_logit_softcapping.is_some() {
+            return None;
+        }
+        match &self.lm_head {
+            Some(h) => h.frozen_weight(),
+            None => {
+                let w = self.model.embed_tokens.weight.val();
+                (!w.is_require_grad()).then(|| w.transpose())
+            }
+        }
+    }
+
+    /// The decoder's final hidden states `[batch, seq, hidden]` (after the
+    /// norm) from embeddings. `attention_mask` (1 = real token) covers cached
+    /// and new positions.
+    pub fn hidden_states(&self, mut x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        let offset = cache.as_ref().map_or(0, |c| c.offset());
+        let device = x.device();
+        let global = causal_mask_window(b, s, offset, attention_mask, None, &device);
+        let local = causal_mask_window(b, s, offset, attention_mask, Some(self.model.sliding_window), &device);
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            let a = &layer.self_attn;
+            let (rope, mask) = if a.is_sliding { (&self.model.rotary_emb_local, &local) } else { (&self.model.rotary_emb, &global) };
+            let h = a.forward(layer.input_layernorm.forward(x.clone()), rope, mask, offset, i, cache.as_deref_mut());
+            x = x + layer.post_attention_layernorm.forward(h);
+            let h = layer.mlp.forward(layer.pre_feedforward_layernorm.forward(x.clone()));
+            x = x + layer.post_feedforward_layernorm.forward(h);
+        }
+        self.model.norm.forward(x)
+    }
+
+    /// Runs the model on `[batch, seq]` token ids.
+    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
+        let hidden = self.hidden_states(self.embed(input_ids), attention_mask, cache);
+        CausalOutput { logits: self.head(hidden.clone()), last_hidden_state: hidden }
+    }
+
+    /// Every dense layer by its HF module path (for adapters).
+    pub fn named_layers(&mut self) -> NamedLayers<'_> {
+        let mut n = NamedLayers::default();
+        for (i, l) in self.model.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &mut l.self_attn;
+            n.linears.push((format!("{p}.self_attn.q_proj"), &mut a.q_proj));
+            n.linears.push((format!("{p}.self_attn.k_proj"), &mut a.k_proj));
+            n.linears.push((format!("{p}.self_attn.v_proj"), &mut a.v_proj));
+            n.linears.push((format!("{p}.self_attn.o_proj"), &mut a.o_proj));
+            n.linears.push((format!("{p}.mlp.gate_proj"), &mut l.mlp.gate_proj));
+            n.linears.push((format!("{p}.mlp.up_proj"), &mut l.mlp.up_proj));
+            n.linears.push((format!("{p}.mlp.down_proj"), &mut l.mlp.down_proj));
+        }
+        if let Some(h) = self.lm_head.as_mut() {
+            n.linears.push(("lm_head".into(), h));
+        }
+        if let Some(s) = self.score.as_mut() {
+            n.linears.push(("score".into(), s));
+        }
+        n
+    }
+
+    /// `(layers, kv_heads, head_dim)`: the shape of the KV cache.
+    pub fn kv_layout(&self) -> Option<(usize, usize, usize)> {
+        self.model.layers.first().map(|l| (self.model.layers.len(), l.self_attn.num_kv_heads, l.self_attn.head_dim))
+    }
+
+    /// Every weight under its HF name, adapters merged (for `webpeft merge`).
+    pub fn hf_tensors(&self) -> Vec<NamedTensor> {
+        let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.weight.val())];
+        for (i, l) in self.model.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &l.self_attn;
+            for (name, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+                t.extend(lin.hf_tensors(&format!("{p}.self_attn.{name}"), WeightLayout::OutIn));
+            }
+            t.push(NamedTensor::new(format!("{p}.self_attn.q_norm.weight"), a.q_norm.weight.val()));
+            t.push(NamedTensor::new(format!("{p}.self_attn.k_norm.weight"), a.k_norm.weight.val()));
+            for (name, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
+                t.extend(lin.hf_tensors(&format!("{p}.mlp.{name}"), WeightLayout::OutIn));
+            }
+            for (name, n) in [
+                ("input_layernorm", &l.input_layernorm),
+                ("post_attention_layernorm", &l.post_attention_layernorm),
+                ("pre_feedforward_layernorm", &l.pre_feedforward_layernorm),
+                ("post_feedforward_layernorm", &l.post_feedforward_layernorm),
+            ] {
+                t.push(NamedTensor::new(format!("{p}.{name}.weight"), n.weight.val()));
+            }
+        }
+        t.push(NamedTensor::new("model.norm.weight", self.model.norm.weight.val()));
+        if let Some(h) = &self.lm_head {
+            t.extend(h.hf_tensors("lm_head", WeightLayout::OutIn));
+        }
+        if let Some(s) = &self.score {
+            t.extend(s.hf_tensors("score", WeightLayout::OutIn));
+        }
+        t
+    }
+}
