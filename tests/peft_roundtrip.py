@@ -6,7 +6,7 @@ For each case, `webpeft train` writes an adapter; this script loads it with
 `webpeft forward --adapter` on the same tokens. For mergeable methods it also
 runs `webpeft merge` and loads the merged directory with plain transformers.
 
-    python tests/peft_roundtrip.py [--webpeft PATH] [--out DIR]
+    python tests/peft_roundtrip.py [--webpeft PATH] [--out DIR] [CASE ...]
 
 Needs torch, transformers and peft (see tests/fixtures/peft/MANIFEST.json for
 the versions the fixtures were made with). Exits non-zero on any mismatch.
@@ -65,11 +65,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--webpeft", default=os.environ.get("WEBPEFT_BIN", os.path.expanduser("~/.cache/webpeft/target/release/webpeft")))
     ap.add_argument("--out", default=tempfile.mkdtemp(prefix="webpeft-roundtrip-"))
+    ap.add_argument("cases", nargs="*", help="case names to run (default: all)")
     args = ap.parse_args()
     torch.manual_seed(0)
     ids = [1, 5, 9, 17, 33, 65, 100, 7, 3, 12]
     failures = []
     for name, model, task, method, extra in CASES:
+        if args.cases and name not in args.cases:
+            continue
         base = os.path.join(FIX, model)
         out = os.path.join(args.out, name)
         data = os.path.join(DATA, "three_labels.csv" if task == "seq-cls" else "prompt_completion.jsonl")
@@ -108,7 +111,8 @@ def main():
             failures.append(name)
     if failures:
         sys.exit(f"round trip failed for: {', '.join(failures)}")
-    print(f"all {len(CASES)} adapters load in PEFT with webpeft's logits")
+    ran = [c for c in CASES if not args.cases or c[0] in args.cases]
+    print(f"all {len(ran)} adapters load in PEFT with webpeft's logits")
 
 
 if __name__ == "__main__":
