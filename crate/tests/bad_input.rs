@@ -255,3 +255,51 @@ fn activations_above_the_binding_limit_are_refused() {
     let err = cls.check_activation_sizes(&m, 100_000).unwrap_err();
     assert!(err.message.contains("[8, 4, 32, 32]") || err.message.contains("[8, 32, 128]"), "{err}");
 }
+
+// --- Found by fuzzing (fuzz/, `npm run fuzz`): each input once panicked. ---
+
+/// tiny-llama's tokenizer.json with `post_processor` replaced.
+fn tokenizer_with_post_processor(p: serde_json::Value) -> Vec<u8> {
+    let mut t: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("tiny-llama/tokenizer.json")).unwrap()).unwrap();
+    t["post_processor"] = p;
+    serde_json::to_vec(&t).unwrap()
+}
+
+/// A `TemplateProcessing` whose template names a special token missing from its
+/// `special_tokens` loaded, then panicked in the tokenizers crate on the first
+/// encode (alone and inside a `Sequence` post-processor).
+#[test]
+fn fuzz_tokenizer_template_with_unknown_special_token() {
+    use webpeft::formats::tokenizer::TextTokenizer;
+    let template = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"[BOS]": {"id": "[BOS]", "ids": [1], "tokens": ["<s>"]}}
+    });
+    let sequence = serde_json::json!({"type": "Sequence", "processors": [template.clone()]});
+    // The crate deserialises post-processors as an untagged enum: a misspelt type loads too.
+    let mut misspelt = template.clone();
+    misspelt["type"] = "TemplateProcesing".into();
+    for p in [template, sequence, misspelt] {
+        let json = tokenizer_with_post_processor(p);
+        let result = std::panic::catch_unwind(|| TextTokenizer::from_hf(&json, None).map(|t| t.encode("hi", true)));
+        let err = match result {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => panic!("the tokenizer loaded and encoded"),
+            Err(_) => panic!("panic instead of an error"),
+        };
+        assert_eq!(err.kind, webpeft::ErrorKind::Format);
+        assert_eq!(err.source, "tokenizer.json");
+        assert!(err.message.contains("'[CLS]'") && err.message.contains("special_tokens"), "{err}");
+    }
+    // The same template with the token listed loads and encodes.
+    let ok = tokenizer_with_post_processor(serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
+    }));
+    let ids = TextTokenizer::from_hf(&ok, None).unwrap().encode("hi", true).unwrap();
+    assert_eq!(ids[0], 1);
+}
