@@ -303,3 +303,49 @@ fn fuzz_tokenizer_template_with_unknown_special_token() {
     let ids = TextTokenizer::from_hf(&ok, None).unwrap().encode("hi", true).unwrap();
     assert_eq!(ids[0], 1);
 }
+
+/// A safetensors file of F32 tensors (name, shape, values), written by hand so
+/// that shapes the `safetensors` writer would refuse can be tested too.
+fn raw_safetensors(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    let (mut header, mut data) = (serde_json::Map::new(), Vec::new());
+    for (name, shape, values) in tensors {
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(name.to_string(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}));
+    }
+    let mut h = serde_json::to_vec(&header).unwrap();
+    h.resize(h.len().next_multiple_of(8), b' ');
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend(data);
+    out
+}
+
+/// A classification head (`score.weight`) saved with an adapter for a model
+/// without one: a scalar panicked (index out of bounds), and a [N, 0] head with
+/// no data made a head of N labels (N = 100M ran the fuzzer out of memory; 1M
+/// here keeps a failing run small). Both are now a format error naming the file,
+/// the tensor and the shape it must have.
+#[test]
+fn fuzz_adapter_head_of_wrong_rank_or_size() {
+    let device = device(webpeft::device::Backend::Cpu);
+    let base = Model::load(&files(&fixture("tiny-llama")), &device).unwrap();
+    let config = std::fs::read(fixture("peft/llama-lora/adapter_config.json")).unwrap();
+    let head = "base_model.model.score.weight";
+    let cases = [(vec![], vec![1.0]), (vec![1_000_000, 0], vec![]), (vec![0, 64], vec![]), (vec![3], vec![1.0, 2.0, 3.0])];
+    for (shape, values) in cases {
+        let weights = raw_safetensors(&[(head, shape.clone(), values)]);
+        let mut m = base.clone();
+        let started = std::time::Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| webpeft::peft::load_adapter(&mut m, &config, &weights)));
+        let err = match result {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => panic!("shape {shape:?}: the adapter loaded"),
+            Err(_) => panic!("shape {shape:?}: panic instead of an error"),
+        };
+        assert!(started.elapsed().as_secs() < 10, "shape {shape:?}: took {:?}", started.elapsed());
+        assert_eq!(err.kind, webpeft::ErrorKind::Format, "{err}");
+        assert_eq!(err.source, "adapter_model.safetensors", "{err}");
+        assert!(err.message.contains(head) && err.message.contains("[num_labels, 64]"), "{err}");
+    }
+}
