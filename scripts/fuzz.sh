@@ -4,7 +4,9 @@
 #   npm run fuzz -- [SECONDS] [TARGET...]      # default: 60 s for each target
 #   bash scripts/fuzz.sh 300 gguf data
 #
-# Targets (fuzz/fuzz_targets/): safetensors gguf tokenizer adapter data model.
+# Targets (fuzz/fuzz_targets/): safetensors gguf tokenizer adapter data model; and `zip`,
+# a plain (not coverage-guided) mutation check of the browser's adapter zip import in
+# JavaScript (scripts/fuzz-zip.mjs, fflate).
 # Each runs for SECONDS of wall-clock time (libFuzzer's -max_total_time; the table also
 # gives the CPU seconds it got, less on a busy machine) from its committed seeds (fuzz/seeds/TARGET) plus what earlier
 # runs found (fuzz/corpus/TARGET, not committed); a crashing input is written to
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECONDS_EACH=${1:-60}
 shift || true
-ALL=(safetensors gguf tokenizer adapter data model)
+ALL=(safetensors gguf tokenizer adapter data model zip)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/webpeft/fuzz-target}
@@ -28,8 +30,15 @@ export RUSTC_WRAPPER=$ROOT/scripts/fuzz-rustc.sh
 # libfuzzer-sys compiles libFuzzer (C++) once.
 command -v c++ >/dev/null || { echo "fuzz: needs a C++ compiler (apt-get install g++)" >&2; exit 1; }
 
-echo "fuzz: building ${TARGETS[*]} (first build: burn and the crate, several minutes)"
-(cd fuzz && cargo build --release $(printf -- '--bin %s ' "${TARGETS[@]}"))
+RUST=()
+for t in "${TARGETS[@]}"; do [ "$t" = zip ] || RUST+=("$t"); done
+if [ ${#RUST[@]} -gt 0 ]; then
+  echo "fuzz: building ${RUST[*]} (first build: burn and the crate, several minutes)"
+  (cd fuzz && cargo build --release $(printf -- '--bin %s ' "${RUST[@]}"))
+fi
+if [[ " ${TARGETS[*]} " == *" zip "* ]] && [ ! -d node_modules/fflate ]; then
+  npm ci --ignore-scripts
+fi
 BIN=$CARGO_TARGET_DIR/release
 
 # CPU=seconds (user + system) of this shell's finished children, from the `times` builtin,
@@ -49,6 +58,17 @@ for t in "${TARGETS[@]}"; do
   start=$(date +%s)
   cpu_seconds; cpu0=$CPU
   set +e
+  if [ "$t" = zip ]; then
+    node scripts/fuzz-zip.mjs "$SECONDS_EACH" >"$log" 2>&1
+    rc=$?
+    set -e
+    cpu_seconds; cpu=$(( CPU - cpu0 ))
+    execs=$(grep -o '"runs":[0-9]*' "$log" | grep -o '[0-9]*' || true)
+    result=$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc), see $log")
+    [ $rc -eq 0 ] || status=1
+    printf '%-12s %8s %8s %12s %8s %s\n' "$t" "$(( $(date +%s) - start ))" "$cpu" "${execs:-?}" - "$result"
+    continue
+  fi
   # -rss_limit_mb / -malloc_limit_mb: an input that makes the parser allocate more than
   # 2 GB (a huge declared length) is a crash; -timeout: one input taking over 10 s is a hang.
   "$BIN/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -max_total_time="$SECONDS_EACH" -timeout=10 \
