@@ -349,3 +349,29 @@ fn fuzz_adapter_head_of_wrong_rank_or_size() {
         assert!(err.message.contains(head) && err.message.contains("[num_labels, 64]"), "{err}");
     }
 }
+
+/// The memory plan reads only a GGUF's header: a tensor declared far larger than
+/// the file (here [2^55, 64] F32 in tiny Llama) overflowed its byte totals (a
+/// panic with overflow checks, wrapped nonsense without). It is now a format
+/// error naming the file and the tensor.
+#[test]
+fn fuzz_plan_gguf_tensor_larger_than_the_file() {
+    use webpeft::plan::{plan, FileHead};
+    let mut bytes = std::fs::read(fixture("gguf/tiny-llama/model.gguf")).unwrap();
+    let name = b"blk.0.attn_q.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 2, "n_dims");
+    assert_eq!(u64::from_le_bytes(bytes[at + 12..at + 20].try_into().unwrap()), 64, "ne[1]");
+    bytes[at + 12..at + 20].copy_from_slice(&(1u64 << 55).to_le_bytes());
+    let len = bytes.len() as u64;
+    let file = FileHead { name: "model.gguf".into(), bytes, len };
+    let result = std::panic::catch_unwind(|| plan(std::slice::from_ref(&file), None));
+    let err = match result {
+        Ok(Err(e)) => e,
+        Ok(Ok(p)) => panic!("planned {} device bytes", p.weights.device_bytes),
+        Err(_) => panic!("panic instead of an error"),
+    };
+    assert_eq!(err.kind, webpeft::ErrorKind::Format, "{err}");
+    assert_eq!(err.source, "model.gguf", "{err}");
+    assert!(err.message.contains("blk.0.attn_q.weight") && err.message.contains("beyond the file"), "{err}");
+}
