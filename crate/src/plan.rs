@@ -259,6 +259,15 @@ fn read_gguf(f: &FileHead) -> Result<(Dims, Vec<Meta>)> {
         let stored = t.dtype.stored_bytes(elements).ok_or_else(|| {
             Error::unsupported(&f.name, format!("tensor {} has unsupported type {}", t.name, t.dtype.name()))
         })?;
+        // Only the header is read here, so bound each tensor by the file's length (as the
+        // safetensors reader below does): a declared [32, 2^56] tensor once overflowed the
+        // byte totals (found by fuzzing).
+        if t.offset.checked_add(stored).is_none_or(|end| end > f.len) {
+            return Err(Error::format(
+                &f.name,
+                format!("tensor {} ({:?}, {}) needs {stored} bytes at data offset {}, beyond the file's {} bytes", t.name, t.dims, t.dtype.name(), t.offset, f.len),
+            ));
+        }
         let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
         let float = !matches!(t.dtype, GgmlType::Other(_));
         // Tensors with no HF counterpart (rope_freqs) are read but not kept.

@@ -255,3 +255,123 @@ fn activations_above_the_binding_limit_are_refused() {
     let err = cls.check_activation_sizes(&m, 100_000).unwrap_err();
     assert!(err.message.contains("[8, 4, 32, 32]") || err.message.contains("[8, 32, 128]"), "{err}");
 }
+
+// --- Found by fuzzing (fuzz/, `npm run fuzz`): each input once panicked. ---
+
+/// tiny-llama's tokenizer.json with `post_processor` replaced.
+fn tokenizer_with_post_processor(p: serde_json::Value) -> Vec<u8> {
+    let mut t: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("tiny-llama/tokenizer.json")).unwrap()).unwrap();
+    t["post_processor"] = p;
+    serde_json::to_vec(&t).unwrap()
+}
+
+/// A `TemplateProcessing` whose template names a special token missing from its
+/// `special_tokens` loaded, then panicked in the tokenizers crate on the first
+/// encode (alone and inside a `Sequence` post-processor).
+#[test]
+fn fuzz_tokenizer_template_with_unknown_special_token() {
+    use webpeft::formats::tokenizer::TextTokenizer;
+    let template = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"[BOS]": {"id": "[BOS]", "ids": [1], "tokens": ["<s>"]}}
+    });
+    let sequence = serde_json::json!({"type": "Sequence", "processors": [template.clone()]});
+    // The crate deserialises post-processors as an untagged enum: a misspelt type loads too.
+    let mut misspelt = template.clone();
+    misspelt["type"] = "TemplateProcesing".into();
+    for p in [template, sequence, misspelt] {
+        let json = tokenizer_with_post_processor(p);
+        let result = std::panic::catch_unwind(|| TextTokenizer::from_hf(&json, None).map(|t| t.encode("hi", true)));
+        let err = match result {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => panic!("the tokenizer loaded and encoded"),
+            Err(_) => panic!("panic instead of an error"),
+        };
+        assert_eq!(err.kind, webpeft::ErrorKind::Format);
+        assert_eq!(err.source, "tokenizer.json");
+        assert!(err.message.contains("'[CLS]'") && err.message.contains("special_tokens"), "{err}");
+    }
+    // The same template with the token listed loads and encodes.
+    let ok = tokenizer_with_post_processor(serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
+    }));
+    let ids = TextTokenizer::from_hf(&ok, None).unwrap().encode("hi", true).unwrap();
+    assert_eq!(ids[0], 1);
+}
+
+/// A safetensors file of F32 tensors (name, shape, values), written by hand so
+/// that shapes the `safetensors` writer would refuse can be tested too.
+fn raw_safetensors(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    let (mut header, mut data) = (serde_json::Map::new(), Vec::new());
+    for (name, shape, values) in tensors {
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(name.to_string(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}));
+    }
+    let mut h = serde_json::to_vec(&header).unwrap();
+    h.resize(h.len().next_multiple_of(8), b' ');
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend(data);
+    out
+}
+
+/// A classification head (`score.weight`) saved with an adapter for a model
+/// without one: a scalar panicked (index out of bounds), and a [N, 0] head with
+/// no data made a head of N labels (N = 100M ran the fuzzer out of memory; 1M
+/// here keeps a failing run small). Both are now a format error naming the file,
+/// the tensor and the shape it must have.
+#[test]
+fn fuzz_adapter_head_of_wrong_rank_or_size() {
+    let device = device(webpeft::device::Backend::Cpu);
+    let base = Model::load(&files(&fixture("tiny-llama")), &device).unwrap();
+    let config = std::fs::read(fixture("peft/llama-lora/adapter_config.json")).unwrap();
+    let head = "base_model.model.score.weight";
+    let cases = [(vec![], vec![1.0]), (vec![1_000_000, 0], vec![]), (vec![0, 64], vec![]), (vec![3], vec![1.0, 2.0, 3.0])];
+    for (shape, values) in cases {
+        let weights = raw_safetensors(&[(head, shape.clone(), values)]);
+        let mut m = base.clone();
+        let started = std::time::Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| webpeft::peft::load_adapter(&mut m, &config, &weights)));
+        let err = match result {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => panic!("shape {shape:?}: the adapter loaded"),
+            Err(_) => panic!("shape {shape:?}: panic instead of an error"),
+        };
+        assert!(started.elapsed().as_secs() < 10, "shape {shape:?}: took {:?}", started.elapsed());
+        assert_eq!(err.kind, webpeft::ErrorKind::Format, "{err}");
+        assert_eq!(err.source, "adapter_model.safetensors", "{err}");
+        assert!(err.message.contains(head) && err.message.contains("[num_labels, 64]"), "{err}");
+    }
+}
+
+/// The memory plan reads only a GGUF's header: a tensor declared far larger than
+/// the file (here [2^55, 64] F32 in tiny Llama) overflowed its byte totals (a
+/// panic with overflow checks, wrapped nonsense without). It is now a format
+/// error naming the file and the tensor.
+#[test]
+fn fuzz_plan_gguf_tensor_larger_than_the_file() {
+    use webpeft::plan::{plan, FileHead};
+    let mut bytes = std::fs::read(fixture("gguf/tiny-llama/model.gguf")).unwrap();
+    let name = b"blk.0.attn_q.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 2, "n_dims");
+    assert_eq!(u64::from_le_bytes(bytes[at + 12..at + 20].try_into().unwrap()), 64, "ne[1]");
+    bytes[at + 12..at + 20].copy_from_slice(&(1u64 << 55).to_le_bytes());
+    let len = bytes.len() as u64;
+    let file = FileHead { name: "model.gguf".into(), bytes, len };
+    let result = std::panic::catch_unwind(|| plan(std::slice::from_ref(&file), None));
+    let err = match result {
+        Ok(Err(e)) => e,
+        Ok(Ok(p)) => panic!("planned {} device bytes", p.weights.device_bytes),
+        Err(_) => panic!("panic instead of an error"),
+    };
+    assert_eq!(err.kind, webpeft::ErrorKind::Format, "{err}");
+    assert_eq!(err.source, "model.gguf", "{err}");
+    assert!(err.message.contains("blk.0.attn_q.weight") && err.message.contains("beyond the file"), "{err}");
+}

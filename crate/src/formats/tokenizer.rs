@@ -45,7 +45,8 @@ impl TextTokenizer {
     /// optional `tokenizer_config.json`.
     pub fn from_hf(tokenizer_json: &[u8], tokenizer_config: Option<&[u8]>) -> Result<Self> {
         let bad = |e: String| Error::format("tokenizer.json", format!("could not parse the tokenizer: {e}"));
-        serde_json::from_slice::<serde_json::Value>(tokenizer_json).map_err(|e| bad(e.to_string()))?;
+        let json = serde_json::from_slice::<serde_json::Value>(tokenizer_json).map_err(|e| bad(e.to_string()))?;
+        check_post_processor(json.get("post_processor"))?;
         // The tokenizers crate panics (instead of erroring) on some well-formed
         // JSON of the wrong shape, e.g. a malformed "decoder"; contain that.
         let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(tokenizer_json))
@@ -112,6 +113,30 @@ impl TextTokenizer {
             .ok_or_else(|| Error::input(&self.source, "this model has no chat template; use a plain prompt"))?;
         render_chat_template(template, messages, add_generation_prompt, self.bos_token.as_deref(), self.eos_token.as_deref())
     }
+}
+
+/// Refuses a `TemplateProcessing` post-processor (alone or in a `Sequence`) whose
+/// templates name a special token that its `special_tokens` lacks: the tokenizers
+/// crate accepts that when deserialising and then panics while encoding (found by
+/// fuzzing).
+fn check_post_processor(p: Option<&serde_json::Value>) -> Result<()> {
+    let Some(p) = p else { return Ok(()) };
+    let bad = |msg: String| Error::format("tokenizer.json", format!("post_processor: {msg}"));
+    // By shape, not by "type": the crate deserialises post-processors as an untagged
+    // enum and accepts a misspelt type.
+    for q in p.get("processors").and_then(|q| q.as_array()).map(Vec::as_slice).unwrap_or_default() {
+        check_post_processor(Some(q))?;
+    }
+    let specials = p.get("special_tokens").and_then(|s| s.as_object());
+    for which in ["single", "pair"] {
+        let pieces = p.get(which).and_then(|v| v.as_array()).map(Vec::as_slice).unwrap_or_default();
+        for id in pieces.iter().filter_map(|piece| piece.get("SpecialToken")?.get("id")?.as_str()) {
+            if !specials.is_some_and(|s| s.contains_key(id)) {
+                return Err(bad(format!("the {which} template uses special token '{id}', which is not in its special_tokens")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Renders a Jinja chat template the way transformers does: Python-style

@@ -121,7 +121,17 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
     let head_name = if matches!(model.network, crate::models::Network::Bert(_)) { "classifier.weight" } else { "score.weight" };
     let head = w.names().into_iter().find(|k| k.ends_with(head_name) && !k.contains(".original_module.")).map(String::from);
     if let (Some(key), None) = (head, model.info.num_labels) {
-        let k = w.shape(&key).map_or(0, |s| s[0]);
+        // Checked before the head is made: a scalar once panicked here, and [huge, 0]
+        // (no data) made a head of that many labels until memory ran out (both
+        // reproduced with the fuzz/ adapter target).
+        let hidden = model.info.hidden_size;
+        let k = match w.shape(&key) {
+            Some(&[k, h]) if k > 0 && h == hidden => k,
+            s => {
+                let s = s.unwrap_or_default();
+                return Err(Error::format(WEIGHTS, format!("tensor {key} has shape {s:?}, but a classification head's weight is [num_labels, {hidden}] (the model's hidden size)")));
+            }
+        };
         let labels = model_labels(&model.config, k);
         create::attach_head(model, &labels, &mut rand::SeedableRng::seed_from_u64(0))?;
     }
