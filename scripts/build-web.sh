@@ -4,7 +4,7 @@
 # threads build (`web-threads`: Flex on a pool of Web Workers, for cross-origin
 # isolated pages) into web/pkg-threads/. Each is wasm-bindgen's `web` target, then
 # binaryen's wasm-opt -O2 (the npm package `binaryen`; WEBPEFT_WASM_OPT=0 skips it).
-# Prints the wasm sizes, raw and gzip.
+# Prints the wasm sizes, raw, gzip and brotli (scripts/wasm-sizes.mjs).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
@@ -36,13 +36,6 @@ optimise() {
     mv "$cached.tmp" "$cached"
   fi
   cp "$cached" "$file"
-}
-
-size() {
-  local raw gz
-  raw=$(stat -c %s "$1")
-  gz=$(gzip -9 -c "$1" | wc -c)
-  awk -v f="$1" -v r="$raw" -v g="$gz" 'BEGIN { printf "%s: %.1f MB raw, %.1f MB gzip\n", f, r / 1e6, g / 1e6 }'
 }
 
 echo "== cargo build (wasm32, features web)"
@@ -104,5 +97,7 @@ if [ -n "$opt_keys" ]; then
     case "$opt_keys" in *"$(basename "$f" .wasm)"*) ;; *) rm -f "$f" ;; esac
   done
 fi
-size web/pkg/webpeft_bg.wasm
-[ ! -f web/pkg-threads/webpeft_bg.wasm ] || size web/pkg-threads/webpeft_bg.wasm
+# Raw, gzip and brotli (quality 5 here: seconds, not minutes; the README's figures are
+# quality 11, `node scripts/wasm-sizes.mjs`). The compressed forms go to the static
+# server's cache, so the page and the browser tests get them without compressing again.
+node scripts/wasm-sizes.mjs --quality 5 --prune
