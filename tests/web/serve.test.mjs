@@ -6,28 +6,20 @@
 // Needs neither the wasm nor the package.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { request } from "node:http";
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { startServer, pickEncoding, contentKey } from "../../scripts/serve.mjs";
+import { rawGet } from "./harness.mjs";
 
 const SECRET = "webpeft-serve-test-secret";
 
-/** GET `path` exactly as given; resolves { status, body }. */
-function rawGet(port, path) {
-  return new Promise((ok, fail) => {
-    const req = request({ host: "127.0.0.1", port, path, method: "GET" }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c) => (body += c));
-      res.on("end", () => ok({ status: res.statusCode, body }));
-    });
-    req.on("error", fail);
-    req.end();
-  });
-}
+/** GET `path` exactly as given; resolves { status, body } (body as text). */
+const rawText = async (port, path) => {
+  const r = await rawGet(port, path);
+  return { status: r.status, body: r.body.toString("utf8") };
+};
 
 test("static server: no path outside its root, raw or percent-encoded, and no dot-folders", async () => {
   // <tmp>/secret.txt sits next to the served root <tmp>/root/.
@@ -41,7 +33,7 @@ test("static server: no path outside its root, raw or percent-encoded, and no do
   const server = await startServer({ root });
   try {
     // The server does serve files under its root, so a refusal below means something.
-    const ok = await rawGet(server.port, "/sub/ok.txt");
+    const ok = await rawText(server.port, "/sub/ok.txt");
     assert.equal(ok.status, 200);
     assert.equal(ok.body, "served");
 
@@ -68,7 +60,7 @@ test("static server: no path outside its root, raw or percent-encoded, and no do
       "/sub/..%2f.git%2fconfig",
     ];
     for (const path of escapes) {
-      const r = await rawGet(server.port, path);
+      const r = await rawText(server.port, path);
       assert.ok(!r.body.includes(SECRET) && !r.body.includes("root:x:0:0"), `${path}: served a file it must not (status ${r.status})`);
       assert.ok([400, 403, 404].includes(r.status), `${path}: status ${r.status}`);
     }
@@ -82,19 +74,6 @@ test("static server: no path outside its root, raw or percent-encoded, and no do
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-/** GET with the given headers, body as bytes and not decoded; resolves { status, headers, body }. */
-function getBytes(port, path, headers = {}) {
-  return new Promise((ok, fail) => {
-    const req = request({ host: "127.0.0.1", port, path, method: "GET", headers }, (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => ok({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-    });
-    req.on("error", fail);
-    req.end();
-  });
-}
 
 /** A valid wasm module of about `size` bytes: the header and one compressible custom section. */
 function wasmModule(size, seed) {
@@ -142,7 +121,7 @@ test("static server: the wasm goes out compressed when asked and as it is when n
   try {
     // Not asked (no header, or identity only): the file as it is.
     for (const headers of [{}, { "accept-encoding": "identity" }, { "accept-encoding": "br;q=0, gzip;q=0" }]) {
-      const r = await getBytes(server.port, "/pkg/core_bg.wasm", headers);
+      const r = await rawGet(server.port, "/pkg/core_bg.wasm", headers);
       assert.equal(r.status, 200);
       assert.equal(r.headers["content-encoding"], undefined, JSON.stringify(headers));
       assert.equal(r.headers["content-type"], "application/wasm");
@@ -158,7 +137,7 @@ test("static server: the wasm goes out compressed when asked and as it is when n
     ]) {
       for (const path of ["/pkg/core_bg.wasm", "/pkg/glue.js"]) {
         const file = path.endsWith(".wasm") ? wasm : js;
-        const r = await getBytes(server.port, path, { "accept-encoding": accept });
+        const r = await rawGet(server.port, path, { "accept-encoding": accept });
         assert.equal(r.status, 200);
         assert.equal(r.headers["content-encoding"], encoding, `${path} with ${accept}`);
         assert.equal(r.headers["vary"], "Accept-Encoding");
@@ -168,7 +147,7 @@ test("static server: the wasm goes out compressed when asked and as it is when n
         assert.ok(decode(r.body).equals(file), `${path} ${encoding}: decoded bytes equal the file`);
       }
     }
-    await WebAssembly.compile(brotliDecompressSync((await getBytes(server.port, "/pkg/core_bg.wasm", { "accept-encoding": "br" })).body));
+    await WebAssembly.compile(brotliDecompressSync((await rawGet(server.port, "/pkg/core_bg.wasm", { "accept-encoding": "br" })).body));
     // The large file's compressed forms are cached on disk by content hash.
     const key = contentKey(wasm);
     assert.deepEqual(readdirSync(cacheDir).sort(), [`${key}.br`, `${key}.gz`]);
@@ -177,14 +156,14 @@ test("static server: the wasm goes out compressed when asked and as it is when n
     const wasm2 = wasmModule(600_000, 5);
     assert.equal(wasm2.length, wasm.length);
     writeFileSync(join(root, "pkg/core_bg.wasm"), wasm2);
-    const r2 = await getBytes(server.port, "/pkg/core_bg.wasm", { "accept-encoding": "br" });
+    const r2 = await rawGet(server.port, "/pkg/core_bg.wasm", { "accept-encoding": "br" });
     assert.ok(brotliDecompressSync(r2.body).equals(wasm2), "the rebuilt wasm, not the cached one");
     // A Range request, and data files, are never encoded.
-    const ranged = await getBytes(server.port, "/pkg/core_bg.wasm", { "accept-encoding": "br", range: "bytes=0-7" });
+    const ranged = await rawGet(server.port, "/pkg/core_bg.wasm", { "accept-encoding": "br", range: "bytes=0-7" });
     assert.equal(ranged.status, 206);
     assert.equal(ranged.headers["content-encoding"], undefined);
     assert.ok(ranged.body.equals(wasm2.subarray(0, 8)));
-    const data = await getBytes(server.port, "/pkg/tokenizer.json", { "accept-encoding": "br, gzip" });
+    const data = await rawGet(server.port, "/pkg/tokenizer.json", { "accept-encoding": "br, gzip" });
     assert.equal(data.headers["content-encoding"], undefined);
     assert.ok(data.body.equals(model));
   } finally {
