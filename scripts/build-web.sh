@@ -38,13 +38,17 @@ optimise() {
   cp "$cached" "$file"
 }
 
-echo "== cargo build (wasm32, features web)"
+# The main build's cargo profile: `wasm-release` (Cargo.toml: opt-level "s", except the
+# CPU backend's kernels, Flex and gemm, at 3), for download size; WEBPEFT_WASM_PROFILE=release
+# builds it as before (larger, no other difference).
+profile="${WEBPEFT_WASM_PROFILE:-wasm-release}"
+echo "== cargo build (wasm32, features web, profile $profile)"
 # simd128: Flex's CPU kernels vectorise in the browser. The cdylib crate type
 # is asked for here only, so native builds do not link one.
 RUSTFLAGS="${RUSTFLAGS:-} --cfg getrandom_backend=\"wasm_js\" -C target-feature=+simd128" \
-  cargo rustc --release --target wasm32-unknown-unknown -p webpeft --features web --lib --crate-type cdylib
+  cargo rustc --profile "$profile" --target wasm32-unknown-unknown -p webpeft --features web --lib --crate-type cdylib
 rm -rf web/pkg
-wasm-bindgen --target web --out-dir web/pkg --out-name webpeft "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/webpeft.wasm"
+wasm-bindgen --target web --out-dir web/pkg --out-name webpeft "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/webpeft.wasm"
 optimise web/pkg/webpeft_bg.wasm
 
 echo "== cargo build (wasm32 with atomics, features web-threads)"
