@@ -4,7 +4,7 @@
 # threads build (`web-threads`: Flex on a pool of Web Workers, for cross-origin
 # isolated pages) into web/pkg-threads/. Each is wasm-bindgen's `web` target, then
 # binaryen's wasm-opt -O2 (the npm package `binaryen`; WEBPEFT_WASM_OPT=0 skips it).
-# Prints the wasm sizes, raw and gzip.
+# Prints the wasm sizes, raw, gzip and brotli (scripts/wasm-sizes.mjs).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
@@ -38,20 +38,17 @@ optimise() {
   cp "$cached" "$file"
 }
 
-size() {
-  local raw gz
-  raw=$(stat -c %s "$1")
-  gz=$(gzip -9 -c "$1" | wc -c)
-  awk -v f="$1" -v r="$raw" -v g="$gz" 'BEGIN { printf "%s: %.1f MB raw, %.1f MB gzip\n", f, r / 1e6, g / 1e6 }'
-}
-
-echo "== cargo build (wasm32, features web)"
+# The main build's cargo profile: `wasm-release` (Cargo.toml: opt-level "s", except the
+# CPU backend's kernels, Flex and gemm, at 3), for download size; WEBPEFT_WASM_PROFILE=release
+# builds it as before (larger, no other difference).
+profile="${WEBPEFT_WASM_PROFILE:-wasm-release}"
+echo "== cargo build (wasm32, features web, profile $profile)"
 # simd128: Flex's CPU kernels vectorise in the browser. The cdylib crate type
 # is asked for here only, so native builds do not link one.
 RUSTFLAGS="${RUSTFLAGS:-} --cfg getrandom_backend=\"wasm_js\" -C target-feature=+simd128" \
-  cargo rustc --release --target wasm32-unknown-unknown -p webpeft --features web --lib --crate-type cdylib
+  cargo rustc --profile "$profile" --target wasm32-unknown-unknown -p webpeft --features web --lib --crate-type cdylib
 rm -rf web/pkg
-wasm-bindgen --target web --out-dir web/pkg --out-name webpeft "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/webpeft.wasm"
+wasm-bindgen --target web --out-dir web/pkg --out-name webpeft "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/webpeft.wasm"
 optimise web/pkg/webpeft_bg.wasm
 
 echo "== cargo build (wasm32 with atomics, features web-threads)"
@@ -104,5 +101,7 @@ if [ -n "$opt_keys" ]; then
     case "$opt_keys" in *"$(basename "$f" .wasm)"*) ;; *) rm -f "$f" ;; esac
   done
 fi
-size web/pkg/webpeft_bg.wasm
-[ ! -f web/pkg-threads/webpeft_bg.wasm ] || size web/pkg-threads/webpeft_bg.wasm
+# Raw, gzip and brotli (quality 5 here: seconds, not minutes; the README's figures are
+# quality 11, `node scripts/wasm-sizes.mjs`). The compressed forms go to the static
+# server's cache, so the page and the browser tests get them without compressing again.
+node scripts/wasm-sizes.mjs --quality 5 --prune

@@ -3,12 +3,24 @@
 // headers the page relies on (COOP/COEP for cross-origin isolation, the wasm
 // MIME type for streaming compilation). `/` redirects to `/www/`.
 //
+// The page's own files (wasm, JavaScript, HTML, CSS, source maps, SVG) go out
+// compressed when the request's Accept-Encoding allows it: brotli, else gzip
+// (`Vary: Accept-Encoding`); data and model files, Range requests and clients
+// that ask for neither get the file as it is. Compressed bodies are made once
+// per file content: large files (the wasm) are kept on disk by content hash in
+// $CARGO_TARGET_DIR/compressed/ (scripts/wasm-sizes.mjs fills it after each
+// wasm build, so the first page load does not wait for brotli), small ones in memory.
+//
 //   node scripts/serve.mjs            # 127.0.0.1:$PORT (default 8080)
 //   import { startServer } from "./serve.mjs"   # tests: a free port
 import { createServer } from "node:http";
 import { createReadStream, promises as fs } from "node:fs";
+import { createHash } from "node:crypto";
+import { homedir } from "node:os";
 import { join, extname, resolve, normalize, sep, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import zlib from "node:zlib";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -30,11 +42,94 @@ const MIME = {
   ".ico": "image/x-icon",
 };
 
+/** What goes out compressed: the page's and the package's own files, not data or models. */
+export const COMPRESSIBLE = new Set([".wasm", ".js", ".mjs", ".html", ".css", ".map", ".svg"]);
+
+/** The default on-disk cache of compressed large files (shared with scripts/wasm-sizes.mjs). */
+export const COMPRESSED_CACHE = process.env.WEBPEFT_COMPRESSED_CACHE
+  || join(process.env.CARGO_TARGET_DIR || join(homedir(), ".cache/webpeft/target"), "compressed");
+
+/** Files at least this large are cached on disk by content hash; smaller ones in memory. */
+const DISK_CACHE_MIN = 256 * 1024;
+
+/**
+ * The encoding to answer an Accept-Encoding header with: "br", "gzip" or null
+ * (the file as it is). Honours q-values (`q=0` refuses) and `*`; brotli first.
+ */
+export function pickEncoding(header) {
+  if (!header) return null;
+  const q = new Map();
+  for (const part of String(header).split(",")) {
+    const [name, ...params] = part.trim().toLowerCase().split(";");
+    if (!name) continue;
+    let weight = 1;
+    for (const p of params) {
+      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(p);
+      if (m) weight = Number(m[1]);
+    }
+    q.set(name.trim(), Number.isFinite(weight) ? weight : 0);
+  }
+  for (const enc of ["br", "gzip"]) {
+    const w = q.has(enc) ? q.get(enc) : q.get("*");
+    if (w !== undefined && w > 0) return enc;
+  }
+  return null;
+}
+
+/** Compresses `bytes` as `encoding`; brotli at `quality` (default 5: fast enough to do on a request). */
+export function compress(bytes, encoding, { quality = 5 } = {}) {
+  if (encoding === "br") {
+    return promisify(zlib.brotliCompress)(bytes, {
+      params: {
+        [zlib.constants.BROTLI_PARAM_QUALITY]: quality,
+        [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.length,
+      },
+    });
+  }
+  return promisify(zlib.gzip)(bytes, { level: 9 });
+}
+
+/** The cache key of a file's content: the first 16 hex digits of its SHA-256. */
+export const contentKey = (bytes) => createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+
+// Compressed bodies: in memory by path, size, mtime and encoding (a promise, so
+// concurrent requests compress once). Bounded; the oldest entry goes first.
+const memory = new Map();
+const MEMORY_ENTRIES = 256;
+
+async function compressedBody(file, st, encoding, cacheDir) {
+  const id = `${file}\0${st.size}\0${st.mtimeMs}\0${encoding}\0${cacheDir}`;
+  let p = memory.get(id);
+  if (!p) {
+    p = (async () => {
+      const bytes = await fs.readFile(file);
+      if (bytes.length < DISK_CACHE_MIN || !cacheDir) return compress(bytes, encoding);
+      const cached = join(cacheDir, `${contentKey(bytes)}.${encoding === "br" ? "br" : "gz"}`);
+      try {
+        return await fs.readFile(cached);
+      } catch {}
+      const out = await compress(bytes, encoding);
+      try {
+        await fs.mkdir(cacheDir, { recursive: true });
+        const tmp = `${cached}.${process.pid}.${Date.now()}.tmp`;
+        await fs.writeFile(tmp, out);
+        await fs.rename(tmp, cached);
+      } catch {} // a read-only cache only costs the next request another compression
+      return out;
+    })();
+    p.catch(() => memory.delete(id));
+    memory.set(id, p);
+    while (memory.size > MEMORY_ENTRIES) memory.delete(memory.keys().next().value);
+  }
+  return p;
+}
+
 /**
  * Serves `root` on `host:port` (port 0: a free one). Returns { url, port, log, served, close }.
- * No caching: the page and the package change while developing.
+ * No caching: the page and the package change while developing. `cacheDir`: where
+ * compressed large files are kept (null: in memory only).
  */
-export async function startServer({ root = ROOT, port = 0, host = "127.0.0.1", isolated = true } = {}) {
+export async function startServer({ root = ROOT, port = 0, host = "127.0.0.1", isolated = true, cacheDir = COMPRESSED_CACHE } = {}) {
   const base = resolve(root);
   const log = [];
   const served = [];
@@ -85,6 +180,17 @@ export async function startServer({ root = ROOT, port = 0, host = "127.0.0.1", i
         createReadStream(file, { start, end }).pipe(res);
         return;
       }
+      const compressible = COMPRESSIBLE.has(extname(file).toLowerCase());
+      const encoding = compressible && !req.headers.range ? pickEncoding(req.headers["accept-encoding"]) : null;
+      if (compressible) headers["Vary"] = "Accept-Encoding";
+      if (encoding) {
+        const body = await compressedBody(file, st, encoding, cacheDir);
+        res.writeHead(200, { ...headers, "Content-Type": type, "Content-Encoding": encoding, "Content-Length": body.length });
+        if (req.method === "HEAD") return res.end();
+        served.push({ path: url.pathname, bytes: body.length, range: false, encoding });
+        res.end(body);
+        return;
+      }
       res.writeHead(200, { ...headers, "Content-Type": type, "Content-Length": st.size, "Accept-Ranges": "bytes" });
       if (req.method === "HEAD") return res.end();
       served.push({ path: url.pathname, bytes: st.size, range: false });
@@ -102,7 +208,7 @@ export async function startServer({ root = ROOT, port = 0, host = "127.0.0.1", i
     url: `http://${host}:${actual}`,
     port: actual,
     log,
-    /** Body bytes sent, per request: { path, bytes, range }. */
+    /** Body bytes sent, per request: { path, bytes, range, encoding? } (compressed bytes when encoded). */
     served,
     close: () => new Promise((ok) => { server.closeAllConnections?.(); server.close(() => ok()); }),
   };

@@ -6,6 +6,7 @@ import { homedir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execFile } from "node:child_process";
+import { request } from "node:http";
 import { promisify } from "node:util";
 import { unzipSync } from "fflate";
 import { startServer as serve } from "../../scripts/serve.mjs";
@@ -44,6 +45,22 @@ export async function openTestPage({ dist = process.env.WEBPEFT_TEST_DIST, isola
       await server.close();
     },
   };
+}
+
+/**
+ * GET `path` exactly as written (node:http: no `/../` normalisation, no decompression)
+ * with `headers`; resolves { status, headers, body: Buffer }.
+ */
+export function rawGet(port, path, headers = {}) {
+  return new Promise((ok, fail) => {
+    const req = request({ host: "127.0.0.1", port, path, method: "GET", headers }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => ok({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on("error", fail);
+    req.end();
+  });
 }
 
 /** URLs of a model directory's files, as the page fetches them. */
