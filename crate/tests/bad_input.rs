@@ -375,3 +375,26 @@ fn fuzz_plan_gguf_tensor_larger_than_the_file() {
     assert_eq!(err.source, "model.gguf", "{err}");
     assert!(err.message.contains("blk.0.attn_q.weight") && err.message.contains("beyond the file"), "{err}");
 }
+
+/// A shard index naming a path outside the model directory (`../`, absolute, a subfolder) is a
+/// format error naming the index and the shard; the CLI reads nothing outside the directory.
+#[test]
+fn shard_index_paths_outside_the_model_are_refused() {
+    for (tag, shard) in [("up", "../model-00001-of-00002.safetensors"), ("abs", "/etc/passwd"), ("sub", "a/b.safetensors"), ("win", "..\\x.safetensors")] {
+        let dir = scratch_copy("tiny-llama-sharded", &format!("shard-{tag}"));
+        let index = dir.join("model.safetensors.index.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+        let first = v["weight_map"].as_object().unwrap().keys().next().unwrap().clone();
+        v["weight_map"][&first] = serde_json::json!(shard);
+        std::fs::write(&index, v.to_string()).unwrap();
+        let mut files = ModelFiles::default();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            files.add(p.file_name().unwrap().to_str().unwrap(), std::fs::read(&p).unwrap());
+        }
+        let e = Model::load(&files, &device(webpeft::device::Backend::Cpu)).err().expect("a shard path must be refused");
+        assert_eq!(e.kind, webpeft::error::ErrorKind::Format, "{e}");
+        assert!(e.to_string().contains("model.safetensors.index.json") && e.to_string().contains(shard), "{e}");
+        expect_cli_error(&dir, &["model.safetensors.index.json", "is not a file name beside the index"]);
+    }
+}

@@ -196,6 +196,10 @@ pub fn shard_files(index_file: &str, bytes: &[u8]) -> Result<Vec<String>> {
     if files.is_empty() {
         return Err(Error::format(index_file, "the shard index lists no files"));
     }
+    // Shards sit beside the index: a path (`../x`, `/etc/x`, `a/b`) would read outside the model.
+    if let Some(bad) = files.iter().find(|f| f.is_empty() || f.contains(['/', '\\']) || f.starts_with('.') || f.contains(':')) {
+        return Err(Error::format(index_file, format!("shard '{bad}' is not a file name beside the index")));
+    }
     Ok(files)
 }
 
