@@ -1,4 +1,5 @@
-# run_node_tests NAME DIR [node --test args...]: runs DIR/*.test.mjs one file at a
+# run_node_tests NAME DIR [FILE.test.mjs... | node --test args...]: runs DIR/*.test.mjs (or the
+# given test files) one file at a
 # time with node's test runner (each file starts its own Chromium, which uses every
 # core) and prints "NAME tests: N passed, M failed[, K skipped]". Returns non-zero
 # when a test failed, when no test ran or none passed, or when a file registers no
@@ -6,10 +7,21 @@
 run_node_tests() {
   local name="$1" dir="$2"; shift 2
   # An explicit file list: node >= 21 takes a directory argument as a file and fails.
-  local files
-  shopt -s nullglob
-  files=("$dir"/*.test.mjs)
-  shopt -u nullglob
+  local files opts=() arg
+  # Test files among the arguments run alone (e.g. scripts/test-web.sh tests/web/train.test.mjs);
+  # other arguments are node --test options.
+  files=()
+  for arg in "$@"; do
+    case "$arg" in
+      *.test.mjs) files+=("$arg") ;;
+      *) opts+=("$arg") ;;
+    esac
+  done
+  if [ "${#files[@]}" -eq 0 ]; then
+    shopt -s nullglob
+    files=("$dir"/*.test.mjs)
+    shopt -u nullglob
+  fi
   if [ "${#files[@]}" -eq 0 ]; then
     echo "$name tests: no test files ($dir/*.test.mjs)" >&2
     return 1
@@ -18,7 +30,7 @@ run_node_tests() {
   log="$(mktemp)"
   echo "== $name tests (node --test $dir/*.test.mjs: ${#files[@]} files)"
   set +e
-  node --test --test-concurrency=1 --test-reporter=spec "$@" "${files[@]}" 2>&1 | tee "$log"
+  node --test --test-concurrency=1 --test-reporter=spec "${opts[@]}" "${files[@]}" 2>&1 | tee "$log"
   status=${PIPESTATUS[0]}
   set -e
   # A file that registers no test is itself reported as one passing test

@@ -4,7 +4,8 @@
 # headless Chromium (WebGPU on SwiftShader where there is no GPU) through
 # playwright-core. It fails when no test ran, none passed, or a test file has
 # no tests. The parity tests need the native CLI ($WEBPEFT_BIN).
-# Extra arguments go to node --test (e.g. --test-name-pattern=LoRA).
+# Extra arguments: test files to run alone (tests/web/train.test.mjs), or node --test options
+# (e.g. --test-name-pattern=LoRA).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"

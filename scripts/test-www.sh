@@ -5,7 +5,8 @@
 # phone sizes. Expects the package built (web/dist, by scripts/test-web.sh or
 # npm start); builds the page itself. Screenshots go to docs/screenshots/.
 # It fails when no test ran, none passed, or a test file has no tests.
-# Extra arguments go to node --test (e.g. --test-name-pattern=layout).
+# Extra arguments: test files to run alone, or node --test options (e.g.
+# --test-name-pattern=layout).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
