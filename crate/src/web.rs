@@ -20,7 +20,7 @@ use crate::models::{Model, ModelFiles};
 use crate::peft::export::export_adapter;
 use crate::peft::{load_adapter, model_labels, set_label_names, Sidecar};
 use crate::train::checkpoint::save_state;
-use crate::train::data::{self, Record, Task};
+use crate::train::data::{self, Task};
 use crate::train::freeze;
 use crate::train::run::Run;
 use crate::train::session::{prepare, TrainSpec};
@@ -76,6 +76,22 @@ pub fn cpu_threads() -> usize {
     return rayon::current_num_threads();
     #[cfg(not(feature = "web-threads"))]
     1
+}
+
+/// Checks a dataset file (`name` picks the format, as in training) without a
+/// model: the detected format, the rows and labels that parsed, and every
+/// problem (up to 100) with its file and line, as training would report them.
+/// `options`: `{task?, seq_len?}`. Returns `data::Validation` (camelCase).
+#[wasm_bindgen(js_name = validateData)]
+pub fn validate_data(name: String, bytes: Vec<u8>, options: JsValue) -> std::result::Result<JsValue, JsValue> {
+    to_js(&data::validate(&name, &bytes, None, &validate_options(options)?))
+}
+
+fn validate_options(options: JsValue) -> std::result::Result<data::ValidateOptions, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(Default::default());
+    }
+    serde_wasm_bindgen::from_value(options).map_err(|e| js_error(Error::input("options", e.to_string())))
 }
 
 /// Initialises the backend: `"webgpu"` (asynchronous adapter and device
@@ -311,12 +327,13 @@ impl Session {
         to_js(&InfoOut { info: &m.info, estimated_bytes: m.info.num_parameters * 4, has_adapter: m.adapter_config.is_some(), peft_type })
     }
 
-    /// Parses a dataset file and returns its format, row count and the first rows.
-    #[wasm_bindgen(js_name = parseData)]
-    pub fn parse_data(&self, name: String, bytes: Vec<u8>) -> std::result::Result<JsValue, JsValue> {
-        let ds = data::parse(&name, &bytes).map_err(js_error)?;
-        let preview: Vec<serde_json::Value> = ds.records.iter().take(5).map(record_json).collect();
-        to_js(&serde_json::json!({ "format": ds.format, "rows": ds.records.len(), "preview": preview }))
+    /// Checks a dataset file as `validateData` does, and with this model's
+    /// tokenizer also encodes it (chat template, truncation at `seq_len`) and
+    /// counts its tokens. The model is not touched.
+    #[wasm_bindgen(js_name = validateData)]
+    pub fn validate_data(&self, name: String, bytes: Vec<u8>, options: JsValue) -> std::result::Result<JsValue, JsValue> {
+        let tok = self.model().map_err(js_error)?.tokenizer.as_ref();
+        to_js(&data::validate(&name, &bytes, tok, &validate_options(options)?))
     }
 
     /// Starts training on a dataset (and an optional eval file) with `options`
@@ -585,14 +602,5 @@ impl Session {
             return Err(js_error(Error::input("session", "start the run (from the checkpoint's adapter) first")));
         };
         crate::train::checkpoint::load_state(run, &optimizer, &state).map_err(js_error)
-    }
-}
-
-fn record_json(r: &Record) -> serde_json::Value {
-    match r {
-        Record::Text(t) => serde_json::json!({ "text": t }),
-        Record::PromptCompletion { prompt, completion } => serde_json::json!({ "prompt": prompt, "completion": completion }),
-        Record::Messages(m) => serde_json::json!({ "messages": m.iter().map(|m| serde_json::json!({"role": m.role, "content": m.content})).collect::<Vec<_>>() }),
-        Record::Labelled { text, label } => serde_json::json!({ "text": text, "label": label }),
     }
 }

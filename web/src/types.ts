@@ -413,6 +413,55 @@ export interface BenchmarkResult {
 /** Data for training or evaluation. */
 export type DataInput = File | Blob | string | object[];
 
+// ---- validateData ------------------------------------------------------------
+
+/** Options of `validateData`: what the data is checked for. */
+export interface ValidateDataOptions {
+  /** The task to train (default: "seq-cls" for rows with labels, else "causal-lm"). */
+  task?: Task;
+  /** The training sequence length: truncation is counted against it (default 128, training's default). */
+  seqLen?: number;
+  /** The format of a string or Blob without a file name, as in `TrainOptions.dataFormat`. */
+  dataFormat?: "jsonl" | "csv" | "txt";
+  /** `Tuner.validateData` (no model) only: where the worker and the wasm core are, as in `LoadOptions`. */
+  workerUrl?: string | URL;
+  wasmUrl?: string | URL;
+}
+
+/** A problem in a dataset, as training would report it. */
+export interface DataProblem {
+  /** "input" (a row) or "format" (the chat template cannot render it). */
+  kind: "input" | "format";
+  /** The file (or tokenizer, or chat template) it is about. */
+  source: string;
+  /** The 1-based line of the row in the file; null when it is about the whole file. */
+  line: number | null;
+  /** The core's whole message, "file: line N: what". */
+  message: string;
+}
+
+/** What `validateData` found: the counts training would see, and each problem with its line. */
+export interface DataValidation {
+  /** The file name (for a string, Blob or array: "data.jsonl", "data.csv" or "data.txt"). */
+  source: string;
+  /** The detected format; null when the file could not be read at all (not UTF-8, a JSON array, ...). */
+  format: "jsonl-text" | "jsonl-prompt-completion" | "jsonl-messages" | "jsonl-text-label" | "csv-text-label" | "txt" | null;
+  /** The task checked for (null when no row parsed). */
+  task: Task | null;
+  /** Rows that parsed (a `.txt` file is one row: the whole text). */
+  rows: number;
+  /** Classification data: each label (in the order of the classes training would make) and its rows. */
+  labels: { label: string; count: number }[] | null;
+  /** With a model's tokenizer (`tuner.validateData`), when the rows that parsed encode: token counts before truncation. */
+  tokens: { total: number; longest: number; seqLen: number; examples: number } | null;
+  /** Training's notes on the data: rows truncated at `seqLen`, or skipped. */
+  warnings: string[];
+  /** Every problem (the first 100), in file order, then any about the data as a whole. */
+  problems: DataProblem[];
+  /** No problems: training would accept this data. */
+  ok: boolean;
+}
+
 // ---- Worker protocol -------------------------------------------------------
 
 export interface ErrorPayload {
@@ -502,6 +551,9 @@ export interface MemoryPlan {
 export type Request =
   | { op: "plan"; model: ModelPayload; options?: Record<string, unknown>; backend: Backend; maxBytes?: number; maxTensorBytes?: number; wasmUrl?: string }
   | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string }
+  /** With a model, its tokenizer too; without one (a worker of its own) the parser only. */
+  | { op: "validateData"; data: DataPayload; options: { task?: Task; seq_len?: number }; wasmUrl?: string }
+
   | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown>; resumeFrom?: CheckpointFiles }
   | { op: "pause" }
   | { op: "resume" }

@@ -27,11 +27,14 @@ declare module "webpeft-wasm" {
   export function benchMatmul(n: number, reps: number): Promise<number>;
   /** The memory plan from the files' first bytes: `{need}` while a header is incomplete, else the plan with `fits` (crate/src/web.rs). */
   export function planModel(names: string[], heads: Uint8Array[], lens: number[], options: object | undefined, limits: object): any;
+  /** Checks a dataset file without a model (crate/src/train/data.rs `validate`): a DataValidation. */
+  export function validateData(name: string, bytes: Uint8Array, options: object | undefined): any;
   export class Session {
     private constructor();
     static load(names: string[], files: Uint8Array[], maxTensorBytes?: number): Session;
     info(): any;
-    parseData(name: string, bytes: Uint8Array): { format: string; rows: number; preview: object[] };
+    /** As validateData, with this model's tokenizer (token counts, chat template, truncation). */
+    validateData(name: string, bytes: Uint8Array, options: object | undefined): any;
     startTraining(
       trainName: string,
       trainBytes: Uint8Array,

@@ -856,6 +856,14 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
     }
     case "load":
       return { result: await load(id, msg, signal) };
+    case "validateData": {
+      const bytes = await bytesOf(msg.data.blob ?? msg.data.bytes!);
+      if (session) return { result: session.validateData(msg.data.name, bytes, msg.options) };
+      // Without a model (Tuner.validateData): the parser only, in a worker of its own.
+      wasmReady ??= core.default({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
+      await wasmReady;
+      return { result: core.validateData(msg.data.name, bytes, msg.options) };
+    }
     case "train":
       return { result: await train(id, msg) };
     case "generate":
