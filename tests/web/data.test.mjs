@@ -1,6 +1,8 @@
 // Training data in the browser: `validateData` runs the core's parser on each
 // format (counts, labels, the detected format) and lists bad rows with their
-// line numbers, with or without a model.
+// line numbers, with or without a model; and `run.cancel()` while a Blob of
+// training data is still being read stops the run before it starts (kind
+// "aborted"), leaving the model and its adapter as they were.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { openTestPage, modelUrls, requireBuild, helper } from "./harness.mjs";
@@ -167,4 +169,43 @@ test("tuner.validateData tokenises with the model's tokenizer: token counts, tru
   assert.match(c.problems[0].message, /^chat\.jsonl: has chat messages but the tokenizer \(tokenizer\.json\) has no chat template/);
   // The model is as it was.
   assert.deepEqual(await wp("forward", [1, 2, 3]), before);
+});
+
+test("run.cancel() while a Blob of training data is read: rejects with 'aborted', the model and adapter kept", { timeout: 5 * 60_000 }, async () => {
+  assert.equal((await wp("load", LLAMA, { backend: "cpu", threads: 1 })).error, undefined);
+  const r = await b.page.evaluate(async () => {
+    const t = window.wpTuner();
+    const row = JSON.stringify({ prompt: "Q: ", completion: " A." }) + "\n";
+    const opts = { task: "causal-lm", method: "lora", r: 4, steps: 1, batch: 1, seqLen: 32 };
+    // A first run leaves an adapter on the model.
+    const first = await t.train(row.repeat(4), opts).done;
+    const adapter = await t.exportAdapterFiles();
+    const logits = Array.from(await t.forward([1, 2, 3]));
+    // A Blob of some megabytes: the worker is still reading it when the cancel comes.
+    const blob = new Blob(Array.from({ length: 64 }, () => row.repeat(1000)), { type: "application/jsonl" });
+    const run = t.train(blob, { ...opts, steps: 50, adapter: "new" });
+    const events = [];
+    const iterated = (async () => {
+      for await (const e of run.events) events.push(e.event);
+    })().then(() => "ended", (e) => e.kind);
+    await run.cancel();
+    const outcome = await Promise.race([
+      run.done.then((s) => ({ resolved: s }), (e) => ({ kind: e.kind, message: e.message, isWebPeftError: e instanceof window.webpeft.WebPeftError })),
+      new Promise((res) => setTimeout(() => res({ timedOut: true }), 60_000)),
+    ]);
+    const after = await t.exportAdapterFiles();
+    const same = ["adapter_config.json", "adapter_model.safetensors"].every((k) => after[k].length === adapter[k].length && after[k].every((x, i) => x === adapter[k][i]));
+    return { first: first.reason, outcome, iterated: await iterated, events, same, logitsSame: JSON.stringify(Array.from(await t.forward([1, 2, 3]))) === JSON.stringify(logits) };
+  });
+  assert.equal(r.first, "completed");
+  assert.equal(r.outcome.timedOut, undefined, "the run settled");
+  assert.equal(r.outcome.resolved, undefined, `the run must not start: ${JSON.stringify(r.outcome)}, events ${r.events}`);
+  assert.deepEqual([r.outcome.kind, r.outcome.isWebPeftError], ["aborted", true], JSON.stringify(r.outcome));
+  assert.equal(r.iterated, "aborted", "iterating the events throws the same error");
+  assert.deepEqual(r.events, [], "no event: nothing started");
+  assert.ok(r.same, "the adapter is the first run's");
+  assert.ok(r.logitsSame, "the model gives the same logits");
+  // And the tuner still trains.
+  const again = await b.page.evaluate(async () => (await window.wpTuner().train(JSON.stringify({ prompt: "Q: ", completion: " B." }), { task: "causal-lm", method: "lora", steps: 1, batch: 1, seqLen: 32, adapter: "new" }).done).reason);
+  assert.equal(again, "completed");
 });

@@ -240,7 +240,10 @@ export interface TrainResume {
    * losses) from the step after the checkpoint.
    */
   resumeFrom?: CheckpointFiles;
-  /** Cancels the run when it fires, as `run.cancel()` does (`done` resolves with reason "cancelled"). */
+  /**
+   * Cancels the run when it fires, as `run.cancel()` does (`done` resolves with reason "cancelled";
+   * before the run has started, while its data is read, nothing starts and `done` rejects with kind "aborted").
+   */
   signal?: AbortSignal;
 }
 
@@ -324,7 +327,11 @@ export interface TrainRun {
   /** Pauses between two steps; resolves once the worker has paused. */
   pause(): Promise<void>;
   resume(): Promise<void>;
-  /** Stops after the current step; the adapter trained so far stays on the model. */
+  /**
+   * Stops after the current step; the adapter trained so far stays on the model. Before the
+   * run has started (its data still being read) nothing starts: `done` rejects with kind
+   * "aborted" and the model and its adapter are as they were.
+   */
   cancel(): Promise<void>;
   done: Promise<TrainSummary>;
 }

@@ -362,6 +362,12 @@ function needSession(): Session {
   return session;
 }
 
+/**
+ * Train requests whose run has not started yet (queued, or reading a Blob): a cancel then
+ * marks them, the run never starts, and the cancel is answered once the request has settled.
+ */
+const starting = new Map<number, { cancelled: boolean; waiters: number[] }>();
+
 interface ActiveRun {
   id: number;
   paused: boolean;
@@ -506,6 +512,9 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
   if (run) throw new WebPeftError("input", "a training run is already in progress", "train");
   const trainBytes = await bytesOf(msg.data.blob ?? msg.data.bytes!);
   const evalBytes = msg.evalData ? await bytesOf(msg.evalData.blob ?? msg.evalData.bytes!) : undefined;
+  // A cancel that came while the data was read (or the request waited): nothing starts.
+  if (starting.get(id)?.cancelled) throw abortedError("train", " before the run started");
+  starting.delete(id);
   const options = snake(msg.options);
   if (options.base_model === undefined && baseModel) options.base_model = baseModel;
   const every = checkpointEvery(msg.options.checkpointEvery);
@@ -941,6 +950,11 @@ self.onmessage = (ev: MessageEvent<RequestMessage>) => {
   // Run control goes straight through, between steps.
   if (msg.op === "pause" || msg.op === "resume" || msg.op === "cancel") {
     const r = run;
+    if (!r && msg.op === "cancel" && starting.size) {
+      for (const t of starting.values()) t.cancelled = true;
+      [...starting.values()].pop()!.waiters.push(id);
+      return;
+    }
     if (!r) return post({ id, type: "result", result: null });
     if (msg.op === "pause") {
       r.paused = true;
@@ -965,13 +979,21 @@ self.onmessage = (ev: MessageEvent<RequestMessage>) => {
     return;
   }
   inflight.add(id);
+  if (msg.op === "train") starting.set(id, { cancelled: false, waiters: [] });
   const controller = new AbortController();
   aborts.set(id, controller);
   const job = queue.then(async () => {
     if (dead) throw dead;
     return perform(id, msg, controller.signal);
   });
-  job.finally(() => aborts.delete(id)).catch(() => {});
+  job
+    .finally(() => {
+      aborts.delete(id);
+      // A train request that ended before its run started answers the cancels it got.
+      for (const w of starting.get(id)?.waiters ?? []) post({ id: w, type: "result", result: null });
+      starting.delete(id);
+    })
+    .catch(() => {});
   queue = job.catch(() => {});
   job.then(
     ({ result, transfer }) => {
