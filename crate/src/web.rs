@@ -68,6 +68,85 @@ pub fn start() {
 #[cfg(feature = "web-threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
 
+/// The threads build: where a crash on a pool worker is reported. A panic or
+/// trap there ends that Web Worker, and the calling thread (the package's
+/// worker) waits for its job forever, blocked in `Atomics.wait`, so it can
+/// neither see nor report it. Called once after `initThreadPool`,
+/// `watchThreadPool(name)` makes every pool worker post
+/// `{type: "crash", message}` on the `BroadcastChannel` `name` when it
+/// panics (the panic message) or traps (an uncaught error), for the page's
+/// side of the package to fail the pending call and end the worker.
+#[cfg(feature = "web-threads")]
+#[wasm_bindgen(js_name = watchThreadPool)]
+pub fn watch_thread_pool(channel: String) {
+    if let Ok(mut c) = CRASH_CHANNEL.lock() {
+        *c = Some(channel.clone());
+    }
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        // The package's worker reports its own panics (it is not blocked).
+        if rayon::current_thread_index().is_some() {
+            let name = CRASH_CHANNEL.try_lock().ok().and_then(|c| c.clone());
+            if let Some(name) = name {
+                let _ = post_crash(&name, &format!("a thread-pool worker panicked: {info}"));
+            }
+        }
+    }));
+    // A trap that is not a panic: the pool worker's uncaught error. The listener
+    // is plain JS (a bound postMessage), so it runs no wasm after the trap.
+    rayon::broadcast(|_| {
+        let _ = listen_for_traps(&channel);
+    });
+}
+
+#[cfg(feature = "web-threads")]
+static CRASH_CHANNEL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+#[cfg(feature = "web-threads")]
+fn crash_channel(name: &str) -> std::result::Result<(Object, Function), JsValue> {
+    let ctor: Function = Reflect::get(&js_sys::global(), &"BroadcastChannel".into())?.dyn_into()?;
+    let channel: Object = Reflect::construct(&ctor, &Array::of1(&name.into()))?.dyn_into()?;
+    let post: Function = Reflect::get(&channel, &"postMessage".into())?.dyn_into()?;
+    Ok((channel, post))
+}
+
+#[cfg(feature = "web-threads")]
+fn crash_message(message: &str) -> JsValue {
+    let msg = Object::new();
+    set(&msg, "type", &"crash".into());
+    set(&msg, "message", &message.into());
+    msg.into()
+}
+
+#[cfg(feature = "web-threads")]
+fn post_crash(name: &str, message: &str) -> std::result::Result<(), JsValue> {
+    let (channel, post) = crash_channel(name)?;
+    post.call1(&channel, &crash_message(message))?;
+    Ok(())
+}
+
+#[cfg(feature = "web-threads")]
+fn listen_for_traps(name: &str) -> std::result::Result<(), JsValue> {
+    let (channel, post) = crash_channel(name)?;
+    let listener = post.bind1(&channel, &crash_message("a thread-pool worker stopped with an uncaught error (a wasm trap)"));
+    let global = js_sys::global();
+    let add: Function = Reflect::get(&global, &"addEventListener".into())?.dyn_into()?;
+    add.call2(&global, &"error".into(), &listener)?;
+    Ok(())
+}
+
+/// Test hook (threads build only, not part of the API): panics on a pool
+/// worker while this thread waits for it, the hang `watchThreadPool` turns
+/// into a `crash` error. The package calls it only from its own tests.
+#[cfg(feature = "web-threads")]
+#[doc(hidden)]
+#[wasm_bindgen(js_name = __panicOnThreadPool)]
+pub fn panic_on_thread_pool() {
+    // Called from outside the pool, join runs on a pool worker and this
+    // thread blocks until it is done.
+    rayon::join(|| panic!("webpeft test hook: a panic on a thread-pool worker"), || ());
+}
+
 /// Threads the CPU backend's kernels run on: 1, or the rayon pool's size in
 /// the threads build.
 #[wasm_bindgen(js_name = cpuThreads)]

@@ -58,8 +58,22 @@ class Connection {
   private pending = new Map<number, Pending>();
   dead: WebPeftError | null = null;
 
-  constructor(private worker: Worker) {
+  /** Threads build: where the pool's workers report a panic or trap (see `crashChannelName`). */
+  private crashes: BroadcastChannel | null = null;
+
+  constructor(private worker: Worker, crashChannel?: string) {
     worker.addEventListener("message", (ev: MessageEvent<ResponseMessage>) => this.onMessage(ev.data));
+    if (crashChannel && typeof BroadcastChannel !== "undefined") {
+      // A pool worker that panics or traps leaves the worker blocked in Atomics.wait for
+      // ever: it cannot answer, so the crash comes this way and the worker is ended.
+      this.crashes = new BroadcastChannel(crashChannel);
+      this.crashes.onmessage = (ev: MessageEvent<{ type?: string; message?: string }>) => {
+        if (ev.data?.type !== "crash") return;
+        const what = String(ev.data.message ?? "a thread-pool worker crashed");
+        this.kill(new WebPeftError("crash", `the wasm core crashed (${what}); this model is gone, load it again`, "wasm"));
+        this.terminate();
+      };
+    }
     worker.addEventListener("error", (ev: ErrorEvent) => {
       ev.preventDefault?.();
       const what = ev.message || (ev.error && String(ev.error)) || "the worker script failed to load or threw";
@@ -154,7 +168,15 @@ class Connection {
 
   terminate() {
     this.worker.terminate();
+    this.crashes?.close();
+    this.crashes = null;
   }
+}
+
+/** A BroadcastChannel name of one worker's own, for its thread pool's crash reports. */
+function crashChannelName(): string {
+  const id = typeof crypto !== "undefined" && "randomUUID" in crypto ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  return `webpeft-crash-${id}`;
 }
 
 /** Picks the backend for "auto" (and checks an explicit "webgpu") on the main thread. */
@@ -449,7 +471,8 @@ export class Tuner {
     } catch (e) {
       throw new WebPeftError("io", `worker: could not start ${String(url)} (${(e as Error).message})`, "worker");
     }
-    const conn = new Connection(worker);
+    const crashChannel = crashChannelName();
+    const conn = new Connection(worker, crashChannel);
     // The worker is this load's own: an abort ends it at once, downloads included.
     const onAbort = () => {
       conn.kill(abortedError("load"));
@@ -458,7 +481,7 @@ export class Tuner {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const r = await conn.request<{ info: ModelInfo; device: DeviceInfo }>(
-        { op: "load", backend, fallbackToCpu, notice, model, maxBytes, maxTensorBytes, wasmUrl, threads: opts.threads, threadsUrl },
+        { op: "load", backend, fallbackToCpu, notice, model, maxBytes, maxTensorBytes, wasmUrl, threads: opts.threads, threadsUrl, crashChannel },
         { onProgress },
         transfer,
       );
@@ -791,6 +814,16 @@ export class Tuner {
       }
     }
     return this.#conn.request<BenchmarkResult>(request);
+  }
+
+  // Test hook, not API: `tuner[Symbol.for("webpeft.test.panicOnThreadPool")]()` panics on a
+  // thread-pool worker of the threads build (tests/web/crash.test.mjs).
+  static {
+    Object.defineProperty(Tuner.prototype, Symbol.for("webpeft.test.panicOnThreadPool"), {
+      value(this: Tuner) {
+        return this.#conn.request<void>({ op: "panicOnThreadPool" });
+      },
+    });
   }
 
   /** Frees the model and stops the worker. Later calls fail with kind "input". */

@@ -557,10 +557,11 @@ export interface MemoryPlan {
 
 export type Request =
   | { op: "plan"; model: ModelPayload; options?: Record<string, unknown>; backend: Backend; maxBytes?: number; maxTensorBytes?: number; wasmUrl?: string }
-  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string }
+  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string; crashChannel?: string }
   /** With a model, its tokenizer too; without one (a worker of its own) the parser only. */
   | { op: "validateData"; data: DataPayload; options: { task?: Task; seq_len?: number }; wasmUrl?: string }
-
+  /** Test hook (threads build): a panic on a pool worker (see crate/src/web.rs). */
+  | { op: "panicOnThreadPool" }
   | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown>; resumeFrom?: CheckpointFiles }
   | { op: "pause" }
   | { op: "resume" }

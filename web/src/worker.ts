@@ -384,11 +384,14 @@ let run: ActiveRun | null = null;
  * (SharedArrayBuffer). Its files stay unbundled in dist/threads/: the pool's workers
  * import the glue module by URL.
  */
-async function loadThreadsCore(n: number, url?: string): Promise<Core> {
+async function loadThreadsCore(n: number, url?: string, crashChannel?: string): Promise<Core> {
   const glue = new URL(url ?? "./threads/webpeft.js", import.meta.url);
-  const mod = (await import(/* @vite-ignore */ glue.href)) as Core & { initThreadPool(n: number): Promise<void> };
+  const mod = (await import(/* @vite-ignore */ glue.href)) as Core & { initThreadPool(n: number): Promise<void>; watchThreadPool?(channel: string): void };
   await mod.default({ module_or_path: new URL("webpeft_bg.wasm", glue) });
   await mod.initThreadPool(n);
+  // A panic or trap on a pool worker blocks this worker for ever (it waits for the job in
+  // Atomics.wait): the pool reports it on the page's BroadcastChannel instead.
+  if (crashChannel && typeof mod.watchThreadPool === "function") mod.watchThreadPool(crashChannel);
   return mod;
 }
 
@@ -403,7 +406,7 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>, signal: A
       notice = [notice, "the page is not cross-origin isolated (COOP/COEP headers), so the CPU backend runs on one thread"].filter(Boolean).join("; ");
     } else {
       try {
-        core = await loadThreadsCore(wanted, msg.threadsUrl);
+        core = await loadThreadsCore(wanted, msg.threadsUrl, msg.crashChannel);
         wasmReady = Promise.resolve();
       } catch (e) {
         core = mainCore;
@@ -872,6 +875,12 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
       wasmReady ??= core.default({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
       await wasmReady;
       return { result: core.validateData(msg.data.name, bytes, msg.options) };
+    }
+    case "panicOnThreadPool": {
+      const hook = (core as { __panicOnThreadPool?: () => void }).__panicOnThreadPool;
+      if (typeof hook !== "function") throw new WebPeftError("unsupported", "panicOnThreadPool: a test hook of the threads build only", "test");
+      hook(); // blocks this worker: the pool reports the crash to the page
+      return { result: null };
     }
     case "train":
       return { result: await train(id, msg) };
