@@ -193,10 +193,10 @@ function deviceLimit(device) {
 function showModelFacts(t) {
   const { info, device } = t;
   $("model-facts").hidden = false;
-  setText("fact-arch", `${info.architecture} (${info.model_type}, ${info.num_layers} layers, hidden size ${info.hidden_size}, ${info.format} ${info.dtypes.join("/")})`);
-  setText("fact-params", `${fmtInt(info.num_parameters)} (${(info.num_parameters / 1e6).toFixed(1)}M)`);
+  setText("fact-arch", `${info.architecture} (${info.modelType}, ${info.numLayers} layers, hidden size ${info.hiddenSize}, ${info.format} ${info.dtypes.join("/")})`);
+  setText("fact-params", `${fmtInt(info.numParameters)} (${(info.numParameters / 1e6).toFixed(1)}M)`);
   const lim = deviceLimit(device);
-  setText("fact-memory", `${fmtBytes(info.estimated_bytes)} for the weights; limit ${fmtBytes(lim.bytes)} (${lim.what})`);
+  setText("fact-memory", `${fmtBytes(info.estimatedBytes)} for the weights; limit ${fmtBytes(lim.bytes)} (${lim.what})`);
   const threads = device.threads > 1 ? `, ${device.threads} threads` : ", one thread";
   const dev = device.backend === "webgpu" ? `WebGPU${device.adapter ? ` on ${device.adapter}` : device.vendor ? ` (${device.vendor})` : ""}` : `CPU (WebAssembly${threads})`;
   setText("fact-device", dev);
@@ -205,7 +205,7 @@ function showModelFacts(t) {
   setText("device-notice", device.notice ? `Note: ${device.notice}.` : "");
 }
 
-const isEncoder = (info) => /bert|roberta|electra|deberta/i.test(`${info.model_type} ${info.architecture}`);
+const isEncoder = (info) => /bert|roberta|electra|deberta/i.test(`${info.modelType} ${info.architecture}`);
 
 /** Sets task, learning rate and shape for the loaded model (the user can still change them). */
 function applyModelDefaults(t) {
@@ -418,7 +418,7 @@ function writeOptions(o) {
  * arrives with the start event.
  */
 function estimateTrainable(info, o) {
-  const h = info.hidden_size, L = info.num_layers, ff = 4 * h;
+  const h = info.hiddenSize, L = info.numLayers, ff = 4 * h;
   const enc = isEncoder(info);
   const targets = o.targets?.length ?? 2;
   let n = 0;
@@ -431,7 +431,7 @@ function estimateTrainable(info, o) {
     case "prefix": n = o.virtualTokens * L * 2 * h; break;
   }
   if (o.task === "seq-cls") {
-    const k = state.labels?.length || info.num_labels || 2;
+    const k = state.labels?.length || info.numLabels || 2;
     n += h * k + k; // the classification head is trained too (PEFT's modules_to_save)
   }
   return n;
@@ -441,13 +441,13 @@ function updateEstimate() {
   if (!t) return;
   const o = readOptions();
   const n = estimateTrainable(t.info, o);
-  const { hidden_size: h, num_layers: L, vocab_size: V } = t.info;
+  const { hiddenSize: h, numLayers: L, vocabSize: V } = t.info;
   // Weights + (adapter weights, gradients, two AdamW moments) + activations kept for the backward pass.
   const acts = o.batch * o.seqLen * (L * 24 * h + (o.task === "causal-lm" ? V : 0)) * 4;
-  const total = (t.info.estimated_bytes ?? t.info.num_parameters * 4) + n * 16 + acts;
+  const total = (t.info.estimatedBytes ?? t.info.numParameters * 4) + n * 16 + acts;
   const lim = deviceLimit(t.device);
   setText("est-params", `≈ ${fmtInt(n)} (estimate)`);
-  setText("est-share", `≈ ${((100 * n) / t.info.num_parameters).toFixed(3)}% of ${fmtInt(t.info.num_parameters)}`);
+  setText("est-share", `≈ ${((100 * n) / t.info.numParameters).toFixed(3)}% of ${fmtInt(t.info.numParameters)}`);
   setText("est-memory", `≈ ${fmtBytes(total)} (estimate) of ${fmtBytes(lim.bytes)} available${total > lim.bytes ? ": too much, lower batch or sequence length" : ""}`);
 }
 document.querySelectorAll("#method-section input, #method-section select, #eval-split").forEach((el) => el.addEventListener("input", updateEstimate));
@@ -544,7 +544,7 @@ class Job {
       for await (const e of run.events) {
         if (this.abandoned) break;
         if (e.event === "start") {
-          this.total = e.total_steps;
+          this.total = e.totalSteps;
           ui.start(e, this);
         } else if (e.event === "step") {
           this.done = e.step;
@@ -570,9 +570,9 @@ const file = (d) => new File([d.text], d.name);
 const ui = {
   start(e, job) {
     $("train-progress").max = job.total;
-    if (e.trainable_parameters) {
-      setText("est-params", `${fmtInt(e.trainable_parameters)} (exact)`);
-      setText("est-share", `${((100 * e.trainable_parameters) / e.total_parameters).toFixed(3)}% of ${fmtInt(e.total_parameters)}`);
+    if (e.trainableParameters) {
+      setText("est-params", `${fmtInt(e.trainableParameters)} (exact)`);
+      setText("est-share", `${((100 * e.trainableParameters) / e.totalParameters).toFixed(3)}% of ${fmtInt(e.totalParameters)}`);
     }
     if (e.warnings?.length) setText("train-msg", `Warnings: ${e.warnings.join("; ")}`);
   },
@@ -585,9 +585,9 @@ const ui = {
     $("train-progress").max = job.total;
     $("train-progress").value = e.step;
     const epochs = job.options.steps ? "" : ` · epoch ${((e.step / job.total) * job.options.epochs).toFixed(1)} of ${job.options.epochs}`;
-    setText("train-status", `Step ${e.step} / ${job.total}${epochs} · ETA ${fmtTime(e.eta_s)}`);
+    setText("train-status", `Step ${e.step} / ${job.total}${epochs} · ETA ${fmtTime(e.etaS)}`);
     setText("stat-loss", e.loss.toFixed(4));
-    setText("stat-tps", fmtInt(e.tokens_per_s));
+    setText("stat-tps", fmtInt(e.tokensPerS));
     setText("stat-epsilon", e.epsilon !== undefined ? `ε = ${e.epsilon.toFixed(2)} of ${job.options.dp.targetEpsilon} (δ = ${job.options.dp.delta})` : "not private");
   },
   evaluated(e) {
@@ -740,7 +740,7 @@ $("compare").addEventListener("click", async () => {
 });
 
 async function compareGenerate(t, prompt) {
-  const opts = { chat: t.info.has_chat_template, maxNewTokens: 48 };
+  const opts = { chat: t.info.hasChatTemplate, maxNewTokens: 48 };
   for (const [adapter, id] of [[false, "base-out"], [true, "adapted-out"]]) {
     const out = $(id);
     out.replaceChildren();

@@ -15,7 +15,9 @@ pub struct Error {
 }
 
 /// Broad error categories, stable for the JS bindings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "CoreErrorKind"))]
 pub enum ErrorKind {
     /// A model, tokenizer or adapter file is malformed or disagrees with its config.
     Format,

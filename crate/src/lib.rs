@@ -9,6 +9,7 @@
 //! per family), [`generate`] (sampling), [`device`] (backends), [`plan`] (memory
 //! planned from file headers before loading).
 
+pub mod api;
 pub mod bench;
 pub mod device;
 pub mod error;

@@ -69,6 +69,7 @@ pub fn bytes_needed(name: &str, head: &[u8], len: u64) -> Option<u64> {
 
 /// One weight as the plan sees it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "PlanTensor", rename_all = "camelCase"))]
 pub struct TensorSize {
     /// Hugging Face name (GGUF names are mapped).
     pub name: String,
@@ -80,6 +81,7 @@ pub struct TensorSize {
 
 /// The weights: as stored, and as they will be held.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
 pub struct WeightsPlan {
     /// Values of every float tensor in the files (as `ModelInfo::num_parameters` counts them).
     pub parameters: u64,
@@ -100,6 +102,7 @@ pub struct WeightsPlan {
 
 /// One training micro-batch's memory.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
 pub struct TrainingPlan {
     pub method: String,
     pub task: String,
@@ -132,6 +135,7 @@ pub struct TrainingPlan {
 
 /// What loading (and training) a model will take.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "CoreMemoryPlan", rename_all = "camelCase"))]
 pub struct MemoryPlan {
     /// `safetensors` or `gguf`.
     pub format: String,
@@ -158,6 +162,7 @@ pub struct MemoryPlan {
 
 /// What a device can hold.
 #[derive(Debug, Clone, Serialize, Default)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DeviceLimits", rename_all = "camelCase"))]
 pub struct Limits {
     /// Host memory the core may use (wasm32: 4 GiB at most).
     pub memory_bytes: Option<u64>,

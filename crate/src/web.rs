@@ -13,6 +13,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::api::{Classification, ModelSummary};
 use crate::error::{Error, ErrorKind, Result};
 use crate::formats::tokenizer::Message;
 use crate::generate::{generate_async, read_f32, stop_ids, GenerateOptions};
@@ -271,15 +272,7 @@ pub fn plan_model(names: Vec<String>, heads: Array, lens: Vec<f64>, options: JsV
         device_is_host: l.device_is_host,
     };
     let p = plan(&files, spec.as_ref()).map_err(js_error)?;
-    let mut v = serde_json::to_value(&p).map_err(|e| js_error(Error::io("plan", e.to_string())))?;
-    v["host_peak_bytes"] = p.host_peak_bytes(limits.device_is_host).into();
-    v["limits"] = serde_json::to_value(&limits).unwrap_or_default();
-    let checked = p.check(&limits);
-    v["fits"] = checked.is_ok().into();
-    if let Err(e) = checked {
-        v["error"] = serde_json::json!({ "kind": "device", "source": e.source, "message": e.to_string() });
-    }
-    to_js(&v)
+    to_js(&crate::api::PlanReport::new(p, limits))
 }
 
 enum State {
@@ -364,22 +357,6 @@ impl Session {
     }
 }
 
-#[derive(Serialize)]
-struct InfoOut<'a> {
-    #[serde(flatten)]
-    info: &'a crate::ModelInfo,
-    /// F32 bytes the weights take once loaded.
-    estimated_bytes: usize,
-    has_adapter: bool,
-    peft_type: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Classified {
-    label: String,
-    probs: serde_json::Map<String, serde_json::Value>,
-}
-
 #[wasm_bindgen]
 impl Session {
     /// Loads a model from its files (`names[i]` holds `files[i]`): an HF
@@ -403,7 +380,7 @@ impl Session {
     pub fn info(&self) -> std::result::Result<JsValue, JsValue> {
         let m = self.model().map_err(js_error)?;
         let peft_type = m.adapter_config.as_ref().and_then(|c| c.get("peft_type")).and_then(|v| v.as_str()).map(String::from);
-        to_js(&InfoOut { info: &m.info, estimated_bytes: m.info.num_parameters * 4, has_adapter: m.adapter_config.is_some(), peft_type })
+        to_js(&ModelSummary { info: m.info.clone(), estimated_bytes: m.info.num_parameters * 4, has_adapter: m.adapter_config.is_some(), peft_type })
     }
 
     /// Checks a dataset file as `validateData` does, and with this model's
@@ -607,7 +584,7 @@ impl Session {
             let sum: f32 = exp.iter().sum();
             let best = crate::generate::argmax(&logits) as usize;
             let probs = names.iter().zip(&exp).map(|(n, e)| (n.clone(), serde_json::json!(e / sum))).collect();
-            results.push(Classified { label: names[best].clone(), probs });
+            results.push(Classification { label: names[best].clone(), probs });
         }
         to_js(&results)
     }

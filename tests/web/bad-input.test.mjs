@@ -99,10 +99,10 @@ test("a failed start leaves the model and its adapter as they were; training the
   const trained = await wp("forward", TOKENS);
   assert.notDeepEqual(trained, base, "the trained adapter changes the logits");
   const cases = [
-    ["seq_len above the context", { ...LM, seqLen: 100_000 }, "seq_len", /longer than the model's context length of 128/],
+    ["seqLen above the context", { ...LM, seqLen: 100_000 }, "seqLen", /longer than the model's context length of 128/],
     ["an unknown method", { ...LM, method: "lorax" }, "method", /unknown variant `lorax`, expected one of `lora`, `dora`, `bitfit`, `ia3`, `prompt`, `prefix`/],
     ["an unknown schedule", { ...LM, schedule: "step" }, "schedule", /expected one of `constant`, `linear`, `cosine`/],
-    ["virtual tokens past the context (after the new adapter exists)", { ...LM, method: "prompt", virtualTokens: 120, adapter: "new" }, "seq_len", /virtual tokens exceeds the context length/],
+    ["virtual tokens past the context (after the new adapter exists)", { ...LM, method: "prompt", virtualTokens: 120, adapter: "new" }, "seqLen", /virtual tokens exceeds the context length/],
   ];
   for (const [what, options, source, message] of cases) {
     const r = await wp("train", options);

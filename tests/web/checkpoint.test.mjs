@@ -95,7 +95,7 @@ test("resume from a checkpoint continues exactly (tiny-llama, LoRA, CPU)", { tim
   assert.deepEqual(b.steps.map((s) => s.step), [6, 7, 8, 9, 10], "the resumed run continues at step 6");
   assert.equal(b.summary.steps, 10);
   assert.equal(b.summary.reason, "completed");
-  assert.equal(b.start.total_steps, a.start.total_steps);
+  assert.equal(b.start.totalSteps, a.start.totalSteps);
   let worst = 0;
   for (const s of b.steps) {
     const ref = a.steps.find((x) => x.step === s.step);

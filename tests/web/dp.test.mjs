@@ -40,7 +40,7 @@ test("DP-SGD in the browser: epsilon in the step events and in webpeft.json", { 
   for (let i = 1; i < eps.length; i++) assert.ok(eps[i] > eps[i - 1], `epsilon grows with the steps: ${eps}`);
   // The noise multiplier is calibrated so that the run ends at (or just under) the target.
   assert.ok(eps.at(-1) <= dp.targetEpsilon * 1.001 && eps.at(-1) > dp.targetEpsilon * 0.5, `final epsilon ${eps.at(-1)} against the target ${dp.targetEpsilon}`);
-  const sizes = steps.map((e) => e.batch_size);
+  const sizes = steps.map((e) => e.batchSize);
   assert.ok(sizes.every((n) => Number.isInteger(n) && n >= 0 && n <= 8), `Poisson batch sizes: ${sizes}`);
 
   const side = await wp("exportSidecar");

@@ -155,6 +155,18 @@ export function requireBuild() {
   }
 }
 
+/**
+ * `npm pack` of web/ into `dir`, as a user's install gets it: `{ tgz, files }` (the tarball's
+ * path and the paths it holds). With `scripts` (default) the package's prepack runs (the wasm
+ * and dist builds, incremental here); `scripts: false` packs web/dist as it is built.
+ */
+export async function packWeb(dir, { scripts = true } = {}) {
+  const args = ["pack", "--pack-destination", dir, "--json", "--loglevel=error", ...(scripts ? [] : ["--ignore-scripts"])];
+  const { stdout } = await promisify(execFile)("npm", args, { cwd: join(ROOT, "web"), maxBuffer: 64 << 20, timeout: 5 * 60_000 });
+  const [packed] = JSON.parse(stdout.slice(stdout.indexOf("[")));
+  return { tgz: join(dir, packed.filename), files: packed.files.map((f) => f.path) };
+}
+
 /** Calls window.wp[name](...args) in the page. */
 export function helper(page) {
   return (name, ...args) => page.evaluate(([n, a]) => window.wp[n](...a), [name, args]);

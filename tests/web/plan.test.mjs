@@ -40,13 +40,13 @@ test("Tuner.plan reads only the safetensors header over HTTP Range and matches t
   assert.equal(st.requests, 2, JSON.stringify(b.server.served));
   assert.ok(st.bytes < 5_000, `served ${st.bytes} bytes of model.safetensors`);
   assert.equal(served("/tests/fixtures/tiny-llama/tokenizer.json").requests, 0, "the tokenizer is not needed");
-  assert.equal(p.weights.device_dtype, "F32");
-  assert.deepEqual(p.training.largest_activation.shape, [256, 320]); // one chunk of the loss's rows
+  assert.equal(p.weights.deviceDtype, "F32");
+  assert.deepEqual(p.training.largestActivation.shape, [256, 320]); // one chunk of the loss's rows
   // The plan's values equal what loading reports.
   const loaded = await wp("load", MODEL, { backend: "cpu" });
   assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
-  assert.equal(p.weights.parameters, loaded.info.num_parameters);
-  assert.equal(p.weights.device_bytes, loaded.info.num_parameters * 4);
+  assert.equal(p.weights.parameters, loaded.info.numParameters);
+  assert.equal(p.weights.deviceBytes, loaded.info.numParameters * 4);
 });
 
 test("a job above the binding limit: fits is false with a typed error saying what fits", { timeout: 5 * 60_000 }, async () => {
@@ -55,7 +55,7 @@ test("a job above the binding limit: fits is false with a typed error saying wha
   assert.equal(r.error, undefined, JSON.stringify(r.error));
   const p = r.plan;
   assert.equal(p.fits, false);
-  assert.equal(p.limits.device_is_host, false);
+  assert.equal(p.limits.deviceIsHost, false);
   assert.equal(p.error.kind, "device");
   assert.match(p.error.message, /token logits \(one chunk of rows\) \[256, 320\].*what fits: batch 2 .*seq_len 9/);
 });
@@ -79,9 +79,9 @@ test("SmolLM2's GGUF (98 MB, 540 MB as f32): planned from its header; refused un
   const q = await wp("plan", { urls: [SMOLLM2] }, { task: "causal-lm", method: "lora", batch: 4, seqLen: 128 });
   assert.equal(q.error, undefined, JSON.stringify(q.error));
   const p = q.plan;
-  assert.ok(p.weights.stored_dtypes.includes("Q4_1"), JSON.stringify(p.weights));
-  assert.equal(p.weights.device_dtype, "F32");
-  assert.deepEqual(p.training.largest_activation.shape, [85, 49152]); // not [4, 128, 49152]: the loss is chunked
+  assert.ok(p.weights.storedDtypes.includes("Q4_1"), JSON.stringify(p.weights));
+  assert.equal(p.weights.deviceDtype, "F32");
+  assert.deepEqual(p.training.largestActivation.shape, [85, 49152]); // not [4, 128, 49152]: the loss is chunked
   let st = served(SMOLLM2);
   assert.equal(st.allRanged, true);
   assert.ok(st.bytes < 8 << 20, `served ${st.bytes} bytes of the GGUF for its header`);

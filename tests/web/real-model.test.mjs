@@ -41,14 +41,14 @@ async function miniLm(backend) {
   const loaded = await wp("load", modelUrls(MODEL, ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]), { backend });
   assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
   assert.equal(loaded.device.backend, backend);
-  assert.equal(loaded.info.model_type, "bert");
-  assert.ok(loaded.info.num_parameters > 20e6);
+  assert.equal(loaded.info.modelType, "bert");
+  assert.ok(loaded.info.numParameters > 20e6);
 
   await b.page.setInputFiles("#data", join(ROOT, "tests/fixtures/data/three_labels.csv"));
   const r = await wp("train", { task: "seq-cls", method: "lora", r: 8, alpha: 16, steps: 3, batch: 3, seqLen: 16, lr: 1e-3, seed: 0 });
   assert.equal(r.error, undefined, JSON.stringify(r.error));
   const losses = stepLosses(r.events);
-  console.log(`MiniLM: losses ${losses.map((l) => l.toFixed(4)).join(", ")} in ${r.summary.elapsed_s.toFixed(1)} s`);
+  console.log(`MiniLM: losses ${losses.map((l) => l.toFixed(4)).join(", ")} in ${r.summary.elapsedS.toFixed(1)} s`);
   assert.equal(losses.length, 3);
   assert.ok(losses.every(Number.isFinite));
   const labels = r.events[0].labels;
@@ -80,7 +80,7 @@ test("SmolLM2-135M as one Q4_1 .gguf file: loads on the CPU backend's threads an
   assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
   assert.equal(loaded.info.format, "gguf");
   assert.ok(loaded.info.dtypes.includes("Q4_1"), JSON.stringify(loaded.info.dtypes));
-  assert.equal(loaded.info.has_chat_template, true);
+  assert.equal(loaded.info.hasChatTemplate, true);
   const tokens = [1, 9690, 28, 314, 2114];
   const browser = await wp("forward", tokens);
   assert.equal(browser.error, undefined, JSON.stringify(browser.error));

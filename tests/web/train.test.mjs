@@ -32,12 +32,12 @@ async function trainAndCheck({ name, model, backend, options, window: w, expectP
   const r = await wp("train", { task: "causal-lm", seed: 0, ...options });
   assert.equal(r.error, undefined, JSON.stringify(r.error));
   const losses = stepLosses(r.events);
-  console.log(`${name}: ${losses.length} steps on ${backend}, loss ${losses[0]?.toFixed(4)} -> ${losses.at(-1)?.toFixed(4)}, ${r.summary.elapsed_s.toFixed(1)} s`);
+  console.log(`${name}: ${losses.length} steps on ${backend}, loss ${losses[0]?.toFixed(4)} -> ${losses.at(-1)?.toFixed(4)}, ${r.summary.elapsedS.toFixed(1)} s`);
   assert.equal(losses.length, options.steps, `one step event per step (${JSON.stringify(r.summary)})`);
   assert.ok(losses.every(Number.isFinite), `finite losses: ${losses}`);
   assert.ok(mean(losses.slice(-w)) < mean(losses.slice(0, w)), `loss falls: first ${w} ${losses.slice(0, w)}, last ${w} ${losses.slice(-w)}`);
   assert.equal(r.events[0].event, "start");
-  assert.ok(r.events[0].trainable_parameters > 0);
+  assert.ok(r.events[0].trainableParameters > 0);
   assert.equal(r.events.at(-1).event, "done");
 
   const p = await adapterParity(b.page, { name, model, tokens: TOKENS });

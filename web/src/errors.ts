@@ -1,4 +1,4 @@
-import type { ErrorKind, ErrorPayload } from "./types";
+import type { ErrorKind, ErrorPayload } from "./types.js";
 
 const KINDS: readonly string[] = ["format", "unsupported", "input", "device", "io", "aborted", "crash"];
 

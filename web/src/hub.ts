@@ -11,8 +11,8 @@
 // was measured (modelInfo + listFiles + downloadFile: 54 KB minified, 16 KB
 // gzip, and its default entry pulls in node's `fs` unless the bundler picks its
 // `browser` field); this module is the small part of it webpeft needs.
-import { WebPeftError } from "./errors";
-import type { HubFile, HubRepoInfo } from "./types";
+import { WebPeftError } from "./errors.js";
+import type { HubFile, HubRepoInfo } from "./types.js";
 
 export const DEFAULT_ENDPOINT = "https://huggingface.co";
 /** The Cache Storage cache holding downloaded model files and revision lookups. */

@@ -1,8 +1,8 @@
 // webpeft: fine-tune small transformers in the browser with PEFT methods.
 // The main-thread API. Every model operation runs in a module worker that
 // hosts the wasm core, so the page stays responsive while training.
-import { WebPeftError } from "./errors";
-import { abortedError, checkEndpoint, checkRepo, checkRepoPath, checkRevision, checkToken, clearCache, openCache, repoInfo } from "./hub";
+import { WebPeftError } from "./errors.js";
+import { abortedError, checkEndpoint, checkRepo, checkRepoPath, checkRevision, checkToken, clearCache, openCache, repoInfo } from "./hub.js";
 import type {
   Backend,
   BenchmarkOptions,
@@ -37,10 +37,10 @@ import type {
   TrainSummary,
   ValidateDataOptions,
   DataValidation,
-} from "./types";
+} from "./types.js";
 
 export { WebPeftError };
-export type * from "./types";
+export type * from "./types.js";
 
 interface Pending {
   resolve: (v: any) => void;
@@ -804,7 +804,7 @@ export class Tuner {
     this.#check();
     const opts = optionsOf(options, "options") as BenchmarkOptions;
     if (opts.task !== undefined && opts.task !== "causal-lm" && opts.task !== "seq-cls") bad("task", `expected "causal-lm" or "seq-cls", got ${show(opts.task)}`);
-    const task: Task = opts.task ?? (this.info.model_type === "bert" ? "seq-cls" : "causal-lm");
+    const task: Task = opts.task ?? (this.info.modelType === "bert" ? "seq-cls" : "causal-lm");
     // batch and seq default in the core (webpeft::bench::default_shape), as for `webpeft bench train`.
     const request = { op: "benchmark" as const, task, batch: opts.batch, seq: opts.seq, steps: opts.steps ?? 3, matmulSize: opts.matmulSize ?? 1024 };
     for (const k of ["batch", "seq", "steps", "matmulSize"] as const) {

@@ -2,9 +2,10 @@
 // (HTTP Range requests for URLs and the Hub, Blob.slice for local files), asks
 // the core (`planModel`) what loading and training will take, and refuses
 // with a typed "device" error before anything is downloaded or read whole.
-import type { Backend, MemoryPlan, ModelPayload } from "./types";
-import { WebPeftError } from "./errors";
-import { authHeaders, openCache, repoInfo, resolveUrl } from "./hub";
+import type { Backend, MemoryPlan, ModelPayload } from "./types.js";
+import { camel, type Snake } from "./casing.js";
+import { WebPeftError } from "./errors.js";
+import { authHeaders, openCache, repoInfo, resolveUrl } from "./hub.js";
 
 /** The part of the wasm core the plan uses (`crate/src/web.rs` `planModel`). */
 export interface PlanCore {
@@ -150,7 +151,7 @@ async function openSources(model: ModelPayload): Promise<Source[]> {
 
 /**
  * Plans `model` for `options` (a training job in the core's snake_case, or undefined for
- * loading only) against `limits`, reading only headers. Returns the plan with `fits` and,
+ * loading only) against `limits`, reading only headers. Returns the plan (camelCase keys) with `fits` and,
  * when it does not fit, `error`; undefined when the core has no `planModel` (an older or mock build).
  */
 export async function planModel(core: PlanCore, model: ModelPayload, options: Record<string, unknown> | undefined, limits: PlanLimits): Promise<MemoryPlan | undefined> {
@@ -158,7 +159,7 @@ export async function planModel(core: PlanCore, model: ModelPayload, options: Re
   const sources = await openSources(model);
   for (let round = 0; round < 64; round++) {
     const r = core.planModel(sources.map((s) => s.name), sources.map((s) => s.head), sources.map((s) => s.len), options, limits);
-    if (!r?.need) return r as MemoryPlan;
+    if (!r?.need) return camel<MemoryPlan>(r as Snake<MemoryPlan>);
     for (const { name, bytes } of r.need as { name: string; bytes: number }[]) {
       const s = sources.find((x) => x.name === name)!;
       const more = await s.read(s.head.length, bytes);

@@ -1,11 +1,43 @@
 // Public types of the webpeft package and the message protocol between the
-// main thread (index.ts) and the module worker (worker.ts).
+// main thread (index.ts) and the module worker (worker.ts). The types of the core's
+// options, events, model info, plans, data validation and error kinds are generated from
+// the Rust definitions into core-types.ts (crate/src/api.rs); this file composes them with
+// what only the package has (sources, callbacks, signals, worker messages).
+import type { Snake } from "./casing.js";
+import type { AdapterChoice, CoreErrorKind, CoreEvent, DpOptions as DpSpec, EvalMetrics, Method, Task, TrainSpec, TrainStart, ValidateSpec } from "./core-types.js";
+
+export type {
+  AdapterChoice,
+  Classification,
+  CoreErrorKind,
+  DataProblem,
+  DataValidation,
+  DeviceLimits,
+  EvalMetrics,
+  LabelCount,
+  MemoryPlan,
+  Method,
+  ModelInfo,
+  Optimizer,
+  PlanError,
+  PlanTensor,
+  Schedule,
+  StepReport,
+  Task,
+  TokenCounts,
+  TrainSpec,
+  TrainStart,
+  ValidateSpec,
+  WeightsPlan,
+  TrainingPlan,
+} from "./core-types.js";
 
 /**
- * What went wrong, broadly. The first five also come from the core; "aborted" is an
- * `AbortSignal` that fired; "crash" is a wasm panic, a dead worker or a bug.
+ * What went wrong, broadly. The core's kinds (`CoreErrorKind`: format, unsupported,
+ * input, device, io), and two of the package's: "aborted" is an `AbortSignal` that
+ * fired; "crash" is a wasm panic, a dead worker or a bug.
  */
-export type ErrorKind = "format" | "unsupported" | "input" | "device" | "io" | "aborted" | "crash";
+export type ErrorKind = CoreErrorKind | "aborted" | "crash";
 
 export type Backend = "webgpu" | "cpu";
 export type BackendChoice = "auto" | Backend;
@@ -98,24 +130,6 @@ export interface LoadOptions extends HubOptions {
   threadsUrl?: string | URL;
 }
 
-/** The model, as the core describes it (snake_case, as the wasm returns it). */
-export interface ModelInfo {
-  architecture: string;
-  model_type: string;
-  task: string;
-  num_parameters: number;
-  vocab_size: number;
-  hidden_size: number;
-  num_layers: number;
-  context_length: number;
-  num_labels?: number | null;
-  has_chat_template: boolean;
-  dtypes: string[];
-  format: string;
-  estimated_bytes?: number;
-  [key: string]: unknown;
-}
-
 /** The backend in use and what the device offers. */
 export interface DeviceInfo {
   backend: Backend;
@@ -133,13 +147,18 @@ export interface DeviceInfo {
   [key: string]: unknown;
 }
 
-export type Task = "causal-lm" | "seq-cls";
-export type Method = "lora" | "dora" | "bitfit" | "ia3" | "prompt" | "prefix";
+/**
+ * The `dp` train option: differentially private training (DP-SGD as Opacus does it).
+ * Every field has a default (`delta` 1e-5, `maxGradNorm` 1).
+ */
+export type DpOptions = Partial<DpSpec>;
 
-/** What `train` does with an adapter already on the model (see `TrainOptions.adapter`). */
-export type AdapterChoice = "new" | "continue";
-
-export interface TrainOptions {
+/**
+ * The options of `Tuner.train`: the core's training job (`TrainSpec`, generated from
+ * the Rust definition; every field but `task` and `method` has a default), plus what
+ * only the package reads (`dataFormat`, `checkpointEvery`).
+ */
+export interface TrainOptions extends Partial<Omit<TrainSpec, "dp" | "adapter">> {
   task: Task;
   method: Method;
   /**
@@ -157,46 +176,6 @@ export interface TrainOptions {
    * adapter explicitly. The start event and the summary say which was done.
    */
   adapter?: AdapterChoice;
-  /** LoRA rank. */
-  r?: number;
-  alpha?: number;
-  dropout?: number;
-  targets?: string[];
-  rslora?: boolean;
-  /** LoRA init "gaussian" instead of kaiming-uniform. */
-  gaussianInit?: boolean;
-  /** Prompt / prefix tuning length. */
-  virtualTokens?: number;
-  /** Prompt tuning: initialise from this text's token embeddings. */
-  initText?: string;
-  epochs?: number;
-  /** Optimiser steps (overrides epochs). */
-  steps?: number;
-  lr?: number;
-  batch?: number;
-  seqLen?: number;
-  warmup?: number;
-  schedule?: "constant" | "linear" | "cosine";
-  seed?: number;
-  shuffle?: boolean;
-  gradAccum?: number;
-  clip?: number;
-  evalEvery?: number;
-  evalSplit?: number;
-  patience?: number;
-  optimizer?: "adamw" | "sgd";
-  weightDecay?: number;
-  /** SGD momentum. */
-  momentum?: number;
-  /** Written to the adapter's base_model_name_or_path (default: the Hub repository when loaded from the Hub). */
-  baseModel?: string;
-  /** The data's format when it is given as a string or Blob without a file name (default: guessed). */
-  dataFormat?: "jsonl" | "csv" | "txt";
-  /**
-   * Emit a `checkpoint` event (the adapter, the optimiser state and the trainer
-   * state) after every N-th step (default 0: none). For `train`'s `resumeFrom`.
-   */
-  checkpointEvery?: number;
   /**
    * Differentially private training (DP-SGD as Opacus does it): per-example
    * gradients clipped to `maxGradNorm`, Gaussian noise, Poisson-sampled
@@ -204,18 +183,13 @@ export interface TrainOptions {
    * `gradAccum` or `clip`.
    */
   dp?: DpOptions;
-}
-
-/** The `dp` train option. */
-export interface DpOptions {
-  /** The epsilon to reach at the end of the run (the noise multiplier is derived from it, as Opacus's `get_noise_multiplier` does). */
-  targetEpsilon?: number;
-  /** Default 1e-5; use less than 1 / (number of training examples). */
-  delta?: number;
-  /** Per-example clipping norm over all trainable tensors (default 1). */
-  maxGradNorm?: number;
-  /** Overrides `targetEpsilon`. */
-  noiseMultiplier?: number;
+  /** The data's format when it is given as a string or Blob without a file name (default: guessed). */
+  dataFormat?: "jsonl" | "csv" | "txt";
+  /**
+   * Emit a `checkpoint` event (the adapter, the optimiser state and the trainer
+   * state) after every N-th step (default 0: none). For `train`'s `resumeFrom`.
+   */
+  checkpointEvery?: number;
 }
 
 /**
@@ -247,44 +221,14 @@ export interface TrainResume {
   signal?: AbortSignal;
 }
 
-export interface StartEvent {
-  event: "start";
-  trainable_parameters: number;
-  total_parameters: number;
-  total_steps: number;
-  train_examples: number;
-  eval_examples: number;
-  warnings: string[];
-  labels?: string[];
-  /** Whether the run trains a new adapter or continues the attached one. */
-  adapter: AdapterChoice;
-}
-export interface StepEvent {
-  event: "step";
-  step: number;
-  total_steps: number;
-  epoch: number;
-  loss: number;
-  lr: number;
-  grad_norm: number;
-  tokens_per_s: number;
-  elapsed_s: number;
-  eta_s: number;
-  /** DP runs: epsilon spent so far (at the run's delta). */
-  epsilon?: number;
-  /** DP runs: this step's Poisson batch size; when 0, `loss` and `grad_norm` (the mean per-example norm before clipping) are NaN. */
-  batch_size?: number;
-}
-export interface EvalEvent {
-  event: "eval";
-  step: number;
-  metrics: { loss: number; perplexity?: number; accuracy?: number; macro_f1?: number; examples: number };
-}
-export interface DoneEvent {
-  event: "done";
-  step: number;
-  reason: string;
-}
+/** The run has started: its size, its warnings and which adapter it trains. */
+export type StartEvent = { event: "start" } & TrainStart;
+/** One optimiser step (`StepReport`). */
+export type StepEvent = Extract<CoreEvent, { event: "step" }>;
+/** An evaluation, every `evalEvery` steps and at the end when there is eval data. */
+export type EvalEvent = Extract<CoreEvent, { event: "eval" }>;
+/** The end of the run: `reason` is the core's (`completed`, `early_stopping`) or `cancelled`. */
+export type DoneEvent = Extract<CoreEvent, { event: "done" }>;
 export interface PauseEvent {
   event: "paused" | "resumed";
   step: number;
@@ -297,24 +241,18 @@ export interface CheckpointEvent {
 }
 export type TrainEvent = StartEvent | StepEvent | EvalEvent | DoneEvent | PauseEvent | CheckpointEvent;
 
-export interface TrainSummary {
+/** What `run.done` resolves to: the start event's facts and how the run ended. */
+export interface TrainSummary extends TrainStart {
   /** Why training stopped: the core's reason ("completed", "early_stopping", "nan", ...) or "cancelled". */
   reason: string;
+  /** Steps done. */
   steps: number;
-  total_steps: number;
   /** Loss of the last step, if any. */
   loss?: number;
   /** The last evaluation, if any. */
-  eval?: EvalEvent["metrics"];
-  elapsed_s: number;
-  trainable_parameters: number;
-  total_parameters: number;
-  train_examples: number;
-  eval_examples: number;
-  warnings: string[];
-  labels?: string[];
-  /** Whether the run trained a new adapter or continued the attached one. */
-  adapter: AdapterChoice;
+  eval?: EvalMetrics;
+  /** Seconds from the start to the end of the run. */
+  elapsedS: number;
 }
 
 export interface TrainRun {
@@ -378,11 +316,6 @@ export interface ClassifyOptions {
   signal?: AbortSignal;
 }
 
-export interface Classification {
-  label: string;
-  probs: Record<string, number>;
-}
-
 /** What `Tuner.benchmark` measures; the defaults are `webpeft bench train`'s configs. */
 export interface BenchmarkOptions {
   /** Default: "seq-cls" for encoders (BERT family), "causal-lm" for decoders. */
@@ -422,51 +355,16 @@ export type DataInput = File | Blob | string | object[];
 
 // ---- validateData ------------------------------------------------------------
 
-/** Options of `validateData`: what the data is checked for. */
-export interface ValidateDataOptions {
-  /** The task to train (default: "seq-cls" for rows with labels, else "causal-lm"). */
-  task?: Task;
-  /** The training sequence length: truncation is counted against it (default 128, training's default). */
-  seqLen?: number;
+/**
+ * Options of `validateData`: what the data is checked for (`ValidateSpec`, generated from
+ * the core's), and how it is read.
+ */
+export interface ValidateDataOptions extends ValidateSpec {
   /** The format of a string or Blob without a file name, as in `TrainOptions.dataFormat`. */
   dataFormat?: "jsonl" | "csv" | "txt";
   /** `Tuner.validateData` (no model) only: where the worker and the wasm core are, as in `LoadOptions`. */
   workerUrl?: string | URL;
   wasmUrl?: string | URL;
-}
-
-/** A problem in a dataset, as training would report it. */
-export interface DataProblem {
-  /** "input" (a row) or "format" (the chat template cannot render it). */
-  kind: "input" | "format";
-  /** The file (or tokenizer, or chat template) it is about. */
-  source: string;
-  /** The 1-based line of the row in the file; null when it is about the whole file. */
-  line: number | null;
-  /** The core's whole message, "file: line N: what". */
-  message: string;
-}
-
-/** What `validateData` found: the counts training would see, and each problem with its line. */
-export interface DataValidation {
-  /** The file name (for a string, Blob or array: "data.jsonl", "data.csv" or "data.txt"). */
-  source: string;
-  /** The detected format; null when the file could not be read at all (not UTF-8, a JSON array, ...). */
-  format: "jsonl-text" | "jsonl-prompt-completion" | "jsonl-messages" | "jsonl-text-label" | "csv-text-label" | "txt" | null;
-  /** The task checked for (null when no row parsed). */
-  task: Task | null;
-  /** Rows that parsed (a `.txt` file is one row: the whole text). */
-  rows: number;
-  /** Classification data: each label (in the order of the classes training would make) and its rows. */
-  labels: { label: string; count: number }[] | null;
-  /** With a model's tokenizer (`tuner.validateData`), when the rows that parsed encode: token counts before truncation. */
-  tokens: { total: number; longest: number; seqLen: number; examples: number } | null;
-  /** Training's notes on the data: rows truncated at `seqLen`, or skipped. */
-  warnings: string[];
-  /** Every problem (the first 100), in file order, then any about the data as a whole. */
-  problems: DataProblem[];
-  /** No problems: training would accept this data. */
-  ok: boolean;
 }
 
 // ---- Worker protocol -------------------------------------------------------
@@ -505,61 +403,11 @@ export interface PlanOptions {
   wasmUrl?: string | URL;
 }
 
-/** One tensor or buffer of a plan. */
-export interface PlanTensor {
-  name: string;
-  shape: number[];
-  bytes: number;
-}
-
-/**
- * What loading (and training) a model will take, from its files' headers alone
- * (snake_case, as the core returns it; `crate/src/plan.rs`). Today every weight is
- * held as f32 (`weights.device_dtype`) whatever the files store (`weights.stored_dtypes`).
- */
-export interface MemoryPlan {
-  format: string;
-  model_type: string;
-  vocab_size: number;
-  hidden_size: number;
-  num_layers: number;
-  file_bytes: number;
-  weights: {
-    parameters: number;
-    device_parameters: number;
-    stored_dtypes: string[];
-    stored_bytes: number;
-    device_dtype: string;
-    device_bytes: number;
-    largest: PlanTensor;
-  };
-  /** Host (wasm) memory while loading: the files read whole, the weights widened to f32. */
-  host_load_bytes: number;
-  training: null | {
-    method: string;
-    task: string;
-    batch: number;
-    seq_len: number;
-    positions: number;
-    trainable_parameters: number;
-    adapter_bytes: number;
-    activations_bytes: number;
-    logits_bytes: number;
-    largest_activation: PlanTensor;
-  };
-  device_bytes: number;
-  host_peak_bytes: number;
-  limits: { memory_bytes?: number; memory_name: string; max_buffer_bytes?: number; device_is_host: boolean };
-  fits: boolean;
-  /** Why it does not fit (kind "device"): the largest item and what would fit. */
-  error?: ErrorPayload;
-}
-
 export type Request =
   | { op: "plan"; model: ModelPayload; options?: Record<string, unknown>; backend: Backend; maxBytes?: number; maxTensorBytes?: number; wasmUrl?: string }
   | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string; crashChannel?: string }
   /** With a model, its tokenizer too; without one (a worker of its own) the parser only. */
-  | { op: "validateData"; data: DataPayload; options: { task?: Task; seq_len?: number }; wasmUrl?: string }
+  | { op: "validateData"; data: DataPayload; options: Snake<ValidateSpec>; wasmUrl?: string }
   /** Test hook (threads build): a panic on a pool worker (see crate/src/web.rs). */
   | { op: "panicOnThreadPool" }
   | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown>; resumeFrom?: CheckpointFiles }

@@ -2,8 +2,17 @@
 // scripts/build-web.sh into web/pkg/). The worker imports it as "webpeft-wasm";
 // web/build.mjs points that name at web/pkg/webpeft.js. Errors thrown by these
 // functions are JS Errors whose message is "source: message" and which carry
-// a `kind` (format | unsupported | input | device | io).
+// a `kind` (format | unsupported | input | device | io). Results carry the core's
+// snake_case keys (`Snake<T>` of the generated camelCase type T; the worker renames them).
 declare module "webpeft-wasm" {
+  type Snake<T> = import("./casing.js").Snake<T>;
+  type ModelInfo = import("./core-types.js").ModelInfo;
+  type TrainStart = import("./core-types.js").TrainStart;
+  type CoreEvent = import("./core-types.js").CoreEvent;
+  type MemoryPlan = import("./core-types.js").MemoryPlan;
+  type Classification = import("./core-types.js").Classification;
+  type ValidateSpec = import("./core-types.js").ValidateSpec;
+  type DataValidation = import("./core-types.js").DataValidation;
   export interface WasmDeviceInfo {
     backend: "webgpu" | "cpu";
     adapter?: string;
@@ -26,32 +35,23 @@ declare module "webpeft-wasm" {
   /** Milliseconds per n x n f32 matmul on the initialised device (after a warm-up). */
   export function benchMatmul(n: number, reps: number): Promise<number>;
   /** The memory plan from the files' first bytes: `{need}` while a header is incomplete, else the plan with `fits` (crate/src/web.rs). */
-  export function planModel(names: string[], heads: Uint8Array[], lens: number[], options: object | undefined, limits: object): any;
-  /** Checks a dataset file without a model (crate/src/train/data.rs `validate`): a DataValidation. */
-  export function validateData(name: string, bytes: Uint8Array, options: object | undefined): any;
+  export function planModel(names: string[], heads: Uint8Array[], lens: number[], options: object | undefined, limits: object): Snake<MemoryPlan> | { need: { name: string; bytes: number }[] };
+  /** Checks a dataset file without a model (crate/src/train/data.rs `validate`). */
+  export function validateData(name: string, bytes: Uint8Array, options: Snake<ValidateSpec> | undefined): Snake<DataValidation>;
   export class Session {
     private constructor();
     static load(names: string[], files: Uint8Array[], maxTensorBytes?: number): Session;
-    info(): any;
+    info(): Snake<ModelInfo>;
     /** As validateData, with this model's tokenizer (token counts, chat template, truncation). */
-    validateData(name: string, bytes: Uint8Array, options: object | undefined): any;
+    validateData(name: string, bytes: Uint8Array, options: Snake<ValidateSpec> | undefined): Snake<DataValidation>;
     startTraining(
       trainName: string,
       trainBytes: Uint8Array,
       evalName: string | undefined,
       evalBytes: Uint8Array | undefined,
       options: object,
-    ): {
-      trainable_parameters: number;
-      total_parameters: number;
-      total_steps: number;
-      train_examples: number;
-      eval_examples: number;
-      warnings: string[];
-      labels?: string[];
-      adapter: "new" | "continue";
-    };
-    trainStep(): Promise<any[]>;
+    ): Snake<TrainStart>;
+    trainStep(): Promise<Snake<CoreEvent>[]>;
     isTraining(): boolean;
     finishTraining(): void;
     exportAdapter(): Promise<AdapterFiles>;
@@ -82,7 +82,7 @@ declare module "webpeft-wasm" {
     renderChat(messages: string, addGenerationPrompt: boolean): string;
     /** Token ids of `text` (with the special tokens, such as BOS, when `specialTokens`). */
     tokenize(text: string, specialTokens: boolean): Uint32Array;
-    classify(texts: string[]): Promise<{ label: string; probs: Record<string, number> }[]>;
+    classify(texts: string[]): Promise<Classification[]>;
     forward(ids: Uint32Array): Promise<Float32Array>;
     checkpoint(): Promise<AdapterFiles & { optimizer: Uint8Array; state: Uint8Array }>;
     restoreCheckpoint(optimizer: Uint8Array, state: Uint8Array): void;

@@ -21,11 +21,15 @@ import type {
   ResponseMessage,
   CheckpointFiles,
   TrainEvent,
+  TrainOptions,
+  TrainStart,
   TrainSummary,
-} from "./types";
-import { WebPeftError, isKind, payload } from "./errors";
-import { abortedError, authHeaders, checkRepoPath, hubError, hubFetch, openCache, pruneCache, repoInfo, resolveUrl } from "./hub";
-import { planLimits, planModel, refuseOverPlan } from "./plan";
+} from "./types.js";
+import type { CoreEvent, DataValidation } from "./core-types.js";
+import { camel, optionSource, snake } from "./casing.js";
+import { WebPeftError, isKind, payload } from "./errors.js";
+import { abortedError, authHeaders, checkRepoPath, hubError, hubFetch, openCache, pruneCache, repoInfo, resolveUrl } from "./hub.js";
+import { planLimits, planModel, refuseOverPlan } from "./plan.js";
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -460,8 +464,8 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>, signal: A
   // A weight larger than the device can bind would fail inside a shader; refuse it up front.
   const maxTensor = msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined);
   const s = core.Session.load(names, files, maxTensor);
-  const info = s.info() as ModelInfo;
-  const est = Number(info?.estimated_bytes);
+  const info = camel<ModelInfo>(s.info());
+  const est = Number(info?.estimatedBytes);
   if (Number.isFinite(est) && est > limit) {
     s.free();
     throw new WebPeftError(
@@ -499,15 +503,10 @@ async function describeGpu(): Promise<Partial<DeviceInfo>> {
   }
 }
 
-function snake(options: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(options)) {
-    if (v === undefined || k === "dataFormat" || k === "checkpointEvery") continue;
-    // The `dp` option is an object whose keys are camelCase too.
-    const value = k === "dp" && v !== null && typeof v === "object" ? snake(v as Record<string, unknown>) : v;
-    out[k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase())] = value;
-  }
-  return out;
+/** The core's training job from the package's options: snake_case keys, without the package's own options. */
+function coreOptions(options: Record<string, unknown>): Record<string, unknown> {
+  const { dataFormat: _format, checkpointEvery: _every, ...job } = options as Partial<TrainOptions>;
+  return snake(job) as Record<string, unknown>;
 }
 
 async function train(id: number, msg: Extract<Request, { op: "train" }>): Promise<TrainSummary> {
@@ -518,7 +517,7 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
   // A cancel that came while the data was read (or the request waited): nothing starts.
   if (starting.get(id)?.cancelled) throw abortedError("train", " before the run started");
   starting.delete(id);
-  const options = snake(msg.options);
+  const options = coreOptions(msg.options);
   if (options.base_model === undefined && baseModel) options.base_model = baseModel;
   const every = checkpointEvery(msg.options.checkpointEvery);
   const resume = msg.resumeFrom !== undefined && msg.resumeFrom !== null ? checkpointFiles(msg.resumeFrom) : undefined;
@@ -531,9 +530,9 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
     options.adapter = "continue";
     s.loadAdapter(resume.config, resume.weights, resume.sidecar.length ? resume.sidecar : undefined);
   }
-  let started: ReturnType<Session["startTraining"]>;
+  let started: TrainStart;
   try {
-    started = s.startTraining(msg.data.name, trainBytes, msg.evalData?.name, evalBytes, options);
+    started = camel<TrainStart>(s.startTraining(msg.data.name, trainBytes, msg.evalData?.name, evalBytes, options));
     if (resume) {
       try {
         s.restoreCheckpoint(resume.optimizer, resume.state);
@@ -578,7 +577,7 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
         continue;
       }
       if (!s.isTraining()) break;
-      const events = (await s.trainStep()) as TrainEvent[];
+      const events = camel<CoreEvent[]>(await s.trainStep());
       let finished = false;
       let stepped = false;
       for (const e of events) {
@@ -622,19 +621,13 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
   }
   for (const w of r.stopWaiters.splice(0)) post({ id: w, type: "result", result: null });
   return {
+    ...started,
+    warnings: started.warnings ?? [],
     reason,
     steps,
-    total_steps: started.total_steps,
     loss,
     eval: lastEval,
-    elapsed_s: (performance.now() - t0) / 1000,
-    trainable_parameters: started.trainable_parameters,
-    total_parameters: started.total_parameters,
-    train_examples: started.train_examples,
-    eval_examples: started.eval_examples,
-    warnings: started.warnings ?? [],
-    ...(started.labels ? { labels: started.labels } : {}),
-    adapter: started.adapter,
+    elapsedS: (performance.now() - t0) / 1000,
   };
 }
 
@@ -864,17 +857,17 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
     case "plan": {
       wasmReady ??= core.default({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
       await wasmReady;
-      return { result: await planModel(core, msg.model, msg.options ? snake(msg.options) : undefined, planLimits(msg.backend, msg.maxBytes, msg.maxTensorBytes)) };
+      return { result: await planModel(core, msg.model, msg.options ? coreOptions(msg.options) : undefined, planLimits(msg.backend, msg.maxBytes, msg.maxTensorBytes)) };
     }
     case "load":
       return { result: await load(id, msg, signal) };
     case "validateData": {
       const bytes = await bytesOf(msg.data.blob ?? msg.data.bytes!);
-      if (session) return { result: session.validateData(msg.data.name, bytes, msg.options) };
+      if (session) return { result: camel<DataValidation>(session.validateData(msg.data.name, bytes, msg.options)) };
       // Without a model (Tuner.validateData): the parser only, in a worker of its own.
       wasmReady ??= core.default({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
       await wasmReady;
-      return { result: core.validateData(msg.data.name, bytes, msg.options) };
+      return { result: camel<DataValidation>(core.validateData(msg.data.name, bytes, msg.options)) };
     }
     case "panicOnThreadPool": {
       const hook = (core as { __panicOnThreadPool?: () => void }).__panicOnThreadPool;
@@ -1010,7 +1003,15 @@ self.onmessage = (ev: MessageEvent<RequestMessage>) => {
       post({ id, type: "result", result }, transfer);
     },
     (e) => {
-      const error = e === dead && dead ? dead : toPayload(e);
+      let error = e === dead && dead ? dead : toPayload(e);
+      // The core names a bad training option as its field (`seq_len`); the package spells it `seqLen`.
+      if ((msg.op === "train" || msg.op === "plan") && error.source) {
+        const source = optionSource(error.source);
+        if (source !== error.source) {
+          const message = error.message.startsWith(`${error.source}: `) ? `${source}: ${error.message.slice(error.source.length + 2)}` : error.message;
+          error = { ...error, source, message };
+        }
+      }
       if (!inflight.delete(id)) return;
       post({ id, type: "error", error });
     },

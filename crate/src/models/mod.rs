@@ -99,6 +99,7 @@ pub enum Network {
 
 /// Facts about a loaded model, as `webpeft info` prints them.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
 pub struct ModelInfo {
     /// transformers class, e.g. `LlamaForCausalLM`.
     pub architecture: String,

@@ -468,6 +468,7 @@ fn parse_txt(source: &str, text: &str) -> Dataset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Task {
     /// Next-token prediction.
     CausalLm,
@@ -842,26 +843,29 @@ fn encode_chat(tok: &TextTokenizer, msgs: &[Message]) -> Result<(Vec<u32>, Vec<i
 /// Most problems [`validate`] lists; after them it stops reading.
 pub const MAX_PROBLEMS: usize = 100;
 
-/// What to check a dataset for in [`validate`].
+/// What `validateData` (the core's `validate`) checks a dataset for.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(default)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "ValidateSpec", rename_all = "camelCase", optional_fields))]
 pub struct ValidateOptions {
     /// The task to train (default: `seq-cls` for rows with labels, else `causal-lm`).
     pub task: Option<Task>,
-    /// The training sequence length, for the truncation count (default 128, as training's).
+    /// The training sequence length: truncation is counted against it (default 128, training's default).
     pub seq_len: Option<usize>,
 }
 
-/// One problem in a dataset, as training would report it.
+/// A problem in a dataset, as training would report it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DataProblem", rename_all = "camelCase"))]
 pub struct Problem {
-    /// `input` (the rows) or `format` (the chat template cannot render them).
+    /// `input` (a row) or `format` (the chat template cannot render it).
+    #[cfg_attr(test, ts(type = "\"input\" | \"format\""))]
     pub kind: &'static str,
-    /// The file (or the tokenizer or template) it is about.
+    /// The file (or tokenizer, or chat template) it is about.
     pub source: String,
-    /// The 1-based line of the row, when it is about one row.
+    /// The 1-based line of the row in the file; null when it is about the whole file.
     pub line: Option<usize>,
-    /// The whole message, `source: line N: what`, as training's error would read.
+    /// The whole message, `file: line N: what`, as training's error would read.
     pub message: String,
 }
 
@@ -876,14 +880,15 @@ impl From<Error> for Problem {
 
 /// A class label and the rows that have it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
 pub struct LabelCount {
     pub label: String,
     pub count: usize,
 }
 
-/// Token counts of a dataset (with a tokenizer only).
+/// Token counts of a dataset, before truncation (with a model's tokenizer only).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
 pub struct TokenCounts {
     /// All rows' tokens, before truncation.
     pub total: usize,
@@ -891,29 +896,34 @@ pub struct TokenCounts {
     pub longest: usize,
     /// The sequence length checked against.
     pub seq_len: usize,
-    /// Examples training would make of the rows (`txt`: blocks of `seq_len`).
+    /// Examples training would make of the rows (`txt`: blocks of the sequence length).
     pub examples: usize,
 }
 
-/// What [`validate`] found: the counts training would see, and every problem
-/// (up to [`MAX_PROBLEMS`]) with its line.
+/// What `validateData` found: the counts training would see, and every problem
+/// (the first 100) with its line.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DataValidation", rename_all = "camelCase"))]
 pub struct Validation {
-    /// The file name.
+    /// The file name (for a string, Blob or array: `data.jsonl`, `data.csv` or `data.txt`).
     pub source: String,
-    /// The detected format ([`Dataset::format`]), None when the file could not be read at all.
+    /// The detected format; null when the file could not be read at all (not UTF-8, a JSON array, ...).
+    #[cfg_attr(
+        test,
+        ts(type = "\"jsonl-text\" | \"jsonl-prompt-completion\" | \"jsonl-messages\" | \"jsonl-text-label\" | \"csv-text-label\" | \"txt\" | null")
+    )]
     pub format: Option<String>,
-    /// The task checked for.
+    /// The task checked for (null when no row parsed).
     pub task: Option<Task>,
-    /// Rows that parsed (for `txt`: 1, the whole file).
+    /// Rows that parsed (a `txt` file is one row: the whole text).
     pub rows: usize,
-    /// Class labels in the label map's order, with their row counts (labelled data only).
+    /// Classification data: each label (in the order of the classes training would make) and its rows; else null.
     pub labels: Option<Vec<LabelCount>>,
-    /// Token counts, when a tokenizer was given and the rows encode.
+    /// With a model's tokenizer, when the rows that parsed encode: token counts; else null.
     pub tokens: Option<TokenCounts>,
-    /// Training's notes on the data (truncated or skipped rows).
+    /// Training's notes on the data: rows truncated at the sequence length, or skipped.
     pub warnings: Vec<String>,
+    /// Every problem (the first 100), in file order, then any about the data as a whole.
     pub problems: Vec<Problem>,
     /// No problems: training would accept this data.
     pub ok: bool,

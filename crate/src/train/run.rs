@@ -39,6 +39,7 @@ pub struct RunConfig {
 
 /// One optimiser step, as the CLI prints it (one JSON line) and the page draws it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "StepReport", rename_all = "camelCase"))]
 pub struct StepEvent {
     pub step: usize,
     pub total_steps: usize,
@@ -52,31 +53,38 @@ pub struct StepEvent {
     pub eta_s: f64,
     /// DP runs: epsilon spent so far (at the run's delta, RDP accountant).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub epsilon: Option<f64>,
     /// DP runs: the size of this step's Poisson-sampled batch (can be 0; the
     /// loss and grad_norm, the mean per-example unclipped norm, are then null).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub batch_size: Option<usize>,
 }
 
 /// Metrics on an eval set.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
 pub struct EvalMetrics {
     pub loss: f64,
     /// Causal LM: `exp(loss)`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub perplexity: Option<f64>,
     /// Classification.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub macro_f1: Option<f64>,
     pub examples: usize,
 }
 
-/// What [`Run::next`] reports.
+/// What [`Run::next`] reports: a step, an evaluation, the end of the run.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "CoreEvent"))]
 pub enum Event {
     Step(StepEvent),
     Eval { step: usize, metrics: EvalMetrics },

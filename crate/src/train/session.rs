@@ -21,6 +21,7 @@ use crate::peft::{set_label_names, TargetModules};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "Optimizer"))]
 pub enum OptimizerName {
     /// PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8).
     Adamw,
@@ -32,6 +33,7 @@ pub enum OptimizerName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "AdapterChoice"))]
 pub enum AdapterMode {
     /// A fresh adapter built from the options on the adapter-free base model;
     /// the attached adapter is set aside (the run does not change it).
@@ -41,19 +43,21 @@ pub enum AdapterMode {
     Continue,
 }
 
-/// A training job. Field names are the CLI's flags in snake_case; `None`
-/// takes the method's PEFT default. The choice fields are enums with the
-/// CLI's spellings (`causal-lm`, `ia3`, `adamw`, ...), so the CLI's flags and
-/// the browser's options object share one definition; an unknown value is
-/// refused when the spec is read, before a model is touched.
+/// A training job: the CLI's flags (snake_case here and in JSON, camelCase in
+/// the npm package's options). An unset field takes the method's PEFT default.
+/// The choice fields are enums with the CLI's spellings (`causal-lm`, `ia3`,
+/// `adamw`, ...), so the CLI's flags and the browser's options object share
+/// one definition; an unknown value is refused when the spec is read, before
+/// a model is touched.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase", optional_fields))]
 pub struct TrainSpec {
     pub task: Task,
     pub method: Method,
-    /// With an adapter already on the model: `new` or `continue`. `None`
-    /// picks `continue` when the adapter these options would create has the
-    /// attached adapter's settings (see [`prepare`]), else `new`.
+    /// With an adapter already on the model: `new` or `continue`. Unset, it
+    /// is `continue` when the adapter these options would create has the
+    /// attached adapter's settings (see `prepare`), else `new`.
     pub adapter: Option<AdapterMode>,
     pub r: Option<usize>,
     pub alpha: Option<f64>,
@@ -84,7 +88,7 @@ pub struct TrainSpec {
     pub patience: Option<usize>,
     /// Written to `base_model_name_or_path`.
     pub base_model: String,
-    /// Differentially private training (DP-SGD); `None` trains normally.
+    /// Differentially private training (DP-SGD); unset trains normally.
     pub dp: Option<super::dp::DpSpec>,
 }
 
@@ -199,8 +203,9 @@ pub fn encode_for(model: &Model, ds: &Dataset, task: Task, seq_len: usize, label
     Ok((e.examples, e.warnings.into_iter().map(|w| format!("{}: {w}", ds.source)).collect()))
 }
 
-/// What [`prepare`] reports before the first step.
+/// What [`prepare`] reports before the first step (the start event of a run).
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "TrainStart", rename_all = "camelCase"))]
 pub struct Prepared {
     pub trainable_parameters: usize,
     pub total_parameters: usize,

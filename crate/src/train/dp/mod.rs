@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The `dp` option of a training job (snake_case, like the rest of `TrainSpec`).
+/// The `dp` option of a training job (its fields cased like the rest of `TrainSpec`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DpOptions", rename_all = "camelCase", optional_fields))]
 pub struct DpSpec {
     /// The epsilon to reach at the end of the run; the noise multiplier is
     /// found with Opacus's `get_noise_multiplier` (RDP). Ignored when
