@@ -171,6 +171,8 @@ async function loadModel(choice = describeChoice()) {
     showModelFacts(tuner);
     if (!sameModel) applyModelDefaults(tuner);
     else updateEstimate();
+    // With the model's tokenizer and task the check also counts tokens.
+    await checkData();
     return tuner;
   } catch (e) {
     setText("model-status", "No model loaded.");
@@ -231,7 +233,10 @@ function applyTaskDefaults() {
   updateEstimate();
 }
 $("try-input").addEventListener("input", () => delete $("try-input").dataset.sample);
-$("task").addEventListener("change", applyTaskDefaults);
+$("task").addEventListener("change", () => {
+  applyTaskDefaults();
+  checkData();
+});
 $("method").addEventListener("change", () => {
   $("lr").value = METHOD_LR[$("method").value] ?? DEFAULTS[$("task").value].lr;
   updateMethodFields();
@@ -256,47 +261,21 @@ $("load-model").addEventListener("click", () => {
 
 // ---- 2. Data -----------------------------------------------------------------
 
-/** Minimal CSV reader for the preview (the core parses the real thing and reports errors with line numbers). */
-function parseCsv(text, maxRows) {
-  const rows = [];
-  let row = [], field = "", quoted = false;
-  for (let i = 0; i < text.length && rows.length < maxRows; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') (field += '"'), i++;
-      else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"' && field === "") quoted = true;
-    else if (c === ",") row.push(field), (field = "");
-    else if (c === "\n") {
-      row.push(field.replace(/\r$/, ""));
-      if (row.length > 1 || row[0] !== "") rows.push(row);
-      (row = []), (field = "");
-    } else field += c;
-  }
-  if ((field || row.length) && rows.length < maxRows) rows.push([...row, field]);
-  return rows;
-}
+// The data is checked by the core's own parser (Tuner.validateData): the format, rows,
+// labels and every problem with its line, as training would report them. With a model
+// loaded it is also tokenised (token counts, truncation at the sequence length).
 
-function detectFormat(name, text) {
-  const ext = name.toLowerCase().split(".").pop();
-  if (ext === "jsonl" || ext === "json") return "jsonl";
-  if (ext === "csv") return "csv";
-  if (ext === "txt") return "txt";
-  return text.trimStart().startsWith("{") ? "jsonl" : "txt";
-}
+const FORMATS = {
+  "csv-text-label": "CSV",
+  "jsonl-text-label": "JSON lines (text + label)",
+  "jsonl-prompt-completion": "JSON lines (prompt / completion)",
+  "jsonl-messages": "JSON lines (chat messages)",
+  "jsonl-text": "JSON lines (plain text)",
+  txt: "plain text",
+};
 
-/** Shape of the rows, in the core's words: what the trainer will read from them. */
-function describeJsonl(obj) {
-  if (Array.isArray(obj?.messages)) return "chat messages";
-  if ("prompt" in (obj ?? {}) && "completion" in obj) return "prompt / completion";
-  if ("text" in (obj ?? {}) && "label" in obj) return "text + label";
-  if ("text" in (obj ?? {})) return "plain text";
-  return "unrecognised fields";
-}
-
-function showPreview(name, text) {
-  const fmt = detectFormat(name, text);
+/** The first lines of the file as they are (the check says what they mean). */
+function showFirstLines(text) {
   const table = $("data-preview");
   table.replaceChildren();
   const addRow = (cells, header = false) => {
@@ -307,53 +286,65 @@ function showPreview(name, text) {
       tr.appendChild(cell);
     }
   };
-  let detail = "";
-  let labels = null;
-  if (fmt === "csv") {
-    const rows = parseCsv(text, 100000);
-    const [head, ...body] = rows;
-    addRow(head ?? [], true);
-    body.slice(0, 5).forEach((r) => addRow(r));
-    const li = (head ?? []).findIndex((h) => h.trim().toLowerCase() === "label");
-    if (li >= 0) labels = [...new Set(body.map((r) => r[li]).filter(Boolean))];
-    detail = `CSV, ${body.length} rows, columns ${(head ?? []).join(", ")}`;
-  } else if (fmt === "jsonl") {
-    const lines = text.split("\n").map((l, i) => [i + 1, l.trim()]).filter(([, l]) => l);
-    addRow(["line", "content"], true);
-    let shape = null;
-    const seen = new Set();
-    for (const [n, l] of lines) {
-      let obj = null;
-      try {
-        obj = JSON.parse(l);
-      } catch {
-        // The preview stays lenient; training reports the exact problem with its line number.
-      }
-      if (n <= lines[Math.min(4, lines.length - 1)]?.[0]) {
-        const cell = obj?.messages ? obj.messages.map((m) => `${m.role}: ${m.content}`).join(" | ") : l;
-        addRow([String(n), cell]);
-      }
-      shape ??= obj && describeJsonl(obj);
-      if (obj && typeof obj.label === "string") seen.add(obj.label);
-    }
-    if (seen.size) labels = [...seen];
-    detail = `JSON lines (${shape ?? "unreadable first line"}), ${lines.length} rows`;
-  } else {
-    addRow(["text"], true);
-    addRow([text.slice(0, 400)]);
-    detail = `plain text, ${fmtInt(text.length)} characters`;
+  addRow(["line", "content"], true);
+  const lines = text.split("\n");
+  let shown = 0;
+  for (let i = 0; i < lines.length && shown < 6; i++) {
+    const l = lines[i].replace(/\r$/, "");
+    if (!l.trim()) continue;
+    addRow([String(i + 1), l]);
+    shown++;
   }
-  state.labels = labels;
   $("data-preview-wrap").hidden = false;
-  setText("data-status", `${name}: ${detail}${labels ? `; labels ${labels.join(", ")}` : ""}.`);
+}
+
+/** What the check found, in the status line and (problems) the data message. */
+function showCheck(name, v) {
+  const what = v.format ? FORMATS[v.format] ?? v.format : "unreadable";
+  const rows = `${fmtInt(v.rows)} row${v.rows === 1 ? "" : "s"}`;
+  const labels = v.labels ? `; labels ${v.labels.map((l) => l.label).join(", ")} (${v.labels.map((l) => l.count).join(" / ")} rows)` : "";
+  const tokens = v.tokens ? `; ${fmtInt(v.tokens.total)} tokens, longest row ${fmtInt(v.tokens.longest)}` : "";
+  const warn = v.warnings.length ? ` ${v.warnings.join("; ")}.` : "";
+  setText("data-status", `${name}: ${what}, ${rows}${labels}${tokens}.${warn}`);
+  if (v.ok) return clearError("data");
+  const shown = v.problems.slice(0, 5).map((p) => {
+    let msg = p.message.startsWith(`${p.source}: `) ? p.message.slice(p.source.length + 2) : p.message;
+    if (p.line !== null) msg = msg.replace(new RegExp(`^line ${p.line}: `), "");
+    return p.line !== null ? `line ${p.line}: ${msg}` : msg;
+  });
+  const more = v.problems.length > shown.length ? ` (and ${v.problems.length - shown.length} more)` : "";
+  const n = v.problems.length;
+  setText("data-msg", `${n} problem${n === 1 ? "" : "s"} in ${name}${more}: ${shown.join("; ")}`);
+}
+
+/** Checks the chosen data (again: after a model is loaded, with its tokenizer and task). */
+async function checkData() {
+  const d = state.data;
+  if (!d) return;
+  const t = state.training ? null : state.tuner;
+  const opts = t ? { task: $("task").value, seqLen: Number($("seq-len").value) || undefined } : {};
+  let v;
+  try {
+    v = t ? await t.validateData(file(d), opts) : await Tuner.validateData(file(d), opts);
+  } catch (e) {
+    if (state.data === d) showError("data", e);
+    return;
+  }
+  if (state.data !== d) return; // another file was chosen meanwhile
+  d.check = v;
+  state.labels = v.labels?.map((l) => l.label) ?? null;
+  showCheck(d.name, v);
   updateEstimate();
 }
 
 async function useData(name, text) {
   clearError("data");
-  state.data = { name, text };
-  showPreview(name, text);
+  state.data = { name, text, check: null };
+  state.labels = null;
+  setText("data-status", `${name}: checking…`);
+  showFirstLines(text);
   refreshButtons();
+  await checkData();
 }
 $("data-file").addEventListener("change", async () => {
   const f = $("data-file").files[0];
@@ -624,9 +615,16 @@ const ui = {
 /** Starts a run; `resumeFrom` ({ meta, files } from OPFS) continues a checkpointed one. */
 async function startTraining({ resumeFrom } = {}) {
   clearError("train");
-  clearError("data");
   if (!state.tuner) return showError("train", new WebPeftError("input", "load a model first (section 1)"));
   if (!state.data) return showError("train", new WebPeftError("input", "choose training data first (section 2)"));
+  // Data the check found problems in is not sent: the first one says what to fix (the
+  // problems stay listed under Data).
+  const problem = state.data.check?.problems[0];
+  if (!resumeFrom && problem) {
+    if (problem.line !== null) return setText("train-msg", `Training did not start: fix line ${problem.line} of ${state.data.name} (see Data).`);
+    return setText("train-msg", `Training did not start: ${state.data.name} has a problem (see Data).`);
+  }
+  clearError("data");
   // A finished run leaves its adapter on the model: the checkbox says whether
   // this run continues it or trains a new one (the package's `adapter` option;
   // a failed start keeps the current adapter). A resumed run brings its own

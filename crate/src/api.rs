@@ -1,11 +1,12 @@
 //! What the browser bindings (`web.rs`) return that is not a core type of its
 //! own, and the TypeScript declarations of every JS-facing type.
 //!
-//! The npm package's types for options, events, model info, plans and errors
-//! come from the Rust definitions: `cargo test` (the `core_types` unit test
-//! below) renders them with ts-rs into `web/src/core-types.ts` and fails when
-//! the committed file differs, and `web/build.mjs` type-checks the package
-//! against that file. ts-rs is a dev-dependency, so only test builds compile it.
+//! The npm package's types for options, events, model info, plans, data
+//! validation and errors come from the Rust definitions: `cargo test` (the
+//! `core_types` unit test below) renders them with ts-rs into
+//! `web/src/core-types.ts` and fails when the committed file differs, and
+//! `web/build.mjs` type-checks the package against that file. ts-rs is a
+//! dev-dependency, so only test builds compile it.
 //!
 //! Casing: the core (and the CLI's JSON) writes snake_case keys; the package
 //! hands JavaScript camelCase ones. The declarations say camelCase
@@ -132,6 +133,11 @@ pub(crate) mod typescript {
         decl::<crate::plan::Limits>(&cfg, &mut out);
         decl::<super::PlanError>(&cfg, &mut out);
         decl::<super::PlanReport>(&cfg, &mut out);
+        decl::<crate::train::data::ValidateOptions>(&cfg, &mut out);
+        decl::<crate::train::data::Problem>(&cfg, &mut out);
+        decl::<crate::train::data::LabelCount>(&cfg, &mut out);
+        decl::<crate::train::data::TokenCounts>(&cfg, &mut out);
+        decl::<crate::train::data::Validation>(&cfg, &mut out);
         out
     }
 

@@ -21,7 +21,7 @@ use crate::models::{Model, ModelFiles};
 use crate::peft::export::export_adapter;
 use crate::peft::{load_adapter, model_labels, set_label_names, Sidecar};
 use crate::train::checkpoint::save_state;
-use crate::train::data::{self, Record, Task};
+use crate::train::data::{self, Task};
 use crate::train::freeze;
 use crate::train::run::Run;
 use crate::train::session::{prepare, TrainSpec};
@@ -69,6 +69,85 @@ pub fn start() {
 #[cfg(feature = "web-threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
 
+/// The threads build: where a crash on a pool worker is reported. A panic or
+/// trap there ends that Web Worker, and the calling thread (the package's
+/// worker) waits for its job forever, blocked in `Atomics.wait`, so it can
+/// neither see nor report it. Called once after `initThreadPool`,
+/// `watchThreadPool(name)` makes every pool worker post
+/// `{type: "crash", message}` on the `BroadcastChannel` `name` when it
+/// panics (the panic message) or traps (an uncaught error), for the page's
+/// side of the package to fail the pending call and end the worker.
+#[cfg(feature = "web-threads")]
+#[wasm_bindgen(js_name = watchThreadPool)]
+pub fn watch_thread_pool(channel: String) {
+    if let Ok(mut c) = CRASH_CHANNEL.lock() {
+        *c = Some(channel.clone());
+    }
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        // The package's worker reports its own panics (it is not blocked).
+        if rayon::current_thread_index().is_some() {
+            let name = CRASH_CHANNEL.try_lock().ok().and_then(|c| c.clone());
+            if let Some(name) = name {
+                let _ = post_crash(&name, &format!("a thread-pool worker panicked: {info}"));
+            }
+        }
+    }));
+    // A trap that is not a panic: the pool worker's uncaught error. The listener
+    // is plain JS (a bound postMessage), so it runs no wasm after the trap.
+    rayon::broadcast(|_| {
+        let _ = listen_for_traps(&channel);
+    });
+}
+
+#[cfg(feature = "web-threads")]
+static CRASH_CHANNEL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+#[cfg(feature = "web-threads")]
+fn crash_channel(name: &str) -> std::result::Result<(Object, Function), JsValue> {
+    let ctor: Function = Reflect::get(&js_sys::global(), &"BroadcastChannel".into())?.dyn_into()?;
+    let channel: Object = Reflect::construct(&ctor, &Array::of1(&name.into()))?.dyn_into()?;
+    let post: Function = Reflect::get(&channel, &"postMessage".into())?.dyn_into()?;
+    Ok((channel, post))
+}
+
+#[cfg(feature = "web-threads")]
+fn crash_message(message: &str) -> JsValue {
+    let msg = Object::new();
+    set(&msg, "type", &"crash".into());
+    set(&msg, "message", &message.into());
+    msg.into()
+}
+
+#[cfg(feature = "web-threads")]
+fn post_crash(name: &str, message: &str) -> std::result::Result<(), JsValue> {
+    let (channel, post) = crash_channel(name)?;
+    post.call1(&channel, &crash_message(message))?;
+    Ok(())
+}
+
+#[cfg(feature = "web-threads")]
+fn listen_for_traps(name: &str) -> std::result::Result<(), JsValue> {
+    let (channel, post) = crash_channel(name)?;
+    let listener = post.bind1(&channel, &crash_message("a thread-pool worker stopped with an uncaught error (a wasm trap)"));
+    let global = js_sys::global();
+    let add: Function = Reflect::get(&global, &"addEventListener".into())?.dyn_into()?;
+    add.call2(&global, &"error".into(), &listener)?;
+    Ok(())
+}
+
+/// Test hook (threads build only, not part of the API): panics on a pool
+/// worker while this thread waits for it, the hang `watchThreadPool` turns
+/// into a `crash` error. The package calls it only from its own tests.
+#[cfg(feature = "web-threads")]
+#[doc(hidden)]
+#[wasm_bindgen(js_name = __panicOnThreadPool)]
+pub fn panic_on_thread_pool() {
+    // Called from outside the pool, join runs on a pool worker and this
+    // thread blocks until it is done.
+    rayon::join(|| panic!("webpeft test hook: a panic on a thread-pool worker"), || ());
+}
+
 /// Threads the CPU backend's kernels run on: 1, or the rayon pool's size in
 /// the threads build.
 #[wasm_bindgen(js_name = cpuThreads)]
@@ -77,6 +156,22 @@ pub fn cpu_threads() -> usize {
     return rayon::current_num_threads();
     #[cfg(not(feature = "web-threads"))]
     1
+}
+
+/// Checks a dataset file (`name` picks the format, as in training) without a
+/// model: the detected format, the rows and labels that parsed, and every
+/// problem (up to 100) with its file and line, as training would report them.
+/// `options`: `{task?, seq_len?}`. Returns `data::Validation` (camelCase).
+#[wasm_bindgen(js_name = validateData)]
+pub fn validate_data(name: String, bytes: Vec<u8>, options: JsValue) -> std::result::Result<JsValue, JsValue> {
+    to_js(&data::validate(&name, &bytes, None, &validate_options(options)?))
+}
+
+fn validate_options(options: JsValue) -> std::result::Result<data::ValidateOptions, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(Default::default());
+    }
+    serde_wasm_bindgen::from_value(options).map_err(|e| js_error(Error::input("options", e.to_string())))
 }
 
 /// Initialises the backend: `"webgpu"` (asynchronous adapter and device
@@ -288,12 +383,13 @@ impl Session {
         to_js(&ModelSummary { info: m.info.clone(), estimated_bytes: m.info.num_parameters * 4, has_adapter: m.adapter_config.is_some(), peft_type })
     }
 
-    /// Parses a dataset file and returns its format, row count and the first rows.
-    #[wasm_bindgen(js_name = parseData)]
-    pub fn parse_data(&self, name: String, bytes: Vec<u8>) -> std::result::Result<JsValue, JsValue> {
-        let ds = data::parse(&name, &bytes).map_err(js_error)?;
-        let preview: Vec<serde_json::Value> = ds.records.iter().take(5).map(record_json).collect();
-        to_js(&serde_json::json!({ "format": ds.format, "rows": ds.records.len(), "preview": preview }))
+    /// Checks a dataset file as `validateData` does, and with this model's
+    /// tokenizer also encodes it (chat template, truncation at `seq_len`) and
+    /// counts its tokens. The model is not touched.
+    #[wasm_bindgen(js_name = validateData)]
+    pub fn validate_data(&self, name: String, bytes: Vec<u8>, options: JsValue) -> std::result::Result<JsValue, JsValue> {
+        let tok = self.model().map_err(js_error)?.tokenizer.as_ref();
+        to_js(&data::validate(&name, &bytes, tok, &validate_options(options)?))
     }
 
     /// Starts training on a dataset (and an optional eval file) with `options`
@@ -562,14 +658,5 @@ impl Session {
             return Err(js_error(Error::input("session", "start the run (from the checkpoint's adapter) first")));
         };
         crate::train::checkpoint::load_state(run, &optimizer, &state).map_err(js_error)
-    }
-}
-
-fn record_json(r: &Record) -> serde_json::Value {
-    match r {
-        Record::Text(t) => serde_json::json!({ "text": t }),
-        Record::PromptCompletion { prompt, completion } => serde_json::json!({ "prompt": prompt, "completion": completion }),
-        Record::Messages(m) => serde_json::json!({ "messages": m.iter().map(|m| serde_json::json!({"role": m.role, "content": m.content})).collect::<Vec<_>>() }),
-        Record::Labelled { text, label } => serde_json::json!({ "text": text, "label": label }),
     }
 }

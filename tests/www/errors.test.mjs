@@ -15,11 +15,16 @@ after(async () => {
   await b?.close();
 });
 
-test("a malformed JSONL line is reported with its line number, and the page keeps working", { timeout: 120_000 }, async () => {
+test("a malformed JSONL line is reported with its line number when the file is chosen, and the page keeps working", { timeout: 120_000 }, async () => {
   const { page } = b;
-  await loadMiniLm(page);
+  // Checked by the core's parser as soon as it is chosen, before any model is loaded.
   await page.getByLabel("Training data file").setInputFiles(join(ROOT, "tests/www/fixtures/bad-tickets.jsonl"));
-  await page.locator("#data-status").filter({ hasText: /JSON lines \(text \+ label\), 4 rows/ }).waitFor();
+  await page.locator("#data-status").filter({ hasText: /JSON lines \(text \+ label\), 3 rows; labels billing, bug \(2 \/ 1 rows\)/ }).waitFor({ timeout: 30_000 });
+  assert.match(await page.locator("#data-msg").textContent(), /^1 problem in bad-tickets\.jsonl: line 3: invalid JSON/);
+  await loadMiniLm(page);
+  // With the model: checked again with its tokenizer (token counts), the problem still named.
+  await page.locator("#data-status").filter({ hasText: /3 rows; .*tokens, longest row/ }).waitFor({ timeout: 30_000 });
+  assert.match(await page.locator("#data-msg").textContent(), /line 3: invalid JSON/);
   await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 2, "Checkpoint every N steps (0 = off)": 0 });
   // Every text the model status shows from here on (a reload would show "Reloading…" and "Loading …").
   const loaded = await page.locator("#model-status").textContent();
@@ -29,10 +34,11 @@ test("a malformed JSONL line is reported with its line number, and the page keep
     new MutationObserver(() => window.modelStatusLog.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
   });
   await page.getByRole("button", { name: "Start" }).click();
+  await page.locator("#train-msg").filter({ hasText: /fix line 3 of bad-tickets\.jsonl/ }).waitFor({ timeout: 30_000 });
   const msg = page.locator("#data-msg");
-  await msg.filter({ hasText: /line 3/ }).waitFor({ timeout: 30_000 });
   console.log(`data error shown: ${await msg.textContent()}`);
-  assert.match(await page.locator("#train-msg").textContent(), /fix line 3 of bad-tickets\.jsonl/);
+  assert.match(await msg.textContent(), /line 3/);
+  assert.match(await page.locator("#train-status").textContent(), /^Not started/);
   // A failed start leaves the model as it was: the page does not load it again.
   await page.waitForTimeout(500);
   assert.deepEqual(await page.evaluate(() => window.modelStatusLog), [], "the model status did not change (no reload)");

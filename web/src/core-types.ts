@@ -336,3 +336,105 @@ training: TrainingPlan | null,
  * Device memory after loading, with training: weights, adapter state, activations and logits.
  */
 deviceBytes: number, };
+
+/**
+ * What `validateData` (the core's `validate`) checks a dataset for.
+ */
+export type ValidateSpec = { 
+/**
+ * The task to train (default: `seq-cls` for rows with labels, else `causal-lm`).
+ */
+task?: Task, 
+/**
+ * The training sequence length: truncation is counted against it (default 128, training's default).
+ */
+seqLen?: number, };
+
+/**
+ * A problem in a dataset, as training would report it.
+ */
+export type DataProblem = { 
+/**
+ * `input` (a row) or `format` (the chat template cannot render it).
+ */
+kind: "input" | "format", 
+/**
+ * The file (or tokenizer, or chat template) it is about.
+ */
+source: string, 
+/**
+ * The 1-based line of the row in the file; null when it is about the whole file.
+ */
+line: number | null, 
+/**
+ * The whole message, `file: line N: what`, as training's error would read.
+ */
+message: string, };
+
+/**
+ * A class label and the rows that have it.
+ */
+export type LabelCount = { label: string, count: number, };
+
+/**
+ * Token counts of a dataset, before truncation (with a model's tokenizer only).
+ */
+export type TokenCounts = { 
+/**
+ * All rows' tokens, before truncation.
+ */
+total: number, 
+/**
+ * The longest row.
+ */
+longest: number, 
+/**
+ * The sequence length checked against.
+ */
+seqLen: number, 
+/**
+ * Examples training would make of the rows (`txt`: blocks of the sequence length).
+ */
+examples: number, };
+
+/**
+ * What `validateData` found: the counts training would see, and every problem
+ * (the first 100) with its line.
+ */
+export type DataValidation = { 
+/**
+ * The file name (for a string, Blob or array: `data.jsonl`, `data.csv` or `data.txt`).
+ */
+source: string, 
+/**
+ * The detected format; null when the file could not be read at all (not UTF-8, a JSON array, ...).
+ */
+format: "jsonl-text" | "jsonl-prompt-completion" | "jsonl-messages" | "jsonl-text-label" | "csv-text-label" | "txt" | null, 
+/**
+ * The task checked for (null when no row parsed).
+ */
+task: Task | null, 
+/**
+ * Rows that parsed (a `txt` file is one row: the whole text).
+ */
+rows: number, 
+/**
+ * Classification data: each label (in the order of the classes training would make) and its rows; else null.
+ */
+labels: Array<LabelCount> | null, 
+/**
+ * With a model's tokenizer, when the rows that parsed encode: token counts; else null.
+ */
+tokens: TokenCounts | null, 
+/**
+ * Training's notes on the data: rows truncated at the sequence length, or skipped.
+ */
+warnings: Array<string>, 
+/**
+ * Every problem (the first 100), in file order, then any about the data as a whole.
+ */
+problems: Array<DataProblem>, 
+/**
+ * No problems: training would accept this data.
+ */
+ok: boolean, };

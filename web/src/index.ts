@@ -35,6 +35,8 @@ import type {
   TrainResume,
   TrainRun,
   TrainSummary,
+  ValidateDataOptions,
+  DataValidation,
 } from "./types.js";
 
 export { WebPeftError };
@@ -56,8 +58,22 @@ class Connection {
   private pending = new Map<number, Pending>();
   dead: WebPeftError | null = null;
 
-  constructor(private worker: Worker) {
+  /** Threads build: where the pool's workers report a panic or trap (see `crashChannelName`). */
+  private crashes: BroadcastChannel | null = null;
+
+  constructor(private worker: Worker, crashChannel?: string) {
     worker.addEventListener("message", (ev: MessageEvent<ResponseMessage>) => this.onMessage(ev.data));
+    if (crashChannel && typeof BroadcastChannel !== "undefined") {
+      // A pool worker that panics or traps leaves the worker blocked in Atomics.wait for
+      // ever: it cannot answer, so the crash comes this way and the worker is ended.
+      this.crashes = new BroadcastChannel(crashChannel);
+      this.crashes.onmessage = (ev: MessageEvent<{ type?: string; message?: string }>) => {
+        if (ev.data?.type !== "crash") return;
+        const what = String(ev.data.message ?? "a thread-pool worker crashed");
+        this.kill(new WebPeftError("crash", `the wasm core crashed (${what}); this model is gone, load it again`, "wasm"));
+        this.terminate();
+      };
+    }
     worker.addEventListener("error", (ev: ErrorEvent) => {
       ev.preventDefault?.();
       const what = ev.message || (ev.error && String(ev.error)) || "the worker script failed to load or threw";
@@ -152,7 +168,15 @@ class Connection {
 
   terminate() {
     this.worker.terminate();
+    this.crashes?.close();
+    this.crashes = null;
   }
+}
+
+/** A BroadcastChannel name of one worker's own, for its thread pool's crash reports. */
+function crashChannelName(): string {
+  const id = typeof crypto !== "undefined" && "randomUUID" in crypto ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  return `webpeft-crash-${id}`;
 }
 
 /** Picks the backend for "auto" (and checks an explicit "webgpu") on the main thread. */
@@ -447,7 +471,8 @@ export class Tuner {
     } catch (e) {
       throw new WebPeftError("io", `worker: could not start ${String(url)} (${(e as Error).message})`, "worker");
     }
-    const conn = new Connection(worker);
+    const crashChannel = crashChannelName();
+    const conn = new Connection(worker, crashChannel);
     // The worker is this load's own: an abort ends it at once, downloads included.
     const onAbort = () => {
       conn.kill(abortedError("load"));
@@ -456,7 +481,7 @@ export class Tuner {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const r = await conn.request<{ info: ModelInfo; device: DeviceInfo }>(
-        { op: "load", backend, fallbackToCpu, notice, model, maxBytes, maxTensorBytes, wasmUrl, threads: opts.threads, threadsUrl },
+        { op: "load", backend, fallbackToCpu, notice, model, maxBytes, maxTensorBytes, wasmUrl, threads: opts.threads, threadsUrl, crashChannel },
         { onProgress },
         transfer,
       );
@@ -517,21 +542,46 @@ export class Tuner {
    */
   static async plan(source: ModelSource, trainOptions?: Partial<TrainOptions>, opts: PlanOptions = {}): Promise<MemoryPlan> {
     const { model } = modelPayload(source, { token: opts.token, endpoint: opts.endpoint });
-    const url = opts.workerUrl ?? new URL("./worker.js", import.meta.url);
-    let worker: Worker;
-    try {
-      worker = new Worker(url, { type: "module", name: "webpeft-plan" });
-    } catch (e) {
-      throw new WebPeftError("io", `worker: could not start ${String(url)} (${(e as Error).message})`, "worker");
-    }
-    const conn = new Connection(worker);
-    try {
+    return withOwnWorker(opts.workerUrl, "webpeft-plan", async (conn) => {
       const options = trainOptions ? ({ ...trainOptions } as Record<string, unknown>) : undefined;
       const plan = await conn.request<MemoryPlan | undefined>({ op: "plan", model, options, backend: opts.backend ?? "cpu", maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, wasmUrl: resolved(opts.wasmUrl, "wasmUrl") });
       if (!plan) throw new WebPeftError("unsupported", "plan: this build of the core has no planModel", "plan");
       return plan;
-    } finally {
-      conn.terminate();
+    });
+  }
+
+  /**
+   * Checks training data with the core's parser, without a model (in a worker of its own,
+   * like `plan`): the detected format, the rows and labels, and every problem with its file
+   * and line, as training would report them. No token counts: `tuner.validateData` has the
+   * model's tokenizer. A wrong argument is a `WebPeftError`; problems in the data are not
+   * errors but `problems` in the result.
+   */
+  static async validateData(data: DataInput, options: ValidateDataOptions = {}): Promise<DataValidation> {
+    try {
+      const { payload, opts } = validateRequest(data, options);
+      return await withOwnWorker(opts.workerUrl, "webpeft-validate", (conn) =>
+        conn.request<DataValidation>({ ...payload, wasmUrl: resolved(opts.wasmUrl, "wasmUrl") }),
+      );
+    } catch (e) {
+      throw asWebPeftError(e, "validateData");
+    }
+  }
+
+  /**
+   * Checks training data as `Tuner.validateData` does, and also encodes it with this model's
+   * tokenizer for `options.task` (the chat template of `messages` rows, truncation at
+   * `options.seqLen`), as training would: `tokens` holds the counts, `warnings` the truncated
+   * or skipped rows, and a row the template or tokenizer cannot take is a problem. The model
+   * and its adapter are not touched. Not while training.
+   */
+  async validateData(data: DataInput, options: ValidateDataOptions = {}): Promise<DataValidation> {
+    try {
+      this.#check();
+      const { payload } = validateRequest(data, options);
+      return await this.#conn.request<DataValidation>(payload);
+    } catch (e) {
+      throw asWebPeftError(e, "validateData");
     }
   }
 
@@ -766,6 +816,16 @@ export class Tuner {
     return this.#conn.request<BenchmarkResult>(request);
   }
 
+  // Test hook, not API: `tuner[Symbol.for("webpeft.test.panicOnThreadPool")]()` panics on a
+  // thread-pool worker of the threads build (tests/web/crash.test.mjs).
+  static {
+    Object.defineProperty(Tuner.prototype, Symbol.for("webpeft.test.panicOnThreadPool"), {
+      value(this: Tuner) {
+        return this.#conn.request<void>({ op: "panicOnThreadPool" });
+      },
+    });
+  }
+
   /** Frees the model and stops the worker. Later calls fail with kind "input". */
   dispose(): void {
     if (this.#disposed) return;
@@ -773,6 +833,35 @@ export class Tuner {
     this.#conn.kill(new WebPeftError("input", "this Tuner was disposed", "tuner"));
     this.#conn.terminate();
   }
+}
+
+/** Runs `f` on a worker of its own (no model), ended afterwards. */
+async function withOwnWorker<T>(workerUrl: string | URL | undefined, name: string, f: (conn: Connection) => Promise<T>): Promise<T> {
+  const url = workerUrl === undefined ? new URL("./worker.js", import.meta.url) : resolved(workerUrl, "workerUrl")!;
+  let worker: Worker;
+  try {
+    worker = new Worker(url, { type: "module", name });
+  } catch (e) {
+    throw new WebPeftError("io", `worker: could not start ${String(url)} (${(e as Error).message})`, "worker");
+  }
+  const conn = new Connection(worker);
+  try {
+    return await f(conn);
+  } finally {
+    conn.terminate();
+  }
+}
+
+/** The checked request of `validateData`. */
+function validateRequest(data: DataInput, options: ValidateDataOptions) {
+  const opts = optionsOf(options, "options") as ValidateDataOptions;
+  const task = opts.task;
+  if (task !== undefined && task !== "causal-lm" && task !== "seq-cls") bad("task", `expected "causal-lm" or "seq-cls", got ${show(task)}`);
+  const seqLen = optNumber(opts.seqLen, "seqLen", { min: 2, integer: true });
+  const format = opts.dataFormat;
+  if (format !== undefined && format !== "jsonl" && format !== "csv" && format !== "txt") bad("dataFormat", `expected "jsonl", "csv" or "txt", got ${show(format)}`);
+  const payload = { op: "validateData" as const, data: dataPayload(data, format), options: { task, seq_len: seqLen } };
+  return { payload, opts };
 }
 
 /** Any thrown value as a WebPeftError: ours pass through; anything else is a bug, kind "crash". */

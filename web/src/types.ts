@@ -1,16 +1,20 @@
 // Public types of the webpeft package and the message protocol between the
 // main thread (index.ts) and the module worker (worker.ts). The types of the core's
-// options, events, model info, plans and error kinds are generated from the Rust
-// definitions into core-types.ts (crate/src/api.rs); this file composes them with
+// options, events, model info, plans, data validation and error kinds are generated from
+// the Rust definitions into core-types.ts (crate/src/api.rs); this file composes them with
 // what only the package has (sources, callbacks, signals, worker messages).
-import type { AdapterChoice, CoreErrorKind, CoreEvent, DpOptions as DpSpec, EvalMetrics, Method, Task, TrainSpec, TrainStart } from "./core-types.js";
+import type { Snake } from "./casing.js";
+import type { AdapterChoice, CoreErrorKind, CoreEvent, DpOptions as DpSpec, EvalMetrics, Method, Task, TrainSpec, TrainStart, ValidateSpec } from "./core-types.js";
 
 export type {
   AdapterChoice,
   Classification,
   CoreErrorKind,
+  DataProblem,
+  DataValidation,
   DeviceLimits,
   EvalMetrics,
+  LabelCount,
   MemoryPlan,
   Method,
   ModelInfo,
@@ -20,8 +24,10 @@ export type {
   Schedule,
   StepReport,
   Task,
+  TokenCounts,
   TrainSpec,
   TrainStart,
+  ValidateSpec,
   WeightsPlan,
   TrainingPlan,
 } from "./core-types.js";
@@ -208,7 +214,10 @@ export interface TrainResume {
    * losses) from the step after the checkpoint.
    */
   resumeFrom?: CheckpointFiles;
-  /** Cancels the run when it fires, as `run.cancel()` does (`done` resolves with reason "cancelled"). */
+  /**
+   * Cancels the run when it fires, as `run.cancel()` does (`done` resolves with reason "cancelled";
+   * before the run has started, while its data is read, nothing starts and `done` rejects with kind "aborted").
+   */
   signal?: AbortSignal;
 }
 
@@ -256,7 +265,11 @@ export interface TrainRun {
   /** Pauses between two steps; resolves once the worker has paused. */
   pause(): Promise<void>;
   resume(): Promise<void>;
-  /** Stops after the current step; the adapter trained so far stays on the model. */
+  /**
+   * Stops after the current step; the adapter trained so far stays on the model. Before the
+   * run has started (its data still being read) nothing starts: `done` rejects with kind
+   * "aborted" and the model and its adapter are as they were.
+   */
   cancel(): Promise<void>;
   done: Promise<TrainSummary>;
 }
@@ -340,6 +353,20 @@ export interface BenchmarkResult {
 /** Data for training or evaluation. */
 export type DataInput = File | Blob | string | object[];
 
+// ---- validateData ------------------------------------------------------------
+
+/**
+ * Options of `validateData`: what the data is checked for (`ValidateSpec`, generated from
+ * the core's), and how it is read.
+ */
+export interface ValidateDataOptions extends ValidateSpec {
+  /** The format of a string or Blob without a file name, as in `TrainOptions.dataFormat`. */
+  dataFormat?: "jsonl" | "csv" | "txt";
+  /** `Tuner.validateData` (no model) only: where the worker and the wasm core are, as in `LoadOptions`. */
+  workerUrl?: string | URL;
+  wasmUrl?: string | URL;
+}
+
 // ---- Worker protocol -------------------------------------------------------
 
 export interface ErrorPayload {
@@ -378,7 +405,11 @@ export interface PlanOptions {
 
 export type Request =
   | { op: "plan"; model: ModelPayload; options?: Record<string, unknown>; backend: Backend; maxBytes?: number; maxTensorBytes?: number; wasmUrl?: string }
-  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string }
+  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string; crashChannel?: string }
+  /** With a model, its tokenizer too; without one (a worker of its own) the parser only. */
+  | { op: "validateData"; data: DataPayload; options: Snake<ValidateSpec>; wasmUrl?: string }
+  /** Test hook (threads build): a panic on a pool worker (see crate/src/web.rs). */
+  | { op: "panicOnThreadPool" }
   | { op: "train"; data: DataPayload; evalData?: DataPayload; options: Record<string, unknown>; resumeFrom?: CheckpointFiles }
   | { op: "pause" }
   | { op: "resume" }

@@ -11,6 +11,8 @@ declare module "webpeft-wasm" {
   type CoreEvent = import("./core-types.js").CoreEvent;
   type MemoryPlan = import("./core-types.js").MemoryPlan;
   type Classification = import("./core-types.js").Classification;
+  type ValidateSpec = import("./core-types.js").ValidateSpec;
+  type DataValidation = import("./core-types.js").DataValidation;
   export interface WasmDeviceInfo {
     backend: "webgpu" | "cpu";
     adapter?: string;
@@ -34,11 +36,14 @@ declare module "webpeft-wasm" {
   export function benchMatmul(n: number, reps: number): Promise<number>;
   /** The memory plan from the files' first bytes: `{need}` while a header is incomplete, else the plan with `fits` (crate/src/web.rs). */
   export function planModel(names: string[], heads: Uint8Array[], lens: number[], options: object | undefined, limits: object): Snake<MemoryPlan> | { need: { name: string; bytes: number }[] };
+  /** Checks a dataset file without a model (crate/src/train/data.rs `validate`). */
+  export function validateData(name: string, bytes: Uint8Array, options: Snake<ValidateSpec> | undefined): Snake<DataValidation>;
   export class Session {
     private constructor();
     static load(names: string[], files: Uint8Array[], maxTensorBytes?: number): Session;
     info(): Snake<ModelInfo>;
-    parseData(name: string, bytes: Uint8Array): { format: string; rows: number; preview: object[] };
+    /** As validateData, with this model's tokenizer (token counts, chat template, truncation). */
+    validateData(name: string, bytes: Uint8Array, options: Snake<ValidateSpec> | undefined): Snake<DataValidation>;
     startTraining(
       trainName: string,
       trainBytes: Uint8Array,

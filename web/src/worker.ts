@@ -25,7 +25,7 @@ import type {
   TrainStart,
   TrainSummary,
 } from "./types.js";
-import type { CoreEvent } from "./core-types.js";
+import type { CoreEvent, DataValidation } from "./core-types.js";
 import { camel, optionSource, snake } from "./casing.js";
 import { WebPeftError, isKind, payload } from "./errors.js";
 import { abortedError, authHeaders, checkRepoPath, hubError, hubFetch, openCache, pruneCache, repoInfo, resolveUrl } from "./hub.js";
@@ -366,6 +366,12 @@ function needSession(): Session {
   return session;
 }
 
+/**
+ * Train requests whose run has not started yet (queued, or reading a Blob): a cancel then
+ * marks them, the run never starts, and the cancel is answered once the request has settled.
+ */
+const starting = new Map<number, { cancelled: boolean; waiters: number[] }>();
+
 interface ActiveRun {
   id: number;
   paused: boolean;
@@ -382,11 +388,14 @@ let run: ActiveRun | null = null;
  * (SharedArrayBuffer). Its files stay unbundled in dist/threads/: the pool's workers
  * import the glue module by URL.
  */
-async function loadThreadsCore(n: number, url?: string): Promise<Core> {
+async function loadThreadsCore(n: number, url?: string, crashChannel?: string): Promise<Core> {
   const glue = new URL(url ?? "./threads/webpeft.js", import.meta.url);
-  const mod = (await import(/* @vite-ignore */ glue.href)) as Core & { initThreadPool(n: number): Promise<void> };
+  const mod = (await import(/* @vite-ignore */ glue.href)) as Core & { initThreadPool(n: number): Promise<void>; watchThreadPool?(channel: string): void };
   await mod.default({ module_or_path: new URL("webpeft_bg.wasm", glue) });
   await mod.initThreadPool(n);
+  // A panic or trap on a pool worker blocks this worker for ever (it waits for the job in
+  // Atomics.wait): the pool reports it on the page's BroadcastChannel instead.
+  if (crashChannel && typeof mod.watchThreadPool === "function") mod.watchThreadPool(crashChannel);
   return mod;
 }
 
@@ -401,7 +410,7 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>, signal: A
       notice = [notice, "the page is not cross-origin isolated (COOP/COEP headers), so the CPU backend runs on one thread"].filter(Boolean).join("; ");
     } else {
       try {
-        core = await loadThreadsCore(wanted, msg.threadsUrl);
+        core = await loadThreadsCore(wanted, msg.threadsUrl, msg.crashChannel);
         wasmReady = Promise.resolve();
       } catch (e) {
         core = mainCore;
@@ -505,6 +514,9 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
   if (run) throw new WebPeftError("input", "a training run is already in progress", "train");
   const trainBytes = await bytesOf(msg.data.blob ?? msg.data.bytes!);
   const evalBytes = msg.evalData ? await bytesOf(msg.evalData.blob ?? msg.evalData.bytes!) : undefined;
+  // A cancel that came while the data was read (or the request waited): nothing starts.
+  if (starting.get(id)?.cancelled) throw abortedError("train", " before the run started");
+  starting.delete(id);
   const options = coreOptions(msg.options);
   if (options.base_model === undefined && baseModel) options.base_model = baseModel;
   const every = checkpointEvery(msg.options.checkpointEvery);
@@ -849,6 +861,20 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
     }
     case "load":
       return { result: await load(id, msg, signal) };
+    case "validateData": {
+      const bytes = await bytesOf(msg.data.blob ?? msg.data.bytes!);
+      if (session) return { result: camel<DataValidation>(session.validateData(msg.data.name, bytes, msg.options)) };
+      // Without a model (Tuner.validateData): the parser only, in a worker of its own.
+      wasmReady ??= core.default({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
+      await wasmReady;
+      return { result: camel<DataValidation>(core.validateData(msg.data.name, bytes, msg.options)) };
+    }
+    case "panicOnThreadPool": {
+      const hook = (core as { __panicOnThreadPool?: () => void }).__panicOnThreadPool;
+      if (typeof hook !== "function") throw new WebPeftError("unsupported", "panicOnThreadPool: a test hook of the threads build only", "test");
+      hook(); // blocks this worker: the pool reports the crash to the page
+      return { result: null };
+    }
     case "train":
       return { result: await train(id, msg) };
     case "generate":
@@ -926,6 +952,11 @@ self.onmessage = (ev: MessageEvent<RequestMessage>) => {
   // Run control goes straight through, between steps.
   if (msg.op === "pause" || msg.op === "resume" || msg.op === "cancel") {
     const r = run;
+    if (!r && msg.op === "cancel" && starting.size) {
+      for (const t of starting.values()) t.cancelled = true;
+      [...starting.values()].pop()!.waiters.push(id);
+      return;
+    }
     if (!r) return post({ id, type: "result", result: null });
     if (msg.op === "pause") {
       r.paused = true;
@@ -950,13 +981,21 @@ self.onmessage = (ev: MessageEvent<RequestMessage>) => {
     return;
   }
   inflight.add(id);
+  if (msg.op === "train") starting.set(id, { cancelled: false, waiters: [] });
   const controller = new AbortController();
   aborts.set(id, controller);
   const job = queue.then(async () => {
     if (dead) throw dead;
     return perform(id, msg, controller.signal);
   });
-  job.finally(() => aborts.delete(id)).catch(() => {});
+  job
+    .finally(() => {
+      aborts.delete(id);
+      // A train request that ended before its run started answers the cancels it got.
+      for (const w of starting.get(id)?.waiters ?? []) post({ id: w, type: "result", result: null });
+      starting.delete(id);
+    })
+    .catch(() => {});
   queue = job.catch(() => {});
   job.then(
     ({ result, transfer }) => {

@@ -71,25 +71,67 @@ impl Dataset {
 /// Parses a dataset file, choosing the format by extension: `.jsonl`/`.json`
 /// (one JSON object per line), `.csv` (with a `text,label` header) or `.txt`.
 /// Other extensions are sniffed: a first non-blank `{` means JSONL, else text.
+/// The first problem found is the error.
 pub fn parse(file_name: &str, bytes: &[u8]) -> Result<Dataset> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::input(file_name, format!("line {line}: not valid UTF-8 text (at byte {})", e.valid_up_to()))
-    })?;
+    let (ds, mut problems) = scan(file_name, bytes, 1);
+    match (ds, problems.is_empty()) {
+        (Some(ds), true) => Ok(ds),
+        _ => Err(problems.swap_remove(0)),
+    }
+}
+
+/// Parses as [`parse`] does, but goes on after a bad row: the dataset of the
+/// rows that parsed (None when the file as a whole is unreadable: not UTF-8, a
+/// JSON array, a CSV quote never closed, ...) and up to `max_problems` errors,
+/// each naming the file and line as [`parse`]'s would.
+pub fn scan(file_name: &str, bytes: &[u8], max_problems: usize) -> (Option<Dataset>, Vec<Error>) {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let msg = format!("line {line}: not valid UTF-8 text (at byte {})", e.valid_up_to());
+            return (None, vec![Error::input(file_name, msg)]);
+        }
+    };
     // Editors on Windows (and Excel's CSV export) start files with a byte-order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let ext = file_name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let mut problems = Rows { source: file_name, max: max_problems.max(1), errors: vec![] };
     let ds = match ext.as_str() {
-        "jsonl" | "json" | "ndjson" => parse_jsonl(file_name, text)?,
-        "csv" => parse_csv(file_name, text)?,
-        "txt" | "text" => parse_txt(file_name, text),
-        _ if text.trim_start().starts_with('{') => parse_jsonl(file_name, text)?,
-        _ => parse_txt(file_name, text),
+        "jsonl" | "json" | "ndjson" => parse_jsonl(text, &mut problems),
+        "csv" => parse_csv(text, &mut problems),
+        "txt" | "text" => Ok(parse_txt(file_name, text)),
+        _ if text.trim_start().starts_with('{') => parse_jsonl(text, &mut problems),
+        _ => Ok(parse_txt(file_name, text)),
     };
-    if ds.records.is_empty() {
-        return Err(Error::input(file_name, "contains no examples"));
+    let mut errors = problems.errors;
+    match ds {
+        Err(e) => {
+            errors.insert(0, e);
+            (None, errors)
+        }
+        Ok(ds) => {
+            if ds.records.is_empty() && errors.is_empty() {
+                errors.push(Error::input(file_name, "contains no examples"));
+            }
+            (Some(ds), errors)
+        }
     }
-    Ok(ds)
+}
+
+/// The row errors of a file being parsed, up to `max`.
+struct Rows<'a> {
+    source: &'a str,
+    max: usize,
+    errors: Vec<Error>,
+}
+
+impl Rows<'_> {
+    /// Records an error about `line`; false once there are `max` of them (stop).
+    fn add(&mut self, line: usize, msg: impl std::fmt::Display) -> bool {
+        self.errors.push(Error::input(self.source, format!("line {line}: {msg}")));
+        self.errors.len() < self.max
+    }
 }
 
 /// The shape of a JSONL row, fixed by the first row.
@@ -138,7 +180,9 @@ impl Shape {
 }
 
 /// JSON lines: one object per non-blank line, all of the first row's shape.
-fn parse_jsonl(source: &str, text: &str) -> Result<Dataset> {
+/// A bad row is recorded in `rows` and skipped.
+fn parse_jsonl(text: &str, rows: &mut Rows) -> Result<Dataset> {
+    let source = rows.source;
     if text.trim_start().starts_with('[') {
         return Err(Error::input(
             source,
@@ -153,36 +197,46 @@ fn parse_jsonl(source: &str, text: &str) -> Result<Dataset> {
         if raw.is_empty() {
             continue;
         }
-        let err = |msg: String| Error::input(source, format!("line {line}: {msg}"));
-        let value: Value = serde_json::from_str(raw).map_err(|e| err(json_error(&e)))?;
-        let Value::Object(row) = value else {
-            return Err(err(format!("expected a JSON object, found {}", kind(&value))));
-        };
-        let row_shape = Shape::of(&row).map_err(err)?;
-        let shape = match shape {
-            None => *shape.insert((row_shape, line)),
-            Some(first) => first,
-        };
-        if row_shape != shape.0 {
-            // A row with part of the first row's fields (text without its
-            // label) reads better as a missing field than as another shape.
-            let expected = shape.0.fields();
-            let missing = expected.iter().find(|f| !row.contains_key(**f));
-            if let (Some(f), true) = (missing, row_shape.fields().iter().all(|f| expected.contains(f))) {
-                return Err(err(format!("missing field '{f}'")));
+        match jsonl_row(raw, line, &mut shape) {
+            Ok(rec) => {
+                records.push(rec);
+                lines.push(line);
             }
-            return Err(err(format!(
-                "this row is {} but line {} made the file {}; every row must have the same fields",
-                row_shape.format(),
-                shape.1,
-                shape.0.format()
-            )));
+            Err(msg) => {
+                if !rows.add(line, msg) {
+                    break;
+                }
+            }
         }
-        records.push(record(shape.0, &row).map_err(err)?);
-        lines.push(line);
     }
     let format = shape.map_or("jsonl-text", |s| s.0.format()).to_string();
     Ok(Dataset { format, records, source: source.into(), lines })
+}
+
+/// One JSONL row as a record; the first row that names its fields fixes `shape`.
+fn jsonl_row(raw: &str, line: usize, shape: &mut Option<(Shape, usize)>) -> std::result::Result<Record, String> {
+    let value: Value = serde_json::from_str(raw).map_err(|e| json_error(&e))?;
+    let Value::Object(row) = value else {
+        return Err(format!("expected a JSON object, found {}", kind(&value)));
+    };
+    let row_shape = Shape::of(&row)?;
+    let shape = *shape.get_or_insert((row_shape, line));
+    if row_shape != shape.0 {
+        // A row with part of the first row's fields (text without its
+        // label) reads better as a missing field than as another shape.
+        let expected = shape.0.fields();
+        let missing = expected.iter().find(|f| !row.contains_key(**f));
+        if let (Some(f), true) = (missing, row_shape.fields().iter().all(|f| expected.contains(f))) {
+            return Err(format!("missing field '{f}'"));
+        }
+        return Err(format!(
+            "this row is {} but line {} made the file {}; every row must have the same fields",
+            row_shape.format(),
+            shape.1,
+            shape.0.format()
+        ));
+    }
+    record(shape.0, &row)
 }
 
 /// serde_json's message without its position: each line is parsed on its
@@ -282,12 +336,14 @@ fn messages(row: &Map<String, Value>) -> std::result::Result<Vec<Message>, Strin
 }
 
 /// CSV (RFC 4180) with a header naming a `text` and a `label` column, in any
-/// order and case; other columns are ignored.
-fn parse_csv(source: &str, text: &str) -> Result<Dataset> {
-    let mut rows = csv_records(source, text)?.into_iter();
-    let empty = || Dataset { format: "csv-text-label".into(), records: vec![], source: source.into(), lines: vec![] };
-    let Some((header_line, header)) = rows.next() else {
-        return Ok(empty());
+/// order and case; other columns are ignored. A bad row is recorded in `rows`
+/// and skipped.
+fn parse_csv(text: &str, rows: &mut Rows) -> Result<Dataset> {
+    let source = rows.source;
+    let mut records = csv_records(source, text)?.into_iter();
+    let mut ds = Dataset { format: "csv-text-label".into(), records: vec![], source: source.into(), lines: vec![] };
+    let Some((header_line, header)) = records.next() else {
+        return Ok(ds);
     };
     let column = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
     let (Some(text_col), Some(label_col)) = (column("text"), column("label")) else {
@@ -300,21 +356,24 @@ fn parse_csv(source: &str, text: &str) -> Result<Dataset> {
             ),
         ));
     };
-    let mut ds = empty();
-    for (line, fields) in rows {
-        let err = |msg: String| Error::input(source, format!("line {line}: {msg}"));
-        if fields.len() != header.len() {
-            return Err(err(format!("expected {} fields as in the header, found {}", header.len(), fields.len())));
+    for (line, fields) in records {
+        let problem = if fields.len() != header.len() {
+            Some(format!("expected {} fields as in the header, found {}", header.len(), fields.len()))
+        } else if fields[text_col].trim().is_empty() {
+            Some("'text' is empty".to_string())
+        } else if fields[label_col].trim().is_empty() {
+            Some("'label' is empty".to_string())
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            if !rows.add(line, msg) {
+                break;
+            }
+            continue;
         }
-        let text = fields[text_col].clone();
-        let label = fields[label_col].trim().to_string();
-        if text.trim().is_empty() {
-            return Err(err("'text' is empty".into()));
-        }
-        if label.is_empty() {
-            return Err(err("'label' is empty".into()));
-        }
-        ds.records.push(Record::Labelled { text, label });
+        ds.records
+            .push(Record::Labelled { text: fields[text_col].clone(), label: fields[label_col].trim().to_string() });
         ds.lines.push(line);
     }
     Ok(ds)
@@ -512,14 +571,7 @@ impl LabelMap {
 /// The label map of a classification dataset: its unique labels, sorted
 /// (numerically when they all look like integers, so "2" < "10").
 pub fn label_map(ds: &Dataset) -> Result<LabelMap> {
-    let mut names: Vec<&str> = ds
-        .records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Labelled { label, .. } => Some(label.as_str()),
-            _ => None,
-        })
-        .collect();
+    let mut names: Vec<&str> = ds.records.iter().filter_map(label_of).collect();
     if names.is_empty() {
         return Err(Error::input(
             &ds.source,
@@ -546,6 +598,29 @@ pub struct Encoded {
     pub examples: Vec<Example>,
     /// Summaries (truncation, skipped rows), at most one line per kind.
     pub warnings: Vec<String>,
+    /// Tokens of all rows before truncation (skipped rows included).
+    pub tokens: usize,
+    /// The longest row in tokens, before truncation (`txt`: the longest block).
+    pub longest: usize,
+}
+
+/// Whether the rows fit `task`: class labels for `seq-cls`, none for `causal-lm`.
+pub fn check_task(ds: &Dataset, task: Task) -> Result<()> {
+    let labelled = matches!(ds.records.first(), Some(Record::Labelled { .. }));
+    match task {
+        Task::CausalLm if labelled => Err(Error::input(
+            &ds.source,
+            format!(
+                "has class labels ({}); causal-lm training needs text, prompt/completion or messages rows",
+                ds.format
+            ),
+        )),
+        Task::SeqCls if !labelled => Err(Error::input(
+            &ds.source,
+            format!("has no labels ({}); classification needs a 'text' and a 'label' per row", ds.format),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Tokenises a dataset for `opts.task`. Classification needs `labels`; a row
@@ -555,24 +630,9 @@ pub fn encode(ds: &Dataset, tok: &TextTokenizer, opts: &EncodeOptions, labels: O
     if seq_len < 2 {
         return Err(Error::input("--seq-len", format!("must be at least 2 tokens, not {seq_len}")));
     }
-    let labelled = matches!(ds.records.first(), Some(Record::Labelled { .. }));
+    check_task(ds, opts.task)?;
     let labels = match opts.task {
-        Task::CausalLm if labelled => {
-            return Err(Error::input(
-                &ds.source,
-                format!(
-                    "has class labels ({}); causal-lm training needs text, prompt/completion or messages rows",
-                    ds.format
-                ),
-            ));
-        }
         Task::CausalLm => None,
-        Task::SeqCls if !labelled => {
-            return Err(Error::input(
-                &ds.source,
-                format!("has no labels ({}); classification needs a 'text' and a 'label' per row", ds.format),
-            ));
-        }
         Task::SeqCls => Some(labels.ok_or_else(|| Error::input(&ds.source, "classification needs a label map"))?),
     };
     if ds.format == "txt" {
@@ -598,7 +658,7 @@ pub fn encode(ds: &Dataset, tok: &TextTokenizer, opts: &EncodeOptions, labels: O
         }
     };
     let sep = tok.token_id("[SEP]");
-    let (mut examples, mut truncated, mut skipped) = (Vec::new(), 0, 0);
+    let (mut examples, mut truncated, mut skipped, mut tokens, mut longest) = (Vec::new(), 0, 0, 0, 0);
     for (i, rec) in ds.records.iter().enumerate() {
         // Datasets built by hand may have no line numbers: count rows instead.
         let line = ds.lines.get(i).copied().unwrap_or(i + 1);
@@ -637,6 +697,8 @@ pub fn encode(ds: &Dataset, tok: &TextTokenizer, opts: &EncodeOptions, labels: O
                 Example { ids, labels: vec![], class: Some(class) }
             }
         };
+        tokens += ex.ids.len();
+        longest = longest.max(ex.ids.len());
         if ex.ids.len() > seq_len {
             truncated += 1;
             ex.ids.truncate(seq_len);
@@ -672,7 +734,7 @@ pub fn encode(ds: &Dataset, tok: &TextTokenizer, opts: &EncodeOptions, labels: O
             format!("no example has anything to learn from within --seq-len {seq_len} tokens; raise --seq-len"),
         ));
     }
-    Ok(Encoded { examples, warnings })
+    Ok(Encoded { examples, warnings, tokens, longest })
 }
 
 fn to_labels(ids: &[u32]) -> Vec<i32> {
@@ -706,7 +768,8 @@ fn encode_blocks(ds: &Dataset, tok: &TextTokenizer, seq_len: usize) -> Result<En
     if examples.is_empty() {
         return Err(Error::input(&ds.source, "is too short to train on (fewer than 2 tokens)"));
     }
-    Ok(Encoded { examples, warnings: vec![] })
+    let longest = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+    Ok(Encoded { examples, warnings: vec![], tokens: ids.len(), longest })
 }
 
 /// A conversation rendered with the chat template, with labels on the
@@ -775,6 +838,167 @@ fn encode_chat(tok: &TextTokenizer, msgs: &[Message]) -> Result<(Vec<u32>, Vec<i
         })
         .collect();
     Ok((ids, labels))
+}
+
+/// Most problems [`validate`] lists; after them it stops reading.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// What `validateData` (the core's `validate`) checks a dataset for.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "ValidateSpec", rename_all = "camelCase", optional_fields))]
+pub struct ValidateOptions {
+    /// The task to train (default: `seq-cls` for rows with labels, else `causal-lm`).
+    pub task: Option<Task>,
+    /// The training sequence length: truncation is counted against it (default 128, training's default).
+    pub seq_len: Option<usize>,
+}
+
+/// A problem in a dataset, as training would report it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DataProblem", rename_all = "camelCase"))]
+pub struct Problem {
+    /// `input` (a row) or `format` (the chat template cannot render it).
+    #[cfg_attr(test, ts(type = "\"input\" | \"format\""))]
+    pub kind: &'static str,
+    /// The file (or tokenizer, or chat template) it is about.
+    pub source: String,
+    /// The 1-based line of the row in the file; null when it is about the whole file.
+    pub line: Option<usize>,
+    /// The whole message, `file: line N: what`, as training's error would read.
+    pub message: String,
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        let kind = if e.kind == crate::error::ErrorKind::Format { "format" } else { "input" };
+        let message = e.to_string();
+        let line = e.message.strip_prefix("line ").and_then(|r| r.split(':').next()).and_then(|n| n.parse().ok());
+        Problem { kind, source: e.source, line, message }
+    }
+}
+
+/// A class label and the rows that have it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
+pub struct LabelCount {
+    pub label: String,
+    pub count: usize,
+}
+
+/// Token counts of a dataset, before truncation (with a model's tokenizer only).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
+pub struct TokenCounts {
+    /// All rows' tokens, before truncation.
+    pub total: usize,
+    /// The longest row.
+    pub longest: usize,
+    /// The sequence length checked against.
+    pub seq_len: usize,
+    /// Examples training would make of the rows (`txt`: blocks of the sequence length).
+    pub examples: usize,
+}
+
+/// What `validateData` found: the counts training would see, and every problem
+/// (the first 100) with its line.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DataValidation", rename_all = "camelCase"))]
+pub struct Validation {
+    /// The file name (for a string, Blob or array: `data.jsonl`, `data.csv` or `data.txt`).
+    pub source: String,
+    /// The detected format; null when the file could not be read at all (not UTF-8, a JSON array, ...).
+    #[cfg_attr(
+        test,
+        ts(type = "\"jsonl-text\" | \"jsonl-prompt-completion\" | \"jsonl-messages\" | \"jsonl-text-label\" | \"csv-text-label\" | \"txt\" | null")
+    )]
+    pub format: Option<String>,
+    /// The task checked for (null when no row parsed).
+    pub task: Option<Task>,
+    /// Rows that parsed (a `txt` file is one row: the whole text).
+    pub rows: usize,
+    /// Classification data: each label (in the order of the classes training would make) and its rows; else null.
+    pub labels: Option<Vec<LabelCount>>,
+    /// With a model's tokenizer, when the rows that parsed encode: token counts; else null.
+    pub tokens: Option<TokenCounts>,
+    /// Training's notes on the data: rows truncated at the sequence length, or skipped.
+    pub warnings: Vec<String>,
+    /// Every problem (the first 100), in file order, then any about the data as a whole.
+    pub problems: Vec<Problem>,
+    /// No problems: training would accept this data.
+    pub ok: bool,
+}
+
+/// Checks a dataset file without a model: parses it as training does, going on
+/// after bad rows, and counts rows and labels. With a tokenizer it also
+/// encodes the rows for the task (chat template, truncation at `seq_len`), as
+/// training would, and counts tokens.
+pub fn validate(file_name: &str, bytes: &[u8], tok: Option<&TextTokenizer>, opts: &ValidateOptions) -> Validation {
+    let (ds, errors) = scan(file_name, bytes, MAX_PROBLEMS);
+    let mut problems: Vec<Problem> = errors.into_iter().map(Problem::from).collect();
+    let mut v = Validation {
+        source: file_name.to_string(),
+        format: ds.as_ref().map(|d| d.format.clone()),
+        task: None,
+        rows: ds.as_ref().map_or(0, Dataset::len),
+        labels: None,
+        tokens: None,
+        warnings: vec![],
+        problems: vec![],
+        ok: false,
+    };
+    if let Some(ds) = ds.filter(|d| !d.is_empty()) {
+        let labelled = matches!(ds.records.first(), Some(Record::Labelled { .. }));
+        let task = opts.task.unwrap_or(if labelled { Task::SeqCls } else { Task::CausalLm });
+        v.task = Some(task);
+        let map = if labelled { Some(label_map(&ds)) } else { None };
+        if let Some(map) = &map {
+            let names = match map {
+                Ok(m) => m.names.clone(),
+                Err(_) => {
+                    let mut n: Vec<String> = ds.records.iter().filter_map(label_of).map(String::from).collect();
+                    n.sort_unstable();
+                    n.dedup();
+                    n
+                }
+            };
+            let count = |l: &str| ds.records.iter().filter(|r| label_of(r) == Some(l)).count();
+            v.labels = Some(names.into_iter().map(|label| LabelCount { count: count(&label), label }).collect());
+        }
+        let checked = check_task(&ds, task).and_then(|()| match (task, map) {
+            (Task::SeqCls, Some(m)) => m.map(Some),
+            _ => Ok(None),
+        });
+        match (checked, tok) {
+            (Err(e), _) => problems.push(e.into()),
+            (Ok(map), Some(tok)) => {
+                let seq_len = opts.seq_len.unwrap_or(128);
+                match encode(&ds, tok, &EncodeOptions { task, seq_len }, map.as_ref()) {
+                    Ok(enc) => {
+                        v.tokens = Some(TokenCounts {
+                            total: enc.tokens,
+                            longest: enc.longest,
+                            seq_len,
+                            examples: enc.examples.len(),
+                        });
+                        v.warnings = enc.warnings;
+                    }
+                    Err(e) => problems.push(e.into()),
+                }
+            }
+            (Ok(_), None) => {}
+        }
+    }
+    v.ok = problems.is_empty();
+    v.problems = problems;
+    v
+}
+
+fn label_of(r: &Record) -> Option<&str> {
+    match r {
+        Record::Labelled { label, .. } => Some(label),
+        _ => None,
+    }
 }
 
 /// A padded batch.
@@ -1074,6 +1298,85 @@ mod tests {
         assert_eq!(parse_str("d.JSONL", "\u{feff}{\"text\": \"x\"}").unwrap().records, vec![text("x")]);
         let ds = parse_str("d.csv", "\u{feff}text,label\na,b").unwrap();
         assert_eq!(ds.records, vec![labelled("a", "b")]);
+    }
+
+    // ---- validation: every problem, counts ----
+
+    #[test]
+    fn scan_goes_on_after_bad_rows_and_parse_stops_at_the_first() {
+        let body = "{\"text\": \"a\", \"label\": \"x\"}\n{\"text\": }\n\n{\"text\": \"b\"}\n{\"text\": \"c\", \"label\": \"y\"}\n";
+        let (ds, errors) = scan("d.jsonl", body.as_bytes(), 10);
+        let ds = ds.unwrap();
+        assert_eq!((ds.format.as_str(), ds.lines.as_slice()), ("jsonl-text-label", &[1, 5][..]));
+        let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(msgs[0].starts_with("d.jsonl: line 2: invalid JSON"), "{msgs:?}");
+        assert_eq!(msgs[1], "d.jsonl: line 4: missing field 'label'");
+        assert_eq!(err(parse_str("d.jsonl", body)), msgs[0]);
+        // At most `max_problems`.
+        assert_eq!(scan("d.jsonl", body.as_bytes(), 1).1.len(), 1);
+        let csv = "text,label\na,x\nb\n,y\nc,\nd,y\n";
+        let (ds, errors) = scan("t.csv", csv.as_bytes(), 10);
+        assert_eq!(ds.unwrap().lines, [2, 6]);
+        let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "t.csv: line 3: expected 2 fields as in the header, found 1",
+                "t.csv: line 4: 'text' is empty",
+                "t.csv: line 5: 'label' is empty"
+            ]
+        );
+        assert_eq!(err(parse_str("t.csv", csv)), msgs[0]);
+    }
+
+    #[test]
+    fn validate_counts_labels_tokens_and_lists_problems() {
+        let csv = "text,label\nthe movie was good,pos\nthe film was bad,neg\nvery good,pos\nbad,\n";
+        let v = validate("r.csv", csv.as_bytes(), None, &ValidateOptions::default());
+        assert_eq!((v.format.as_deref(), v.task, v.rows, v.ok), (Some("csv-text-label"), Some(Task::SeqCls), 3, false));
+        let labels: Vec<(&str, usize)> =
+            v.labels.as_ref().unwrap().iter().map(|l| (l.label.as_str(), l.count)).collect();
+        assert_eq!(labels, [("neg", 1), ("pos", 2)]);
+        assert_eq!(v.tokens, None);
+        assert_eq!(
+            v.problems,
+            [Problem {
+                kind: "input",
+                source: "r.csv".into(),
+                line: Some(5),
+                message: "r.csv: line 5: 'label' is empty".into()
+            }]
+        );
+        // With a tokenizer: [CLS] text [SEP], truncation at seq_len.
+        let tok = wordpiece(BERT_VOCAB);
+        let opts = ValidateOptions { task: None, seq_len: Some(5) };
+        let v = validate("r.csv", csv.replace("bad,\n", "").as_bytes(), Some(&tok), &opts);
+        assert!(v.ok, "{:?}", v.problems);
+        assert_eq!(v.tokens, Some(TokenCounts { total: 6 + 6 + 4, longest: 6, seq_len: 5, examples: 3 }));
+        assert_eq!(v.warnings, ["2 of 3 examples were longer than --seq-len 5 tokens and were truncated"]);
+        // The task must fit the rows; one label is not enough; no line for file-wide problems.
+        let v = validate("r.csv", csv.as_bytes(), None, &ValidateOptions { task: Some(Task::CausalLm), seq_len: None });
+        assert!(
+            v.problems[1].message.starts_with("r.csv: has class labels (csv-text-label); causal-lm"),
+            "{:?}",
+            v.problems
+        );
+        assert_eq!(v.problems[1].line, None);
+        let v = validate("one.csv", b"text,label\na,x\n", None, &ValidateOptions::default());
+        assert_eq!(
+            v.problems[0].message,
+            "one.csv: every row has the label 'x'; classification needs at least two labels"
+        );
+        assert_eq!(v.labels.unwrap()[0], LabelCount { label: "x".into(), count: 1 });
+        // Unreadable files: no format, one problem.
+        let v = validate("x.jsonl", &[b'{', 0xff], None, &ValidateOptions::default());
+        assert_eq!((v.format, v.rows, v.problems[0].line), (None, 0, Some(1)));
+        // Chat rows with a template: encoded as training does.
+        let chat = json!({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]});
+        let v = validate("c.jsonl", chat.to_string().as_bytes(), Some(&bpe()), &ValidateOptions::default());
+        assert!(v.ok, "{:?}", v.problems);
+        assert_eq!((v.task, v.tokens.as_ref().map(|t| t.examples)), (Some(Task::CausalLm), Some(1)));
     }
 
     // ---- parsing: CSV ----

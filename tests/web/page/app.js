@@ -245,7 +245,7 @@ window.wp = {
     const out = [];
     for (const args of argLists) {
       try {
-        const target = ["load", "listFiles", "clearCache"].includes(method) ? window.webpeft.Tuner : tuner;
+        const target = ["load", "listFiles", "clearCache"].includes(method) || (method === "validateData" && !tuner) ? window.webpeft.Tuner : tuner;
         const r = target[method](...args.map((a) => (a === "__signal__" ? { aborted: false } : a)));
         await (method === "train" ? r.done : r);
         out.push({ ok: true });

@@ -3,7 +3,7 @@
 // Every type here must come through: an `any` (an import the resolution could not follow)
 // fails the `NotAny` checks.
 import { Tuner, WebPeftError } from "webpeft";
-import type { ErrorKind, MemoryPlan, ModelInfo, TrainEvent, TrainOptions, TrainSummary, Classification } from "webpeft";
+import type { ErrorKind, MemoryPlan, ModelInfo, TrainEvent, TrainOptions, TrainSummary, Classification, DataValidation } from "webpeft";
 
 type NotAny<T> = 0 extends 1 & T ? never : T;
 const notAny = <T>(v: NotAny<T>): T => v;
@@ -31,6 +31,11 @@ export async function main(signal: AbortSignal): Promise<string> {
   const plan: MemoryPlan = notAny(await Tuner.plan({ hub: "owner/name" }, options));
   const biggest: number[] | undefined = plan.training?.largestActivation.shape;
   const classes: Classification[] = notAny(await tuner.classify(["a text"]));
+  const checked: DataValidation = notAny(await Tuner.validateData("a,b\n", { task: "seq-cls", seqLen: 64, dataFormat: "csv" }));
+  const tokens = notAny(await tuner.validateData([{ text: "hello" }])).tokens;
+  const line: number | null = notAny(checked.problems[0]!.line);
+  // @ts-expect-error validateData's options are camelCase too
+  await Tuner.validateData("hello", { seq_len: 64 });
   try {
     await tuner.generate("Hi", { maxNewTokens: 4, signal });
   } catch (e) {
@@ -39,5 +44,5 @@ export async function main(signal: AbortSignal): Promise<string> {
       return kind;
     }
   }
-  return `${params} ${chat} ${summary.elapsedS} ${plan.hostPeakBytes} ${biggest} ${classes[0]?.probs["x"]} ${snake.task} ${wrong.task}`;
+  return `${params} ${chat} ${summary.elapsedS} ${plan.hostPeakBytes} ${biggest} ${classes[0]?.probs["x"]} ${snake.task} ${wrong.task} ${checked.labels?.[0]?.count} ${tokens?.seqLen} ${line}`;
 }
