@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { zipSync, strToU8 } from "fflate";
-import { openTestPage, modelUrls, requireBuild, helper, maxAbsDiff, ROOT, WEBPEFT_BIN } from "./harness.mjs";
+import { openTestPage, modelUrls, requireBuild, helper, inPageOf, maxAbsDiff, ROOT, WEBPEFT_BIN } from "./harness.mjs";
 
 const execFileP = promisify(execFile);
 const TINY = "tests/fixtures/tiny-llama";
@@ -26,18 +26,8 @@ after(async () => {
   await b?.close();
 });
 
-/** Runs f(tuner, arg) in the page; a thrown error comes back as {error: {kind, message, name}}. */
-const inPage = (f, arg) =>
-  b.page.evaluate(
-    async ([src, a]) => {
-      try {
-        return { value: await (0, eval)(`(${src})`)(window.wpTuner(), a) };
-      } catch (e) {
-        return { error: { kind: e?.kind, message: String(e?.message ?? e), name: e?.name } };
-      }
-    },
-    [f.toString(), arg],
-  );
+/** Runs f(tuner, arg) in the page (harness.inPageOf). */
+const inPage = (f, arg) => inPageOf(b.page)(f, arg);
 
 test("tokenize gives the native CLI's ids (tiny-llama), with and without special tokens; bad arguments are typed", LONG, async () => {
   const loaded = await wp("load", modelUrls(TINY), { backend: "cpu" });

@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { openTestPage, requireBuild, helper, maxAbsDiff, readSafetensors, ROOT } from "./harness.mjs";
+import { openTestPage, requireBuild, helper, inPageOf, maxAbsDiff, readSafetensors, ROOT } from "./harness.mjs";
 
 const DIR = "tests/fixtures/gguf/tiny-gemma3";
 let b;
@@ -20,19 +20,8 @@ after(async () => {
   await b?.close();
 });
 
-/** Runs f(tuner, arg) in the page; a thrown error comes back as {error: {kind, message}}. */
-const inPage = (f, arg) =>
-  b.page.evaluate(
-    async ([src, a]) => {
-      try {
-        const v = await (0, eval)(`(${src})`)(window.wpTuner(), a);
-        return { value: v instanceof Float32Array ? Array.from(v) : v };
-      } catch (e) {
-        return { error: { kind: e?.kind, message: String(e?.message ?? e) } };
-      }
-    },
-    [f.toString(), arg],
-  );
+/** Runs f(tuner, arg) in the page (harness.inPageOf). */
+const inPage = (f, arg) => inPageOf(b.page)(f, arg);
 
 test("Gemma 3 GGUF with a SentencePiece vocabulary: transformers' logits and token ids on WebGPU and the wasm CPU backend", { timeout: 20 * 60_000 }, async () => {
   const ref = readSafetensors(readFileSync(join(ROOT, DIR, "reference.safetensors")));

@@ -185,6 +185,25 @@ export async function packWeb(dir, { scripts = true } = {}) {
   return { tgz: join(dir, packed.filename), files: packed.files.map((f) => f.path) };
 }
 
+/**
+ * Runs `f(tuner, arg)` in the page on its current Tuner (`window.wpTuner()`); returns
+ * `{ value }` (a Float32Array result as a plain array) or `{ error: { kind, message, name } }`.
+ */
+export function inPageOf(page) {
+  return (f, arg) =>
+    page.evaluate(
+      async ([src, a]) => {
+        try {
+          const v = await (0, eval)(`(${src})`)(window.wpTuner(), a);
+          return { value: v instanceof Float32Array ? Array.from(v) : v };
+        } catch (e) {
+          return { error: { kind: e?.kind, message: String(e?.message ?? e), name: e?.name } };
+        }
+      },
+      [f.toString(), arg],
+    );
+}
+
 /** Calls window.wp[name](...args) in the page. */
 export function helper(page) {
   return (name, ...args) => page.evaluate(([n, a]) => window.wp[n](...a), [name, args]);

@@ -337,21 +337,10 @@ impl LlamaForCausalLM {
         let mut n = NamedLayers::default();
         for (i, l) in self.model.layers.iter_mut().enumerate() {
             let p = format!("model.layers.{i}");
-            let a = &mut l.self_attn;
-            n.linears.push((format!("{p}.self_attn.q_proj"), &mut a.q_proj));
-            n.linears.push((format!("{p}.self_attn.k_proj"), &mut a.k_proj));
-            n.linears.push((format!("{p}.self_attn.v_proj"), &mut a.v_proj));
-            n.linears.push((format!("{p}.self_attn.o_proj"), &mut a.o_proj));
-            n.linears.push((format!("{p}.mlp.gate_proj"), &mut l.mlp.gate_proj));
-            n.linears.push((format!("{p}.mlp.up_proj"), &mut l.mlp.up_proj));
-            n.linears.push((format!("{p}.mlp.down_proj"), &mut l.mlp.down_proj));
+            let (a, m) = (&mut l.self_attn, &mut l.mlp);
+            n.push_decoder_layer(&p, [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj], [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj]);
         }
-        if let Some(h) = self.lm_head.as_mut() {
-            n.linears.push(("lm_head".into(), h));
-        }
-        if let Some(s) = self.score.as_mut() {
-            n.linears.push(("score".into(), s));
-        }
+        n.push_heads(self.lm_head.as_mut(), self.score.as_mut());
         n
     }
 

@@ -92,6 +92,25 @@ pub struct NamedLayers<'a> {
     pub norms: Vec<(String, &'a mut layers::LayerNorm)>,
 }
 
+impl<'a> NamedLayers<'a> {
+    /// A Llama-style decoder layer's projections under HF's names: `{prefix}.self_attn.{q,k,v,o}_proj`
+    /// and `{prefix}.mlp.{gate,up,down}_proj`.
+    pub fn push_decoder_layer(&mut self, prefix: &str, attn: [&'a mut layers::Linear; 4], mlp: [&'a mut layers::Linear; 3]) {
+        for (name, l) in ["q_proj", "k_proj", "v_proj", "o_proj"].into_iter().zip(attn) {
+            self.linears.push((format!("{prefix}.self_attn.{name}"), l));
+        }
+        for (name, l) in ["gate_proj", "up_proj", "down_proj"].into_iter().zip(mlp) {
+            self.linears.push((format!("{prefix}.mlp.{name}"), l));
+        }
+    }
+
+    /// A decoder's `lm_head` (when untied) and `score` (a classifier), when present.
+    pub fn push_heads(&mut self, lm_head: Option<&'a mut layers::Linear>, score: Option<&'a mut layers::Linear>) {
+        self.linears.extend(lm_head.map(|h| ("lm_head".to_string(), h)));
+        self.linears.extend(score.map(|s| ("score".to_string(), s)));
+    }
+}
+
 /// The architecture-specific network. A burn `Module`, so training code
 /// handles every family through it without naming them.
 #[derive(Module, Debug)]
