@@ -85,7 +85,36 @@ test("loadAdapter takes the zip Blob exportAdapter returns: same logits after a 
   const e2 = await inPage((t, bytes) => t.loadAdapter(new Blob([Uint8Array.from(bytes)])), empty);
   assert.equal(e2.error?.kind, "format", JSON.stringify(e2));
   assert.match(e2.error.message, /adapter_config\.json/);
+
+  // A zip bomb: adapter_model.safetensors declares 3 GiB unpacked. Refused before anything is
+  // inflated, with a format error naming the file; the adapter loaded above stays usable.
+  const bomb = declareSize(zipSync({ "adapter_config.json": strToU8("{}"), "adapter_model.safetensors": new Uint8Array(64) }), "adapter_model.safetensors", 3 * 2 ** 30);
+  const e3 = await inPage((t, bytes) => t.loadAdapter(new Blob([Uint8Array.from(bytes)], { type: "application/zip" })), Array.from(bomb));
+  assert.equal(e3.error?.kind, "format", JSON.stringify(e3));
+  assert.match(e3.error.message, /adapter_model\.safetensors declares 3221225472 bytes unpacked/);
+  const after = await inPage(async (t, ids) => Array.from(await t.forward(ids)), TOKENS);
+  assert.equal(after.error, undefined, JSON.stringify(after.error));
+  assert.ok(maxAbsDiff(Float32Array.from(after.value), Float32Array.from(reloaded)) <= 1e-6, "the loaded adapter is kept");
 });
+
+/** Rewrites the unpacked size `file` declares in a zip's local and central headers. */
+function declareSize(zip, file, size) {
+  const out = Uint8Array.from(zip);
+  const dv = new DataView(out.buffer);
+  const name = new TextEncoder().encode(file);
+  let patched = 0;
+  for (let o = 0; o + 46 <= out.length; o++) {
+    const sig = dv.getUint32(o, true);
+    // Local header: name length at 26, name at 30, size at 22. Central: 28, 46, 24.
+    const [nameLen, nameAt, sizeAt] = sig === 0x04034b50 ? [26, 30, 22] : sig === 0x02014b50 ? [28, 46, 24] : [];
+    if (nameLen === undefined || dv.getUint16(o + nameLen, true) !== name.length) continue;
+    if (!name.every((c, i) => out[o + nameAt + i] === c)) continue;
+    dv.setUint32(o + sizeAt, size, true);
+    patched++;
+  }
+  assert.equal(patched, 2, "the local and the central header");
+  return out;
+}
 
 test("chat on SmolLM2: one user message equals generate({chat: true}); a system message changes the prompt; async iteration and onToken see the pieces", { timeout: 30 * 60_000 }, async () => {
   assert.ok(existsSync(join(ROOT, GGUF)), `${GGUF} is missing: run bash scripts/setup.sh`);

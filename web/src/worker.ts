@@ -745,6 +745,12 @@ async function exportFiles(): Promise<Record<string, Uint8Array>> {
   };
 }
 
+/** The files of an adapter zip that are read; the rest (README.md...) are not unpacked. */
+const ADAPTER_FILES = new Set(["adapter_config.json", "adapter_model.safetensors", "webpeft.json"]);
+/** Bounds on what an adapter zip may unpack to (wasm32 holds 4 GiB in all). */
+const MAX_ADAPTER_FILE = 1024 * 1024 * 1024;
+const MAX_ADAPTER_ZIP = 1536 * 1024 * 1024;
+
 async function loadAdapterFiles(names: string[], blobs: (Blob | Uint8Array)[]) {
   const s = needSession();
   const files = new Map<string, Uint8Array>();
@@ -756,10 +762,24 @@ async function loadAdapterFiles(names: string[], blobs: (Blob | Uint8Array)[]) {
     if (names[i].toLowerCase().endsWith(".zip") || (zipMagic && !/\.(json|safetensors)$/i.test(names[i]))) {
       zips++;
       let entries: Record<string, Uint8Array>;
+      // Only the adapter's files are inflated, each into a buffer of the size its header
+      // declares (fflate writes no further), and those sizes are bounded first: a zip bomb is
+      // a format error, not an out-of-memory worker.
+      let declared = 0;
+      const zipName = baseName(names[i]);
+      const filter = (f: { name: string; originalSize: number }) => {
+        if (!ADAPTER_FILES.has(baseName(f.name))) return false;
+        declared += f.originalSize;
+        if (f.originalSize > MAX_ADAPTER_FILE || declared > MAX_ADAPTER_ZIP) {
+          throw new WebPeftError("format", `${zipName}: ${baseName(f.name)} declares ${f.originalSize} bytes unpacked, more than an adapter zip may hold (${MAX_ADAPTER_FILE} per file, ${MAX_ADAPTER_ZIP} in all)`, zipName);
+        }
+        return true;
+      };
       try {
-        entries = unzipSync(bytes);
+        entries = unzipSync(bytes, { filter });
       } catch (e) {
-        throw new WebPeftError("format", `${baseName(names[i])}: not a readable zip file (${messageOf(e)})`, baseName(names[i]));
+        if (e instanceof WebPeftError) throw e;
+        throw new WebPeftError("format", `${zipName}: not a readable zip file (${messageOf(e)})`, zipName);
       }
       for (const [n, b] of Object.entries(entries)) if (!n.endsWith("/")) files.set(baseName(n), b);
     } else {
