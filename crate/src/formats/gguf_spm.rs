@@ -61,10 +61,8 @@ fn py_isspace(c: char) -> bool {
 /// vocabulary pieces, best score first; for one token, longer left pieces first, then longer
 /// right pieces, then by the pieces' ids.
 fn recover_merges(tokens: &[String], vocab: &HashMap<&str, u32>, scores: &[f64]) -> Merges {
-    // (score, len left, len right, id left, id right, order), sorted below.
-    let mut found: Vec<(f64, usize, usize, u32, u32, usize)> = Vec::new();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
     // A dict of token -> score keeps the first key position and the last value.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut order: Vec<(&str, f64)> = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         match seen.get(t.as_str()) {
@@ -75,34 +73,27 @@ fn recover_merges(tokens: &[String], vocab: &HashMap<&str, u32>, scores: &[f64])
             }
         }
     }
+    // (score, left, right), in the order generate_merges lists them before its final sort.
+    let mut found: Vec<(f64, &str, &str)> = Vec::new();
     for (merge, score) in order {
-        let bounds: Vec<usize> = merge.char_indices().map(|(b, _)| b).skip(1).collect();
-        let mut local = Vec::new();
-        for b in bounds {
-            let (l, r) = merge.split_at(b);
-            if let (Some(&il), Some(&ir)) = (vocab.get(l), vocab.get(r)) {
-                local.push((il, ir, l.chars().count(), r.chars().count()));
-            }
-        }
+        let mut local: Vec<(u32, u32, &str, &str)> = merge
+            .char_indices()
+            .skip(1)
+            .map(|(b, _)| merge.split_at(b))
+            .filter_map(|(l, r)| Some((*vocab.get(l)?, *vocab.get(r)?, l, r)))
+            .collect();
         local.sort_by_key(|&(il, ir, _, _)| (il, ir));
-        for (il, ir, ll, lr) in local {
-            let n = found.len();
-            found.push((score, ll, lr, il, ir, n));
-        }
+        found.extend(local.into_iter().map(|(_, _, l, r)| (score, l, r)));
     }
-    // Python's sort(reverse=True) is stable: equal keys keep their order.
+    // Python's sort(reverse=True) is stable: equal keys keep their order (sort_by is stable too).
+    let chars = |s: &str| s.chars().count();
     found.sort_by(|a, b| {
         b.0.partial_cmp(&a.0)
             .unwrap_or(std::cmp::Ordering::Equal)
-            .then(b.1.cmp(&a.1))
-            .then(b.2.cmp(&a.2))
-            .then(a.5.cmp(&b.5))
+            .then(chars(b.1).cmp(&chars(a.1)))
+            .then(chars(b.2).cmp(&chars(a.2)))
     });
-    let by_id: HashMap<u32, &str> = vocab.iter().map(|(t, &i)| (i, *t)).collect();
-    found
-        .into_iter()
-        .map(|(_, _, _, il, ir, _)| (by_id[&il].to_string(), by_id[&ir].to_string()))
-        .collect()
+    found.into_iter().map(|(_, l, r)| (l.to_string(), r.to_string())).collect()
 }
 
 /// The BPE, normaliser, pre-tokeniser and decoder transformers builds for a SentencePiece

@@ -340,10 +340,7 @@ impl Gemma3ForCausalLM {
 
     /// The LM head (with the final softcapping): `[.., hidden]` to `[.., vocab]` logits.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        let logits = match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => self.model.embed_tokens.attend(hidden),
-        };
+        let logits = self.model.embed_tokens.lm_logits(self.lm_head.as_ref(), hidden);
         match self.final_logit_softcapping {
             Some(cap) => (logits / cap).tanh() * cap,
             None => logits,
@@ -357,13 +354,7 @@ impl Gemma3ForCausalLM {
         if self.final_logit_softcapping.is_some() {
             return None;
         }
-        match &self.lm_head {
-            Some(h) => h.frozen_weight(),
-            None => {
-                let w = self.model.embed_tokens.weight.val();
-                (!w.is_require_grad()).then(|| w.transpose())
-            }
-        }
+        self.model.embed_tokens.frozen_lm_head(self.lm_head.as_ref())
     }
 
     /// The decoder's final hidden states `[batch, seq, hidden]` (after the
@@ -374,7 +365,12 @@ impl Gemma3ForCausalLM {
         let offset = cache.as_ref().map_or(0, |c| c.offset());
         let device = x.device();
         let global = causal_mask_window(b, s, offset, attention_mask, None, &device);
-        let local = causal_mask_window(b, s, offset, attention_mask, Some(self.model.sliding_window), &device);
+        // While every key is inside the window (prompts shorter than it), the two masks are equal.
+        let local = if offset + s <= self.model.sliding_window {
+            global.clone()
+        } else {
+            causal_mask_window(b, s, offset, attention_mask, Some(self.model.sliding_window), &device)
+        };
         for (i, layer) in self.model.layers.iter().enumerate() {
             let a = &layer.self_attn;
             let (rope, mask) = if a.is_sliding { (&self.model.rotary_emb_local, &local) } else { (&self.model.rotary_emb, &global) };

@@ -346,6 +346,26 @@ impl Embedding {
     pub fn attend(&self, x: Tensor<3>) -> Tensor<3> {
         burn::tensor::module::linear(x, self.weight.val().transpose(), None)
     }
+
+    /// A decoder's logits: `lm_head`, or this table when the head is tied (`lm_head` is `None`).
+    pub fn lm_logits(&self, lm_head: Option<&Linear>, hidden: Tensor<3>) -> Tensor<3> {
+        match lm_head {
+            Some(head) => head.forward(hidden),
+            None => self.attend(hidden),
+        }
+    }
+
+    /// The LM head (`lm_head`, or this table when tied) as a `[hidden, vocab]` matrix when it is
+    /// a plain frozen projection (no adapter, no bias, no gradient), for the chunked loss.
+    pub fn frozen_lm_head(&self, lm_head: Option<&Linear>) -> Option<Tensor<2>> {
+        match lm_head {
+            Some(h) => h.frozen_weight(),
+            None => {
+                let w = self.weight.val();
+                (!w.is_require_grad()).then(|| w.transpose())
+            }
+        }
+    }
 }
 
 /// Past keys and values of a decoder, one `[batch, kv_heads, past, head_dim]` pair per layer.

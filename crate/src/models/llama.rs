@@ -295,22 +295,13 @@ impl LlamaForCausalLM {
 
     /// The LM head: `[.., hidden]` to `[.., vocab]` logits.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => self.model.embed_tokens.attend(hidden),
-        }
+        self.model.embed_tokens.lm_logits(self.lm_head.as_ref(), hidden)
     }
 
     /// The LM head as a `[hidden, vocab]` matrix when it is a plain frozen
     /// projection (no adapter, no bias, no gradient), for the chunked loss.
     pub fn frozen_head(&self) -> Option<Tensor<2>> {
-        match &self.lm_head {
-            Some(h) => h.frozen_weight(),
-            None => {
-                let w = self.model.embed_tokens.weight.val();
-                (!w.is_require_grad()).then(|| w.transpose())
-            }
-        }
+        self.model.embed_tokens.frozen_lm_head(self.lm_head.as_ref())
     }
 
     /// The decoder's final hidden states `[batch, seq, hidden]` (after the
