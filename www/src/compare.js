@@ -1,0 +1,100 @@
+// Section 5, Try it: the base and the adapted model side by side (generation or classification), and the try-it text.
+import { WebPeftError } from "/web/dist/index.js";
+import { $, setText } from "./dom.js";
+import { explain, showError, clearError } from "./errors.js";
+import { state } from "./state.js";
+import { SAMPLES } from "./presets.js";
+import { refreshButtons } from "./buttons.js";
+
+// The base model's output first, then the adapted one's.
+const PANES = [[false, "base-out"], [true, "adapted-out"]];
+const NO_ADAPTER = "(no adapter yet: train or load one)";
+
+/** Puts a sample's text in the box; marked, so that a task change may replace it (not what the user typed). */
+export function setSampleTry(sample) {
+  $("try-input").value = sample.tryText;
+  $("try-input").dataset.sample = "1";
+}
+
+/** Fits the box to the task: its label, and a sample text when it is empty or still a sample. */
+export function fitTryToTask(causal) {
+  setText("try-label", causal ? "Prompt" : "Texts to classify (one per line)");
+  if (!$("try-input").value || $("try-input").dataset.sample) setSampleTry(causal ? SAMPLES.chat : SAMPLES.tickets);
+}
+
+async function compare() {
+  clearError("try");
+  const t = state.tuner;
+  if (!t) return;
+  const input = $("try-input").value.trim();
+  if (!input) return showError("try", new WebPeftError("input", "type a prompt or some texts first"));
+  $("compare").disabled = true;
+  try {
+    if ($("task").value === "causal-lm") await compareGenerate(t, input);
+    else await compareClassify(t, input.split("\n").map((s) => s.trim()).filter(Boolean));
+  } catch (e) {
+    showError("try", e);
+  } finally {
+    refreshButtons();
+  }
+}
+
+async function compareGenerate(t, prompt) {
+  const opts = { chat: t.info.hasChatTemplate, maxNewTokens: 48 };
+  for (const [adapter, id] of PANES) {
+    const out = $(id);
+    out.replaceChildren();
+    const p = document.createElement("p");
+    out.appendChild(p);
+    // One worker runs one thing at a time: the base answer first, then the adapted one.
+    if (adapter && state.adapter === "none") {
+      p.textContent = NO_ADAPTER;
+      continue;
+    }
+    await t.generate(prompt, { ...opts, adapter, onToken: (s) => (p.textContent += s) });
+  }
+}
+
+async function compareClassify(t, texts) {
+  for (const [adapter, id] of PANES) {
+    const out = $(id);
+    out.replaceChildren();
+    if (adapter && state.adapter === "none") {
+      out.textContent = NO_ADAPTER;
+      continue;
+    }
+    let results;
+    try {
+      results = await t.classify(texts, { adapter });
+    } catch (e) {
+      out.textContent = explain(e);
+      continue;
+    }
+    out.appendChild(predictionsTable(texts, results, adapter));
+  }
+}
+
+function predictionsTable(texts, results, adapter) {
+  const table = document.createElement("table");
+  table.setAttribute("aria-label", adapter ? "Adapted predictions" : "Base predictions");
+  const head = table.insertRow();
+  for (const h of ["text", "label", "probabilities"]) head.appendChild(Object.assign(document.createElement("th"), { textContent: h }));
+  results.forEach((r, i) => {
+    const tr = table.insertRow();
+    // The exact probabilities: the cell shows whole percentages, its hover text six decimals.
+    tr.dataset.probs = JSON.stringify(r.probs);
+    tr.insertCell().textContent = texts[i];
+    tr.insertCell().textContent = r.label;
+    tr.insertCell().textContent = Object.entries(r.probs)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`)
+      .join(", ");
+    tr.cells[2].title = Object.entries(r.probs).map(([k, v]) => `${k} ${v.toFixed(6)}`).join(", ");
+  });
+  return table;
+}
+
+export function wireCompare() {
+  $("try-input").addEventListener("input", () => delete $("try-input").dataset.sample);
+  $("compare").addEventListener("click", compare);
+}

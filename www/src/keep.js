@@ -1,0 +1,50 @@
+// Section 6, Keep the work: downloading the adapter as a PEFT zip, and loading an adapter's files onto the model.
+import { WebPeftError } from "/web/dist/index.js";
+import { $, setText, dropZone } from "./dom.js";
+import { fmtBytes } from "./format.js";
+import { showError, clearError } from "./errors.js";
+import { state } from "./state.js";
+import { refreshButtons } from "./buttons.js";
+
+async function downloadAdapter() {
+  clearError("keep");
+  try {
+    const zip = await state.tuner.exportAdapter();
+    const name = `webpeft-${$("method").value}-${(state.source?.label ?? "model").replace(/[^\w.-]+/g, "_").slice(0, 40)}.zip`;
+    saveAs(zip, name);
+    setText("keep-status", `Saved ${name} (${fmtBytes(zip.size)}): the PEFT files and a README with the Python to load it.`);
+  } catch (e) {
+    showError("keep", e);
+  }
+}
+
+/** Hands a blob to the browser's downloads through a temporary link. */
+function saveAs(blob, name) {
+  const a = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: name });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  // Revoked later, not at once: the download may not have read the blob yet.
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+async function loadAdapterFiles(files) {
+  clearError("keep");
+  if (!state.tuner) return showError("keep", new WebPeftError("input", "load the base model first (section 1)"));
+  try {
+    await state.tuner.loadAdapter(files);
+    state.adapter = "loaded";
+    $("continue-adapter").checked = true;
+    setText("keep-status", `Loaded the adapter from ${files.map((f) => f.name).join(", ")}.`);
+  } catch (e) {
+    showError("keep", e);
+  } finally {
+    refreshButtons();
+  }
+}
+
+export function wireKeep() {
+  $("download-adapter").addEventListener("click", downloadAdapter);
+  $("adapter-files").addEventListener("change", () => loadAdapterFiles([...$("adapter-files").files]));
+  dropZone($("adapter-drop"), loadAdapterFiles);
+}

@@ -1,0 +1,13 @@
+// The page's shared state: the loaded model, the chosen data, the adapter on the model and the current run.
+
+export const state = {
+  tuner: null,
+  /** How to load the current model again (a failed training start loses it inside the core). */
+  source: null,
+  modelKey: null, // "minilm" | "smollm2" | "hub:<id>" | "files:<names and sizes>"
+  baseModel: undefined,
+  data: null, // { name, text, check }
+  adapter: "none", // "none" | "trained" | "loaded"
+  training: null, // the current run's Job (see job.js)
+  labels: null,
+};

@@ -1,0 +1,172 @@
+// Section 4, Training: starting, pausing, resuming and stopping a run, and showing its progress as it goes.
+import { WebPeftError } from "/web/dist/index.js";
+import { $, setText } from "./dom.js";
+import { fmtInt, fmtTime } from "./format.js";
+import { explain, showError, clearError } from "./errors.js";
+import { state } from "./state.js";
+import { refreshButtons } from "./buttons.js";
+import { Job } from "./job.js";
+import { resetChart, restoreChart, plotStep, plotEval } from "./chart.js";
+import { readOptions } from "./method.js";
+import { saveCheckpoint, clearCheckpoint } from "./checkpoint.js";
+import { loadModel } from "./model.js";
+
+/** What the page shows of a run's events (the Job calls these). */
+const ui = {
+  start(e, job) {
+    $("train-progress").max = job.total;
+    if (e.trainableParameters) {
+      setText("est-params", `${fmtInt(e.trainableParameters)} (exact)`);
+      setText("est-share", `${((100 * e.trainableParameters) / e.totalParameters).toFixed(3)}% of ${fmtInt(e.totalParameters)}`);
+    }
+    if (e.warnings?.length) setText("train-msg", `Warnings: ${e.warnings.join("; ")}`);
+  },
+  step(e, job) {
+    plotStep(e);
+    $("train-progress").max = job.total;
+    $("train-progress").value = e.step;
+    const epochs = job.options.steps ? "" : ` · epoch ${((e.step / job.total) * job.options.epochs).toFixed(1)} of ${job.options.epochs}`;
+    setText("train-status", `Step ${e.step} / ${job.total}${epochs} · ETA ${fmtTime(e.etaS)}`);
+    setText("stat-loss", e.loss.toFixed(4));
+    setText("stat-tps", fmtInt(e.tokensPerS));
+    setText("stat-epsilon", e.epsilon !== undefined ? `ε = ${e.epsilon.toFixed(2)} of ${job.options.dp.targetEpsilon} (δ = ${job.options.dp.delta})` : "not private");
+  },
+  evaluated(e) {
+    plotEval(e);
+    const m = e.metrics;
+    setText("stat-eval", `loss ${m.loss.toFixed(4)}${m.accuracy !== undefined ? ` · accuracy ${(m.accuracy * 100).toFixed(0)}%` : ""}${m.perplexity !== undefined ? ` · perplexity ${m.perplexity.toFixed(1)}` : ""}`);
+  },
+  paused(p) {
+    if (p) setText("train-status", `Paused at step ${$("train-progress").value} / ${$("train-progress").max}.`);
+    refreshButtons();
+  },
+  async checkpoint(job, e) {
+    if (job.abandoned) return;
+    try {
+      await saveCheckpoint(job, e);
+      setText("keep-status", `Checkpoint saved at step ${e.step} of ${job.total}.`);
+    } catch (err) {
+      setText("keep-status", `Checkpoint not saved: ${explain(err)}`);
+    }
+  },
+};
+
+/** Starts a run; `resumeFrom` ({ meta, files } from OPFS) continues a checkpointed one. */
+export async function startTraining({ resumeFrom } = {}) {
+  clearError("train");
+  if (refuseStart(resumeFrom)) return;
+  clearError("data");
+  const job = await newJob(resumeFrom);
+  state.training = job;
+  await prepareChart(job, resumeFrom);
+  setText("train-status", resumeFrom ? `Resuming at step ${job.done}…` : "Starting…");
+  setText("stat-epsilon", "–");
+  refreshButtons();
+  const t0 = performance.now();
+  try {
+    const summary = await job.start(state.tuner, ui);
+    if (job.abandoned) return;
+    await finished(job, summary, t0);
+  } catch (e) {
+    if (job.abandoned) return;
+    await failed(job, e);
+  } finally {
+    if (state.training === job) state.training = null;
+    refreshButtons();
+  }
+}
+
+const fixLine = (line) => `Training did not start: fix line ${line} of ${state.data.name} (see Data).`;
+
+/** Says why a run cannot start, if it cannot (no model, no data, data with problems): true then. */
+function refuseStart(resumeFrom) {
+  if (!state.tuner) {
+    showError("train", new WebPeftError("input", "load a model first (section 1)"));
+    return true;
+  }
+  if (!state.data) {
+    showError("train", new WebPeftError("input", "choose training data first (section 2)"));
+    return true;
+  }
+  // Data the check found problems in is not sent: the first one says what to fix (the
+  // problems stay listed under Data).
+  const problem = state.data.check?.problems[0];
+  if (resumeFrom || !problem) return false;
+  setText("train-msg", problem.line !== null ? fixLine(problem.line) : `Training did not start: ${state.data.name} has a problem (see Data).`);
+  return true;
+}
+
+async function newJob(resumeFrom) {
+  // A finished run leaves its adapter on the model: the checkbox says whether
+  // this run continues it or trains a new one (the package's `adapter` option;
+  // a failed start keeps the current adapter). A resumed run brings its own
+  // adapter, so the current one is dropped first.
+  if (resumeFrom && state.adapter !== "none") {
+    await state.tuner.resetAdapter();
+    state.adapter = "none";
+  }
+  const meta = resumeFrom?.meta;
+  const options = meta?.options ?? readOptions();
+  if (!resumeFrom && state.adapter !== "none") options.adapter = $("continue-adapter").checked ? "continue" : "new";
+  return new Job({
+    options,
+    data: state.data,
+    checkpointEvery: meta?.checkpointEvery ?? Number($("checkpoint-every").value),
+    resumeFrom: resumeFrom ? { step: meta.step, folder: meta.folder, files: resumeFrom.files } : null,
+  });
+}
+
+async function prepareChart(job, resumeFrom) {
+  // The chart so far comes back with the checkpoint.
+  if (resumeFrom) return restoreChart(resumeFrom.meta.series);
+  resetChart();
+  // A new run replaces an earlier run's checkpoint.
+  if (job.every > 0) {
+    await clearCheckpoint();
+    $("resume-offer").hidden = true;
+  }
+}
+
+async function finished(job, summary, t0) {
+  state.adapter = "trained";
+  const how = summary.reason === "completed" ? "Finished" : summary.reason === "cancelled" ? "Stopped" : `Ended (${summary.reason})`;
+  setText("train-status", `${how}: ${summary.steps} steps in ${fmtTime((performance.now() - t0) / 1000)}${summary.loss !== undefined ? `, last loss ${summary.loss.toFixed(4)}` : ""}.`);
+  $("train-progress").value = summary.steps;
+  // The checkpoint is for runs cut short by a reload; a run that ended on purpose needs none.
+  if (job.every > 0) {
+    await clearCheckpoint();
+    setText("keep-status", "The run ended, so its checkpoint was cleared; download the adapter to keep it.");
+  }
+}
+
+async function failed(job, e) {
+  showError(e.line || e.source?.match?.(/\.(jsonl|csv|txt)$/) ? "data" : "train", e);
+  // A failed start leaves the model and its adapter as they were; a run that
+  // started and then failed keeps the adapter of its last good step.
+  const started = job.total !== null;
+  if (started) state.adapter = "trained";
+  setText("train-status", started ? `Stopped by an error at step ${job.done}; the adapter keeps its last good values.` : "Not started.");
+  if (state.data && e.line) setText("train-msg", fixLine(e.line));
+  // Only a crash of the engine loses the model: load it again so the page keeps working.
+  if (e.kind === "crash") {
+    setText("model-status", "Reloading the model after the error…");
+    await loadModel(state.source).catch(() => {});
+  }
+}
+
+export function wireTraining() {
+  $("start").addEventListener("click", () => startTraining());
+  $("pause").addEventListener("click", async () => {
+    await state.training?.pause();
+    ui.paused(true);
+  });
+  $("resume").addEventListener("click", async () => {
+    await state.training?.resume();
+    setText("train-status", "Resumed…");
+    refreshButtons();
+  });
+  $("stop").addEventListener("click", async () => {
+    setText("train-status", "Stopping after this step…");
+    await state.training?.stop();
+  });
+}
