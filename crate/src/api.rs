@@ -27,7 +27,7 @@ use crate::plan::{Limits, MemoryPlan};
 pub struct ModelSummary {
     #[serde(flatten)]
     pub info: ModelInfo,
-    /// Bytes the weights take once loaded (as f32).
+    /// Bytes the weights take once loaded (f32 values and quantized blocks; `weightBytes`).
     pub estimated_bytes: usize,
     /// Whether an adapter is attached (trained, loaded or resumed).
     pub has_adapter: bool,
@@ -115,6 +115,7 @@ pub(crate) mod typescript {
         );
         decl::<crate::error::ErrorKind>(&cfg, &mut out);
         decl::<Task>(&cfg, &mut out);
+        decl::<crate::models::Quantize>(&cfg, &mut out);
         decl::<Method>(&cfg, &mut out);
         decl::<AdapterMode>(&cfg, &mut out);
         decl::<Schedule>(&cfg, &mut out);

@@ -5,10 +5,11 @@
 //! Inputs are the first bytes of each model file (a safetensors header, a GGUF
 //! header with its tensor table) with the file's full length, small JSON files
 //! (`config.json`, the shard index) whole, and optionally the training job
-//! ([`TrainSpec`]). The plan describes what the code does today: every weight
-//! is widened to f32 on the host (the whole file is in memory next to the f32
-//! map while loading) and held as f32 on the device; `stored_dtypes` says what
-//! the files hold, so the plan stays true when quantized bases land.
+//! ([`TrainSpec`]), and the load's `quantize` option. The plan describes what
+//! `Model::load_with` does: the files are read whole; GGUF block formats are
+//! unpacked into blocks of the same size and kept so on the device (unless
+//! `quantize` is `f32`), float matrices are quantized when `quantize` asks, and
+//! every other weight is widened to f32.
 //! [`MemoryPlan::check`] compares it with a device's [`Limits`] and refuses,
 //! naming the largest item and what would fit.
 
@@ -18,7 +19,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::formats::blocks;
 use crate::formats::gguf::{self, GgmlType};
+use crate::models::Quantize;
 use crate::peft::{matches_targets, TargetModules};
 use crate::train::session::TrainSpec;
 use crate::train::LOGITS_CHUNK;
@@ -92,11 +95,13 @@ pub struct WeightsPlan {
     pub stored_dtypes: Vec<String>,
     /// Bytes of tensor data in the files.
     pub stored_bytes: u64,
-    /// The dtype weights are held in on the device: `F32` today.
+    /// How weights are held on the device: `F32`, and the block formats kept quantized
+    /// (`F32+Q4_K+Q6_K`).
     pub device_dtype: String,
     /// Bytes the weights take on the device.
     pub device_bytes: u64,
-    /// The largest weight on the device (it must fit one buffer).
+    /// The weight with the largest device buffer (f32 values, or a block weight's codes; it
+    /// must fit one buffer).
     pub largest: TensorSize,
 }
 
@@ -146,8 +151,8 @@ pub struct MemoryPlan {
     /// Bytes of all model files together.
     pub file_bytes: u64,
     pub weights: WeightsPlan,
-    /// Host memory while loading: the files read whole, every weight widened to f32, and one
-    /// weight's transposed copy.
+    /// Host memory while loading: the files read whole, the weights as they will be held (f32
+    /// values, unpacked blocks), and one f32 weight's transposed copy.
     pub host_load_bytes: u64,
     /// The training job's memory, when a job was given.
     pub training: Option<TrainingPlan>,
@@ -156,6 +161,8 @@ pub struct MemoryPlan {
     /// The file holding the largest weight, for messages.
     #[serde(skip)]
     weights_source: String,
+    #[serde(skip)]
+    quantize: Quantize,
     #[serde(skip)]
     dims: Dims,
 }
@@ -468,6 +475,32 @@ fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool, head_fro
 /// `config.json` is malformed, and with `unsupported` for a GGUF quant type the
 /// loader cannot read.
 pub fn plan(files: &[FileHead], train: Option<&TrainSpec>) -> Result<MemoryPlan> {
+    plan_with(files, train, Quantize::None)
+}
+
+/// How one weight is held on the device under `quantize`: (block format or `F32`, bytes, bytes
+/// of its largest buffer), as `Model::load_with` holds it.
+fn held(m: &Meta, format: &str, model_type: &str, quantize: Quantize) -> (String, u64, u64) {
+    let values = m.shape.iter().product::<usize>() as u64;
+    let f32s = ("F32".to_string(), values * F32, values * F32);
+    let matrix = m.shape.len() == 2 && m.name.ends_with(".weight");
+    let cols = m.shape.last().copied().unwrap_or(0) as u64;
+    let stored = GgmlType::from_name(&m.dtype);
+    let kind = match quantize {
+        Quantize::F32 => None,
+        _ if format == "gguf" && matrix && blocks::layout(stored).is_some() => Some(stored),
+        _ if format == "safetensors" && model_type == "gpt2" => None,
+        q if matrix && cols.is_multiple_of(32) => q.gguf_type(),
+        _ => None,
+    };
+    match kind.and_then(|k| Some((k, blocks::layout(k)?))) {
+        Some((k, (bits, _, _, _))) => (k.name(), blocks::device_bytes(k, values / cols, cols).expect("a block layout"), values * u64::from(bits) / 8),
+        None => f32s,
+    }
+}
+
+/// [`plan`] for a model loaded with `quantize` (`Model::load_with`'s option).
+pub fn plan_with(files: &[FileHead], train: Option<&TrainSpec>, quantize: Quantize) -> Result<MemoryPlan> {
     let file_bytes: u64 = files.iter().map(|f| f.len).sum();
     let by_name = |n: &str| files.iter().find(|f| f.name == n);
     let (format, dims, metas) = if let Some(g) = files.iter().find(|f| f.name.ends_with(".gguf")) {
@@ -494,22 +527,28 @@ pub fn plan(files: &[FileHead], train: Option<&TrainSpec>) -> Result<MemoryPlan>
     // What the network keeps: not GGUF's extra tensors, not a tied checkpoint's stored head.
     let kept: Vec<&Meta> = floats.iter().copied().filter(|m| !m.name.starts_with("(gguf)") && !(dims.tied && m.name == "lm_head.weight")).collect();
     let device_parameters: u64 = kept.iter().map(|m| values(m)).sum();
-    let largest = kept.iter().max_by_key(|m| values(m)).ok_or_else(|| Error::format("model", "the files hold no weights"))?;
+    let holds: Vec<(String, u64, u64)> = kept.iter().map(|m| held(m, format, &dims.model_type, quantize)).collect();
+    let (largest, hold) = kept.iter().zip(&holds).max_by_key(|(_, h)| h.2).ok_or_else(|| Error::format("model", "the files hold no weights"))?;
     let mut stored_dtypes: Vec<String> = floats.iter().map(|m| m.dtype.clone()).collect();
     stored_dtypes.sort();
     stored_dtypes.dedup();
+    let mut device_dtypes: Vec<String> = holds.iter().map(|h| h.0.clone()).collect();
+    device_dtypes.sort();
+    device_dtypes.dedup();
+    let device_bytes: u64 = holds.iter().map(|h| h.1).sum();
+    let largest_f32 = kept.iter().zip(&holds).filter(|(_, h)| h.0 == "F32").map(|(m, _)| values(m) * F32).max().unwrap_or(0);
     let weights = WeightsPlan {
         parameters,
         device_parameters,
         stored_dtypes,
         stored_bytes: metas.iter().map(|m| m.stored).sum(),
-        device_dtype: "F32".into(),
-        device_bytes: device_parameters * F32,
-        largest: TensorSize { name: largest.name.clone(), shape: largest.shape.clone(), bytes: values(largest) * F32 },
+        device_dtype: device_dtypes.join("+"),
+        device_bytes,
+        largest: TensorSize { name: largest.name.clone(), shape: largest.shape.clone(), bytes: hold.2 },
     };
-    // Loading: every file whole, every float tensor widened to f32 (GGUF: all
-    // of them dequantised at once), and one transposed copy at a time.
-    let host_load_bytes = file_bytes + parameters * F32 + weights.largest.bytes;
+    // Loading: every file whole, the f32 weights widened and the blocks unpacked (all at
+    // once), and one transposed f32 copy at a time.
+    let host_load_bytes = file_bytes + device_bytes + largest_f32;
 
     let training = match train {
         None => None,
@@ -572,6 +611,7 @@ pub fn plan(files: &[FileHead], train: Option<&TrainSpec>) -> Result<MemoryPlan>
         training,
         device_bytes,
         weights_source: largest.file.clone(),
+        quantize,
         dims,
     })
 }
@@ -635,9 +675,18 @@ impl MemoryPlan {
             }
         }
         if ways.is_empty() {
-            "no batch or seq_len fits; quantize (keeping the base weights quantized) is not available yet: use a smaller model or a device with more memory".into()
+            format!("no batch or seq_len fits. {}", self.smaller_weights())
         } else {
             format!("what fits: {}", ways.join(", or "))
+        }
+    }
+
+    /// What would make the weights smaller: quantizing the f32 ones on load, while some are f32.
+    fn smaller_weights(&self) -> String {
+        if self.quantize != Quantize::Q4_0 && self.weights.largest.bytes > 0 && self.weights.device_dtype.split('+').any(|d| d == "F32") {
+            "Load it with quantize q4_0 (or q8_0) to hold the float weights in 4-bit (8-bit) blocks, or use a smaller model or a device with more memory".into()
+        } else {
+            "Use a smaller model or a device with more memory".into()
         }
     }
 
@@ -650,23 +699,23 @@ impl MemoryPlan {
             let w = &self.weights.largest;
             if w.bytes > max {
                 return Err(Error::device(format!(
-                    "tensor '{}' {:?} takes {} as f32, above this device's largest buffer binding (maxStorageBufferBindingSize) of {}; use a smaller model or a device with higher limits (quantize, keeping weights quantized on the device, is not available yet)",
-                    w.name, w.shape, mb(w.bytes), mb(max)
+                    "tensor '{}' {:?} takes {} on the device, above this device's largest buffer binding (maxStorageBufferBindingSize) of {}; {}",
+                    w.name, w.shape, mb(w.bytes), mb(max), self.smaller_weights()
                 ))
                 .in_source(&self.weights_source));
             }
         }
         if let Some(max) = limits.memory_bytes {
             if self.host_load_bytes > max {
-                let widened = self.weights.parameters * F32;
-                let largest = if widened >= self.file_bytes {
-                    format!("the largest item is the weights widened to f32 ({}); the files read whole take {}", mb(widened), mb(self.file_bytes))
+                let held = self.weights.device_bytes;
+                let largest = if held >= self.file_bytes {
+                    format!("the largest item is the weights as held ({}, {}); the files read whole take {}", self.weights.device_dtype, mb(held), mb(self.file_bytes))
                 } else {
-                    format!("the largest item is the files read whole ({}); the weights widened to f32 take {}", mb(self.file_bytes), mb(widened))
+                    format!("the largest item is the files read whole ({}); the weights as held ({}) take {}", mb(self.file_bytes), self.weights.device_dtype, mb(held))
                 };
                 return Err(Error::device(format!(
-                    "loading needs about {} of memory, above {memory_name} of {}: {largest}. Use a smaller model; quantize (keeping the {} weights quantized in memory) is not available yet",
-                    mb(self.host_load_bytes), mb(max), self.weights.stored_dtypes.join("/")
+                    "loading needs about {} of memory, above {memory_name} of {}: {largest}. {}",
+                    mb(self.host_load_bytes), mb(max), self.smaller_weights()
                 ))
                 .in_source("model"));
             }

@@ -230,8 +230,9 @@ fn device() -> Result<Device> {
 /// does not fit, the typed `error` (kind `device`) to refuse with. Malformed
 /// headers throw, as loading would. Nothing is loaded or allocated on the device.
 #[wasm_bindgen(js_name = planModel)]
-pub fn plan_model(names: Vec<String>, heads: Array, lens: Vec<f64>, options: JsValue, limits: JsValue) -> std::result::Result<JsValue, JsValue> {
-    use crate::plan::{bytes_needed, plan, FileHead, Limits};
+pub fn plan_model(names: Vec<String>, heads: Array, lens: Vec<f64>, options: JsValue, limits: JsValue, quantize: Option<String>) -> std::result::Result<JsValue, JsValue> {
+    use crate::plan::{bytes_needed, plan_with, FileHead, Limits};
+    let quantize = quantize_of(quantize).map_err(js_error)?;
     let mut files = vec![];
     let mut need = vec![];
     for (i, name) in names.iter().enumerate() {
@@ -271,8 +272,17 @@ pub fn plan_model(names: Vec<String>, heads: Array, lens: Vec<f64>, options: JsV
         max_buffer_bytes: positive(l.max_buffer_bytes),
         device_is_host: l.device_is_host,
     };
-    let p = plan(&files, spec.as_ref()).map_err(js_error)?;
+    let p = plan_with(&files, spec.as_ref(), quantize).map_err(js_error)?;
     to_js(&crate::api::PlanReport::new(p, limits))
+}
+
+/// The `quantize` load option from JavaScript (`none` when absent).
+fn quantize_of(q: Option<String>) -> crate::error::Result<crate::models::Quantize> {
+    match q {
+        None => Ok(Default::default()),
+        Some(s) => serde_json::from_value(serde_json::Value::String(s.clone()))
+            .map_err(|_| Error::input("quantize", format!("'{s}' is not a quantize option (none, f32, q8_0 or q4_0)"))),
+    }
 }
 
 enum State {
@@ -353,7 +363,8 @@ impl Session {
             State::Training(r) => r.dp_record(),
             _ => self.dp.clone(),
         };
-        Sidecar { dp, ..Sidecar::new(self.task.map(Task::name), self.labels.clone()) }.to_bytes()
+        let base = self.model().ok().map(|m| m.base.clone());
+        Sidecar { dp, base, ..Sidecar::new(self.task.map(Task::name), self.labels.clone()) }.to_bytes()
     }
 }
 
@@ -363,7 +374,8 @@ impl Session {
     /// directory's files, or one `.gguf`. `max_tensor_bytes` (on WebGPU, the
     /// device's `maxStorageBufferBindingSize`) refuses a model with a larger
     /// weight before anything reaches the device.
-    pub fn load(names: Vec<String>, files: Array, max_tensor_bytes: Option<f64>) -> std::result::Result<Session, JsValue> {
+    pub fn load(names: Vec<String>, files: Array, max_tensor_bytes: Option<f64>, quantize: Option<String>) -> std::result::Result<Session, JsValue> {
+        let quantize = quantize_of(quantize).map_err(js_error)?;
         let mut mf = ModelFiles::default();
         for (i, name) in names.iter().enumerate() {
             let b: Uint8Array = files.get(i as u32).dyn_into().map_err(|_| js_error(Error::input(name, "file contents must be a Uint8Array")))?;
@@ -372,7 +384,8 @@ impl Session {
         // Training needs gradients; a frozen model costs nothing extra to run.
         let device = device().map_err(js_error)?.autodiff();
         let limit = max_tensor_bytes.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as usize);
-        let model = freeze(Model::load_within(&mf, &device, limit).map_err(js_error)?);
+        let opts = crate::models::LoadOptions { max_tensor_bytes: limit, quantize };
+        let model = freeze(Model::load_with(&mf, &device, &opts).map_err(js_error)?);
         Ok(Session { state: State::Idle(model.clone()), base: model, task: None, labels: None, dp: None, max_tensor_bytes: limit })
     }
 
@@ -380,7 +393,7 @@ impl Session {
     pub fn info(&self) -> std::result::Result<JsValue, JsValue> {
         let m = self.model().map_err(js_error)?;
         let peft_type = m.adapter_config.as_ref().and_then(|c| c.get("peft_type")).and_then(|v| v.as_str()).map(String::from);
-        to_js(&ModelSummary { info: m.info.clone(), estimated_bytes: m.info.num_parameters * 4, has_adapter: m.adapter_config.is_some(), peft_type })
+        to_js(&ModelSummary { info: m.info.clone(), estimated_bytes: m.info.weight_bytes as usize, has_adapter: m.adapter_config.is_some(), peft_type })
     }
 
     /// Checks a dataset file as `validateData` does, and with this model's

@@ -205,3 +205,31 @@ fn choice_flags_list_their_values_and_share_the_options_spellings() {
     let (ok, _, err) = webpeft(&["eval", s(&m), "--data", s(&d), "--task", "bogus"]);
     assert!(!ok && err.contains("[possible values: causal-lm, seq-cls]"), "{err}");
 }
+
+/// QLoRA: LoRA trains on a base held in 4-bit blocks (a float model quantized on load, and a
+/// GGUF kept as stored), and `webpeft.json` records the base files' digests and quantisation.
+#[test]
+fn lora_trains_on_a_quantized_base_and_records_it() {
+    use sha2::{Digest, Sha256};
+    for (model, file, extra, blocks) in [
+        ("tiny-llama", "model.safetensors", vec!["--quantize", "q4_0"], vec!["Q4_0"]),
+        ("gguf/tiny-qwen2/model.gguf", "model.gguf", vec![], vec!["Q5_0", "Q5_1", "Q8_0"]),
+    ] {
+        let out = tmp(&format!("qlora-{}", model.replace('/', "-")));
+        let mut args = vec!["--steps", "12", "--r", "4"];
+        args.extend(&extra);
+        let (ok, stdout, err) = train(model, &args, &out);
+        assert!(ok, "{model}: {err}");
+        let steps = events(&stdout, "step");
+        let (first, last) = (steps[0]["loss"].as_f64().unwrap(), steps[11]["loss"].as_f64().unwrap());
+        assert!(last < first - 0.05, "{model}: loss did not fall: {first} -> {last}");
+        let side: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("webpeft.json")).unwrap()).unwrap();
+        let base = &side["base"];
+        let path = if model.ends_with(".gguf") { fixture(model) } else { fixture(model).join(file) };
+        let bytes = std::fs::read(&path).unwrap();
+        let sha: String = Sha256::digest(&bytes).iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(base["files"], serde_json::json!([{ "name": file, "bytes": bytes.len(), "sha256": sha }]), "{model}");
+        assert_eq!(base["quantize"], if extra.is_empty() { "none" } else { "q4_0" }, "{model}");
+        assert_eq!(base["device_blocks"], serde_json::json!(blocks), "{model}");
+    }
+}

@@ -11,7 +11,8 @@ use std::process::Command;
 use burn::module::Module;
 use common::{device, files, fixture, root};
 use webpeft::device::Backend;
-use webpeft::plan::{bytes_needed, plan, FileHead, Limits, MemoryPlan, WASM32_MEMORY};
+use webpeft::models::{LoadOptions, Quantize};
+use webpeft::plan::{bytes_needed, plan, plan_with, FileHead, Limits, MemoryPlan, WASM32_MEMORY};
 use webpeft::train::data;
 use webpeft::train::freeze;
 use webpeft::train::session::{prepare, TrainSpec};
@@ -79,15 +80,21 @@ fn weights_match_the_loaded_models() {
         .collect();
     paths.extend(bundled("SmolLM2-135M-Instruct.Q4_1.gguf"));
     paths.extend(bundled("all-MiniLM-L6-v2"));
-    for path in paths {
+    // Each model as stored, widened to f32, and with its float matrices quantized to Q4_0.
+    let cases = paths.iter().flat_map(|p| [Quantize::None, Quantize::F32, Quantize::Q4_0].map(|q| (p.clone(), q)));
+    for (path, quantize) in cases {
         let (h, read) = heads(&path);
-        let p = plan(&h, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let m = Model::load(&files(&path), &device(Backend::Cpu)).unwrap();
-        let shown = path.display();
+        let p = plan_with(&h, None, quantize).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let m = Model::load_with(&files(&path), &device(Backend::Cpu), &LoadOptions { quantize, ..Default::default() }).unwrap();
+        let shown = format!("{} ({quantize:?})", path.display());
         assert_eq!(p.weights.parameters, m.info.num_parameters as u64, "{shown}: values in the files");
-        let on_device = net_params(&m) as u64;
-        assert_eq!(p.weights.device_parameters, on_device, "{shown}: values the network holds");
-        assert_eq!(p.weights.device_bytes, on_device * 4, "{shown}: f32 on the device");
+        assert_eq!(p.weights.device_bytes, m.info.weight_bytes, "{shown}: bytes on the device");
+        if m.info.device_blocks.is_empty() {
+            let on_device = net_params(&m) as u64;
+            assert_eq!(p.weights.device_parameters, on_device, "{shown}: values the network holds");
+        }
+        let blocks: Vec<&str> = p.weights.device_dtype.split('+').filter(|d| *d != "F32").collect();
+        assert_eq!(blocks, m.info.device_blocks, "{shown}: formats kept in blocks");
         assert_eq!(p.weights.stored_dtypes, m.info.dtypes, "{shown}: stored dtypes");
         assert_eq!((p.vocab_size, p.hidden_size, p.num_layers), (m.info.vocab_size, m.info.hidden_size, m.info.num_layers), "{shown}");
         // Stored tensor data is the files' bulk; the plan read only their headers.
@@ -182,11 +189,17 @@ fn a_plan_too_large_for_the_limits_is_a_device_error_saying_what_fits() {
     let smaller = plan(&h, Some(&spec(serde_json::json!({"task": "causal-lm", "method": "lora", "batch": suggested, "seq_len": 32})))).unwrap();
     smaller.check(&limits).unwrap();
 
-    // Loading alone above the limit: the weights cannot shrink, and quantize is not available yet.
-    let limits = Limits { memory_bytes: Some(1000), memory_name: "the maxBytes limit".into(), ..Default::default() };
+    // Loading alone above the limit: quantize q4_0 is suggested for f32 weights, and it fits.
+    let f32_bytes = plan(&h, None).unwrap().host_load_bytes;
+    let limits = Limits { memory_bytes: Some(f32_bytes - 1), memory_name: "the maxBytes limit".into(), ..Default::default() };
     let e = plan(&h, None).unwrap().check(&limits).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Device);
-    assert!(e.message.contains("above the maxBytes limit of 0.0 MB (1000 bytes)") && e.message.contains("quantize"), "{e}");
+    assert!(e.message.contains("above the maxBytes limit") && e.message.contains("quantize q4_0"), "{e}");
+    let q4 = plan_with(&h, None, Quantize::Q4_0).unwrap();
+    assert_eq!(q4.weights.device_dtype, "F32+Q4_0");
+    q4.check(&limits).unwrap();
+    let e = q4.check(&Limits { memory_bytes: Some(1000), ..Default::default() }).unwrap_err();
+    assert!(!e.message.contains("quantize q4_0") && e.message.contains("smaller model"), "{e}");
 
     // A weight above the buffer limit, named as the loader names it.
     let e = plan(&h, None).unwrap().check(&Limits { max_buffer_bytes: Some(40_000), ..Default::default() }).unwrap_err();
@@ -271,7 +284,7 @@ fn chunked_loss_equals_whole_logits_loss_and_gradient() {
     let (x1, x2) = (hidden(), hidden());
     let whole = cross_entropy(x1.clone().matmul(head.clone()), &labels);
     // 3 rows per chunk: chunks of 3, 3 and 1 rows.
-    let chunked = chunked_cross_entropy(x2.clone(), head.clone(), &labels, 3 * v);
+    let chunked = chunked_cross_entropy(x2.clone(), webpeft::models::FrozenHead::Dense(head.clone()), &labels, 3 * v);
     let (g1, g2) = (whole.clone().backward(), chunked.clone().backward());
     let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap()[0];
     let (a, b) = (read(whole.inner()), read(chunked.inner()));

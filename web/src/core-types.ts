@@ -14,6 +14,11 @@ export type CoreErrorKind = "format" | "unsupported" | "input" | "device" | "io"
 export type Task = "causal-lm" | "seq-cls";
 
 /**
+ * How the frozen base's weights are held on the device.
+ */
+export type Quantize = "none" | "f32" | "q8_0" | "q4_0";
+
+/**
  * The methods webpeft can create, written `lora`, `dora`, `bitfit`, `ia3`,
  * `prompt` or `prefix` (CLI flags and JS options).
  */
@@ -143,7 +148,7 @@ export type CoreEvent = { "event": "step" } & StepReport | { "event": "eval", st
  */
 export type ModelInfo = { 
 /**
- * Bytes the weights take once loaded (as f32).
+ * Bytes the weights take once loaded (f32 values and quantized blocks; `weightBytes`).
  */
 estimatedBytes: number, 
 /**
@@ -165,7 +170,15 @@ task: string, numParameters: number,
 /**
  * Dtypes as stored in the files (`F32`, `BF16`, `Q4_1`...).
  */
-dtypes: Array<string>, format: string, vocabSize: number, hiddenSize: number, numLayers: number, contextLength: number, numLabels: number | null, hasChatTemplate: boolean, };
+dtypes: Array<string>, 
+/**
+ * Block formats kept quantized on the device (`Q4_K`...); empty when every weight is f32.
+ */
+deviceBlocks: Array<string>, 
+/**
+ * Bytes the base weights take on the device: f32 values plus quantized blocks.
+ */
+weightBytes: number, format: string, vocabSize: number, hiddenSize: number, numLayers: number, contextLength: number, numLabels: number | null, hasChatTemplate: boolean, };
 
 /**
  * One text's class: the most likely label and every label's probability.
@@ -215,7 +228,8 @@ storedDtypes: Array<string>,
  */
 storedBytes: number, 
 /**
- * The dtype weights are held in on the device: `F32` today.
+ * How weights are held on the device: `F32`, and the block formats kept quantized
+ * (`F32+Q4_K+Q6_K`).
  */
 deviceDtype: string, 
 /**
@@ -223,7 +237,8 @@ deviceDtype: string,
  */
 deviceBytes: number, 
 /**
- * The largest weight on the device (it must fit one buffer).
+ * The weight with the largest device buffer (f32 values, or a block weight's codes; it
+ * must fit one buffer).
  */
 largest: PlanTensor, };
 
@@ -324,8 +339,8 @@ format: string, modelType: string, vocabSize: number, hiddenSize: number, numLay
  */
 fileBytes: number, weights: WeightsPlan, 
 /**
- * Host memory while loading: the files read whole, every weight widened to f32, and one
- * weight's transposed copy.
+ * Host memory while loading: the files read whole, the weights as they will be held (f32
+ * values, unpacked blocks), and one f32 weight's transposed copy.
  */
 hostLoadBytes: number, 
 /**

@@ -21,6 +21,7 @@ import type {
   ErrorPayload,
   GenerateOptions,
   LoadOptions,
+  Quantize,
   LoadProgress,
   ModelInfo,
   ModelPayload,
@@ -180,6 +181,15 @@ function crashChannelName(): string {
 }
 
 /** Picks the backend for "auto" (and checks an explicit "webgpu") on the main thread. */
+const QUANTIZE: readonly Quantize[] = ["none", "f32", "q8_0", "q4_0"];
+
+/** The `quantize` option, checked (the core checks it again). */
+function optQuantize(q: unknown): Quantize | undefined {
+  if (q === undefined) return undefined;
+  if (typeof q === "string" && (QUANTIZE as readonly string[]).includes(q)) return q as Quantize;
+  throw new WebPeftError("input", `quantize: ${JSON.stringify(q)} is not one of ${QUANTIZE.join(", ")}`, "quantize");
+}
+
 async function chooseBackend(choice: LoadOptions["backend"]): Promise<{ backend: Backend; notice?: string; fallbackToCpu: boolean }> {
   if (choice === "cpu") return { backend: "cpu", fallbackToCpu: false };
   const gpu = (globalThis.navigator as Navigator & { gpu?: any })?.gpu;
@@ -455,6 +465,7 @@ export class Tuner {
     const onProgress = optFn(opts.onProgress, "onProgress");
     const maxBytes = optNumber(opts.maxBytes, "maxBytes", { min: 0, exclusiveMin: true });
     const maxTensorBytes = optNumber(opts.maxTensorBytes, "maxTensorBytes", { min: 0, exclusiveMin: true });
+    const quantize = optQuantize(opts.quantize);
     // Checked (and resolved against the page: the worker's own location is not the page's) before anything starts.
     const wasmUrl = resolved(opts.wasmUrl, "wasmUrl");
     const threadsUrl = resolved(opts.threadsUrl, "threadsUrl");
@@ -481,7 +492,7 @@ export class Tuner {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const r = await conn.request<{ info: ModelInfo; device: DeviceInfo }>(
-        { op: "load", backend, fallbackToCpu, notice, model, maxBytes, maxTensorBytes, wasmUrl, threads: opts.threads, threadsUrl, crashChannel },
+        { op: "load", backend, fallbackToCpu, notice, model, maxBytes, maxTensorBytes, quantize, wasmUrl, threads: opts.threads, threadsUrl, crashChannel },
         { onProgress },
         transfer,
       );
@@ -544,7 +555,7 @@ export class Tuner {
     const { model } = modelPayload(source, { token: opts.token, endpoint: opts.endpoint });
     return withOwnWorker(opts.workerUrl, "webpeft-plan", async (conn) => {
       const options = trainOptions ? ({ ...trainOptions } as Record<string, unknown>) : undefined;
-      const plan = await conn.request<MemoryPlan | undefined>({ op: "plan", model, options, backend: opts.backend ?? "cpu", maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, wasmUrl: resolved(opts.wasmUrl, "wasmUrl") });
+      const plan = await conn.request<MemoryPlan | undefined>({ op: "plan", model, options, backend: opts.backend ?? "cpu", maxBytes: opts.maxBytes, maxTensorBytes: opts.maxTensorBytes, quantize: optQuantize(opts.quantize), wasmUrl: resolved(opts.wasmUrl, "wasmUrl") });
       if (!plan) throw new WebPeftError("unsupported", "plan: this build of the core has no planModel", "plan");
       return plan;
     });

@@ -9,7 +9,7 @@ import { authHeaders, openCache, repoInfo, resolveUrl } from "./hub.js";
 
 /** The part of the wasm core the plan uses (`crate/src/web.rs` `planModel`). */
 export interface PlanCore {
-  planModel?(names: string[], heads: Uint8Array[], lens: number[], options: unknown, limits: unknown): any;
+  planModel?(names: string[], heads: Uint8Array[], lens: number[], options: unknown, limits: unknown, quantize?: string): any;
 }
 
 /** wasm32's address space: what a tab's core can hold at most. */
@@ -154,11 +154,11 @@ async function openSources(model: ModelPayload): Promise<Source[]> {
  * loading only) against `limits`, reading only headers. Returns the plan (camelCase keys) with `fits` and,
  * when it does not fit, `error`; undefined when the core has no `planModel` (an older or mock build).
  */
-export async function planModel(core: PlanCore, model: ModelPayload, options: Record<string, unknown> | undefined, limits: PlanLimits): Promise<MemoryPlan | undefined> {
+export async function planModel(core: PlanCore, model: ModelPayload, options: Record<string, unknown> | undefined, limits: PlanLimits, quantize?: string): Promise<MemoryPlan | undefined> {
   if (typeof core.planModel !== "function") return undefined;
   const sources = await openSources(model);
   for (let round = 0; round < 64; round++) {
-    const r = core.planModel(sources.map((s) => s.name), sources.map((s) => s.head), sources.map((s) => s.len), options, limits);
+    const r = core.planModel(sources.map((s) => s.name), sources.map((s) => s.head), sources.map((s) => s.len), options, limits, quantize);
     if (!r?.need) return camel<MemoryPlan>(r as Snake<MemoryPlan>);
     for (const { name, bytes } of r.need as { name: string; bytes: number }[]) {
       const s = sources.find((x) => x.name === name)!;
@@ -171,8 +171,8 @@ export async function planModel(core: PlanCore, model: ModelPayload, options: Re
 }
 
 /** Plans before loading and throws the plan's typed "device" error when it does not fit. */
-export async function refuseOverPlan(core: PlanCore, model: ModelPayload, limits: PlanLimits): Promise<MemoryPlan | undefined> {
-  const plan = await planModel(core, model, undefined, limits);
+export async function refuseOverPlan(core: PlanCore, model: ModelPayload, limits: PlanLimits, quantize?: string): Promise<MemoryPlan | undefined> {
+  const plan = await planModel(core, model, undefined, limits, quantize);
   if (plan && !plan.fits && plan.error) throw new WebPeftError("device", plan.error.message, plan.error.source);
   return plan;
 }

@@ -4,7 +4,7 @@
 // the Rust definitions into core-types.ts (crate/src/api.rs); this file composes them with
 // what only the package has (sources, callbacks, signals, worker messages).
 import type { Snake } from "./casing.js";
-import type { AdapterChoice, CoreErrorKind, CoreEvent, DpOptions as DpSpec, EvalMetrics, Method, Task, TrainSpec, TrainStart, ValidateSpec } from "./core-types.js";
+import type { AdapterChoice, CoreErrorKind, Quantize, CoreEvent, DpOptions as DpSpec, EvalMetrics, Method, Task, TrainSpec, TrainStart, ValidateSpec } from "./core-types.js";
 
 export type {
   AdapterChoice,
@@ -21,6 +21,7 @@ export type {
   Optimizer,
   PlanError,
   PlanTensor,
+  Quantize,
   Schedule,
   StepReport,
   Task,
@@ -116,6 +117,13 @@ export interface LoadOptions extends HubOptions {
    * scores, MLP) would be larger is refused before it starts.
    */
   maxTensorBytes?: number;
+  /**
+   * How the frozen base's weights are held. "none" (default): as stored — a GGUF's block
+   * formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) stay quantized in memory and are
+   * dequantised on the fly, float weights are f32. "q8_0" / "q4_0": float matrices are
+   * quantized on load (QLoRA's frozen base). "f32": every weight widened to f32.
+   */
+  quantize?: Quantize;
   /**
    * Threads for the CPU backend (default: `navigator.hardwareConcurrency`). More than one
    * needs a cross-origin isolated page (COOP `same-origin` and COEP `require-corp`
@@ -396,6 +404,8 @@ export interface PlanOptions {
   maxBytes?: number;
   /** Largest single buffer in bytes (WebGPU's `maxStorageBufferBindingSize`); none by default. */
   maxTensorBytes?: number;
+  /** How the weights would be held, as in `LoadOptions.quantize`. */
+  quantize?: Quantize;
   /** For Hub sources: an access token and the Hub's URL, as in `LoadOptions`. */
   token?: string;
   endpoint?: string;
@@ -404,8 +414,8 @@ export interface PlanOptions {
 }
 
 export type Request =
-  | { op: "plan"; model: ModelPayload; options?: Record<string, unknown>; backend: Backend; maxBytes?: number; maxTensorBytes?: number; wasmUrl?: string }
-  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; threads?: number; threadsUrl?: string; wasmUrl?: string; crashChannel?: string }
+  | { op: "plan"; model: ModelPayload; options?: Record<string, unknown>; backend: Backend; maxBytes?: number; maxTensorBytes?: number; quantize?: Quantize; wasmUrl?: string }
+  | { op: "load"; backend: Backend; fallbackToCpu: boolean; notice?: string; model: ModelPayload; maxBytes?: number; maxTensorBytes?: number; quantize?: Quantize; threads?: number; threadsUrl?: string; wasmUrl?: string; crashChannel?: string }
   /** With a model, its tokenizer too; without one (a worker of its own) the parser only. */
   | { op: "validateData"; data: DataPayload; options: Snake<ValidateSpec>; wasmUrl?: string }
   /** Test hook (threads build): a panic on a pool worker (see crate/src/web.rs). */

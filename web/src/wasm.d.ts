@@ -10,6 +10,7 @@ declare module "webpeft-wasm" {
   type TrainStart = import("./core-types.js").TrainStart;
   type CoreEvent = import("./core-types.js").CoreEvent;
   type MemoryPlan = import("./core-types.js").MemoryPlan;
+  type Quantize = import("./core-types.js").Quantize;
   type Classification = import("./core-types.js").Classification;
   type ValidateSpec = import("./core-types.js").ValidateSpec;
   type DataValidation = import("./core-types.js").DataValidation;
@@ -35,12 +36,12 @@ declare module "webpeft-wasm" {
   /** Milliseconds per n x n f32 matmul on the initialised device (after a warm-up). */
   export function benchMatmul(n: number, reps: number): Promise<number>;
   /** The memory plan from the files' first bytes: `{need}` while a header is incomplete, else the plan with `fits` (crate/src/web.rs). */
-  export function planModel(names: string[], heads: Uint8Array[], lens: number[], options: object | undefined, limits: object): Snake<MemoryPlan> | { need: { name: string; bytes: number }[] };
+  export function planModel(names: string[], heads: Uint8Array[], lens: number[], options: object | undefined, limits: object, quantize?: Quantize): Snake<MemoryPlan> | { need: { name: string; bytes: number }[] };
   /** Checks a dataset file without a model (crate/src/train/data.rs `validate`). */
   export function validateData(name: string, bytes: Uint8Array, options: Snake<ValidateSpec> | undefined): Snake<DataValidation>;
   export class Session {
     private constructor();
-    static load(names: string[], files: Uint8Array[], maxTensorBytes?: number): Session;
+    static load(names: string[], files: Uint8Array[], maxTensorBytes?: number, quantize?: Quantize): Session;
     info(): Snake<ModelInfo>;
     /** As validateData, with this model's tokenizer (token counts, chat template, truncation). */
     validateData(name: string, bytes: Uint8Array, options: Snake<ValidateSpec> | undefined): Snake<DataValidation>;

@@ -442,7 +442,7 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>, signal: A
 
   // The memory plan, from the files' headers only: a model that cannot fit is refused before it is downloaded or read.
   try {
-    await refuseOverPlan(core, msg.model, planLimits(device.backend, msg.maxBytes, msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined)));
+    await refuseOverPlan(core, msg.model, planLimits(device.backend, msg.maxBytes, msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined)), msg.quantize);
   } catch (e) {
     // Only a plan that does not fit (or a malformed header) stops the load here. A source the plan
     // could not reach (an offline Hub with the model cached, say) is left to the download, which
@@ -463,7 +463,7 @@ async function load(id: number, msg: Extract<Request, { op: "load" }>, signal: A
   }
   // A weight larger than the device can bind would fail inside a shader; refuse it up front.
   const maxTensor = msg.maxTensorBytes ?? (device.backend === "webgpu" ? device.maxStorageBufferBindingSize : undefined);
-  const s = core.Session.load(names, files, maxTensor);
+  const s = core.Session.load(names, files, maxTensor, msg.quantize);
   const info = camel<ModelInfo>(s.info());
   const est = Number(info?.estimatedBytes);
   if (Number.isFinite(est) && est > limit) {
@@ -877,7 +877,7 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
     case "plan": {
       wasmReady ??= core.default({ module_or_path: msg.wasmUrl ?? new URL("./webpeft_bg.wasm", import.meta.url) });
       await wasmReady;
-      return { result: await planModel(core, msg.model, msg.options ? coreOptions(msg.options) : undefined, planLimits(msg.backend, msg.maxBytes, msg.maxTensorBytes)) };
+      return { result: await planModel(core, msg.model, msg.options ? coreOptions(msg.options) : undefined, planLimits(msg.backend, msg.maxBytes, msg.maxTensorBytes), msg.quantize) };
     }
     case "load":
       return { result: await load(id, msg, signal) };

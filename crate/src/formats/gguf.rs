@@ -17,6 +17,7 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
+use super::blocks::{self, HostBlocks};
 use super::gguf_spm;
 
 const MAGIC: u32 = 0x4655_4747; // "GGUF" read as a little-endian u32
@@ -178,6 +179,10 @@ impl GgmlType {
                 .map_or(u32::MAX, |(_, i)| *i),
         }
     }
+    /// The type ggml names `name` ("Q4_K"), `Other` for names it does not know.
+    pub fn from_name(name: &str) -> Self {
+        TYPE_NAMES.iter().find(|(_, n)| *n == name).map_or(Self::Other(u32::MAX), |(id, _)| Self::from_id(*id))
+    }
     /// ggml's name for the type, e.g. "Q4_K", or "type 99" for an id ggml does not know.
     pub fn name(self) -> String {
         let id = self.id();
@@ -193,7 +198,7 @@ impl GgmlType {
         elements.div_ceil(per as u64).checked_mul(bytes as u64)
     }
     /// (values per block, bytes per block) for the types this module dequantises.
-    fn block(self) -> Option<(usize, usize)> {
+    pub(crate) fn block(self) -> Option<(usize, usize)> {
         match self {
             Self::F32 => Some((1, 4)),
             Self::F16 | Self::BF16 => Some((1, 2)),
@@ -481,6 +486,19 @@ impl<'a> Gguf<'a> {
     }
 
     fn dequantize(&self, t: &GgufTensorInfo) -> Result<(Vec<usize>, Vec<f32>), GgufError> {
+        let (shape, raw) = self.raw(t)?;
+        Ok((shape, dequantize(t.dtype, raw)))
+    }
+
+    /// A quantized tensor's blocks, unpacked for the device (`None` types are refused by the caller).
+    pub fn blocks(&self, t: &GgufTensorInfo) -> Result<(Vec<usize>, HostBlocks), GgufError> {
+        let (shape, raw) = self.raw(t)?;
+        let b = blocks::unpack(t.dtype, raw).ok_or_else(|| self.invalid(format!("tensor {} of type {} has no block layout", t.name, t.dtype.name())))?;
+        Ok((shape, b))
+    }
+
+    /// A tensor's PyTorch-order shape and its stored bytes, checked against the file.
+    fn raw(&self, t: &GgufTensorInfo) -> Result<(Vec<usize>, &'a [u8]), GgufError> {
         let unsupported = || GgufError::UnsupportedType {
             file: self.source.clone(),
             tensor: t.name.clone(),
@@ -530,7 +548,7 @@ impl<'a> Gguf<'a> {
                 len: self.file_len as u64,
             });
         };
-        Ok((shape, dequantize(t.dtype, raw)))
+        Ok((shape, raw))
     }
 
     /// The value of `key` converted by `get`, None when absent, an error when of another type.
@@ -576,7 +594,7 @@ fn fifth(qh: u32, j: usize) -> i32 {
 }
 
 /// Q4_K/Q5_K: the `j`-th of the 8 six-bit (scale, min) pairs packed in 12 bytes, times d and dmin.
-fn k_scale_min(scales: &[u8], d: f32, dmin: f32, j: usize) -> (f32, f32) {
+pub(crate) fn k_scale_min(scales: &[u8], d: f32, dmin: f32, j: usize) -> (f32, f32) {
     let (sc, m) = if j < 4 {
         (scales[j] & 63, scales[j + 4] & 63)
     } else {
@@ -588,7 +606,7 @@ fn k_scale_min(scales: &[u8], d: f32, dmin: f32, j: usize) -> (f32, f32) {
     (d * f32::from(sc), dmin * f32::from(m))
 }
 
-fn dequantize(dtype: GgmlType, raw: &[u8]) -> Vec<f32> {
+pub(crate) fn dequantize(dtype: GgmlType, raw: &[u8]) -> Vec<f32> {
     let mut out = Vec::with_capacity(
         dtype
             .block()
@@ -704,6 +722,8 @@ pub struct HfFromGguf {
     /// (HF name, HF shape, values), e.g. `model.layers.0.self_attn.q_proj.weight`. No `lm_head.weight`
     /// when the embeddings are tied (`config.tie_word_embeddings`).
     pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    /// Quantized 2-D weights kept in their blocks (HF name, HF shape `[out, in]`), when asked.
+    pub blocks: Vec<(String, Vec<usize>, HostBlocks)>,
     pub tokenizer: Tokenizer,
     pub chat_template: Option<String>,
     pub bos_token: Option<String>,
@@ -758,28 +778,42 @@ pub fn hf_name(arch: &str, name: &str, n_layers: u64) -> Option<String> {
 /// rotate-half layout [x0..x(h/2) | x(h/2)..xh] to interleaved pairs for ggml's RoPE: file row
 /// `head*h + 2*i + t` is HF row `head*h + t*h/2 + i` (transformers' `reverse_permute_weights`).
 fn unpermute_rows(w: &[f32], rows: usize, n_head: usize) -> Option<Vec<f32>> {
-    let group = n_head.checked_mul(2).filter(|&g| g > 0)?;
-    if rows == 0 || !rows.is_multiple_of(group) || !w.len().is_multiple_of(rows) {
+    if rows == 0 || !w.len().is_multiple_of(rows) {
         return None;
     }
-    let (cols, half) = (w.len() / rows, rows / group);
-    let mut out = vec![0f32; w.len()];
+    let cols = w.len() / rows;
+    let order = unpermuted_order(rows, n_head)?;
+    Some(order.iter().flat_map(|&src| w[src * cols..(src + 1) * cols].iter().copied()).collect())
+}
+
+/// For each HF row, the file row it comes from (see [`unpermute_rows`]).
+fn unpermuted_order(rows: usize, n_head: usize) -> Option<Vec<usize>> {
+    let group = n_head.checked_mul(2).filter(|&g| g > 0)?;
+    if rows == 0 || !rows.is_multiple_of(group) {
+        return None;
+    }
+    let half = rows / group;
+    let mut order = vec![0; rows];
     for head in 0..n_head {
         for i in 0..half {
             for t in 0..2 {
-                let src = (head * 2 * half + 2 * i + t) * cols;
-                let dst = (head * 2 * half + t * half + i) * cols;
-                out[dst..dst + cols].copy_from_slice(&w[src..src + cols]);
+                order[head * 2 * half + t * half + i] = head * 2 * half + 2 * i + t;
             }
         }
     }
-    Some(out)
+    Some(order)
 }
 
 /// Maps a GGUF of one of the [`ARCHITECTURES`] onto what transformers'
 /// `from_pretrained(dir, gguf_file=...)` builds: config, dequantised f32 tensors under HF names
 /// and layouts, and the tokenizer.
 pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
+    to_hf_with(g, false)
+}
+
+/// [`to_hf`], keeping quantized matrices (linear weights, the embedding table) in their blocks
+/// when `keep_blocks` is set instead of dequantising them.
+pub fn to_hf_with(g: &Gguf, keep_blocks: bool) -> Result<HfFromGguf, GgufError> {
     let arch = g.meta_str("general.architecture")?.unwrap_or("");
     let Some(&(arch, class)) = ARCHITECTURES.iter().find(|(a, _)| *a == arch) else {
         let names: Vec<&str> = ARCHITECTURES.iter().map(|(a, _)| *a).collect();
@@ -805,6 +839,7 @@ pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
     let (n_head, n_kv_head) = (count("num_attention_heads"), count("num_key_value_heads"));
 
     let mut tensors = Vec::with_capacity(g.tensors.len());
+    let mut kept = Vec::new();
     for t in &g.tensors {
         if arch == "llama" && t.name == "rope_freqs.weight" {
             continue; // Llama 3 RoPE scaling, already turned into config.rope_scaling
@@ -815,7 +850,6 @@ pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
                 t.name
             ))
         })?;
-        let (shape, mut values) = g.dequantize(t)?;
         // Only llama.cpp's llama converter permutes q/k (for ggml's interleaved RoPE); qwen2 and
         // qwen3 use NeoX-style RoPE and keep HF's layout.
         let heads = if arch != "llama" {
@@ -827,14 +861,25 @@ pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
         } else {
             None
         };
+        let bad_heads = |shape: &[usize], heads: usize| {
+            g.invalid(format!(
+                "tensor {} of shape {shape:?} does not split into {heads} heads",
+                t.name
+            ))
+        };
+        if keep_blocks && t.dims.len() == 2 && blocks::layout(t.dtype).is_some() {
+            let (shape, mut b) = g.blocks(t)?;
+            if let Some(heads) = heads {
+                let order = unpermuted_order(shape[0], heads).ok_or_else(|| bad_heads(&shape, heads))?;
+                b = b.permute_rows(shape[1], &order);
+            }
+            kept.push((hf, shape, b));
+            continue;
+        }
+        let (shape, mut values) = g.dequantize(t)?;
         if let Some(heads) = heads {
             values = unpermute_rows(&values, shape.first().copied().unwrap_or(0), heads)
-                .ok_or_else(|| {
-                    g.invalid(format!(
-                        "tensor {} of shape {shape:?} does not split into {heads} heads",
-                        t.name
-                    ))
-                })?;
+                .ok_or_else(|| bad_heads(&shape, heads))?;
         }
         // llama.cpp's Gemma converters store norm weights as (1 + w); HF keeps w.
         if arch == "gemma3" && t.name.ends_with("norm.weight") {
@@ -848,6 +893,7 @@ pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
     Ok(HfFromGguf {
         config,
         tensors,
+        blocks: kept,
         tokenizer,
         chat_template,
         bos_token,
@@ -1279,13 +1325,13 @@ fn post_processor(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
     /// Minimal GGUF writer for building test files.
     #[derive(Default)]
-    struct Writer {
+    pub(crate) struct Writer {
         kv: Vec<u8>,
         n_kv: u64,
         infos: Vec<u8>,
@@ -1299,36 +1345,55 @@ mod tests {
     }
 
     impl Writer {
-        fn kv(&mut self, key: &str, ty: u32, payload: &[u8]) {
+        /// A two-layer llama's metadata with a six-token byte-level vocabulary (no tensors).
+        pub(crate) fn tiny_llama(hidden: u64, ffn: u64, heads: u32, kv_heads: u32) -> Self {
+            let mut w = Writer::default();
+            w.str("general.architecture", "llama");
+            w.u32("llama.block_count", 2);
+            w.u32("llama.context_length", 64);
+            w.u32("llama.embedding_length", hidden as u32);
+            w.u32("llama.feed_forward_length", ffn as u32);
+            w.u32("llama.attention.head_count", heads);
+            w.u32("llama.attention.head_count_kv", kv_heads);
+            w.f32("llama.rope.freq_base", 10000.0);
+            w.f32("llama.attention.layer_norm_rms_epsilon", 1e-5);
+            w.str("tokenizer.ggml.model", "gpt2");
+            w.str("tokenizer.ggml.pre", "llama-bpe");
+            w.strs("tokenizer.ggml.tokens", &["<|endoftext|>", "a", "b", "ab", "Ġ", "Ġab"]);
+            w.i32s("tokenizer.ggml.token_type", &[3, 1, 1, 1, 1, 1]);
+            w.strs("tokenizer.ggml.merges", &["a b", "Ġ ab"]);
+            w
+        }
+        pub(crate) fn kv(&mut self, key: &str, ty: u32, payload: &[u8]) {
             put_str(&mut self.kv, key);
             self.kv.extend(ty.to_le_bytes());
             self.kv.extend(payload);
             self.n_kv += 1;
         }
-        fn u32(&mut self, key: &str, v: u32) {
+        pub(crate) fn u32(&mut self, key: &str, v: u32) {
             self.kv(key, 4, &v.to_le_bytes());
         }
-        fn f32(&mut self, key: &str, v: f32) {
+        pub(crate) fn f32(&mut self, key: &str, v: f32) {
             self.kv(key, 6, &v.to_le_bytes());
         }
-        fn str(&mut self, key: &str, v: &str) {
+        pub(crate) fn str(&mut self, key: &str, v: &str) {
             let mut p = Vec::new();
             put_str(&mut p, v);
             self.kv(key, 8, &p);
         }
-        fn strs(&mut self, key: &str, v: &[&str]) {
+        pub(crate) fn strs(&mut self, key: &str, v: &[&str]) {
             let mut p = 8u32.to_le_bytes().to_vec();
             p.extend((v.len() as u64).to_le_bytes());
             v.iter().for_each(|s| put_str(&mut p, s));
             self.kv(key, 9, &p);
         }
-        fn i32s(&mut self, key: &str, v: &[i32]) {
+        pub(crate) fn i32s(&mut self, key: &str, v: &[i32]) {
             let mut p = 5u32.to_le_bytes().to_vec();
             p.extend((v.len() as u64).to_le_bytes());
             v.iter().for_each(|x| p.extend(x.to_le_bytes()));
             self.kv(key, 9, &p);
         }
-        fn tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType, raw: &[u8]) {
+        pub(crate) fn tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType, raw: &[u8]) {
             put_str(&mut self.infos, name);
             self.infos.extend((dims.len() as u32).to_le_bytes());
             dims.iter().for_each(|d| self.infos.extend(d.to_le_bytes()));
@@ -1339,7 +1404,7 @@ mod tests {
             self.n_tensors += 1;
         }
         /// The file, and the length of everything before the tensor data.
-        fn finish(&self) -> (Vec<u8>, usize) {
+        pub(crate) fn finish(&self) -> (Vec<u8>, usize) {
             let mut out = MAGIC.to_le_bytes().to_vec();
             out.extend(3u32.to_le_bytes());
             out.extend(self.n_tensors.to_le_bytes());
@@ -1353,15 +1418,15 @@ mod tests {
         }
     }
 
-    struct XorShift(u64);
+    pub(crate) struct XorShift(pub(crate) u64);
     impl XorShift {
-        fn next(&mut self) -> u64 {
+        pub(crate) fn next(&mut self) -> u64 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
         }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
+        pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
             (0..n).map(|_| self.next() as u8).collect()
         }
     }
@@ -1375,24 +1440,7 @@ mod tests {
     fn tiny_llama_with(extra: impl FnOnce(&mut Writer)) -> (Vec<u8>, usize) {
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let (hidden, ffn, vocab) = (32u64, 256u64, 6u64);
-        let mut w = Writer::default();
-        w.str("general.architecture", "llama");
-        w.u32("llama.block_count", 2);
-        w.u32("llama.context_length", 64);
-        w.u32("llama.embedding_length", hidden as u32);
-        w.u32("llama.feed_forward_length", ffn as u32);
-        w.u32("llama.attention.head_count", 2);
-        w.u32("llama.attention.head_count_kv", 1);
-        w.f32("llama.rope.freq_base", 10000.0);
-        w.f32("llama.attention.layer_norm_rms_epsilon", 1e-5);
-        w.str("tokenizer.ggml.model", "gpt2");
-        w.str("tokenizer.ggml.pre", "llama-bpe");
-        w.strs(
-            "tokenizer.ggml.tokens",
-            &["<|endoftext|>", "a", "b", "ab", "Ġ", "Ġab"],
-        );
-        w.i32s("tokenizer.ggml.token_type", &[3, 1, 1, 1, 1, 1]);
-        w.strs("tokenizer.ggml.merges", &["a b", "Ġ ab"]);
+        let mut w = Writer::tiny_llama(hidden, ffn, 2, 1);
         w.u32("tokenizer.ggml.bos_token_id", 0);
         w.u32("tokenizer.ggml.eos_token_id", 0);
         w.str("tokenizer.chat_template", "{{ messages }}");

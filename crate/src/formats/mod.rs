@@ -1,5 +1,6 @@
 //! File formats: safetensors, GGUF, tokenizers and chat templates.
 
+pub mod blocks;
 pub mod gguf;
 pub mod gguf_spm;
 pub mod safetensors;

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
+use crate::formats::blocks::HostBlocks;
 
 /// A float tensor on the host, converted to f32, remembering where it came from.
 #[derive(Debug, Clone)]
@@ -21,25 +22,47 @@ pub struct HostTensor {
     pub dtype: String,
     /// The file it was read from, for messages.
     pub file: String,
+    /// A 2-D quantized weight kept in its blocks (`data` is then empty).
+    pub blocks: Option<HostBlocks>,
 }
 
 impl HostTensor {
     /// Builds a tensor, checking that the shape matches the data.
     pub fn new(shape: Vec<usize>, data: Vec<f32>, dtype: &str, file: &str) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Self { shape, data, dtype: dtype.to_string(), file: file.to_string() }
+        Self { shape, data, dtype: dtype.to_string(), file: file.to_string(), blocks: None }
+    }
+
+    /// A 2-D weight kept in its quantized blocks.
+    pub fn from_blocks(shape: Vec<usize>, blocks: HostBlocks, file: &str) -> Self {
+        Self { shape, data: Vec::new(), dtype: blocks.format.clone(), file: file.to_string(), blocks: Some(blocks) }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The f32 values, decoding blocks when the tensor holds them (small tensors only: norms,
+    /// biases, a head that is trained).
+    pub fn into_f32(mut self) -> Self {
+        if let Some(b) = self.blocks.take() {
+            self.data = b.values();
+        }
+        self
     }
 
     /// Returns the transpose of a 2-D tensor (HF `nn.Linear` `[out, in]` to burn `[in, out]`).
     pub fn transposed(self) -> Self {
-        let (rows, cols) = (self.shape[0], self.shape[1]);
-        let mut data = vec![0.0f32; self.data.len()];
+        let t = self.into_f32();
+        let (rows, cols) = (t.shape[0], t.shape[1]);
+        let mut data = vec![0.0f32; t.data.len()];
         for r in 0..rows {
             for c in 0..cols {
-                data[c * rows + r] = self.data[r * cols + c];
+                data[c * rows + r] = t.data[r * cols + c];
             }
         }
-        Self { shape: vec![cols, rows], data, ..self }
+        Self { shape: vec![cols, rows], data, ..t }
     }
 }
 
@@ -102,6 +125,14 @@ impl WeightMap {
     /// True if the map holds `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
+    }
+
+    /// Bytes of `name`'s largest buffer on the device: its f32 values, or a block weight's codes.
+    pub fn buffer_bytes(&self, name: &str) -> usize {
+        self.tensors.get(name).map_or(0, |t| match &t.blocks {
+            Some(b) => b.codes.len() * 4,
+            None => t.len() * 4,
+        })
     }
 
     /// The shape of `name`, if present.
@@ -170,7 +201,34 @@ impl WeightMap {
 
     /// Total number of f32 values held.
     pub fn num_values(&self) -> usize {
-        self.tensors.values().map(|t| t.data.len()).sum()
+        self.tensors.values().map(HostTensor::len).sum()
+    }
+
+    /// Quantizes every float matrix (a linear or embedding weight: 2-D, named `*.weight`, rows
+    /// of a multiple of 32 values) to `dtype` (Q8_0 or Q4_0), as `--quantize` asks.
+    pub fn quantize(&mut self, dtype: crate::formats::gguf::GgmlType) {
+        for (name, t) in self.tensors.iter_mut() {
+            if t.blocks.is_some() || t.shape.len() != 2 || !name.ends_with(".weight") {
+                continue;
+            }
+            if let Some(b) = crate::formats::blocks::quantize(dtype, &t.data) {
+                // `dtype` stays what the file stored.
+                *t = HostTensor { dtype: t.dtype.clone(), ..HostTensor::from_blocks(t.shape.clone(), b, &t.file) };
+            }
+        }
+    }
+
+    /// Bytes of the weights held in quantized blocks.
+    pub fn block_bytes(&self) -> u64 {
+        self.tensors.values().filter_map(|t| t.blocks.as_ref()).map(HostBlocks::bytes).sum()
+    }
+
+    /// The block formats held, sorted.
+    pub fn block_formats(&self) -> Vec<String> {
+        let mut d: Vec<String> = self.tensors.values().filter_map(|t| t.blocks.as_ref()).map(|b| b.format.clone()).collect();
+        d.sort();
+        d.dedup();
+        d
     }
 
     /// The distinct stored dtypes, sorted.

@@ -291,9 +291,9 @@ impl BertForSequenceClassification {
     pub fn hf_tensors(&self) -> Vec<NamedTensor> {
         let e = &self.bert.embeddings;
         let mut t = vec![
-            NamedTensor::new("bert.embeddings.word_embeddings.weight", e.word_embeddings.weight.val()),
-            NamedTensor::new("bert.embeddings.position_embeddings.weight", e.position_embeddings.weight.val()),
-            NamedTensor::new("bert.embeddings.token_type_embeddings.weight", e.token_type_embeddings.weight.val()),
+            NamedTensor::new("bert.embeddings.word_embeddings.weight", e.word_embeddings.table()),
+            NamedTensor::new("bert.embeddings.position_embeddings.weight", e.position_embeddings.table()),
+            NamedTensor::new("bert.embeddings.token_type_embeddings.weight", e.token_type_embeddings.table()),
         ];
         t.extend(e.LayerNorm.hf_tensors("bert.embeddings.LayerNorm"));
         let lin = |l: &Linear, p: String| l.hf_tensors(&p, WeightLayout::OutIn);
@@ -319,7 +319,7 @@ impl BertForSequenceClassification {
     }
 
     pub fn num_labels(&self) -> Option<usize> {
-        self.classifier.as_ref().map(|c| c.weight.dims()[1])
+        self.classifier.as_ref().map(|c| c.dims().1)
     }
 }
 

@@ -17,7 +17,7 @@ use burn::tensor::activation::{gelu_approximate, softmax};
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
-use super::layers::{causal_mask_window, merge_heads, param, repeat_kv, split_heads, Embedding, KvCache, Linear, NamedTensor, Rope, WeightLayout};
+use super::layers::{causal_mask_window, merge_heads, param, repeat_kv, split_heads, Embedding, FrozenHead, KvCache, Linear, NamedTensor, Rope, WeightLayout};
 use super::{CausalOutput, NamedLayers};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -350,7 +350,7 @@ impl Gemma3ForCausalLM {
     /// The LM head as a `[hidden, vocab]` matrix when it is a plain frozen
     /// projection, for the chunked loss; not with softcapping, which the
     /// chunked loss does not apply.
-    pub fn frozen_head(&self) -> Option<Tensor<2>> {
+    pub fn frozen_head(&self) -> Option<FrozenHead> {
         if self.final_logit_softcapping.is_some() {
             return None;
         }
@@ -407,7 +407,7 @@ impl Gemma3ForCausalLM {
 
     /// Every weight under its HF name, adapters merged (for `webpeft merge`).
     pub fn hf_tensors(&self) -> Vec<NamedTensor> {
-        let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.weight.val())];
+        let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.table())];
         for (i, l) in self.model.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             let a = &l.self_attn;

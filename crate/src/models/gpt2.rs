@@ -7,7 +7,7 @@ use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::layers::{NamedTensor, attention, causal_mask, merge_heads, split_heads, Embedding, KvCache, LayerNorm, Linear, WeightLayout};
+use super::layers::{NamedTensor, attention, causal_mask, merge_heads, split_heads, Embedding, FrozenHead, KvCache, LayerNorm, Linear, WeightLayout};
 use super::CausalOutput;
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -166,9 +166,8 @@ impl Gpt2LMHeadModel {
     }
 
     /// The tied LM head as `[n_embd, vocab]` while `wte` is frozen, for the chunked loss.
-    pub fn frozen_head(&self) -> Option<Tensor<2>> {
-        let w = self.transformer.wte.weight.val();
-        (!w.is_require_grad()).then(|| w.transpose())
+    pub fn frozen_head(&self) -> Option<FrozenHead> {
+        self.transformer.wte.frozen_lm_head(None)
     }
 
     /// The blocks' final hidden states `[batch, seq, n_embd]` (after `ln_f`), without the LM head.
@@ -229,7 +228,7 @@ impl Gpt2LMHeadModel {
     /// Every weight under its HF name, adapters merged (for `webpeft merge`).
     pub fn hf_tensors(&self) -> Vec<NamedTensor> {
         let tr = &self.transformer;
-        let mut t = vec![NamedTensor::new("transformer.wte.weight", tr.wte.weight.val()), NamedTensor::new("transformer.wpe.weight", tr.wpe.weight.val())];
+        let mut t = vec![NamedTensor::new("transformer.wte.weight", tr.wte.table()), NamedTensor::new("transformer.wpe.weight", tr.wpe.table())];
         for (i, b) in tr.h.iter().enumerate() {
             let p = format!("transformer.h.{i}");
             t.extend(b.ln_1.hf_tensors(&format!("{p}.ln_1")));

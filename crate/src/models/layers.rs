@@ -6,6 +6,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::Result;
+pub use crate::models::blocks::BlockWeight;
 use crate::formats::safetensors::{HostTensor, WeightMap};
 use crate::peft::ia3::Ia3Layer;
 use crate::peft::lora::LoraLayer;
@@ -17,6 +18,7 @@ pub fn param<const D: usize>(t: HostTensor, device: &Device) -> Param<Tensor<D>>
 
 /// Uploads a host tensor to `device`.
 pub fn tensor<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
+    let t = t.into_f32();
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
 }
 
@@ -26,14 +28,20 @@ pub fn tensor<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
 /// `Conv1D` already stores `[in, out]`.
 #[derive(Module, Debug)]
 pub struct Linear {
-    /// `[in, out]`.
-    pub weight: Param<Tensor<2>>,
+    pub weight: LinearWeight,
     /// `[out]`.
     pub bias: Option<Param<Tensor<1>>>,
     /// A LoRA / DoRA adapter, when one targets this layer.
     pub lora: Option<LoraLayer>,
     /// An (IA)^3 vector, when one targets this layer.
     pub ia3: Option<Ia3Layer>,
+}
+
+/// A linear layer's weight: f32 `[in, out]`, or frozen quantized blocks (HF's `[out, in]`).
+#[derive(Module, Debug)]
+pub enum LinearWeight {
+    Dense(Param<Tensor<2>>),
+    Blocks(BlockWeight),
 }
 
 /// How a checkpoint lays out a dense weight.
@@ -48,9 +56,70 @@ pub enum WeightLayout {
 impl Linear {
     /// The `[in, out]` weight when the layer is a plain frozen projection (no
     /// bias, no adapter, no gradient).
-    pub fn frozen_weight(&self) -> Option<Tensor<2>> {
-        let w = self.weight.val();
-        (self.bias.is_none() && self.lora.is_none() && self.ia3.is_none() && !w.is_require_grad()).then_some(w)
+    pub fn frozen_weight(&self) -> Option<FrozenHead> {
+        let plain = self.bias.is_none() && self.lora.is_none() && self.ia3.is_none();
+        match &self.weight {
+            LinearWeight::Dense(w) => (plain && !w.val().is_require_grad()).then(|| FrozenHead::Dense(w.val())),
+            LinearWeight::Blocks(b) => plain.then(|| FrozenHead::Blocks(b.clone())),
+        }
+    }
+
+    /// The weight's values, `[in, out]` (dequantised when held in blocks).
+    pub fn weight(&self) -> Tensor<2> {
+        match &self.weight {
+            LinearWeight::Dense(w) => w.val(),
+            LinearWeight::Blocks(b) => b.dequantize().transpose(),
+        }
+    }
+
+    /// The f32 weight parameter, dequantising a block weight first (a weight that is trained
+    /// or replaced, such as a saved head, is held in f32).
+    pub fn dense_weight(&mut self) -> &mut Param<Tensor<2>> {
+        if let LinearWeight::Blocks(b) = &self.weight {
+            self.weight = LinearWeight::Dense(Param::from_tensor(b.dequantize().transpose()));
+        }
+        match &mut self.weight {
+            LinearWeight::Dense(w) => w,
+            LinearWeight::Blocks(_) => unreachable!("dequantised above"),
+        }
+    }
+
+    /// True when the weight itself is trained.
+    pub fn weight_trained(&self) -> bool {
+        matches!(&self.weight, LinearWeight::Dense(w) if w.val().is_require_grad())
+    }
+}
+
+/// A frozen LM head for the chunked loss: an f32 `[hidden, vocab]` matrix or a block weight.
+#[derive(Clone, Debug)]
+pub enum FrozenHead {
+    Dense(Tensor<2>),
+    Blocks(BlockWeight),
+}
+
+impl FrozenHead {
+    /// `x [n, hidden]` to logits `[n, vocab]`.
+    pub fn logits(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Dense(w) => x.matmul(w.clone()),
+            Self::Blocks(b) => b.linear(x),
+        }
+    }
+
+    /// The vocabulary size.
+    pub fn vocab(&self) -> usize {
+        match self {
+            Self::Dense(w) => w.dims()[1],
+            Self::Blocks(b) => b.dims()[0],
+        }
+    }
+
+    /// The same head with its tensors detached from any autodiff graph.
+    pub fn inner(&self) -> Self {
+        match self {
+            Self::Dense(w) => Self::Dense(Tensor::from_inner(w.clone().inner())),
+            Self::Blocks(b) => Self::Blocks(b.clone()),
+        }
     }
 }
 
@@ -67,17 +136,31 @@ impl Linear {
         device: &Device,
     ) -> Result<Self> {
         let weight = match layout {
-            WeightLayout::OutIn => w.take(&format!("{prefix}.weight"), &[d_out, d_in], why)?.transposed(),
-            WeightLayout::InOut => w.take(&format!("{prefix}.weight"), &[d_in, d_out], why)?,
+            WeightLayout::OutIn => {
+                let t = w.take(&format!("{prefix}.weight"), &[d_out, d_in], why)?;
+                match t.blocks {
+                    Some(b) => LinearWeight::Blocks(BlockWeight::upload(b, d_out, d_in, device)),
+                    None => LinearWeight::Dense(param(t.transposed(), device)),
+                }
+            }
+            WeightLayout::InOut => LinearWeight::Dense(param(w.take(&format!("{prefix}.weight"), &[d_in, d_out], why)?.into_f32(), device)),
         };
-        let bias = if bias { Some(param(w.take(&format!("{prefix}.bias"), &[d_out], why)?, device)) } else { None };
-        Ok(Self { weight: param(weight, device), bias, lora: None, ia3: None })
+        let bias = if bias { Some(param(w.take(&format!("{prefix}.bias"), &[d_out], why)?.into_f32(), device)) } else { None };
+        Ok(Self { weight, bias, lora: None, ia3: None })
     }
 
     /// Input and output sizes.
     pub fn dims(&self) -> (usize, usize) {
-        let [i, o] = self.weight.dims();
-        (i, o)
+        match &self.weight {
+            LinearWeight::Dense(w) => {
+                let [i, o] = w.dims();
+                (i, o)
+            }
+            LinearWeight::Blocks(b) => {
+                let [o, i] = b.dims();
+                (i, o)
+            }
+        }
     }
 
     /// Applies the layer (and any adapter on it) to the last dimension of `x`.
@@ -88,9 +171,17 @@ impl Linear {
             _ => x,
         };
         let bias = self.bias.as_ref().map(|b| b.val());
-        let mut y = burn::tensor::module::linear(x.clone(), self.weight.val(), bias.clone());
+        let mut y = match &self.weight {
+            LinearWeight::Dense(w) => burn::tensor::module::linear(x.clone(), w.val(), bias.clone()),
+            LinearWeight::Blocks(b) => match bias.clone() {
+                Some(bias) => b.linear(x.clone()) + bias.unsqueeze::<D>(),
+                None => b.linear(x.clone()),
+            },
+        };
         if let Some(lora) = self.lora.as_ref().filter(|l| l.enabled) {
-            y = lora.forward(x, y, self.weight.val(), bias);
+            // DoRA's weight norm needs W itself; plain LoRA never reads it.
+            let w = if lora.magnitude.is_some() { Some(self.weight()) } else { None };
+            y = lora.forward(x, y, w, bias);
         }
         match ia3 {
             Some(l) if !l.feedforward => y * l.vector.val().unsqueeze::<D>(),
@@ -118,7 +209,7 @@ impl Linear {
     /// The weight and bias with any adapter folded in (LoRA/DoRA, then (IA)^3,
     /// the order in which they apply), `[in, out]`.
     pub fn merged(&self) -> (Tensor<2>, Option<Tensor<1>>) {
-        let mut w = self.weight.val();
+        let mut w = self.weight();
         let mut b = self.bias.as_ref().map(|b| b.val());
         if let Some(l) = &self.lora {
             w = l.merge(w);
@@ -326,25 +417,45 @@ pub fn padding_mask(attention_mask: &[Vec<u32>], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(data, [batch, 1, 1, seq]), device)
 }
 
-/// A token-embedding table `[vocab, dim]`.
+/// A token-embedding table `[vocab, dim]`: f32, or a GGUF's quantized blocks.
 #[derive(Module, Debug)]
 pub struct Embedding {
-    pub weight: Param<Tensor<2>>,
+    pub weight: Option<Param<Tensor<2>>>,
+    pub blocks: Option<BlockWeight>,
 }
 
 impl Embedding {
     pub fn load(w: &mut WeightMap, name: &str, vocab: usize, dim: usize, why: &str, device: &Device) -> Result<Self> {
-        Ok(Self { weight: param(w.take(name, &[vocab, dim], why)?, device) })
+        let t = w.take(name, &[vocab, dim], why)?;
+        Ok(match t.blocks {
+            Some(b) => Self { weight: None, blocks: Some(BlockWeight::upload(b, vocab, dim, device)) },
+            None => Self { weight: Some(param(t, device)), blocks: None },
+        })
+    }
+
+    /// The table's values `[vocab, dim]` (dequantised when held in blocks).
+    pub fn table(&self) -> Tensor<2> {
+        match (&self.weight, &self.blocks) {
+            (Some(w), _) => w.val(),
+            (None, Some(b)) => b.dequantize(),
+            (None, None) => unreachable!("an embedding holds a table"),
+        }
     }
 
     /// Looks up `[batch, seq]` ids, giving `[batch, seq, dim]`.
     pub fn forward(&self, ids: Tensor<2, burn::tensor::Int>) -> Tensor<3> {
-        burn::tensor::module::embedding(self.weight.val(), ids)
+        match (&self.weight, &self.blocks) {
+            (None, Some(b)) => b.gather(ids),
+            _ => burn::tensor::module::embedding(self.table(), ids),
+        }
     }
 
     /// Uses the table as a tied output projection: `[.., dim]` to `[.., vocab]`.
     pub fn attend(&self, x: Tensor<3>) -> Tensor<3> {
-        burn::tensor::module::linear(x, self.weight.val().transpose(), None)
+        match (&self.weight, &self.blocks) {
+            (None, Some(b)) => b.linear(x),
+            _ => burn::tensor::module::linear(x, self.table().transpose(), None),
+        }
     }
 
     /// A decoder's logits: `lm_head`, or this table when the head is tied (`lm_head` is `None`).
@@ -357,12 +468,13 @@ impl Embedding {
 
     /// The LM head (`lm_head`, or this table when tied) as a `[hidden, vocab]` matrix when it is
     /// a plain frozen projection (no adapter, no bias, no gradient), for the chunked loss.
-    pub fn frozen_lm_head(&self, lm_head: Option<&Linear>) -> Option<Tensor<2>> {
-        match lm_head {
-            Some(h) => h.frozen_weight(),
-            None => {
-                let w = self.weight.val();
-                (!w.is_require_grad()).then(|| w.transpose())
+    pub fn frozen_lm_head(&self, lm_head: Option<&Linear>) -> Option<FrozenHead> {
+        match (lm_head, &self.blocks) {
+            (Some(h), _) => h.frozen_weight(),
+            (None, Some(b)) => Some(FrozenHead::Blocks(b.clone())),
+            (None, None) => {
+                let w = self.table();
+                (!w.is_require_grad()).then(|| FrozenHead::Dense(w.transpose()))
             }
         }
     }

@@ -8,7 +8,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
-use super::layers::{NamedTensor, attention, causal_mask, merge_heads, repeat_kv, split_heads, Embedding, KvCache, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
+use super::layers::{NamedTensor, attention, causal_mask, merge_heads, repeat_kv, split_heads, Embedding, FrozenHead, KvCache, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
 use super::CausalOutput;
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -300,7 +300,7 @@ impl LlamaForCausalLM {
 
     /// The LM head as a `[hidden, vocab]` matrix when it is a plain frozen
     /// projection (no adapter, no bias, no gradient), for the chunked loss.
-    pub fn frozen_head(&self) -> Option<Tensor<2>> {
+    pub fn frozen_head(&self) -> Option<FrozenHead> {
         self.model.embed_tokens.frozen_lm_head(self.lm_head.as_ref())
     }
 
@@ -341,7 +341,7 @@ impl LlamaForCausalLM {
 
     /// Every weight under its HF name, adapters merged (for `webpeft merge`).
     pub fn hf_tensors(&self) -> Vec<NamedTensor> {
-        let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.weight.val())];
+        let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.table())];
         for (i, l) in self.model.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             let a = &l.self_attn;

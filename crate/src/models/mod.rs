@@ -6,6 +6,7 @@
 //! CLI share this code.
 
 pub mod bert;
+pub mod blocks;
 pub mod gemma3;
 pub mod gpt2;
 pub mod layers;
@@ -24,7 +25,7 @@ use crate::formats::tokenizer::TextTokenizer;
 use bert::{BertConfig, BertForSequenceClassification};
 use gemma3::{Gemma3Config, Gemma3ForCausalLM};
 use gpt2::{Gpt2Config, Gpt2LMHeadModel};
-pub use layers::KvCache;
+pub use layers::{FrozenHead, KvCache};
 use llama::{LlamaConfig, LlamaForCausalLM};
 use crate::peft::prefix::PrefixEncoder;
 use crate::peft::prompt::PromptEmbedding;
@@ -49,6 +50,19 @@ impl ModelFiles {
     pub fn add(&mut self, name: &str, bytes: Vec<u8>) {
         let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
         self.files.insert(base.to_string(), bytes);
+    }
+
+    /// Name, size and sha256 of each weight file (`.gguf`, `.safetensors`).
+    pub fn weight_digests(&self) -> Vec<BaseFile> {
+        use sha2::{Digest, Sha256};
+        self.files
+            .iter()
+            .filter(|(n, _)| n.ends_with(".gguf") || n.ends_with(".safetensors"))
+            .map(|(n, b)| {
+                let sha256 = Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect();
+                BaseFile { name: n.clone(), bytes: b.len() as u64, sha256 }
+            })
+            .collect()
     }
 
     fn get(&self, name: &str) -> Option<&[u8]> {
@@ -133,6 +147,11 @@ pub struct ModelInfo {
     pub num_parameters: usize,
     /// Dtypes as stored in the files (`F32`, `BF16`, `Q4_1`...).
     pub dtypes: Vec<String>,
+    /// Block formats kept quantized on the device (`Q4_K`...); empty when every weight is f32.
+    pub device_blocks: Vec<String>,
+    /// Bytes the base weights take on the device: f32 values plus quantized blocks.
+    #[cfg_attr(test, ts(type = "number"))]
+    pub weight_bytes: u64,
     pub format: String,
     pub vocab_size: usize,
     pub hidden_size: usize,
@@ -155,6 +174,8 @@ pub struct Model {
     pub prompt: Option<PromptEmbedding>,
     /// Prefix tuning's per-layer keys and values, when such an adapter is attached.
     pub prefix: Option<PrefixEncoder>,
+    /// The files it was loaded from and how its weights are held, for `webpeft.json`.
+    pub base: BaseRecord,
     /// `adapter_config.json` of the attached adapter (what an export writes back).
     pub adapter_config: Option<serde_json::Value>,
     /// Adapter tensors kept only to be written back verbatim (PEFT's
@@ -190,11 +211,11 @@ pub struct ForwardOutput {
     pub virtual_tokens: usize,
 }
 
-/// Fails, naming the largest weight, when any weight takes more than `limit`
-/// bytes as f32.
+/// Fails, naming the largest weight, when any weight's largest device buffer (its f32 values,
+/// or a block weight's codes) takes more than `limit` bytes.
 fn check_tensor_sizes(w: &WeightMap, limit: usize) -> Result<()> {
     use crate::error::human_bytes;
-    let size = |n: &str| w.shape(n).map_or(0, |s| s.iter().product::<usize>() * 4);
+    let size = |n: &str| w.buffer_bytes(n);
     let too_big: Vec<&str> = w.names().into_iter().filter(|n| size(n) > limit).collect();
     let Some(largest) = too_big.iter().copied().max_by_key(|n| size(n)) else {
         return Ok(());
@@ -205,7 +226,7 @@ fn check_tensor_sizes(w: &WeightMap, limit: usize) -> Result<()> {
         k => format!(" ({k} other weights are too large too)"),
     };
     Err(Error::device(format!(
-        "tensor '{largest}' {:?} takes {} as f32, above this device's largest buffer binding (maxStorageBufferBindingSize) of {}{others}; use a smaller model or a device with higher limits",
+        "tensor '{largest}' {:?} takes {} on the device, above this device's largest buffer binding (maxStorageBufferBindingSize) of {}{others}; use a smaller model or a device with higher limits",
         w.shape(largest).unwrap_or(&[]),
         human_bytes(size(largest)),
         human_bytes(limit),
@@ -217,18 +238,90 @@ fn parse_json<T: serde::de::DeserializeOwned>(file: &str, value: &serde_json::Va
     serde_json::from_value(value.clone()).map_err(|e| Error::format(file, format!("{e}")))
 }
 
+/// How the frozen base's weights are held on the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub enum Quantize {
+    /// As stored: GGUF block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) stay in
+    /// their blocks and are dequantised on the fly; float weights are held as f32.
+    #[default]
+    None,
+    /// Every weight widened to f32 (the reference the block path is checked against).
+    F32,
+    /// Float linear and embedding weights quantized to Q8_0 on load (GGUF blocks stay as stored).
+    #[serde(rename = "q8_0")]
+    #[cfg_attr(feature = "cli", value(name = "q8_0"))]
+    Q8_0,
+    /// Float linear and embedding weights quantized to Q4_0 on load.
+    #[serde(rename = "q4_0")]
+    #[cfg_attr(feature = "cli", value(name = "q4_0"))]
+    Q4_0,
+}
+
+impl Quantize {
+    /// The block type float weights are quantized to, if any.
+    pub fn gguf_type(self) -> Option<gguf::GgmlType> {
+        match self {
+            Self::Q8_0 => Some(gguf::GgmlType::Q8_0),
+            Self::Q4_0 => Some(gguf::GgmlType::Q4_0),
+            Self::None | Self::F32 => None,
+        }
+    }
+}
+
+/// One base model file, as `webpeft.json` records it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BaseFile {
+    pub name: String,
+    pub bytes: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+/// The base model an adapter was trained on: its weight files, and how the weights were held
+/// (a QLoRA adapter's base stayed quantized; PEFT loads it on the 16/32-bit base).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BaseRecord {
+    pub files: Vec<BaseFile>,
+    pub quantize: Quantize,
+    /// Block formats kept quantized on the device (`Q4_K`...).
+    pub device_blocks: Vec<String>,
+}
+
+/// Options for [`Model::load_with`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Refuse, before anything reaches the device, a model with a weight buffer larger than
+    /// this (on WebGPU, the device's `maxStorageBufferBindingSize`).
+    pub max_tensor_bytes: Option<usize>,
+    pub quantize: Quantize,
+}
+
 impl Model {
     /// Loads a model from its files onto `device`.
     pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
-        Self::load_within(files, device, None)
+        Self::load_with(files, device, &LoadOptions::default())
     }
 
     /// [`Model::load`], refusing before anything reaches the device when a
-    /// weight, as f32, is larger than `max_tensor_bytes` (on WebGPU, the
-    /// device's `maxStorageBufferBindingSize`: a larger tensor cannot be bound).
+    /// weight is larger than `max_tensor_bytes`.
     pub fn load_within(files: &ModelFiles, device: &Device, max_tensor_bytes: Option<usize>) -> Result<Self> {
+        Self::load_with(files, device, &LoadOptions { max_tensor_bytes, ..LoadOptions::default() })
+    }
+
+    /// [`Model::load`] with options.
+    pub fn load_with(files: &ModelFiles, device: &Device, opts: &LoadOptions) -> Result<Self> {
+        let mut model = Self::load_files(files, device, opts)?;
+        model.base = BaseRecord { files: files.weight_digests(), quantize: opts.quantize, device_blocks: model.info.device_blocks.clone() };
+        Ok(model)
+    }
+
+    fn load_files(files: &ModelFiles, device: &Device, opts: &LoadOptions) -> Result<Self> {
+        let max_tensor_bytes = opts.max_tensor_bytes;
         if let Some((name, bytes)) = files.gguf() {
-            return Self::load_gguf(name, bytes, device, max_tensor_bytes);
+            return Self::load_gguf(name, bytes, device, opts);
         }
         let config_bytes = files.get("config.json").ok_or_else(|| Error::format("model", "config.json is missing"))?;
         let config: serde_json::Value =
@@ -249,15 +342,22 @@ impl Model {
             Some(t) => Some(TextTokenizer::from_hf(t, files.get("tokenizer_config.json"))?),
             None => None,
         };
+        if let Some(dtype) = opts.quantize.gguf_type() {
+            // GPT-2's Conv1D weights are [in, out] and would be widened again.
+            if config.get("model_type").and_then(|v| v.as_str()) != Some("gpt2") {
+                weights.quantize(dtype);
+            }
+        }
         Self::build(config, weights, tokenizer, "safetensors", device, max_tensor_bytes)
     }
 
-    fn load_gguf(name: &str, bytes: &[u8], device: &Device, max_tensor_bytes: Option<usize>) -> Result<Self> {
+    fn load_gguf(name: &str, bytes: &[u8], device: &Device, opts: &LoadOptions) -> Result<Self> {
+        let max_tensor_bytes = opts.max_tensor_bytes;
         let g = gguf::parse(bytes, name).map_err(|e| Error::format(name, strip_source(&e.to_string(), name)))?;
         let mut dtypes: Vec<String> = g.tensors.iter().map(|t| format!("{:?}", t.dtype)).collect();
         dtypes.sort();
         dtypes.dedup();
-        let hf = gguf::to_hf(&g).map_err(|e| {
+        let hf = gguf::to_hf_with(&g, opts.quantize != Quantize::F32).map_err(|e| {
             let msg = strip_source(&e.to_string(), name);
             if msg.contains("unsupported") {
                 Error::unsupported(name, msg)
@@ -268,6 +368,12 @@ impl Model {
         let mut weights = WeightMap::new(name);
         for (tname, shape, data) in hf.tensors {
             weights.insert(tname, HostTensor::new(shape, data, "F32", name));
+        }
+        for (tname, shape, blocks) in hf.blocks {
+            weights.insert(tname, HostTensor::from_blocks(shape, blocks, name));
+        }
+        if let Some(dtype) = opts.quantize.gguf_type() {
+            weights.quantize(dtype);
         }
         let tokenizer = TextTokenizer {
             inner: hf.tokenizer,
@@ -287,6 +393,8 @@ impl Model {
         }
         let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
         let num_parameters = w.num_values();
+        let block_bytes = w.block_bytes();
+        let device_blocks = w.block_formats();
         let dtypes = w.dtypes();
         let arch = config
             .get("architectures")
@@ -353,12 +461,14 @@ impl Model {
         };
         let info = ModelInfo {
             num_parameters,
+            weight_bytes: network.num_params() as u64 * 4 + block_bytes,
+            device_blocks,
             dtypes,
             format: format.to_string(),
             has_chat_template: tokenizer.as_ref().is_some_and(|t| t.chat_template.is_some()),
             ..info
         };
-        Ok(Self { network, tokenizer, info, config, device: device.clone(), prompt: None, prefix: None, adapter_config: None, adapter_extras: vec![], adapter_originals: vec![], adapter_enabled: true })
+        Ok(Self { network, tokenizer, info, config, device: device.clone(), prompt: None, prefix: None, base: BaseRecord::default(), adapter_config: None, adapter_extras: vec![], adapter_originals: vec![], adapter_enabled: true })
     }
 
     /// The network's dense and norm layers by HF module path.
@@ -437,10 +547,11 @@ impl Model {
                         }
                     }
                     _ => {
-                        let [i, out] = lin.weight.dims();
-                        let trainable = lin.weight.val().is_require_grad();
-                        let current = lin.weight.val().detach().reshape([i * out]);
-                        lin.weight = burn::module::Param::from_tensor(o.value.clone().detach().reshape([i, out])).set_require_grad(trainable);
+                        let w = lin.dense_weight();
+                        let [i, out] = w.dims();
+                        let trainable = w.val().is_require_grad();
+                        let current = w.val().detach().reshape([i * out]);
+                        *w = burn::module::Param::from_tensor(o.value.clone().detach().reshape([i, out])).set_require_grad(trainable);
                         o.value = current;
                     }
                 }
@@ -465,7 +576,7 @@ impl Model {
     /// A decoder's LM head as `[hidden, vocab]`, when it is a plain frozen
     /// projection: training then computes the loss chunk by chunk from the
     /// hidden states ([`Model::forward_hidden`]) instead of from whole logits.
-    pub fn frozen_lm_head(&self) -> Option<Tensor<2>> {
+    pub fn frozen_lm_head(&self) -> Option<FrozenHead> {
         match &self.network {
             Network::Llama(m) => m.frozen_head(),
             Network::Gemma3(m) => m.frozen_head(),
@@ -587,6 +698,8 @@ fn info(arch: &str, model_type: &str, task: &str, vocab: usize, hidden: usize, l
         task: task.into(),
         num_parameters: 0,
         dtypes: vec![],
+        device_blocks: vec![],
+        weight_bytes: 0,
         format: String::new(),
         vocab_size: vocab,
         hidden_size: hidden,

@@ -17,7 +17,7 @@ use super::prompt::{init_text_ids, PromptEmbedding};
 use super::{layer_index, matches_targets, TargetModules};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::HostTensor;
-use crate::models::layers::{param, Linear};
+use crate::models::layers::{param, Linear, LinearWeight};
 use crate::models::{Model, Network, Original};
 
 /// The methods webpeft can create, written `lora`, `dora`, `bitfit`, `ia3`,
@@ -165,10 +165,11 @@ fn host(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
 /// Makes a base parameter trainable (PEFT: a trained bias or a saved head),
 /// remembering its value for [`Model::set_adapter_enabled`].
 fn train_linear(name: &str, l: &mut Linear, weight: bool, originals: &mut Vec<Original>) {
-    if weight && !l.weight.val().is_require_grad() {
-        let [i, o] = l.weight.dims();
-        originals.push(Original { module: name.to_string(), kind: "weight", value: l.weight.val().detach().reshape([i * o]) });
-        l.weight = l.weight.clone().set_require_grad(true);
+    if weight && !l.weight_trained() {
+        let w = l.dense_weight();
+        let [i, o] = w.dims();
+        originals.push(Original { module: name.to_string(), kind: "weight", value: w.val().detach().reshape([i * o]) });
+        *w = w.clone().set_require_grad(true);
     }
     if let Some(b) = l.bias.as_ref().filter(|b| !b.val().is_require_grad()) {
         originals.push(Original { module: name.to_string(), kind: "bias", value: b.val().detach() });
@@ -262,7 +263,7 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
                     // Stored [in, r] / [r, out]; the values are drawn in PEFT's [r, in] order.
                     let a = host(vec![r, d_in], a).transposed();
                     let magnitude = (spec.method == Method::Dora)
-                        .then(|| burn::module::Param::from_tensor(lin.weight.val().detach().square().sum_dim(0).sqrt().reshape([d_out])));
+                        .then(|| burn::module::Param::from_tensor(lin.weight().detach().square().sum_dim(0).sqrt().reshape([d_out])));
                     lin.lora = Some(LoraLayer {
                         lora_a: param(a, &device),
                         lora_b: param(host(vec![r, d_out], b), &device),
@@ -394,11 +395,11 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
 /// Rows of the input embedding table (prompt tuning's TEXT init), detached.
 fn embedding_rows(model: &Model, ids: &[u32]) -> burn::tensor::Tensor<2> {
     let table = match &model.network {
-        Network::Llama(m) => m.model.embed_tokens.weight.val(),
+        Network::Llama(m) => m.model.embed_tokens.table(),
         // PEFT initialises from the embedding module's output, which Gemma scales.
-        Network::Gemma3(m) => m.model.embed_tokens.weight.val() * m.model.embed_scale,
-        Network::Gpt2(m) => m.transformer.wte.weight.val(),
-        Network::Bert(m) => m.bert.embeddings.word_embeddings.weight.val(),
+        Network::Gemma3(m) => m.model.embed_tokens.table() * m.model.embed_scale,
+        Network::Gpt2(m) => m.transformer.wte.table(),
+        Network::Bert(m) => m.bert.embeddings.word_embeddings.table(),
     };
     let idx: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
     let idx = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(idx, [ids.len()]), &model.device);
@@ -433,7 +434,7 @@ pub fn attach_head(model: &mut Model, labels: &[String], rng: &mut StdRng) -> Re
     let (h, k) = (model.info.hidden_size, labels.len());
     let std = model.config.get("initializer_range").and_then(Value::as_f64).unwrap_or(0.02) as f32;
     // Drawn in HF's [out, in] order, stored [in, out].
-    let weight = param(host(vec![k, h], normal(rng, k * h, std)).transposed(), &model.device);
+    let weight = LinearWeight::Dense(param(host(vec![k, h], normal(rng, k * h, std)).transposed(), &model.device));
     let arch = match &mut model.network {
         Network::Bert(bert) => {
             if bert.bert.pooler.is_none() {

@@ -47,7 +47,7 @@ pub async fn export_adapter(model: &mut Model) -> Result<AdapterFiles> {
             for (name, lin) in named.linears {
                 let (d_in, d_out) = lin.dims();
                 if saved_head(&config, &name) {
-                    tensors.push(out(format!("{p}{name}.weight"), lin.weight.val().transpose(), vec![d_out, d_in]).await?);
+                    tensors.push(out(format!("{p}{name}.weight"), lin.weight().transpose(), vec![d_out, d_in]).await?);
                     if let Some(b) = &lin.bias {
                         tensors.push(out(format!("{p}{name}.bias"), b.val(), vec![d_out]).await?);
                         // bias="all" also catches the head wrapper's own copy.
@@ -95,7 +95,7 @@ pub async fn export_adapter(model: &mut Model) -> Result<AdapterFiles> {
             for (name, lin) in model.named_layers().linears {
                 if saved_head(&config, &name) {
                     let (d_in, d_out) = lin.dims();
-                    tensors.push(out(format!("base_model.{name}.weight"), lin.weight.val().transpose(), vec![d_out, d_in]).await?);
+                    tensors.push(out(format!("base_model.{name}.weight"), lin.weight().transpose(), vec![d_out, d_in]).await?);
                     if let Some(b) = &lin.bias {
                         tensors.push(out(format!("base_model.{name}.bias"), b.val(), vec![d_out]).await?);
                     }

@@ -89,8 +89,9 @@ pub struct LoraLayer {
 }
 
 impl LoraLayer {
-    /// Adds the adapter to `base_out = x W + b`. `weight` is the frozen `[in, out]` W.
-    pub fn forward<const D: usize>(&self, x: Tensor<D>, base_out: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
+    /// Adds the adapter to `base_out = x W + b`. `weight` is the frozen `[in, out]` W, which
+    /// only DoRA reads (the caller passes it then).
+    pub fn forward<const D: usize>(&self, x: Tensor<D>, base_out: Tensor<D>, weight: Option<Tensor<2>>, bias: Option<Tensor<1>>) -> Tensor<D> {
         // PEFT: B(A(dropout(x))), inverted dropout, only in training.
         let x = if self.training && self.dropout > 0.0 {
             let keep = 1.0 - self.dropout;
@@ -105,6 +106,7 @@ impl LoraLayer {
         };
         // DoRA: y = b + (m / ||W + s B A||) * (x W + s B A x), with the norm
         // (over the input dimension) detached, as PEFT and the paper do.
+        let weight = weight.expect("DoRA is given the base weight");
         let full = weight + self.lora_a.val().matmul(self.lora_b.val()) * self.scaling;
         let norm = full.square().sum_dim(0).sqrt().detach();
         let out = norm.dims()[1];

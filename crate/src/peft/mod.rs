@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::formats::safetensors::{HostTensor, WeightMap};
-use crate::models::layers::{param, LayerNorm, Linear};
+use crate::models::layers::{param, LayerNorm, Linear, LinearWeight};
 use crate::models::{Model, Original};
 use ia3::{Ia3Config, Ia3Layer};
 use lora::{LoraConfig, LoraLayer};
@@ -219,9 +219,9 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                                 return Err(shape_err(&key, &t.shape, &[d_out, d_in], "the module's [out, in] size"));
                             }
                             if first(&originals, &module, "weight") {
-                                originals.push(Original { module: module.clone(), kind: "weight", value: lin.weight.val().detach().reshape([d_in * d_out]) });
+                                originals.push(Original { module: module.clone(), kind: "weight", value: lin.weight().detach().reshape([d_in * d_out]) });
                             }
-                            lin.weight = param(t.transposed(), &device);
+                            lin.weight = LinearWeight::Dense(param(t.transposed(), &device));
                         }
                     }
                 } else if let Some(norm) = norms.get_mut(&module) {
@@ -367,13 +367,16 @@ pub struct Sidecar {
     /// Set when the adapter was trained with differential privacy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp: Option<crate::train::dp::DpRecord>,
+    /// The base model the adapter was trained on: its files and how its weights were held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<crate::models::BaseRecord>,
 }
 
 impl Sidecar {
     pub const FILE: &'static str = "webpeft.json";
 
     pub fn new(task: Option<&str>, labels: Option<Vec<String>>) -> Self {
-        Self { task: task.map(String::from), labels, written_by: Some(concat!("webpeft ", env!("CARGO_PKG_VERSION")).into()), dp: None }
+        Self { task: task.map(String::from), labels, written_by: Some(concat!("webpeft ", env!("CARGO_PKG_VERSION")).into()), dp: None, base: None }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

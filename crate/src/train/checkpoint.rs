@@ -15,6 +15,7 @@ use super::run::Run;
 use crate::error::{Error, Result};
 use crate::formats::safetensors::{write_f32, OutTensor};
 use crate::generate::read_f32;
+use crate::models::layers::LinearWeight;
 use crate::models::Model;
 
 const FILE: &str = "optimizer.safetensors";
@@ -40,8 +41,10 @@ pub fn trainable_names(model: &mut Model) -> Vec<(String, ParamId)> {
     }
     let named = model.named_layers();
     for (name, l) in named.linears {
-        if l.weight.val().is_require_grad() {
-            out.push((format!("{name}.weight"), l.weight.id));
+        if let LinearWeight::Dense(w) = &l.weight {
+            if w.val().is_require_grad() {
+                out.push((format!("{name}.weight"), w.id));
+            }
         }
         if let Some(b) = l.bias.as_ref().filter(|b| b.val().is_require_grad()) {
             out.push((format!("{name}.bias"), b.id));

@@ -16,6 +16,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::generate::read_f32;
+use crate::models::layers::FrozenHead;
 use crate::models::Model;
 pub use optim::{count_trainable, Grads, Optimizer, OptimizerKind};
 
@@ -54,9 +55,9 @@ pub const LOGITS_CHUNK: usize = 1 << 22;
 /// model's graph as `value + (s - detach(s))`, `s = sum(hidden * G)`: its value
 /// is exactly `value` and its gradient with respect to `hidden` is `G`. What
 /// autodiff keeps is `hidden` and `G` (`[n, h]` each), not `[n, vocab]`.
-pub fn chunked_cross_entropy(hidden: Tensor<2>, head: Tensor<2>, labels: &[u32], chunk_values: usize) -> Tensor<1> {
+pub fn chunked_cross_entropy(hidden: Tensor<2>, head: FrozenHead, labels: &[u32], chunk_values: usize) -> Tensor<1> {
     let [n, _] = hidden.dims();
-    let vocab = head.dims()[1];
+    let vocab = head.vocab();
     let rows = (chunk_values / vocab.max(1)).clamp(1, n.max(1));
     let device = hidden.device();
     let (values, head) = (hidden.clone().inner(), head.inner());
@@ -66,7 +67,7 @@ pub fn chunked_cross_entropy(hidden: Tensor<2>, head: Tensor<2>, labels: &[u32],
         let x = Tensor::from_inner(values.clone().narrow(0, start, len)).require_grad();
         let idx: Vec<i64> = labels[start..start + len].iter().map(|&l| l as i64).collect();
         let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [len, 1]), &device);
-        let logits = x.clone().matmul(Tensor::from_inner(head.clone()));
+        let logits = head.logits(x.clone());
         let part = log_softmax(logits, 1).gather(1, idx).sum().neg().div_scalar(n as f64);
         let g = part.backward();
         grads.push(x.grad(&g).expect("the chunk's rows require a gradient"));
@@ -116,7 +117,7 @@ pub fn loss(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>
         Targets::CausalLm | Targets::Tokens(_) => {
             let [b, p, _] = out.last_hidden_state.dims();
             let v = match (&head, &out.token_logits) {
-                (Some(h), _) => h.dims()[1],
+                (Some(h), _) => h.vocab(),
                 (None, Some(l)) => l.dims()[2],
                 (None, None) => return Err(Error::input("train", "causal-lm training needs a causal LM")),
             };

@@ -37,7 +37,8 @@ pub enum BenchCommand {
     Train {
         #[arg(long, default_value = "models")]
         models: PathBuf,
-        /// `minilm`, `smollm2` or both, comma-separated. Run one per process for a clean peak-memory figure.
+        /// `minilm`, `smollm2`, `qwen0.5b` (Qwen2.5-Coder-0.5B Q4_K_M, 4 x 128), comma-separated.
+        /// Run one per process for a clean peak-memory figure.
         #[arg(long, default_value = "minilm,smollm2")]
         configs: String,
         #[arg(long, default_value = "cpu,gpu")]
@@ -81,7 +82,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                     let (path, task, name) = match cfg.trim() {
                         "minilm" => ("all-MiniLM-L6-v2", Task::SeqCls, "all-MiniLM-L6-v2"),
                         "smollm2" => ("SmolLM2-135M-Instruct.Q4_1.gguf", Task::CausalLm, "SmolLM2-135M (Q4_1)"),
-                        other => return Err(webpeft::Error::input("--configs", format!("unknown config '{other}' (minilm, smollm2)"))),
+                        // Fetched by `scripts/fetch-models.sh --big`.
+                        "qwen0.5b" => ("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", Task::CausalLm, "Qwen2.5-Coder-0.5B (Q4_K_M)"),
+                        other => return Err(webpeft::Error::input("--configs", format!("unknown config '{other}' (minilm, smollm2, qwen0.5b)"))),
                     };
                     let (batch, seq) = default_shape(task);
                     let ms = train_steps(&models.join(path), backend, task, batch, seq, iters)?;
@@ -104,7 +107,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 /// loss read back) on fixed token rows: the workload of `webpeft::bench`.
 fn train_steps(path: &std::path::Path, backend: Backend, task: Task, batch: usize, seq: usize, iters: usize) -> Result<f64> {
     let device = webpeft::device::native(backend)?.autodiff();
-    let m = freeze(Model::load(&crate::read_model_files(path)?, &device)?);
+    let m = freeze(crate::load_files(&crate::read_model_files(path)?, &device)?);
     let mut bench = TrainBench::new(m, task, batch, seq)?;
     time(iters, || block(bench.step()).map(|_| ()))
 }

@@ -14,6 +14,7 @@ use webpeft::device::{self, Backend};
 use webpeft::formats::safetensors::{write_f32, OutTensor};
 use webpeft::formats::tokenizer::Message;
 use webpeft::generate::{generate, read_f32, stop_ids, GenerateOptions};
+use webpeft::models::{LoadOptions, Quantize};
 use webpeft::{Error, Model, ModelFiles, Result};
 
 #[derive(Parser)]
@@ -21,6 +22,23 @@ use webpeft::{Error, Model, ModelFiles, Result};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the base weights are held: none keeps them as stored (GGUF blocks stay quantized,
+    /// floats become f32), f32 widens everything, q8_0/q4_0 quantize float matrices on load.
+    #[arg(long, global = true, value_enum, default_value = "none")]
+    quantize: Quantize,
+}
+
+/// `--quantize`, set once from the command line for every load.
+static QUANTIZE: std::sync::OnceLock<Quantize> = std::sync::OnceLock::new();
+
+/// The load options the command line asked for.
+pub fn load_options() -> LoadOptions {
+    LoadOptions { quantize: QUANTIZE.get().copied().unwrap_or_default(), ..LoadOptions::default() }
+}
+
+/// Loads model files onto `device` with the command line's options.
+pub fn load_files(files: &ModelFiles, device: &burn::tensor::Device) -> Result<Model> {
+    Model::load_with(files, device, &load_options())
 }
 
 #[derive(Subcommand)]
@@ -113,6 +131,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    QUANTIZE.set(cli.quantize).expect("set once");
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -251,7 +270,7 @@ fn apply_adapter(m: &mut Model, dir: Option<&Path>) -> Result<()> {
 pub fn load(path: &Path, backend: Backend) -> Result<Model> {
     let files = read_model_files(path)?;
     let device = device::native(backend)?;
-    Model::load(&files, &device)
+    load_files(&files, &device)
 }
 
 /// Reads the files a model needs from disk.

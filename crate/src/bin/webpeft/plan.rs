@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use webpeft::device::Backend;
-use webpeft::plan::{bytes_needed, plan, FileHead, Limits, MemoryPlan, WASM32_MEMORY};
+use webpeft::plan::{bytes_needed, plan_with, FileHead, Limits, MemoryPlan, WASM32_MEMORY};
 use webpeft::train::session::TrainSpec;
 use webpeft::{Error, ModelFiles, Result};
 
@@ -128,7 +128,7 @@ fn print_text(p: &MemoryPlan, limits: &Limits) {
 pub fn run(a: PlanArgs) -> Result<()> {
     let heads = read_heads(&a.model)?;
     let spec = a.spec()?;
-    let p = plan(&heads, spec.as_ref())?;
+    let p = plan_with(&heads, spec.as_ref(), crate::load_options().quantize)?;
     let limits = Limits {
         memory_bytes: Some(a.memory.unwrap_or(WASM32_MEMORY)),
         memory_name: if a.memory.is_some() { "the --memory limit".into() } else { "the wasm32 memory (4 GiB)".into() },

@@ -171,7 +171,7 @@ fn save_adapter(m: &mut Model, dir: &Path, task: Task, labels: Option<&LabelMap>
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e.to_string()))?;
     write(&tmp.join("adapter_config.json"), &files.config)?;
     write(&tmp.join("adapter_model.safetensors"), &files.weights)?;
-    let side = Sidecar { dp, ..Sidecar::new(Some(task.name()), labels.map(|l| l.names.clone())) };
+    let side = Sidecar { dp, base: Some(m.base.clone()), ..Sidecar::new(Some(task.name()), labels.map(|l| l.names.clone())) };
     write(&tmp.join(Sidecar::FILE), &side.to_bytes())?;
     for (name, bytes) in extra {
         write(&tmp.join(name), bytes)?;
@@ -233,7 +233,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let spec = a.spec();
     let task = spec.task;
     let device = device::native(a.device)?.autodiff();
-    let base = freeze(Model::load(&read_model_files(&a.model)?, &device)?);
+    let base = freeze(crate::load_files(&read_model_files(&a.model)?, &device)?);
     let train_ds = parse_data(&a.data)?;
     let eval_ds = a.eval.as_deref().map(parse_data).transpose()?;
     let mut m = base.clone();
@@ -297,7 +297,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
 
 /// `webpeft eval`: metrics of a model (and adapter) on a data file, as JSON.
 pub fn eval(model: &Path, adapter: Option<&Path>, data_file: &Path, task: Option<Task>, seq_len: usize, batch: usize, backend: Backend) -> Result<()> {
-    let mut m = Model::load(&read_model_files(model)?, &device::native(backend)?)?;
+    let mut m = crate::load_files(&read_model_files(model)?, &device::native(backend)?)?;
     if let Some(dir) = adapter {
         load_adapter_dir(&mut m, dir)?;
     }
@@ -328,7 +328,7 @@ pub fn eval(model: &Path, adapter: Option<&Path>, data_file: &Path, task: Option
 
 /// `webpeft merge`: writes the merged model as an HF directory.
 pub fn merge(model: &Path, adapter: &Path, out: &Path) -> Result<()> {
-    let mut m = Model::load(&read_model_files(model)?, &device::cpu())?;
+    let mut m = crate::load_files(&read_model_files(model)?, &device::cpu())?;
     load_adapter_dir(&mut m, adapter)?;
     let files = block(webpeft::peft::merge::merge(&m))?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display().to_string(), e.to_string()))?;

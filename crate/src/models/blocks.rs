@@ -1,0 +1,485 @@
+//! Frozen weights kept in their quantized blocks on the device (QLoRA's frozen base).
+//!
+//! A GGUF weight is unpacked on the host into one layout every block format fits
+//! ([`HostBlocks`]): per row, a `bits`-wide code per value, packed into i32 words, and per
+//! block of `block` values a scale and (for the affine formats) an offset, so that
+//! `value = (code + bias) * scale + offset` repeats ggml's own float operations. The device
+//! keeps that (5-10 bits a value instead of 32) and dequantises on the fly, a bounded chunk of
+//! rows at a time, inside two backend-extension operations:
+//!
+//! - `block_dequant`: the f32 values of (some rows of) the weight, for embedding lookups and
+//!   merges;
+//! - `block_linear`: `x · Wᵀ`, whose backward pass (to `x` only; the weight is frozen)
+//!   dequantises again instead of keeping the f32 weight alive until the backward pass, which
+//!   is what burn's own `q_matmul` would do under autodiff.
+//!
+//! Both are written once over burn's backend operations, so Flex (CPU, native and wasm) and
+//! cubecl (wgpu: Vulkan/Metal/DX12, WebGPU) run the same code; only autodiff needs its own
+//! implementation, for the backward pass.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{backend_extension, Autodiff, AutodiffBackend, Backend, TensorMetadata};
+use burn::module::Module;
+use burn::tensor::{DType, Device, FloatDType, Int, Slice, Tensor, TensorCreationOptions, TensorData};
+
+use crate::formats::blocks::HostBlocks;
+
+/// Most f32 values of a weight dequantised at once: a 151,936-token head is dequantised in
+/// slices of about 16 MB rather than whole (544 MB for Qwen2.5-0.5B).
+pub const DEQUANT_CHUNK: usize = 1 << 22;
+
+/// How a weight's codes decode (the same for every row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockFormat {
+    /// The GGUF type it came from (`Q4_K`...), for plans and messages.
+    pub name: String,
+    /// Bits per code: 4 or 8.
+    pub bits: u32,
+    /// Values sharing one scale (and offset).
+    pub block: usize,
+    /// Added to each code before scaling (`-8` for Q4_0's signed nibbles).
+    pub bias: i32,
+    /// Whether blocks carry an offset (Q4_1, Q5_1, the K-quants' mins).
+    pub offset: bool,
+}
+
+/// The decoding operations, implemented for Flex, cubecl and autodiff.
+#[backend_extension(Flex, Cube: cfg(feature = "gpu"), Autodiff)]
+pub trait BlockOps: Backend {
+    /// The f32 values `[rows, cols]` of block-coded rows (`codes` `[rows, cols * bits / 32]`,
+    /// `scales` and `offsets` `[rows, cols / block]`; `offsets` is ignored unless `offset`).
+    fn block_dequant(codes: IntTensor<Self>, scales: FloatTensor<Self>, offsets: FloatTensor<Self>, bits: u32, block: usize, bias: i32, offset: bool) -> FloatTensor<Self> {
+        dequant::<Self>(codes, scales, offsets, bits, block, bias, offset)
+    }
+
+    /// `x [n, cols] · Wᵀ` for the block-coded `W [rows, cols]`, giving `[n, rows]`, dequantising
+    /// at most `chunk` values of `W` at a time.
+    fn block_linear(x: FloatTensor<Self>, codes: IntTensor<Self>, scales: FloatTensor<Self>, offsets: FloatTensor<Self>, bits: u32, block: usize, bias: i32, offset: bool, chunk: usize) -> FloatTensor<Self> {
+        let parts: Vec<_> = chunks::<Self>(&codes, bits, chunk)
+            .map(|(r, c)| {
+                let w = Self::block_dequant(rows::<Self>(&codes, r.clone()), rows_f::<Self>(&scales, r.clone()), rows_f::<Self>(&offsets, if offset { r } else { 0..1 }), bits, block, bias, offset);
+                debug_assert_eq!(w.shape()[1], c);
+                Self::float_matmul(x.clone(), Self::float_transpose(w))
+            })
+            .collect();
+        if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { Self::float_cat(parts, 1) }
+    }
+}
+
+/// On Flex the decoding is one fused pass over the codes (row-parallel with rayon) instead of
+/// six tensor operations, each a pass over the whole weight.
+impl BlockOps for burn::backend::Flex {
+    fn block_dequant(codes: IntTensor<Self>, scales: FloatTensor<Self>, offsets: FloatTensor<Self>, bits: u32, block: usize, bias: i32, offset: bool) -> FloatTensor<Self> {
+        use burn::backend::flex::FlexTensor;
+        let shape = codes.shape();
+        let (n, words) = (shape[0], shape[1]);
+        let per = 32 / bits as usize;
+        let cols = words * per;
+        let nb = cols / block;
+        let (codes, scales, offsets) = (codes.to_contiguous(), scales.to_contiguous(), offsets.to_contiguous());
+        let (c, s) = (codes.storage::<i32>(), scales.storage::<f32>());
+        let o = offset.then(|| offsets.storage::<f32>());
+        let mut out = vec![0f32; n * cols];
+        let mask = (1u32 << bits) - 1;
+        let bias = bias as f32;
+        let row = |r: usize, y: &mut [f32]| {
+            for (j, v) in y.iter_mut().enumerate() {
+                let code = ((c[r * words + j / per] as u32) >> ((j % per) as u32 * bits)) & mask;
+                let b = r * nb + j / block;
+                // The float operations of `dequant`, in its order.
+                let x = (code as f32 + bias) * s[b];
+                *v = match o {
+                    Some(o) => x + o[b],
+                    None => x,
+                };
+            }
+        };
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            out.par_chunks_mut(cols).enumerate().for_each(|(r, y)| row(r, y));
+        }
+        #[cfg(not(feature = "rayon"))]
+        out.chunks_mut(cols).enumerate().for_each(|(r, y)| row(r, y));
+        FlexTensor::from_data(TensorData::new(out, [n, cols]))
+    }
+}
+#[cfg(feature = "gpu")]
+impl BlockOps for burn::backend::Cube {}
+
+/// The row ranges of a `[rows, words]` code tensor dequantised together, with the row width.
+fn chunks<B: Backend>(codes: &IntTensor<B>, bits: u32, chunk: usize) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> {
+    let shape = codes.shape();
+    let (n, cols) = (shape[0], shape[1] * (32 / bits as usize));
+    let step = (chunk / cols.max(1)).clamp(1, n.max(1));
+    (0..n).step_by(step).map(move |s| (s..(s + step).min(n), cols))
+}
+
+fn rows<B: Backend>(t: &IntTensor<B>, r: std::ops::Range<usize>) -> IntTensor<B> {
+    if r.start == 0 && r.end == t.shape()[0] {
+        return t.clone();
+    }
+    B::int_slice(t.clone(), &[Slice::from(r), Slice::from(..)])
+}
+
+fn rows_f<B: Backend>(t: &FloatTensor<B>, r: std::ops::Range<usize>) -> FloatTensor<B> {
+    if r.start == 0 && r.end == t.shape()[0] {
+        return t.clone();
+    }
+    B::float_slice(t.clone(), &[Slice::from(r), Slice::from(..)])
+}
+
+/// Unpacks and scales: `(code + bias) * scale (+ offset)`, in that float order.
+fn dequant<B: Backend>(codes: IntTensor<B>, scales: FloatTensor<B>, offsets: FloatTensor<B>, bits: u32, block: usize, bias: i32, offset: bool) -> FloatTensor<B> {
+    let shape = codes.shape();
+    let (n, words, per) = (shape[0], shape[1], 32 / bits as usize);
+    let cols = words * per;
+    // Code k of a word sits at bits k*bits..(k+1)*bits; the mask drops the sign an arithmetic
+    // shift drags down from the top code.
+    let shifts: Vec<i32> = (0..per as i32).map(|k| k * bits as i32).collect();
+    let shifts = B::int_from_data(TensorData::new(shifts, [1, 1, per]).convert_dtype(codes.dtype()), &codes.device());
+    let c = B::bitwise_right_shift(B::int_reshape(codes, [n, words, 1].into()), shifts);
+    let c = B::bitwise_and_scalar(c, ((1i64 << bits) - 1).into());
+    let v = B::int_into_float(B::int_reshape(c, [n, cols / block, block].into()), FloatDType::F32);
+    let v = if bias != 0 { B::float_add_scalar(v, (bias as f32).into()) } else { v };
+    let v = B::float_mul(v, B::float_reshape(scales, [n, cols / block, 1].into()));
+    let v = if offset { B::float_add(v, B::float_reshape(offsets, [n, cols / block, 1].into())) } else { v };
+    B::float_reshape(v, [n, cols].into())
+}
+
+impl<B: Backend + BlockOps, C: CheckpointStrategy> BlockOps for Autodiff<B, C> {
+    fn block_dequant(codes: IntTensor<Self>, scales: FloatTensor<Self>, offsets: FloatTensor<Self>, bits: u32, block: usize, bias: i32, offset: bool) -> FloatTensor<Self> {
+        // A frozen weight: its values start a new, untracked history.
+        Self::from_inner(B::block_dequant(codes, scales.into_primitive(), offsets.into_primitive(), bits, block, bias, offset))
+    }
+
+    fn block_linear(x: FloatTensor<Self>, codes: IntTensor<Self>, scales: FloatTensor<Self>, offsets: FloatTensor<Self>, bits: u32, block: usize, bias: i32, offset: bool, chunk: usize) -> FloatTensor<Self> {
+        /// The gradient to `x`: `grad [n, rows] · W`, dequantising `W` again a chunk at a time.
+        #[derive(Debug)]
+        struct BlockLinear;
+        type Weights<B> = (IntTensor<B>, FloatTensor<B>, FloatTensor<B>, u32, usize, i32, bool, usize);
+
+        impl<B: Backend + BlockOps> Backward<B, 1> for BlockLinear {
+            type State = Weights<B>;
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let (codes, scales, offsets, bits, block, bias, offset, chunk) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    let mut total = None;
+                    for (r, _) in chunks::<B>(&codes, bits, chunk) {
+                        let w = B::block_dequant(rows::<B>(&codes, r.clone()), rows_f::<B>(&scales, r.clone()), rows_f::<B>(&offsets, if offset { r.clone() } else { 0..1 }), bits, block, bias, offset);
+                        let n = grad.shape()[0];
+                        let g = B::float_slice(grad.clone(), &[Slice::from(0..n), Slice::from(r)]);
+                        let part = B::float_matmul(g, w);
+                        total = Some(match total {
+                            None => part,
+                            Some(t) => B::float_add(t, part),
+                        });
+                    }
+                    total.expect("a weight has rows")
+                });
+            }
+        }
+
+        let node = x.node();
+        let (scales, offsets) = (scales.into_primitive(), offsets.into_primitive());
+        let out = B::block_linear(x.into_primitive(), codes.clone(), scales.clone(), offsets.clone(), bits, block, bias, offset, chunk);
+        match BlockLinear.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((codes, scales, offsets, bits, block, bias, offset, chunk), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
+
+/// A frozen `[rows, cols]` weight (HF `[out, in]` for a linear layer, `[vocab, dim]` for an
+/// embedding table) held as block codes on the device.
+#[derive(Module, Debug)]
+pub struct BlockWeight {
+    /// `[rows, cols * bits / 32]` i32 words.
+    pub codes: Tensor<2, Int>,
+    /// `[rows, cols / block]`.
+    pub scales: Tensor<2>,
+    /// `[rows, cols / block]`, or `[1, 1]` when the format has none.
+    pub offsets: Tensor<2>,
+    #[module(skip)]
+    pub format: BlockFormat,
+}
+
+impl BlockWeight {
+    /// Uploads host blocks of a `[rows, cols]` weight.
+    pub fn upload(b: HostBlocks, rows: usize, cols: usize, device: &Device) -> Self {
+        let words = cols * b.bits as usize / 32;
+        let nb = cols / b.block;
+        let codes = Tensor::from_data(TensorData::new(b.codes, [rows, words]), TensorCreationOptions::new(device.clone()).with_dtype(DType::I32));
+        let scales = Tensor::from_data(TensorData::new(b.scales, [rows, nb]), device);
+        let offsets = match b.offsets {
+            Some(o) => Tensor::from_data(TensorData::new(o, [rows, nb]), device),
+            None => Tensor::zeros([1, 1], device),
+        };
+        let format = BlockFormat { name: b.format, bits: b.bits, block: b.block, bias: b.bias, offset: offsets.dims() != [1, 1] };
+        Self { codes, scales, offsets, format }
+    }
+
+    /// `[rows, cols]`.
+    pub fn dims(&self) -> [usize; 2] {
+        let [r, w] = self.codes.dims();
+        [r, w * 32 / self.format.bits as usize]
+    }
+
+    /// Bytes held on the device.
+    pub fn device_bytes(&self) -> u64 {
+        let n = |d: [usize; 2]| (d[0] * d[1] * 4) as u64;
+        n(self.codes.dims()) + n(self.scales.dims()) + if self.format.offset { n(self.offsets.dims()) } else { 0 }
+    }
+
+    /// The f32 values of rows `ids` (any shape of ids; the result adds a trailing `cols`).
+    pub fn gather<const D: usize, const D2: usize>(&self, ids: Tensor<D, Int>) -> Tensor<D2> {
+        let dims = ids.dims();
+        let n: usize = dims.iter().product();
+        let flat = ids.reshape([n]);
+        let f = &self.format;
+        let offsets = if f.offset { self.offsets.clone().select(0, flat.clone()) } else { self.offsets.clone() };
+        let codes = self.codes.clone().select(0, flat.clone());
+        let scales = self.scales.clone().select(0, flat);
+        let v: Tensor<2> = Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_dequant(codes.into_dispatch(), scales.into_dispatch(), offsets.into_dispatch(), f.bits, f.block, f.bias, f.offset));
+        let mut shape = [0usize; D2];
+        shape[..D].copy_from_slice(&dims);
+        shape[D] = self.dims()[1];
+        v.reshape(shape)
+    }
+
+    /// Every value, `[rows, cols]` f32 (merges and exports).
+    pub fn dequantize(&self) -> Tensor<2> {
+        let f = &self.format;
+        Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_dequant(self.codes.clone().into_dispatch(), self.scales.clone().into_dispatch(), self.offsets.clone().into_dispatch(), f.bits, f.block, f.bias, f.offset))
+    }
+
+    /// `x [.., cols] · Wᵀ`, giving `[.., rows]`.
+    pub fn linear<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.linear_chunked(x, DEQUANT_CHUNK)
+    }
+
+    /// [`BlockWeight::linear`], dequantising at most `chunk` values at a time.
+    pub fn linear_chunked<const D: usize>(&self, x: Tensor<D>, chunk: usize) -> Tensor<D> {
+        let mut dims = x.dims();
+        let [rows, cols] = self.dims();
+        let n = dims[..D - 1].iter().product();
+        let f = &self.format;
+        let y: Tensor<2> = Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_linear(
+            x.reshape([n, cols]).into_dispatch(),
+            self.codes.clone().into_dispatch(),
+            self.scales.clone().into_dispatch(),
+            self.offsets.clone().into_dispatch(),
+            f.bits,
+            f.block,
+            f.bias,
+            f.offset,
+            chunk,
+        ));
+        dims[D - 1] = rows;
+        y.reshape(dims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Tensor;
+
+    use crate::device;
+    use crate::formats::gguf::tests::{Writer, XorShift};
+    use crate::formats::gguf::GgmlType;
+    use crate::models::blocks::BlockWeight;
+    use crate::models::layers::LinearWeight;
+    use crate::models::{LoadOptions, Model, ModelFiles, Quantize};
+    use crate::peft::create::{create_adapter, AdapterSpec, Method};
+    use crate::train::{freeze, loss, Targets};
+
+    /// A random tensor of `ty` whose scales are small, so the network's values stay in range.
+    fn sane(rng: &mut XorShift, ty: GgmlType, values: usize) -> Vec<u8> {
+        let (per, bytes) = ty.block().expect("a supported type");
+        let mut raw = rng.bytes(values / per * bytes);
+        let small = |rng: &mut XorShift, scale: f32| half::f16::from_f32(((rng.next() % 1000) as f32 / 1000.0 + 0.2) * scale).to_le_bytes();
+        // (offset of an f16 field in the block, its magnitude)
+        let fields: &[(usize, f32)] = match ty {
+            GgmlType::F16 => &[(0, 0.05)],
+            GgmlType::Q8_0 => &[(0, 0.0005)],
+            GgmlType::Q4_0 | GgmlType::Q5_0 => &[(0, 0.004)],
+            GgmlType::Q4_1 | GgmlType::Q5_1 => &[(0, 0.004), (2, -0.03)],
+            GgmlType::Q4_K | GgmlType::Q5_K => &[(0, 0.0002), (2, 0.0003)],
+            GgmlType::Q6_K => &[(208, 0.00005)],
+            GgmlType::BF16 => &[],
+            _ => unreachable!(),
+        };
+        for b in raw.chunks_exact_mut(bytes) {
+            for &(at, scale) in fields {
+                b[at..at + 2].copy_from_slice(&small(rng, scale));
+            }
+        }
+        if ty == GgmlType::BF16 {
+            for b in raw.chunks_exact_mut(2) {
+                let v = half::bf16::from_f32(((b[0] as f32) / 255.0 - 0.5) * 0.1);
+                b.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        raw
+    }
+
+    /// A two-layer Llama (tied embeddings) whose matrices use every block format, plus F16 and
+    /// BF16, in the sizes K-quants need (rows of 256).
+    fn all_formats() -> ModelFiles {
+        use GgmlType::*;
+        let mut rng = XorShift(0x5EED_B10C);
+        let (hidden, kv, ffn, vocab) = (256u64, 128u64, 512u64, 6u64);
+        let mut w = Writer::tiny_llama(hidden, ffn, 4, 2);
+        w.u32("tokenizer.ggml.bos_token_id", 0);
+        w.u32("tokenizer.ggml.eos_token_id", 0);
+        let mut put = |w: &mut Writer, name: &str, dims: [u64; 2], ty: GgmlType| {
+            let raw = sane(&mut rng, ty, (dims[0] * dims[1]) as usize);
+            w.tensor(name, &dims, ty, &raw);
+        };
+        put(&mut w, "token_embd.weight", [hidden, vocab], Q6_K);
+        let layers = [[Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0], [Q5_1, F16, BF16, Q4_K, Q6_K, Q5_K, Q8_0]];
+        for (l, t) in layers.iter().enumerate() {
+            let n = |s: &str| format!("blk.{l}.{s}.weight");
+            let ones: Vec<u8> = (0..hidden).flat_map(|_| 1f32.to_le_bytes()).collect();
+            w.tensor(&n("attn_norm"), &[hidden], F32, &ones);
+            w.tensor(&n("ffn_norm"), &[hidden], F32, &ones);
+            put(&mut w, &n("attn_q"), [hidden, hidden], t[0]);
+            put(&mut w, &n("attn_k"), [hidden, kv], t[1]);
+            put(&mut w, &n("attn_v"), [hidden, kv], t[2]);
+            put(&mut w, &n("attn_output"), [hidden, hidden], t[3]);
+            put(&mut w, &n("ffn_gate"), [hidden, ffn], t[4]);
+            put(&mut w, &n("ffn_up"), [hidden, ffn], t[5]);
+            put(&mut w, &n("ffn_down"), [ffn, hidden], t[6]);
+        }
+        let ones: Vec<u8> = (0..hidden).flat_map(|_| 1f32.to_le_bytes()).collect();
+        w.tensor("output_norm.weight", &[hidden], F32, &ones);
+        let mut files = ModelFiles::default();
+        files.add("all-formats.gguf", w.finish().0);
+        files
+    }
+
+    fn values(t: Tensor<1>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    /// Logits, LoRA loss and the LoRA gradients of every layer.
+    fn run(quantize: Quantize, device: &burn::tensor::Device) -> (Vec<f32>, f32, Vec<f32>, usize) {
+        let mut m = freeze(Model::load_with(&all_formats(), device, &LoadOptions { quantize, ..Default::default() }).unwrap());
+        let blocks = m.named_layers().linears.iter().filter(|(_, l)| matches!(l.weight, LinearWeight::Blocks(_))).count();
+        let ids = vec![vec![1u32, 2, 3, 4, 5, 1, 2, 0], vec![3, 3, 5, 1, 0, 2, 4, 4]];
+        let logits = m.forward(&ids, None, None, None).unwrap().token_logits.unwrap();
+        let n: usize = logits.dims().iter().product();
+        let logits = values(logits.reshape([n]));
+        let mut spec = AdapterSpec::new(Method::Lora);
+        spec.r = Some(4);
+        spec.gaussian_init = true;
+        create_adapter(&mut m, &spec).unwrap();
+        // B starts at zero; give it values so the gradients reach A and every layer's input.
+        for (_, l) in m.named_layers().linears {
+            if let Some(lora) = l.lora.as_mut() {
+                let [r, o] = lora.lora_b.dims();
+                let b = Tensor::<2>::ones([r, o], device) * 0.01;
+                lora.lora_b = burn::module::Param::from_tensor(b).set_require_grad(true);
+            }
+        }
+        let l = loss(&m, &ids, None, &Targets::CausalLm).unwrap();
+        let value = values(l.clone())[0];
+        let grads = l.backward();
+        let mut g = Vec::new();
+        for (_, lin) in m.named_layers().linears {
+            if let Some(lora) = &lin.lora {
+                for p in [&lora.lora_a, &lora.lora_b] {
+                    let t = p.val().grad(&grads).expect("a LoRA gradient");
+                    let n: usize = t.dims().iter().product();
+                    g.extend(values(t.reshape([n])));
+                }
+            }
+        }
+        (logits, value, g, blocks)
+    }
+
+    /// LoRA on the block-quantized base gives the logits, loss and gradients of the same base
+    /// dequantised to f32, for every block format (only the summation order may differ).
+    fn matches_f32(device: burn::tensor::Device) {
+        let (l32, v32, g32, b32) = run(Quantize::F32, &device);
+        let (lq, vq, gq, bq) = run(Quantize::None, &device);
+        assert_eq!(b32, 0, "the f32 reference holds no block weights");
+        assert_eq!(bq, 12, "every quantized projection stays in blocks (F16/BF16 are f32)");
+        assert!(l32.iter().all(|v| v.is_finite()) && g32.iter().any(|v| *v != 0.0));
+        assert!(max_rel(&lq, &l32) < 1e-4, "logits differ by {}", max_rel(&lq, &l32));
+        assert!(((vq - v32) / v32).abs() < 1e-4, "loss {vq} vs {v32}");
+        assert!(max_rel(&gq, &g32) < 1e-4, "LoRA gradients differ by {}", max_rel(&gq, &g32));
+    }
+
+    /// Dequantising a few rows at a time gives the whole weight's product and gradient.
+    #[test]
+    fn chunked_linear_matches_whole() {
+        let device = device::cpu().autodiff();
+        let mut rng = XorShift(7);
+        let (rows, cols) = (10, 64);
+        let raw = sane(&mut rng, GgmlType::Q4_1, rows * cols);
+        let w = BlockWeight::upload(crate::formats::blocks::unpack(GgmlType::Q4_1, &raw).unwrap(), rows, cols, &device);
+        let x0: Vec<f32> = (0..3 * cols).map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0).collect();
+        let run = |chunk: usize| {
+            let x = Tensor::<2>::from_data(burn::tensor::TensorData::new(x0.clone(), [3, cols]), &device).require_grad();
+            let y = w.linear_chunked(x.clone(), chunk);
+            let g = (y.clone() * y.clone()).sum().backward();
+            (values(y.reshape([3 * rows])), values(x.grad(&g).unwrap().reshape([3 * cols])))
+        };
+        let (y1, g1) = run(1 << 20);
+        let (y3, g3) = run(3 * cols); // 3 rows a chunk: 4 chunks, the last short
+        let w32 = w.dequantize();
+        let x = Tensor::<2>::from_data(burn::tensor::TensorData::new(x0.clone(), [3, cols]), &device);
+        let want = values(x.matmul(w32.transpose()).reshape([3 * rows]));
+        assert!(max_rel(&y1, &want) < 1e-5 && max_rel(&y3, &want) < 1e-5);
+        assert!(max_rel(&g3, &g1) < 1e-5 && g1.iter().any(|v| *v != 0.0));
+    }
+
+    /// The device's decoding gives ggml's values bit for bit, for every format.
+    fn decodes_exactly(device: burn::tensor::Device) {
+        use GgmlType::*;
+        let mut rng = XorShift(11);
+        for ty in [Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K] {
+            let (rows, cols) = (3, 512);
+            let raw = sane(&mut rng, ty, rows * cols);
+            let host = crate::formats::blocks::unpack(ty, &raw).unwrap();
+            let want = crate::formats::gguf::dequantize(ty, &raw);
+            let got = values(BlockWeight::upload(host, rows, cols, &device).dequantize().reshape([rows * cols]));
+            let bad = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
+            assert_eq!(bad, None, "{ty:?}: value {bad:?} differs");
+        }
+    }
+
+    #[test]
+    fn decodes_exactly_on_cpu() {
+        decodes_exactly(device::cpu());
+    }
+
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn decodes_exactly_on_wgpu() {
+        decodes_exactly(device::gpu().expect("wgpu (lavapipe in CI)"));
+    }
+
+    #[test]
+    fn block_base_matches_dequantised_f32_on_cpu() {
+        matches_f32(device::cpu().autodiff());
+    }
+
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn block_base_matches_dequantised_f32_on_wgpu() {
+        matches_f32(device::gpu().expect("wgpu (lavapipe in CI)").autodiff());
+    }
+}
