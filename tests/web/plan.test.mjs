@@ -73,22 +73,30 @@ test("a model above the memory limit is refused with a 'device' error before its
   assert.equal(await wp("alive"), 2);
 });
 
-test("SmolLM2's GGUF (98 MB, 540 MB as f32): planned from its header; refused under a 500 MB limit before download", { timeout: 5 * 60_000 }, async (t) => {
+test("SmolLM2's GGUF (98 MB, 540 MB as f32): its Q4_1 blocks are planned as kept (112 MB); with quantize \"f32\" it is refused under a 500 MB limit before download", { timeout: 5 * 60_000 }, async (t) => {
   if (!existsSync(join(ROOT, SMOLLM2))) return t.skip("models/ is not fetched (scripts/fetch-models.sh)");
   b.server.served.length = 0;
-  const q = await wp("plan", { urls: [SMOLLM2] }, { task: "causal-lm", method: "lora", batch: 4, seqLen: 128 });
+  const train = { task: "causal-lm", method: "lora", batch: 4, seqLen: 128 };
+  const q = await wp("plan", { urls: [SMOLLM2] }, train);
   assert.equal(q.error, undefined, JSON.stringify(q.error));
   const p = q.plan;
   assert.ok(p.weights.storedDtypes.includes("Q4_1"), JSON.stringify(p.weights));
-  assert.equal(p.weights.deviceDtype, "F32");
+  assert.equal(p.weights.deviceDtype, "F32+Q4_1+Q8_0");
+  assert.ok(p.weights.deviceBytes < 150e6, JSON.stringify(p.weights));
   assert.deepEqual(p.training.largestActivation.shape, [85, 49152]); // not [4, 128, 49152]: the loss is chunked
   let st = served(SMOLLM2);
   assert.equal(st.allRanged, true);
   assert.ok(st.bytes < 8 << 20, `served ${st.bytes} bytes of the GGUF for its header`);
+  // quantize "f32" widens every weight: 540 MB.
+  const wide = (await wp("plan", { urls: [SMOLLM2] }, train, { quantize: "f32" })).plan;
+  assert.equal(wide.weights.deviceDtype, "F32");
+  assert.ok(wide.weights.deviceBytes > 500e6, JSON.stringify(wide.weights));
+  const bad = await wp("plan", { urls: [SMOLLM2] }, train, { quantize: "q3_k" });
+  assert.equal(bad.error?.kind, "input", JSON.stringify(bad));
   b.server.served.length = 0;
-  const r = await wp("load", [SMOLLM2], { backend: "cpu", maxBytes: 500_000_000 });
+  const r = await wp("load", [SMOLLM2], { backend: "cpu", maxBytes: 500_000_000, quantize: "f32" });
   assert.equal(r.error?.kind, "device", JSON.stringify(r));
-  assert.match(r.error.message, /weights widened to f32/);
+  assert.match(r.error.message, /weights as held \(F32/);
   st = served(SMOLLM2);
   assert.equal(st.allRanged, true, "the GGUF was not downloaded");
   assert.ok(st.bytes < 8 << 20, `served ${st.bytes} bytes`);
