@@ -53,7 +53,7 @@ pub struct TrainBench {
 impl TrainBench {
     /// Attaches a new LoRA adapter to `model` (frozen, on an autodiff
     /// device). Pass a clone to keep the original free of it.
-    pub fn new(mut model: Model, task: Task, batch: usize, seq: usize) -> Result<Self> {
+    pub fn new(mut model: Model, task: Task, batch: usize, seq: usize, gradient_checkpointing: bool) -> Result<Self> {
         if batch == 0 || seq == 0 {
             return Err(Error::input("benchmark", format!("batch ({batch}) and sequence length ({seq}) must be positive")));
         }
@@ -72,7 +72,7 @@ impl TrainBench {
             Task::CausalLm => Targets::CausalLm,
         };
         let micro = vec![MicroBatch { ids: ids(batch, seq, model.info.vocab_size), attention_mask: None, targets }];
-        Ok(Self { trainer: Trainer::new(model, TrainOptions { lr: 1e-4, ..Default::default() }), micro })
+        Ok(Self { trainer: Trainer::new(model, TrainOptions { lr: 1e-4, gradient_checkpointing, ..Default::default() }), micro })
     }
 
     /// Forward, backward and the AdamW update; returns the loss, read back

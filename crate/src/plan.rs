@@ -130,8 +130,12 @@ pub struct TrainingPlan {
     /// The largest single buffer of one micro-batch (token logits, attention scores, MLP activations).
     pub largest_activation: TensorSize,
     /// Prompt tuning's virtual tokens (extra positions) and prefix tuning's (extra keys).
+    /// Whether each layer is recomputed in the backward pass (asked for, and applicable).
+    pub gradient_checkpointing: bool,
     #[serde(skip)]
     head_frozen: bool,
+    #[serde(skip)]
+    checkpointable: bool,
     #[serde(skip)]
     prompt_tokens: usize,
     #[serde(skip)]
@@ -378,6 +382,8 @@ struct Job {
     virtual_tokens: usize,
     optimizer: String,
     momentum: f64,
+    dropout: f64,
+    gradient_checkpointing: bool,
 }
 
 fn job(spec: &TrainSpec) -> Result<Job> {
@@ -404,6 +410,8 @@ fn job(spec: &TrainSpec) -> Result<Job> {
         },
         optimizer: s("optimizer"),
         momentum: v.get("momentum").and_then(Value::as_f64).unwrap_or(0.0),
+        dropout: v.get("dropout").and_then(Value::as_f64).unwrap_or(0.0),
+        gradient_checkpointing: v.get("gradient_checkpointing").and_then(Value::as_bool).unwrap_or(false),
         method,
     })
 }
@@ -436,7 +444,8 @@ fn trainable(d: &Dims, linears: &[Linear], bias_values: u64, job: &Job) -> u64 {
 /// norms' inputs and outputs, q/k/v (and GQA's repeated k/v), the rotated q/k,
 /// attention output and projection, residuals, and the MLP's inputs and
 /// activations; per row and head, the scores, masked scores and softmax.
-fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool, head_frozen: bool) -> (u64, u64, TensorSize) {
+/// With `checkpointed`, only each layer's input is kept and one layer's activations at a time.
+fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool, head_frozen: bool, checkpointed: bool) -> (u64, u64, TensorSize) {
     let (h, i, kv) = (d.hidden as u64, d.inner as u64, d.kv_dim as u64);
     let per_token = match d.model_type.as_str() {
         "gpt2" | "bert" => 14 * h + 6 * i,
@@ -445,7 +454,8 @@ fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool, head_fro
     let (b64, t64, k64) = (b as u64, t as u64, keys as u64);
     let scores = b64 * d.heads as u64 * t64 * k64;
     let per_layer = b64 * t64 * per_token + 3 * scores;
-    let activations = F32 * (d.layers as u64 * per_layer + b64 * t64 * 3 * h);
+    let layers = if checkpointed { d.layers as u64 * b64 * t64 * h + per_layer } else { d.layers as u64 * per_layer };
+    let activations = F32 * (layers + b64 * t64 * 3 * h);
     // A frozen head (every method here unless LoRA targets lm_head): the loss runs over chunks
     // of at most LOGITS_CHUNK logits: a chunk's logits, log-softmax, their gradients (4 of
     // them), plus the rows' hidden-state gradient [rows, hidden] that autodiff keeps.
@@ -580,7 +590,11 @@ pub fn plan_with(files: &[FileHead], train: Option<&TrainSpec>, quantize: Quanti
             let causal = job.task != "seq-cls";
             // The chunked loss needs a frozen head; LoRA on lm_head makes it trainable.
             let head_frozen = !job.targets.as_ref().is_some_and(|t| matches_targets(Some(t), "lm_head"));
-            let (activations_bytes, logits_bytes, largest_activation) = micro_batch(&dims, job.batch, positions, keys, causal, head_frozen);
+            // As `train::checkpointed` applies it: Llama/Qwen/Gemma 3 decoders, causal LM, no
+            // prefix tuning, no LoRA dropout.
+            let checkpointable = causal && job.method != "prefix" && job.dropout == 0.0 && matches!(dims.model_type.as_str(), "llama" | "qwen2" | "qwen3" | "gemma3" | "gemma3_text");
+            let gradient_checkpointing = job.gradient_checkpointing && checkpointable;
+            let (activations_bytes, logits_bytes, largest_activation) = micro_batch(&dims, job.batch, positions, keys, causal, head_frozen, gradient_checkpointing);
             Some(TrainingPlan {
                 method: job.method,
                 task: if causal { "causal-lm".into() } else { "seq-cls".into() },
@@ -593,6 +607,8 @@ pub fn plan_with(files: &[FileHead], train: Option<&TrainSpec>, quantize: Quanti
                 logits_bytes,
                 largest_activation,
                 head_frozen,
+                gradient_checkpointing,
+                checkpointable,
                 prompt_tokens: positions - job.seq_len,
                 prefix_tokens: keys - positions,
             })
@@ -636,7 +652,7 @@ impl MemoryPlan {
     /// largest buffer)`, with this plan's model and adapter.
     fn training_at(&self, t: &TrainingPlan, batch: usize, seq_len: usize) -> (u64, TensorSize) {
         let positions = seq_len + t.prompt_tokens;
-        let (act, logits, largest) = micro_batch(&self.dims, batch, positions, positions + t.prefix_tokens, t.task == "causal-lm", t.head_frozen);
+        let (act, logits, largest) = micro_batch(&self.dims, batch, positions, positions + t.prefix_tokens, t.task == "causal-lm", t.head_frozen, t.gradient_checkpointing);
         (self.weights.device_bytes + t.adapter_bytes + act + logits, largest)
     }
 
@@ -664,6 +680,12 @@ impl MemoryPlan {
             (lo > 0).then_some(lo)
         };
         let mut ways = vec![];
+        if t.checkpointable && !t.gradient_checkpointing {
+            let recomputed = TrainingPlan { gradient_checkpointing: true, ..t.clone() };
+            if self.training_fits(&recomputed, limits, t.batch, t.seq_len) {
+                ways.push(format!("gradient_checkpointing (each layer recomputed in the backward pass) at batch {} x seq_len {}", t.batch, t.seq_len));
+            }
+        }
         if let Some(b) = batch {
             ways.push(format!("batch {b} (grad_accum keeps the effective batch)"));
         }

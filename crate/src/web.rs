@@ -631,7 +631,7 @@ impl Session {
         let task = Task::parse(&task).map_err(js_error)?;
         let (default_batch, default_seq) = crate::bench::default_shape(task);
         let (batch, seq) = (batch.unwrap_or(default_batch), seq.unwrap_or(default_seq));
-        let mut bench = crate::bench::TrainBench::new(m.clone(), task, batch, seq).map_err(js_error)?;
+        let mut bench = crate::bench::TrainBench::new(m.clone(), task, batch, seq, false).map_err(js_error)?;
         let mut times = vec![];
         for _ in 0..steps + 1 {
             let start = now_ms();

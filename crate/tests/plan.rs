@@ -184,7 +184,7 @@ fn a_plan_too_large_for_the_limits_is_a_device_error_saying_what_fits() {
     let e = p.check(&limits).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Device);
     assert!(e.message.contains("the maxBytes limit") && e.message.contains("largest item is"), "{e}");
-    let suggested: usize = e.message.split("what fits: batch ").nth(1).and_then(|r| r.split(' ').next()).and_then(|b| b.parse().ok()).unwrap_or_else(|| panic!("{e}"));
+    let suggested: usize = e.message.split(" (grad_accum keeps").next().and_then(|r| r.rsplit(' ').next()).and_then(|b| b.parse().ok()).unwrap_or_else(|| panic!("{e}"));
     assert_eq!(suggested, 7, "{e}");
     let smaller = plan(&h, Some(&spec(serde_json::json!({"task": "causal-lm", "method": "lora", "batch": suggested, "seq_len": 32})))).unwrap();
     smaller.check(&limits).unwrap();
@@ -294,4 +294,29 @@ fn chunked_loss_equals_whole_logits_loss_and_gradient() {
     let diff = ga.iter().zip(&gb).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
     assert!(diff <= 1e-6, "hidden gradients differ by {diff}");
     assert!(ga.iter().any(|g| g.abs() > 1e-3), "a gradient that is all zero cannot tell");
+}
+
+/// Gradient checkpointing keeps each layer's input and one layer's activations: the plan
+/// counts that, suggests it when it is what would fit, and leaves it off where training cannot
+/// apply it (prefix tuning).
+#[test]
+fn gradient_checkpointing_is_planned_and_suggested() {
+    let (h, _) = heads(&fixture("tiny-llama"));
+    let job = |extra: serde_json::Value| {
+        let mut v = serde_json::json!({"task": "causal-lm", "method": "lora", "batch": 8, "seq_len": 32});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        plan(&h, Some(&spec(v))).unwrap()
+    };
+    let full = job(serde_json::json!({}));
+    let ckpt = job(serde_json::json!({"gradient_checkpointing": true}));
+    let (f, c) = (full.training.as_ref().unwrap(), ckpt.training.as_ref().unwrap());
+    assert!(!f.gradient_checkpointing && c.gradient_checkpointing);
+    // Two layers: the inputs of both and one layer's activations instead of both layers'.
+    assert!(c.activations_bytes < f.activations_bytes * 3 / 5, "{} vs {}", c.activations_bytes, f.activations_bytes);
+    let limits = Limits { memory_bytes: Some(ckpt.device_bytes + 1), memory_name: "the maxBytes limit".into(), device_is_host: true, ..Default::default() };
+    ckpt.check(&limits).unwrap();
+    let e = full.check(&limits).unwrap_err();
+    assert!(e.message.contains("gradient_checkpointing (each layer recomputed in the backward pass) at batch 8 x seq_len 32"), "{e}");
+    let prefix = job(serde_json::json!({"method": "prefix", "gradient_checkpointing": true}));
+    assert!(!prefix.training.unwrap().gradient_checkpointing);
 }

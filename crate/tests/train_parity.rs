@@ -17,6 +17,10 @@ use webpeft::models::Network;
 use webpeft::Model;
 
 fn train_case(model: &str, method: &str) {
+    train_case_with(model, method, false);
+}
+
+fn train_case_with(model: &str, method: &str, gradient_checkpointing: bool) {
     let case = format!("{model}-{method}");
     let dir = fixture("peft").join(&case);
     let r = read_ref(&dir.join("reference.safetensors"));
@@ -33,7 +37,7 @@ fn train_case(model: &str, method: &str) {
         Some(l) => Targets::Classes(l.ids()),
         None => Targets::CausalLm,
     };
-    let opts = TrainOptions { optimizer: OptimizerKind::adamw(), lr: 1e-2, total_steps: 5, ..Default::default() };
+    let opts = TrainOptions { optimizer: OptimizerKind::adamw(), lr: 1e-2, total_steps: 5, gradient_checkpointing, ..Default::default() };
     let mut t = Trainer::new(m, opts);
     let batch = MicroBatch { ids, attention_mask: None, targets };
     let mut losses = vec![];
@@ -47,6 +51,9 @@ fn train_case(model: &str, method: &str) {
         assert!(rel <= 1e-4, "{case} step {i}: loss {got} vs PEFT {want} (rel {rel:e}); all: {losses:?} vs {want:?}");
     }
     eprintln!("{case}: losses {losses:?} match PEFT");
+    if gradient_checkpointing {
+        assert_eq!(t.checkpointed.get(), 5, "{case}: every step ran checkpointed");
+    }
     let mut m = t.into_model();
     assert_frozen_unchanged(&case, &frozen_before, &snapshot_frozen(&m, &case, method));
 
@@ -148,6 +155,18 @@ fn lora_family_trains_like_peft() {
             train_case(model, method);
         }
     }
+}
+
+/// Gradient checkpointing (each layer recomputed in the backward pass) trains as PEFT does,
+/// for the families that support it, on every method that does not need the KV cache.
+#[test]
+fn checkpointed_training_matches_peft() {
+    for model in ["llama", "qwen2", "qwen3", "gemma3"] {
+        for method in ["lora", "dora", "ia3", "prompt"] {
+            train_case_with(model, method, true);
+        }
+    }
+    train_case_with("qwen2", "bitfit", true);
 }
 
 #[test]

@@ -96,7 +96,13 @@ baseModel: string,
 /**
  * Differentially private training (DP-SGD); unset trains normally.
  */
-dp?: DpOptions, };
+dp?: DpOptions, 
+/**
+ * Recompute each decoder layer (Llama, Qwen, Gemma 3) in the backward pass instead of
+ * keeping its activations: about one layer's activations in memory, for a second forward
+ * pass. Not with LoRA dropout or prefix tuning (those train without it).
+ */
+gradientCheckpointing: boolean, };
 
 /**
  * What [`prepare`] reports before the first step (the start event of a run).
@@ -273,7 +279,12 @@ logitsBytes: number,
 /**
  * The largest single buffer of one micro-batch (token logits, attention scores, MLP activations).
  */
-largestActivation: PlanTensor, };
+largestActivation: PlanTensor, 
+/**
+ * Prompt tuning's virtual tokens (extra positions) and prefix tuning's (extra keys).
+ * Whether each layer is recomputed in the backward pass (asked for, and applicable).
+ */
+gradientCheckpointing: boolean, };
 
 /**
  * What a device can hold.

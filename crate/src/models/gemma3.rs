@@ -17,7 +17,7 @@ use burn::tensor::activation::{gelu_approximate, softmax};
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
-use super::layers::{causal_mask_window, merge_heads, param, repeat_kv, split_heads, Embedding, FrozenHead, KvCache, Linear, NamedTensor, Rope, WeightLayout};
+use super::layers::{causal_mask_window, merge_heads, param, repeat_kv, split_heads, DecoderMasks, Embedding, FrozenHead, KvCache, LayerStack, Linear, NamedTensor, Rope, WeightLayout};
 use super::{CausalOutput, NamedLayers};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -360,26 +360,8 @@ impl Gemma3ForCausalLM {
     /// The decoder's final hidden states `[batch, seq, hidden]` (after the
     /// norm) from embeddings. `attention_mask` (1 = real token) covers cached
     /// and new positions.
-    pub fn hidden_states(&self, mut x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
-        let [b, s, _] = x.dims();
-        let offset = cache.as_ref().map_or(0, |c| c.offset());
-        let device = x.device();
-        let global = causal_mask_window(b, s, offset, attention_mask, None, &device);
-        // While every key is inside the window (prompts shorter than it), the two masks are equal.
-        let local = if offset + s <= self.model.sliding_window {
-            global.clone()
-        } else {
-            causal_mask_window(b, s, offset, attention_mask, Some(self.model.sliding_window), &device)
-        };
-        for (i, layer) in self.model.layers.iter().enumerate() {
-            let a = &layer.self_attn;
-            let (rope, mask) = if a.is_sliding { (&self.model.rotary_emb_local, &local) } else { (&self.model.rotary_emb, &global) };
-            let h = a.forward(layer.input_layernorm.forward(x.clone()), rope, mask, offset, i, cache.as_deref_mut());
-            x = x + layer.post_attention_layernorm.forward(h);
-            let h = layer.mlp.forward(layer.pre_feedforward_layernorm.forward(x.clone()));
-            x = x + layer.post_feedforward_layernorm.forward(h);
-        }
-        self.model.norm.forward(x)
+    pub fn hidden_states(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.run(x, attention_mask, cache)
     }
 
     /// Runs the model on `[batch, seq]` token ids.
@@ -436,5 +418,38 @@ impl Gemma3ForCausalLM {
             t.extend(s.hf_tensors("score", WeightLayout::OutIn));
         }
         t
+    }
+}
+
+impl LayerStack for Gemma3ForCausalLM {
+    fn num_layers(&self) -> usize {
+        self.model.layers.len()
+    }
+
+    fn masks(&self, x: &Tensor<3>, attention_mask: Option<&[Vec<u32>]>, offset: usize) -> DecoderMasks {
+        let [b, s, _] = x.dims();
+        let device = x.device();
+        let global = causal_mask_window(b, s, offset, attention_mask, None, &device);
+        // While every key is inside the window (prompts shorter than it), the two masks are equal.
+        let local = (offset + s > self.model.sliding_window).then(|| causal_mask_window(b, s, offset, attention_mask, Some(self.model.sliding_window), &device));
+        DecoderMasks { global, local, offset }
+    }
+
+    fn layer(&self, i: usize, x: Tensor<3>, masks: &DecoderMasks, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let layer = &self.model.layers[i];
+        let a = &layer.self_attn;
+        let (rope, mask) = if a.is_sliding { (&self.model.rotary_emb_local, masks.local.as_ref().unwrap_or(&masks.global)) } else { (&self.model.rotary_emb, &masks.global) };
+        let h = a.forward(layer.input_layernorm.forward(x.clone()), rope, mask, masks.offset, i, cache);
+        let x = x + layer.post_attention_layernorm.forward(h);
+        let h = layer.mlp.forward(layer.pre_feedforward_layernorm.forward(x.clone()));
+        x + layer.post_feedforward_layernorm.forward(h)
+    }
+
+    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        self.model.norm.forward(x)
+    }
+
+    fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.head(hidden)
     }
 }

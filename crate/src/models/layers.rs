@@ -480,6 +480,40 @@ impl Embedding {
     }
 }
 
+/// The additive attention masks of one batch: causal (and padding), and the sliding-window one
+/// of families that alternate local and global layers.
+pub struct DecoderMasks {
+    pub global: Tensor<4>,
+    pub local: Option<Tensor<4>>,
+    /// Positions already in the KV cache.
+    pub offset: usize,
+}
+
+/// A decoder's layers, run one at a time. `hidden_states` runs them in a loop; training can
+/// instead keep only each layer's input and recompute the layer in the backward pass
+/// (gradient checkpointing, `train::checkpointed`).
+pub trait LayerStack {
+    fn num_layers(&self) -> usize;
+    /// The masks of a batch `x` `[batch, seq, hidden]` after `offset` cached positions.
+    fn masks(&self, x: &Tensor<3>, attention_mask: Option<&[Vec<u32>]>, offset: usize) -> DecoderMasks;
+    /// Layer `i` on `[batch, seq, hidden]`.
+    fn layer(&self, i: usize, x: Tensor<3>, masks: &DecoderMasks, cache: Option<&mut KvCache>) -> Tensor<3>;
+    /// The norm after the last layer.
+    fn final_norm(&self, x: Tensor<3>) -> Tensor<3>;
+    /// The LM head on final hidden states: `[batch, seq, vocab]` logits.
+    fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3>;
+
+    /// Every layer, then the final norm: the decoder's last hidden states.
+    fn run(&self, mut x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+        let offset = cache.as_ref().map_or(0, |c| c.offset());
+        let masks = self.masks(&x, attention_mask, offset);
+        for i in 0..self.num_layers() {
+            x = self.layer(i, x, &masks, cache.as_deref_mut());
+        }
+        self.final_norm(x)
+    }
+}
+
 /// Past keys and values of a decoder, one `[batch, kv_heads, past, head_dim]` pair per layer.
 #[derive(Debug, Default)]
 pub struct KvCache {

@@ -8,7 +8,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
-use super::layers::{NamedTensor, attention, causal_mask, merge_heads, repeat_kv, split_heads, Embedding, FrozenHead, KvCache, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
+use super::layers::{NamedTensor, attention, causal_mask, merge_heads, repeat_kv, split_heads, DecoderMasks, Embedding, FrozenHead, KvCache, LayerStack, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
 use super::CausalOutput;
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -306,16 +306,8 @@ impl LlamaForCausalLM {
 
     /// The decoder's final hidden states `[batch, seq, hidden]` (after the
     /// norm), without the LM head.
-    pub fn hidden_states(&self, mut x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
-        let [b, s, _] = x.dims();
-        let offset = cache.as_ref().map_or(0, |c| c.offset());
-        let mask = causal_mask(b, s, offset, attention_mask, &x.device());
-        for (i, layer) in self.model.layers.iter().enumerate() {
-            let a = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &self.model.rotary_emb, &mask, offset, i, cache.as_deref_mut());
-            x = x + a;
-            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
-        }
-        self.model.norm.forward(x)
+    pub fn hidden_states(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.run(x, attention_mask, cache)
     }
 
     /// Runs the model on `[batch, seq]` token ids.
@@ -367,5 +359,31 @@ impl LlamaForCausalLM {
             t.extend(s.hf_tensors("score", WeightLayout::OutIn));
         }
         t
+    }
+}
+
+impl LayerStack for LlamaForCausalLM {
+    fn num_layers(&self) -> usize {
+        self.model.layers.len()
+    }
+
+    fn masks(&self, x: &Tensor<3>, attention_mask: Option<&[Vec<u32>]>, offset: usize) -> DecoderMasks {
+        let [b, s, _] = x.dims();
+        DecoderMasks { global: causal_mask(b, s, offset, attention_mask, &x.device()), local: None, offset }
+    }
+
+    fn layer(&self, i: usize, x: Tensor<3>, masks: &DecoderMasks, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let layer = &self.model.layers[i];
+        let a = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &self.model.rotary_emb, &masks.global, masks.offset, i, cache);
+        let x = x + a;
+        x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x))
+    }
+
+    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        self.model.norm.forward(x)
+    }
+
+    fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.head(hidden)
     }
 }

@@ -135,6 +135,26 @@ pub enum Network {
     Bert(BertForSequenceClassification),
 }
 
+impl Network {
+    /// The decoder's layers one at a time, for families that support gradient checkpointing.
+    pub fn layer_stack(&self) -> Option<&dyn layers::LayerStack> {
+        match self {
+            Network::Llama(m) => Some(m),
+            Network::Gemma3(m) => Some(m),
+            Network::Gpt2(_) | Network::Bert(_) => None,
+        }
+    }
+
+    /// A decoder's token embeddings (scaled as the family does).
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Option<Tensor<3>> {
+        match self {
+            Network::Llama(m) => Some(m.embed(ids)),
+            Network::Gemma3(m) => Some(m.embed(ids)),
+            Network::Gpt2(_) | Network::Bert(_) => None,
+        }
+    }
+}
+
 /// Facts about a loaded model, as `webpeft info` prints them.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
@@ -591,18 +611,16 @@ impl Model {
         self.forward_with(ids, attention_mask, None, None, false)
     }
 
-    fn forward_with(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, token_type_ids: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>, logits: bool) -> Result<ForwardOutput> {
-        let batch = ids.len();
+    /// Checks a batch of token rows before a forward pass after `past` cached positions.
+    fn check_input(&self, ids: &[Vec<u32>], past: usize) -> Result<()> {
         let seq = ids.first().map_or(0, Vec::len);
-        if batch == 0 || seq == 0 {
+        if ids.is_empty() || seq == 0 {
             return Err(Error::input("input", "no tokens to run"));
         }
         if ids.iter().any(|r| r.len() != seq) {
             return Err(Error::input("input", "all rows of a batch must have the same length (pad them)"));
         }
-        let past = cache.as_ref().map_or(0, |c| c.offset());
-        let fresh = past == 0;
-        let added = if fresh { self.extra_positions() } else { 0 };
+        let added = if past == 0 { self.extra_positions() } else { 0 };
         if past + added + seq > self.info.context_length {
             let extra = if added > 0 { format!(" (including {added} virtual tokens of the adapter)") } else { String::new() };
             return Err(Error::input(
@@ -616,6 +634,35 @@ impl Model {
         if self.prefix.is_some() && self.adapter_enabled && !self.is_causal() {
             return Err(Error::unsupported("adapter", "prefix tuning needs a decoder's key/value cache; encoders are not supported (as in PEFT)"));
         }
+        Ok(())
+    }
+
+    /// What a checkpointed training step needs of a decoder without prefix tuning: the layer
+    /// stack, the token embeddings with any prompt-tuning positions (on the autodiff graph),
+    /// the number of those positions, and the attention mask extended over them.
+    pub fn embed_stage(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>) -> Result<Option<(&dyn layers::LayerStack, Tensor<3>, usize, Option<Vec<Vec<u32>>>)>> {
+        let Some(stack) = self.network.layer_stack() else { return Ok(None) };
+        if self.prefix.is_some() && self.adapter_enabled {
+            return Ok(None);
+        }
+        self.check_input(ids, 0)?;
+        let x = self.network.embed(int_tensor(ids, &self.device)).expect("a decoder embeds tokens");
+        let prompt = self.prompt.as_ref().filter(|_| self.adapter_enabled);
+        let virtual_tokens = prompt.map_or(0, |p| p.len());
+        let x = match prompt {
+            Some(p) => p.prepend(x),
+            None => x,
+        };
+        let mask = attention_mask.map(|m| m.iter().map(|r| [vec![1u32; virtual_tokens], r.clone()].concat()).collect());
+        Ok(Some((stack, x, virtual_tokens, mask)))
+    }
+
+    fn forward_with(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, token_type_ids: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>, logits: bool) -> Result<ForwardOutput> {
+        let batch = ids.len();
+        let seq = ids.first().map_or(0, Vec::len);
+        let past = cache.as_ref().map_or(0, |c| c.offset());
+        self.check_input(ids, past)?;
+        let fresh = past == 0;
         let caller_mask = attention_mask;
         // PEFT prefixes the caller's mask with ones for the virtual positions.
         let extended;

@@ -17,7 +17,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::error::{Error, Result};
 use crate::generate::read_f32;
 use crate::models::layers::FrozenHead;
-use crate::models::Model;
+use crate::models::{ForwardOutput, Model};
 pub use optim::{count_trainable, Grads, Optimizer, OptimizerKind};
 
 /// What a batch is trained to predict.
@@ -101,6 +101,57 @@ fn causal_pairs(labels: &[Vec<i32>], positions: usize, virtual_tokens: usize) ->
     (rows, targets)
 }
 
+/// The loss of one batch with gradient checkpointing, its gradients (times `scale`) added to
+/// `grads`; `None` (nothing run) where it does not apply: families without a layer stack
+/// (GPT-2, BERT), prefix tuning, and classification.
+///
+/// The layers first run without an autodiff graph (a `no_grad` copy of the network), keeping
+/// only each layer's input. The loss is taken from the last one, then each layer is run again
+/// with its graph, last to first, and back-propagated alone from the gradient of its output,
+/// so at most one layer's activations are alive: the memory of `batch x seq x hidden` per
+/// layer instead of every layer's attention and MLP activations, for a second forward pass.
+pub fn checkpointed(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, targets: &Targets, scale: f64, grads: &mut Grads) -> Result<Option<Tensor<1>>> {
+    if matches!(targets, Targets::Classes(_)) {
+        return Ok(None);
+    }
+    let head = model.frozen_lm_head();
+    let Some((stack, embeds, virtual_tokens, mask)) = model.embed_stage(ids, attention_mask)? else { return Ok(None) };
+    let frozen = model.network.clone().no_grad();
+    let frozen_stack = frozen.layer_stack().expect("the same family");
+    let masks = stack.masks(&embeds, mask.as_deref(), 0);
+    // Forward without a graph, keeping each layer's input.
+    let mut inputs = Vec::with_capacity(stack.num_layers());
+    let mut x = embeds.clone().detach();
+    for i in 0..stack.num_layers() {
+        inputs.push(x.clone());
+        x = frozen_stack.layer(i, x, &masks, None).detach();
+    }
+    // The loss from the last layer's output, through the final norm.
+    let top = x.require_grad();
+    let hidden = stack.final_norm(top.clone());
+    // Whole logits where the head is trained or soft-capped, else the chunked loss.
+    let token_logits = head.is_none().then(|| stack.lm_logits(hidden.clone()));
+    let out = ForwardOutput { last_hidden_state: hidden, token_logits, class_logits: None, virtual_tokens };
+    let loss = loss_of(model, out, head, ids, targets)?;
+    let mut g = (loss.clone() * scale).backward();
+    collect_grads(model, grads, &mut g);
+    let mut up = top.grad(&g).expect("the top layer's output requires a gradient");
+    // Each layer again, with its graph, last to first.
+    for (i, input) in inputs.into_iter().enumerate().rev() {
+        let x = input.require_grad();
+        let y = stack.layer(i, x.clone(), &masks, None);
+        let mut g = (y * Tensor::from_inner(up)).sum().backward();
+        collect_grads(model, grads, &mut g);
+        up = x.grad(&g).expect("a layer's input requires a gradient");
+    }
+    // Prompt tuning's virtual tokens sit in the embeddings.
+    if virtual_tokens > 0 {
+        let mut g = (embeds * Tensor::from_inner(up)).sum().backward();
+        collect_grads(model, grads, &mut g);
+    }
+    Ok(Some(loss))
+}
+
 /// The training loss of `model` on a batch of equal-length rows
 /// (`attention_mask`: 1 = real token; `None` means all real).
 pub fn loss(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, targets: &Targets) -> Result<Tensor<1>> {
@@ -113,6 +164,12 @@ pub fn loss(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>
         Some(_) => model.forward_hidden(ids, attention_mask)?,
         None => model.forward(ids, attention_mask, None, None)?,
     };
+    loss_of(model, out, head, ids, targets)
+}
+
+/// The loss of a forward pass's output (`head`: the frozen LM head, when the loss is taken
+/// chunk by chunk from the hidden states).
+fn loss_of(model: &Model, out: ForwardOutput, head: Option<FrozenHead>, ids: &[Vec<u32>], targets: &Targets) -> Result<Tensor<1>> {
     match targets {
         Targets::CausalLm | Targets::Tokens(_) => {
             let [b, p, _] = out.last_hidden_state.dims();
@@ -217,11 +274,14 @@ pub struct TrainOptions {
     pub clip: Option<f64>,
     /// Switch LoRA dropout on during steps (set by [`Trainer::new`] when a layer has it).
     pub lora_dropout_in_use: bool,
+    /// Recompute each decoder layer in the backward pass instead of keeping its activations
+    /// ([`checkpointed`]; not with LoRA dropout, whose masks would be drawn twice).
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { optimizer: OptimizerKind::adamw(), lr: 1e-3, schedule: Schedule::Constant, warmup_steps: 0, total_steps: 1, clip: None, lora_dropout_in_use: false }
+        Self { optimizer: OptimizerKind::adamw(), lr: 1e-3, schedule: Schedule::Constant, warmup_steps: 0, total_steps: 1, clip: None, lora_dropout_in_use: false, gradient_checkpointing: false }
     }
 }
 
@@ -250,13 +310,15 @@ pub struct Trainer {
     model: Option<Model>,
     pub optimizer: Optimizer,
     pub opts: TrainOptions,
+    /// Micro-batches run with gradient checkpointing (others fell back to one backward pass).
+    pub checkpointed: std::cell::Cell<usize>,
 }
 
 impl Trainer {
     /// Starts training `model` (already frozen, with its adapter attached).
     pub fn new(mut model: Model, mut opts: TrainOptions) -> Self {
         opts.lora_dropout_in_use = model.named_layers().linears.iter().any(|(_, l)| l.lora.as_ref().is_some_and(|l| l.dropout > 0.0));
-        Self { model: Some(model), optimizer: Optimizer::new(opts.optimizer.clone()), opts }
+        Self { model: Some(model), optimizer: Optimizer::new(opts.optimizer.clone()), opts, checkpointed: Default::default() }
     }
 
     /// The model being trained.
@@ -323,16 +385,29 @@ impl Trainer {
         self.apply(grads, loss_value, grad_norm, norm)
     }
 
+    /// One micro-batch's loss, its gradients (times `scale`) added to `grads`: checkpointed
+    /// layer by layer when the options ask and the model allows it.
+    fn loss_backward(&self, mb: &MicroBatch, scale: f64, grads: &mut Grads) -> Result<Tensor<1>> {
+        let model = self.model();
+        if self.opts.gradient_checkpointing && !self.opts.lora_dropout_in_use {
+            if let Some(l) = checkpointed(model, &mb.ids, mb.attention_mask.as_deref(), &mb.targets, scale, grads)? {
+                self.checkpointed.set(self.checkpointed.get() + 1);
+                return Ok(l);
+            }
+        }
+        let l = loss(model, &mb.ids, mb.attention_mask.as_deref(), &mb.targets)?;
+        let mut g = (l.clone() * scale).backward();
+        collect_grads(model, grads, &mut g);
+        Ok(l)
+    }
+
     /// Forward and backward over the micro-batches; reads the loss and norm.
     async fn accumulate(&mut self, micro: &[MicroBatch]) -> Result<(Grads, f32, f32, Tensor<1>)> {
-        let model = self.model();
         let mut grads = Grads::default();
         let mut losses = Vec::with_capacity(micro.len());
         let scale = 1.0 / micro.len() as f64;
         for mb in micro {
-            let l = loss(model, &mb.ids, mb.attention_mask.as_deref(), &mb.targets)?;
-            let mut g = (l.clone() * scale).backward();
-            collect_grads(model, &mut grads, &mut g);
+            let l = self.loss_backward(mb, scale, &mut grads)?;
             losses.push(l.detach().inner());
         }
         let norm = grads.norm().ok_or_else(|| Error::input("train", "the model has no trainable parameters (attach an adapter)"))?;
@@ -381,10 +456,8 @@ impl Trainer {
         let mut sum = Grads::default();
         let (mut losses, mut norms) = (Vec::with_capacity(examples.len()), Vec::with_capacity(examples.len()));
         for ex in examples {
-            let l = loss(model, &ex.ids, ex.attention_mask.as_deref(), &ex.targets)?;
-            let mut g = l.clone().backward();
             let mut own = Grads::default();
-            collect_grads(model, &mut own, &mut g);
+            let l = self.loss_backward(ex, 1.0, &mut own)?;
             let norm = own.norm().ok_or_else(|| Error::input("train", "the model has no trainable parameters (attach an adapter)"))?;
             let factor = ((norm.clone() + 1e-6).recip() * max_grad_norm).clamp_max(1.0);
             sum.add_scaled(own, factor);

@@ -90,6 +90,10 @@ pub struct TrainSpec {
     pub base_model: String,
     /// Differentially private training (DP-SGD); unset trains normally.
     pub dp: Option<super::dp::DpSpec>,
+    /// Recompute each decoder layer (Llama, Qwen, Gemma 3) in the backward pass instead of
+    /// keeping its activations: about one layer's activations in memory, for a second forward
+    /// pass. Not with LoRA dropout or prefix tuning (those train without it).
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainSpec {
@@ -125,6 +129,7 @@ impl Default for TrainSpec {
             patience: None,
             base_model: String::new(),
             dp: None,
+            gradient_checkpointing: false,
         }
     }
 }
@@ -426,7 +431,7 @@ pub fn prepare(current: &Model, base: &Model, spec: &TrainSpec, train: &Dataset,
         patience: spec.patience,
         pad_id,
         dp: spec.dp.clone(),
-        optim: TrainOptions { optimizer, lr: spec.lr, schedule: spec.schedule, warmup_steps: spec.warmup, total_steps: 1, clip: spec.clip, lora_dropout_in_use: false },
+        optim: TrainOptions { optimizer, lr: spec.lr, schedule: spec.schedule, warmup_steps: spec.warmup, total_steps: 1, clip: spec.clip, lora_dropout_in_use: false, gradient_checkpointing: spec.gradient_checkpointing },
     };
     let total_parameters = model.info.num_parameters;
     let (train_examples, eval_examples) = (train_ex.len(), eval_ex.len());

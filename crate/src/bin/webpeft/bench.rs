@@ -49,6 +49,9 @@ pub enum BenchCommand {
         /// Also time an n x n f32 matmul (GFLOPS) on each device; 0 skips it.
         #[arg(long, default_value_t = 1024)]
         matmul: usize,
+        /// Recompute each decoder layer in the backward pass (`--gradient-checkpointing` of train).
+        #[arg(long)]
+        gradient_checkpointing: bool,
     },
 }
 
@@ -74,7 +77,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
-        BenchCommand::Train { models, configs, devices, iters, matmul } => {
+        BenchCommand::Train { models, configs, devices, iters, matmul, gradient_checkpointing } => {
             println!("{:<22} {:<6} {:<26} {:>10} {:>10} {:>14}", "model", "device", "workload", "ms/step", "tokens/s", "peak RSS MiB");
             for dev in devices.split(',') {
                 let backend: Backend = dev.trim().parse()?;
@@ -87,7 +90,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                         other => return Err(webpeft::Error::input("--configs", format!("unknown config '{other}' (minilm, smollm2, qwen0.5b)"))),
                     };
                     let (batch, seq) = default_shape(task);
-                    let ms = train_steps(&models.join(path), backend, task, batch, seq, iters)?;
+                    let ms = train_steps(&models.join(path), backend, task, batch, seq, iters, gradient_checkpointing)?;
                     let work = format!("LoRA {} {batch}x{seq}", task.name());
                     println!("{:<22} {:<6} {:<26} {:>10.1} {:>10.1} {:>14}", name, dev, work, ms, (batch * seq) as f64 / (ms / 1000.0), peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.0}")));
                 }
@@ -105,10 +108,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 
 /// Mean milliseconds of one LoRA training step (forward, backward, AdamW,
 /// loss read back) on fixed token rows: the workload of `webpeft::bench`.
-fn train_steps(path: &std::path::Path, backend: Backend, task: Task, batch: usize, seq: usize, iters: usize) -> Result<f64> {
+fn train_steps(path: &std::path::Path, backend: Backend, task: Task, batch: usize, seq: usize, iters: usize, checkpointing: bool) -> Result<f64> {
     let device = webpeft::device::native(backend)?.autodiff();
     let m = freeze(crate::load_files(&crate::read_model_files(path)?, &device)?);
-    let mut bench = TrainBench::new(m, task, batch, seq)?;
+    let mut bench = TrainBench::new(m, task, batch, seq, checkpointing)?;
     time(iters, || block(bench.step()).map(|_| ()))
 }
 

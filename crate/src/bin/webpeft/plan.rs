@@ -34,6 +34,9 @@ pub struct PlanArgs {
     pub optimizer: String,
     #[arg(long, default_value_t = 0.0)]
     pub momentum: f64,
+    /// Plan training that recomputes each decoder layer in the backward pass.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     /// Memory limit in bytes (default: wasm32's 4 GiB, what a browser tab can hold).
     #[arg(long)]
     pub memory: Option<u64>,
@@ -99,6 +102,7 @@ impl PlanArgs {
             "method": self.method.as_deref().unwrap_or("lora"),
             "r": self.r, "targets": targets, "virtual_tokens": self.virtual_tokens,
             "batch": self.batch, "seq_len": self.seq_len, "optimizer": self.optimizer, "momentum": self.momentum,
+            "gradient_checkpointing": self.gradient_checkpointing,
         });
         serde_json::from_value(v).map(Some).map_err(|e| Error::input("plan", e.to_string()))
     }
@@ -116,7 +120,8 @@ fn print_text(p: &MemoryPlan, limits: &Limits) {
     if let Some(t) = &p.training {
         println!("training:              {} {}, batch {} x {} positions", t.task, t.method, t.batch, t.positions);
         println!("  adapter + optimiser: {} ({} trainable values)", mb(t.adapter_bytes), t.trainable_parameters);
-        println!("  activations:         {}", mb(t.activations_bytes));
+        let ckpt = if t.gradient_checkpointing { " (gradient checkpointing: layer inputs and one layer)" } else { "" };
+        println!("  activations:         {}{ckpt}", mb(t.activations_bytes));
         println!("  LM head (logits):    {}", mb(t.logits_bytes));
         println!("  largest buffer:      {} ({} {:?})", mb(t.largest_activation.bytes), t.largest_activation.name, t.largest_activation.shape);
     }

@@ -90,6 +90,9 @@ pub struct TrainArgs {
     /// Clip the global gradient norm.
     #[arg(long)]
     pub clip: Option<f64>,
+    /// Recompute each decoder layer in the backward pass instead of keeping its activations.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     /// Evaluate every N steps (and always at the end).
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -223,6 +226,7 @@ impl TrainArgs {
             eval_split: self.eval_split,
             patience: self.patience,
             base_model: self.model.display().to_string(),
+            gradient_checkpointing: self.gradient_checkpointing,
             dp: self.dp.then(|| DpSpec { target_epsilon: self.target_epsilon, delta: self.delta, max_grad_norm: self.max_grad_norm, noise_multiplier: self.noise_multiplier, seed: self.dp_seed }),
         }
     }
