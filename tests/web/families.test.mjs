@@ -46,3 +46,30 @@ test("Gemma 3 GGUF with a SentencePiece vocabulary: transformers' logits and tok
     }
   }
 });
+
+// QLoRA in the browser: the tiny Qwen2 GGUF's Q8_0, Q5_0 and Q5_1 matrices stay in their blocks
+// (info.deviceBlocks) on WebGPU and on the wasm CPU backend; a LoRA step with gradient
+// checkpointing gives the native CLI's loss, whose training matches PEFT (crate/tests/train_parity.rs).
+test("LoRA on a block-quantized GGUF base, with gradient checkpointing: one step on WebGPU and the wasm CPU backend gives the native CLI's loss", { timeout: 20 * 60_000 }, async () => {
+  const { execFileSync } = await import("node:child_process");
+  const { WEBPEFT_BIN } = await import("./harness.mjs");
+  const model = "tests/fixtures/gguf/tiny-qwen2/model.gguf";
+  const data = "tests/fixtures/data/prompt_completion.jsonl";
+  const opts = { task: "causal-lm", method: "lora", steps: 1, batch: 4, seqLen: 32, lr: 1e-2, seed: 0, shuffle: false, gradientCheckpointing: true };
+  const out = execFileSync(WEBPEFT_BIN, ["train", model, "--data", data, "--task", "causal-lm", "--method", "lora", "--steps", "1", "--batch", "4", "--seq-len", "32", "--lr", "1e-2", "--seed", "0", "--no-shuffle", "--gradient-checkpointing", "--out", join(ROOT, "tests/out/qlora-cli")], { cwd: ROOT, encoding: "utf8" });
+  const native = out.split("\n").filter((l) => l.includes('"event":"step"')).map((l) => JSON.parse(l).loss);
+  assert.equal(native.length, 1, out);
+  await b.page.setInputFiles("#data", join(ROOT, data));
+  for (const backend of ["webgpu", "cpu"]) {
+    const loaded = await wp("load", [`/${model}`], { backend });
+    assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
+    assert.deepEqual(loaded.info.deviceBlocks, ["Q5_0", "Q5_1", "Q8_0"], `${backend}: ${JSON.stringify(loaded.info)}`);
+    const started = await wp("startTrain", opts);
+    assert.equal(started.error, undefined, JSON.stringify(started.error));
+    const r = await wp("waitTrain");
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+    const losses = r.events.filter((e) => e.event === "step").map((e) => e.loss);
+    assert.equal(losses.length, 1);
+    assert.ok(Math.abs(losses[0] - native[0]) <= 1e-4 * Math.abs(native[0]), `${backend}: loss ${losses[0]} vs native ${native[0]}`);
+  }
+});
