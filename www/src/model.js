@@ -68,6 +68,7 @@ export async function loadModel(choice = describeChoice()) {
   setText("model-status", `Loading ${choice.label}…`);
   const t0 = performance.now();
   try {
+    await showPlan(choice);
     const tuner = await Tuner.load(choice.source, { backend: $("backend").value, onProgress: showProgress(prog) });
     await useModel(tuner, choice, t0);
     return tuner;
@@ -80,6 +81,25 @@ export async function loadModel(choice = describeChoice()) {
     prog.hidden = true;
     refreshButtons();
   }
+}
+
+/**
+ * The memory plan, from the files' headers only, shown before the download starts. A plan that
+ * cannot be made here (an unreachable Hub) is left to the load, which reports its own error;
+ * one that does not fit is reported by the load too, before anything is downloaded.
+ */
+async function showPlan(choice) {
+  setText("model-plan", "");
+  const backend = $("backend").value === "webgpu" ? "webgpu" : "cpu";
+  let plan;
+  try {
+    plan = await Tuner.plan(choice.source, undefined, { backend });
+  } catch {
+    return;
+  }
+  const w = plan.weights;
+  const held = w.deviceDtype === "F32" ? "as f32" : `as ${w.deviceDtype.split("+").filter((d) => d !== "F32").join("/")} blocks and f32`;
+  setText("model-plan", `Plan: ${fmtBytes(plan.fileBytes)} to read, ${fmtBytes(w.deviceBytes)} of weights held ${held}, about ${fmtBytes(plan.hostLoadBytes)} while loading${plan.fits ? "." : ` — does not fit: ${plan.error?.message ?? ""}`}`);
 }
 
 /** Lets go of the current model first: its run, its worker and its adapter go with it. */
@@ -122,7 +142,8 @@ function showModelFacts(t) {
   setText("fact-arch", `${info.architecture} (${info.modelType}, ${info.numLayers} layers, hidden size ${info.hiddenSize}, ${info.format} ${info.dtypes.join("/")})`);
   setText("fact-params", `${fmtInt(info.numParameters)} (${(info.numParameters / 1e6).toFixed(1)}M)`);
   const lim = deviceLimit(device);
-  setText("fact-memory", `${fmtBytes(info.estimatedBytes)} for the weights; limit ${fmtBytes(lim.bytes)} (${lim.what})`);
+  const held = info.deviceBlocks.length ? ` (${info.deviceBlocks.join("/")} kept quantized)` : "";
+  setText("fact-memory", `${fmtBytes(info.estimatedBytes)} for the weights${held}; limit ${fmtBytes(lim.bytes)} (${lim.what})`);
   const dev = deviceName(device);
   setText("fact-device", dev);
   setText("stat-device", dev);

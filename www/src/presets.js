@@ -11,6 +11,12 @@ export const BUNDLED = {
     source: { urls: ["/models/SmolLM2-135M-Instruct.Q4_1.gguf"] },
     baseModel: "HuggingFaceTB/SmolLM2-135M-Instruct",
   },
+  // Fetched by `npm start` (scripts/fetch-models.sh --chat); its Q4_K/Q6_K blocks stay quantized.
+  qwen05b: {
+    label: "Qwen2.5-Coder-0.5B-Instruct",
+    source: { urls: ["/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"] },
+    baseModel: "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+  },
 };
 
 // PEFT-ish starting points; the learning rate depends on the method more than on the model.

@@ -17,8 +17,12 @@ use crate::{block, load};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Forward-pass throughput: MiniLM (batch 16 x 64) and SmolLM2 (1 x 128 prefill, then decode).
+    /// Forward-pass throughput: MiniLM (batch 16 x 64) and SmolLM2 (1 x 128 prefill, then decode);
+    /// with `--configs qwen0.5b`, Qwen2.5-Coder-0.5B Q4_K_M's prefill and decode.
     Forward {
+        /// `minilm`, `smollm2`, `qwen0.5b` (fetched by `scripts/fetch-models.sh --big`), comma-separated.
+        #[arg(long, default_value = "minilm,smollm2")]
+        configs: String,
         /// Folder holding the bundled models (see scripts/fetch-models.sh).
         #[arg(long, default_value = "models")]
         models: PathBuf,
@@ -57,23 +61,32 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::Forward { models, devices, iters, decode_tokens } => {
+        BenchCommand::Forward { configs, models, devices, iters, decode_tokens } => {
             println!("{:<22} {:<6} {:<22} {:>10} {:>10}", "model", "device", "workload", "ms/iter", "tokens/s");
             for dev in devices.split(',') {
                 let backend: Backend = dev.trim().parse()?;
-                let minilm = load(&models.join("all-MiniLM-L6-v2"), backend)?;
-                let ms = time(iters, || run_batch(&minilm, 16, 64))?;
-                row("all-MiniLM-L6-v2", dev, "forward 16x64", ms, 16.0 * 64.0);
-                drop(minilm);
-                let smol = load(&models.join("SmolLM2-135M-Instruct.Q4_1.gguf"), backend)?;
-                let ms = time(iters, || run_batch(&smol, 1, 128))?;
-                row("SmolLM2-135M (Q4_1)", dev, "prefill 1x128", ms, 128.0);
-                decode(&smol, 128, decode_tokens)?; // warm-up
-                let mut ms = 0.0;
-                for _ in 0..iters {
-                    ms += decode(&smol, 128, decode_tokens)? / iters.max(1) as f64;
+                for cfg in configs.split(',') {
+                    let (file, name) = match cfg.trim() {
+                        "minilm" => {
+                            let minilm = load(&models.join("all-MiniLM-L6-v2"), backend)?;
+                            let ms = time(iters, || run_batch(&minilm, 16, 64))?;
+                            row("all-MiniLM-L6-v2", dev, "forward 16x64", ms, 16.0 * 64.0);
+                            continue;
+                        }
+                        "smollm2" => ("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M (Q4_1)"),
+                        "qwen0.5b" => ("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "Qwen2.5-Coder-0.5B"),
+                        other => return Err(webpeft::Error::input("--configs", format!("unknown config '{other}' (minilm, smollm2, qwen0.5b)"))),
+                    };
+                    let m = load(&models.join(file), backend)?;
+                    let ms = time(iters, || run_batch(&m, 1, 128))?;
+                    row(name, dev, "prefill 1x128", ms, 128.0);
+                    decode(&m, 128, decode_tokens)?; // warm-up
+                    let mut ms = 0.0;
+                    for _ in 0..iters {
+                        ms += decode(&m, 128, decode_tokens)? / iters.max(1) as f64;
+                    }
+                    row(name, dev, &format!("decode {decode_tokens} tokens"), ms / decode_tokens as f64, 1.0);
                 }
-                row("SmolLM2-135M (Q4_1)", dev, &format!("decode {decode_tokens} tokens"), ms / decode_tokens as f64, 1.0);
             }
             Ok(())
         }
