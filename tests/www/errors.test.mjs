@@ -101,3 +101,11 @@ test("a truncated model.safetensors shows a message, and a good model still load
   await loadMiniLm(page);
   assert.equal(await msg.textContent(), "");
 });
+
+test("Load model with the Hub chosen and no repository id says what to enter", { timeout: 60_000 }, async () => {
+  const { page } = b;
+  await page.locator('input[name="model-source"][value="hub"]').check();
+  await page.locator("#hub-id").fill("");
+  await page.locator("#load-model").click();
+  await page.locator("#model-msg").filter({ hasText: /enter a Hub repository id/ }).waitFor({ timeout: 10_000 });
+});

@@ -169,10 +169,14 @@ export function wireModel() {
     showModelFiles(files);
   });
   $("load-model").addEventListener("click", () => {
+    // describeChoice throws for an empty Hub id or no files: say so (loadModel reports its own errors).
+    let choice;
     try {
-      loadModel().catch(() => {});
+      choice = describeChoice();
     } catch (e) {
       showError("model", e);
+      return;
     }
+    loadModel(choice).catch(() => {});
   });
 }

@@ -84,18 +84,34 @@ impl BlockOps for burn::backend::Flex {
         let (c, s) = (codes.storage::<i32>(), scales.storage::<f32>());
         let o = offset.then(|| offsets.storage::<f32>());
         let mut out = vec![0f32; n * cols];
-        let mask = (1u32 << bits) - 1;
+        // One row: block by block, word by word, the codes of a word in turn (monomorphised
+        // for 4- and 8-bit codes so the inner loop unrolls).
+        fn decode<const BITS: u32>(codes: &[i32], scales: &[f32], offsets: Option<&[f32]>, block: usize, bias: f32, y: &mut [f32]) {
+            let per = (32 / BITS) as usize;
+            let mask = (1u32 << BITS) - 1;
+            for (b, (ys, ws)) in y.chunks_exact_mut(block).zip(codes.chunks_exact(block / per)).enumerate() {
+                let (scale, off) = (scales[b], offsets.map(|o| o[b]));
+                for (yw, &w) in ys.chunks_exact_mut(per).zip(ws) {
+                    let w = w as u32;
+                    for (k, v) in yw.iter_mut().enumerate() {
+                        // The float operations of `dequant`, in its order.
+                        let x = (((w >> (k as u32 * BITS)) & mask) as f32 + bias) * scale;
+                        *v = match off {
+                            Some(o) => x + o,
+                            None => x,
+                        };
+                    }
+                }
+            }
+        }
         let bias = bias as f32;
         let row = |r: usize, y: &mut [f32]| {
-            for (j, v) in y.iter_mut().enumerate() {
-                let code = ((c[r * words + j / per] as u32) >> ((j % per) as u32 * bits)) & mask;
-                let b = r * nb + j / block;
-                // The float operations of `dequant`, in its order.
-                let x = (code as f32 + bias) * s[b];
-                *v = match o {
-                    Some(o) => x + o[b],
-                    None => x,
-                };
+            let (c, s) = (&c[r * words..(r + 1) * words], &s[r * nb..(r + 1) * nb]);
+            let o = o.map(|o| &o[r * nb..(r + 1) * nb]);
+            if bits == 4 {
+                decode::<4>(c, s, o, block, bias, y)
+            } else {
+                decode::<8>(c, s, o, block, bias, y)
             }
         };
         #[cfg(feature = "rayon")]
