@@ -504,7 +504,10 @@ fn held(m: &Meta, format: &str, model_type: &str, quantize: Quantize) -> (String
         _ => None,
     };
     match kind.and_then(|k| Some((k, blocks::layout(k)?))) {
-        Some((k, (bits, _, _, _))) => (k.name(), blocks::device_bytes(k, values / cols, cols).expect("a block layout"), values * u64::from(bits) / 8),
+        Some((k, (bits, _, _, _))) => {
+            let largest = blocks::largest_buffer(bits, values / cols, cols, crate::models::blocks::MAX_PART_BYTES as u64);
+            (k.name(), blocks::device_bytes(k, values / cols, cols).expect("a block layout"), largest)
+        }
         None => f32s,
     }
 }

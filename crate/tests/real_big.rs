@@ -107,6 +107,16 @@ fn qwen_coder_logits_match_on_cpu() {
     check_logits(&qwen(Backend::Cpu), "Qwen2.5-Coder on Cpu");
 }
 
+/// On wgpu (lavapipe here) through the quantized base: the f32 head (544 MB) was more than
+/// lavapipe would allocate; its Q6_K blocks take 136 MB of codes.
+#[test]
+#[ignore = "needs the 491 MB Qwen2.5-Coder GGUF: npm run test:big"]
+fn qwen_coder_logits_match_on_wgpu() {
+    let m = qwen(Backend::Gpu);
+    assert!(m.info.device_blocks.contains(&"Q4_K".to_string()), "{:?}", m.info.device_blocks);
+    check_logits(&m, "Qwen2.5-Coder on wgpu");
+}
+
 #[test]
 #[ignore = "needs the 491 MB Qwen2.5-Coder GGUF: npm run test:big"]
 fn qwen_coder_chat_template_and_greedy_generation() {
@@ -160,6 +170,14 @@ fn gemma3_270m_loads_and_tokenizes_as_transformers_does() {
     assert!(!m.info.has_chat_template);
     let e = tok.apply_chat_template(&[Message { role: "user".into(), content: "hi".into() }], true).unwrap_err();
     assert_eq!(e.kind, webpeft::error::ErrorKind::Input, "{e}");
+}
+
+/// Gemma-3-270M's 262,144 x 640 embedding is 671 MB as f32; in its blocks it fits lavapipe.
+#[test]
+#[ignore = "needs the 253 MB Gemma-3-270M GGUF: npm run test:big"]
+fn gemma3_270m_logits_match_on_wgpu() {
+    let r = json_fixture("real/gemma3_270m.json");
+    check_logits_of(&gemma(Backend::Gpu), "Gemma-3-270M on wgpu", &r, "real/gemma3_270m_logits.safetensors");
 }
 
 #[test]

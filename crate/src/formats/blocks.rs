@@ -203,6 +203,14 @@ pub fn quantize(dtype: GgmlType, values: &[f32]) -> Option<HostBlocks> {
     Some(HostBlocks { format: dtype.name(), bits, block, bias, codes: pack(&codes, bits), scales, offsets: None })
 }
 
+/// Bytes of the largest device buffer of a `[rows, cols]` block weight whose codes take `bits`
+/// per value, held in parts of at most `max_part` bytes of codes (whole rows, at least one).
+pub fn largest_buffer(bits: u32, rows: u64, cols: u64, max_part: u64) -> u64 {
+    let row = cols * u64::from(bits) / 8;
+    let per_part = (max_part / row.max(1)).clamp(1, rows.max(1));
+    per_part * row
+}
+
 /// Bytes a `[rows, cols]` weight of `dtype` takes on the device once unpacked, or `None` when
 /// it is kept as floats.
 pub fn device_bytes(dtype: GgmlType, rows: u64, cols: u64) -> Option<u64> {

@@ -130,7 +130,7 @@ impl WeightMap {
     /// Bytes of `name`'s largest buffer on the device: its f32 values, or a block weight's codes.
     pub fn buffer_bytes(&self, name: &str) -> usize {
         self.tensors.get(name).map_or(0, |t| match &t.blocks {
-            Some(b) => b.codes.len() * 4,
+            Some(b) => crate::formats::blocks::largest_buffer(b.bits, t.shape[0] as u64, t.shape[1] as u64, crate::models::blocks::MAX_PART_BYTES as u64) as usize,
             None => t.len() * 4,
         })
     }

@@ -211,45 +211,83 @@ impl<B: Backend + BlockOps, C: CheckpointStrategy> BlockOps for Autodiff<B, C> {
     }
 }
 
-/// A frozen `[rows, cols]` weight (HF `[out, in]` for a linear layer, `[vocab, dim]` for an
-/// embedding table) held as block codes on the device.
+/// Largest codes buffer of one part of a block weight: half of WebGPU's default
+/// `maxStorageBufferBindingSize` (128 MiB, which lavapipe also enforces), so a 151,936-row LM
+/// head (136 MB of 8-bit codes) or Gemma 3's 262,144-row table is held as a few parts.
+pub const MAX_PART_BYTES: usize = 64 << 20;
+
+/// A run of rows of a block weight, each tensor one device buffer.
 #[derive(Module, Debug)]
-pub struct BlockWeight {
+pub struct BlockPart {
     /// `[rows, cols * bits / 32]` i32 words.
     pub codes: Tensor<2, Int>,
     /// `[rows, cols / block]`.
     pub scales: Tensor<2>,
     /// `[rows, cols / block]`, or `[1, 1]` when the format has none.
     pub offsets: Tensor<2>,
+}
+
+/// A frozen `[rows, cols]` weight (HF `[out, in]` for a linear layer, `[vocab, dim]` for an
+/// embedding table) held as block codes on the device, in parts of whole rows.
+#[derive(Module, Debug)]
+pub struct BlockWeight {
+    pub parts: Vec<BlockPart>,
     #[module(skip)]
     pub format: BlockFormat,
+    #[module(skip)]
+    pub cols: usize,
+}
+
+impl BlockPart {
+    fn rows(&self) -> usize {
+        self.codes.dims()[0]
+    }
+
+    fn dequant(&self, f: &BlockFormat, codes: Tensor<2, Int>, scales: Tensor<2>, offsets: Tensor<2>) -> Tensor<2> {
+        let _ = self;
+        Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_dequant(codes.into_dispatch(), scales.into_dispatch(), offsets.into_dispatch(), f.bits, f.block, f.bias, f.offset))
+    }
 }
 
 impl BlockWeight {
     /// Uploads host blocks of a `[rows, cols]` weight.
     pub fn upload(b: HostBlocks, rows: usize, cols: usize, device: &Device) -> Self {
+        Self::upload_in_parts(b, rows, cols, device, MAX_PART_BYTES)
+    }
+
+    /// [`BlockWeight::upload`] with parts of at most `max_part_bytes` of codes (at least a row).
+    pub fn upload_in_parts(b: HostBlocks, rows: usize, cols: usize, device: &Device, max_part_bytes: usize) -> Self {
         let words = cols * b.bits as usize / 32;
         let nb = cols / b.block;
-        let codes = Tensor::from_data(TensorData::new(b.codes, [rows, words]), TensorCreationOptions::new(device.clone()).with_dtype(DType::I32));
-        let scales = Tensor::from_data(TensorData::new(b.scales, [rows, nb]), device);
-        let offsets = match b.offsets {
-            Some(o) => Tensor::from_data(TensorData::new(o, [rows, nb]), device),
-            None => Tensor::zeros([1, 1], device),
-        };
-        let format = BlockFormat { name: b.format, bits: b.bits, block: b.block, bias: b.bias, offset: offsets.dims() != [1, 1] };
-        Self { codes, scales, offsets, format }
+        let step = (max_part_bytes / (words * 4).max(1)).clamp(1, rows.max(1));
+        let format = BlockFormat { name: b.format.clone(), bits: b.bits, block: b.block, bias: b.bias, offset: b.offsets.is_some() };
+        let parts = (0..rows)
+            .step_by(step)
+            .map(|r0| {
+                let r = r0..(r0 + step).min(rows);
+                let n = r.len();
+                let codes = Tensor::from_data(TensorData::new(b.codes[r.start * words..r.end * words].to_vec(), [n, words]), TensorCreationOptions::new(device.clone()).with_dtype(DType::I32));
+                let scales = Tensor::from_data(TensorData::new(b.scales[r.start * nb..r.end * nb].to_vec(), [n, nb]), device);
+                let offsets = match &b.offsets {
+                    Some(o) => Tensor::from_data(TensorData::new(o[r.start * nb..r.end * nb].to_vec(), [n, nb]), device),
+                    None => Tensor::zeros([1, 1], device),
+                };
+                BlockPart { codes, scales, offsets }
+            })
+            .collect();
+        Self { parts, format, cols }
     }
 
     /// `[rows, cols]`.
     pub fn dims(&self) -> [usize; 2] {
-        let [r, w] = self.codes.dims();
-        [r, w * 32 / self.format.bits as usize]
+        [self.parts.iter().map(BlockPart::rows).sum(), self.cols]
     }
 
     /// Bytes held on the device.
     pub fn device_bytes(&self) -> u64 {
         let n = |d: [usize; 2]| (d[0] * d[1] * 4) as u64;
-        n(self.codes.dims()) + n(self.scales.dims()) + if self.format.offset { n(self.offsets.dims()) } else { 0 }
+        let offsets = |p: &BlockPart| if self.format.offset { n(p.offsets.dims()) } else { 0 };
+        self.parts.iter().map(|p| n(p.codes.dims()) + n(p.scales.dims()) + offsets(p)).sum()
     }
 
     /// The f32 values of rows `ids` (any shape of ids; the result adds a trailing `cols`).
@@ -258,20 +296,35 @@ impl BlockWeight {
         let n: usize = dims.iter().product();
         let flat = ids.reshape([n]);
         let f = &self.format;
-        let offsets = if f.offset { self.offsets.clone().select(0, flat.clone()) } else { self.offsets.clone() };
-        let codes = self.codes.clone().select(0, flat.clone());
-        let scales = self.scales.clone().select(0, flat);
-        let v: Tensor<2> = Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_dequant(codes.into_dispatch(), scales.into_dispatch(), offsets.into_dispatch(), f.bits, f.block, f.bias, f.offset));
+        let mut start = 0;
+        let mut out: Option<Tensor<2>> = None;
+        for p in &self.parts {
+            let rows = p.rows();
+            // Rows outside this part read its row 0 and are zeroed, so the parts' sum holds each
+            // id's row exactly once.
+            let local = flat.clone() - start as i64;
+            let inside = local.clone().greater_equal_elem(0).bool_and(local.clone().lower_elem(rows as i64));
+            let idx = if self.parts.len() == 1 { local } else { local.clamp(0, rows as i64 - 1) };
+            let offsets = if f.offset { p.offsets.clone().select(0, idx.clone()) } else { p.offsets.clone() };
+            let v = p.dequant(f, p.codes.clone().select(0, idx.clone()), p.scales.clone().select(0, idx), offsets);
+            let v = if self.parts.len() == 1 { v } else { v * inside.float().unsqueeze_dim(1) };
+            out = Some(match out {
+                None => v,
+                Some(o) => o + v,
+            });
+            start += rows;
+        }
         let mut shape = [0usize; D2];
         shape[..D].copy_from_slice(&dims);
-        shape[D] = self.dims()[1];
-        v.reshape(shape)
+        shape[D] = self.cols;
+        out.expect("a weight has rows").reshape(shape)
     }
 
     /// Every value, `[rows, cols]` f32 (merges and exports).
     pub fn dequantize(&self) -> Tensor<2> {
         let f = &self.format;
-        Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_dequant(self.codes.clone().into_dispatch(), self.scales.clone().into_dispatch(), self.offsets.clone().into_dispatch(), f.bits, f.block, f.bias, f.offset))
+        let parts: Vec<Tensor<2>> = self.parts.iter().map(|p| p.dequant(f, p.codes.clone(), p.scales.clone(), p.offsets.clone())).collect();
+        Tensor::cat(parts, 0)
     }
 
     /// `x [.., cols] · Wᵀ`, giving `[.., rows]`.
@@ -285,17 +338,25 @@ impl BlockWeight {
         let [rows, cols] = self.dims();
         let n = dims[..D - 1].iter().product();
         let f = &self.format;
-        let y: Tensor<2> = Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_linear(
-            x.reshape([n, cols]).into_dispatch(),
-            self.codes.clone().into_dispatch(),
-            self.scales.clone().into_dispatch(),
-            self.offsets.clone().into_dispatch(),
-            f.bits,
-            f.block,
-            f.bias,
-            f.offset,
-            chunk,
-        ));
+        let x = x.reshape([n, cols]);
+        let parts: Vec<Tensor<2>> = self
+            .parts
+            .iter()
+            .map(|p| {
+                Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_linear(
+                    x.clone().into_dispatch(),
+                    p.codes.clone().into_dispatch(),
+                    p.scales.clone().into_dispatch(),
+                    p.offsets.clone().into_dispatch(),
+                    f.bits,
+                    f.block,
+                    f.bias,
+                    f.offset,
+                    chunk,
+                ))
+            })
+            .collect();
+        let y = if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { Tensor::cat(parts, 1) };
         dims[D - 1] = rows;
         y.reshape(dims)
     }
@@ -436,6 +497,27 @@ mod tests {
         assert!(max_rel(&lq, &l32) < 1e-4, "logits differ by {}", max_rel(&lq, &l32));
         assert!(((vq - v32) / v32).abs() < 1e-4, "loss {vq} vs {v32}");
         assert!(max_rel(&gq, &g32) < 1e-4, "LoRA gradients differ by {}", max_rel(&gq, &g32));
+    }
+
+    /// A weight held in several parts (rows split across buffers) gives the single part's
+    /// values, rows and products.
+    #[test]
+    fn parts_match_one_part() {
+        let device = device::cpu();
+        let mut rng = XorShift(5);
+        let (rows, cols) = (11, 64);
+        let host = crate::formats::blocks::unpack(GgmlType::Q4_K, &sane(&mut rng, GgmlType::Q4_K, rows * 256)).unwrap();
+        let (rows, cols) = (rows * 256 / cols, cols);
+        let one = BlockWeight::upload(host.clone(), rows, cols, &device);
+        let many = BlockWeight::upload_in_parts(host, rows, cols, &device, 3 * cols / 2); // 3 rows a part
+        assert_eq!((one.parts.len(), many.parts.len(), many.dims()), (1, rows.div_ceil(3), [rows, cols]));
+        assert_eq!(values(one.dequantize().reshape([rows * cols])), values(many.dequantize().reshape([rows * cols])));
+        let ids = Tensor::<2, burn::tensor::Int>::from_data([[0i64, 5, rows as i64 - 1], [3, 2, 7]], &device);
+        let (a, b): (Tensor<3>, Tensor<3>) = (one.gather(ids.clone()), many.gather(ids));
+        assert_eq!(values(a.reshape([6 * cols])), values(b.reshape([6 * cols])));
+        let x = Tensor::<2>::from_data(burn::tensor::TensorData::new((0..2 * cols).map(|i| (i % 7) as f32 - 3.0).collect::<Vec<f32>>(), [2, cols]), &device);
+        let (ya, yb) = (values(one.linear(x.clone()).reshape([2 * rows])), values(many.linear(x).reshape([2 * rows])));
+        assert!(max_rel(&yb, &ya) < 1e-6);
     }
 
     /// Dequantising a few rows at a time gives the whole weight's product and gradient.
