@@ -787,7 +787,7 @@ fn unpermute_rows(w: &[f32], rows: usize, n_head: usize) -> Option<Vec<f32>> {
 }
 
 /// For each HF row, the file row it comes from (see [`unpermute_rows`]).
-fn unpermuted_order(rows: usize, n_head: usize) -> Option<Vec<usize>> {
+pub fn unpermuted_order(rows: usize, n_head: usize) -> Option<Vec<usize>> {
     let group = n_head.checked_mul(2).filter(|&g| g > 0)?;
     if rows == 0 || !rows.is_multiple_of(group) {
         return None;
@@ -1324,25 +1324,82 @@ fn post_processor(
     }))
 }
 
+/// Writes GGUF v3 files: metadata, then tensors (aligned to 32 bytes), for the GGUF LoRA
+/// export and for tests. Value types are ggml's ids (4 u32, 5 i32, 6 f32, 8 string, 9 array).
+#[derive(Default)]
+pub struct Writer {
+    kv: Vec<u8>,
+    n_kv: u64,
+    infos: Vec<u8>,
+    data: Vec<u8>,
+    n_tensors: u64,
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend((s.len() as u64).to_le_bytes());
+    out.extend(s.as_bytes());
+}
+
+impl Writer {
+    /// One metadata entry: `payload` is the value's bytes for type `ty`.
+    pub fn kv(&mut self, key: &str, ty: u32, payload: &[u8]) {
+        put_str(&mut self.kv, key);
+        self.kv.extend(ty.to_le_bytes());
+        self.kv.extend(payload);
+        self.n_kv += 1;
+    }
+    pub fn u32(&mut self, key: &str, v: u32) {
+        self.kv(key, 4, &v.to_le_bytes());
+    }
+    pub fn f32(&mut self, key: &str, v: f32) {
+        self.kv(key, 6, &v.to_le_bytes());
+    }
+    pub fn str(&mut self, key: &str, v: &str) {
+        let mut p = Vec::new();
+        put_str(&mut p, v);
+        self.kv(key, 8, &p);
+    }
+    pub fn strs(&mut self, key: &str, v: &[&str]) {
+        let mut p = 8u32.to_le_bytes().to_vec();
+        p.extend((v.len() as u64).to_le_bytes());
+        v.iter().for_each(|s| put_str(&mut p, s));
+        self.kv(key, 9, &p);
+    }
+    pub fn i32s(&mut self, key: &str, v: &[i32]) {
+        let mut p = 5u32.to_le_bytes().to_vec();
+        p.extend((v.len() as u64).to_le_bytes());
+        v.iter().for_each(|x| p.extend(x.to_le_bytes()));
+        self.kv(key, 9, &p);
+    }
+    pub fn tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType, raw: &[u8]) {
+        put_str(&mut self.infos, name);
+        self.infos.extend((dims.len() as u32).to_le_bytes());
+        dims.iter().for_each(|d| self.infos.extend(d.to_le_bytes()));
+        self.infos.extend(ty.id().to_le_bytes());
+        self.infos.extend((self.data.len() as u64).to_le_bytes());
+        self.data.extend(raw);
+        self.data.resize(self.data.len().next_multiple_of(32), 0);
+        self.n_tensors += 1;
+    }
+    /// The file, and the length of everything before the tensor data.
+    pub fn finish(&self) -> (Vec<u8>, usize) {
+        let mut out = MAGIC.to_le_bytes().to_vec();
+        out.extend(3u32.to_le_bytes());
+        out.extend(self.n_tensors.to_le_bytes());
+        out.extend(self.n_kv.to_le_bytes());
+        out.extend(&self.kv);
+        out.extend(&self.infos);
+        let header = out.len();
+        out.resize(header.next_multiple_of(32), 0);
+        out.extend(&self.data);
+        (out, header)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
-
-    /// Minimal GGUF writer for building test files.
-    #[derive(Default)]
-    pub(crate) struct Writer {
-        kv: Vec<u8>,
-        n_kv: u64,
-        infos: Vec<u8>,
-        data: Vec<u8>,
-        n_tensors: u64,
-    }
-
-    fn put_str(out: &mut Vec<u8>, s: &str) {
-        out.extend((s.len() as u64).to_le_bytes());
-        out.extend(s.as_bytes());
-    }
 
     impl Writer {
         /// A two-layer llama's metadata with a six-token byte-level vocabulary (no tensors).
@@ -1363,58 +1420,6 @@ pub(crate) mod tests {
             w.i32s("tokenizer.ggml.token_type", &[3, 1, 1, 1, 1, 1]);
             w.strs("tokenizer.ggml.merges", &["a b", "Ġ ab"]);
             w
-        }
-        pub(crate) fn kv(&mut self, key: &str, ty: u32, payload: &[u8]) {
-            put_str(&mut self.kv, key);
-            self.kv.extend(ty.to_le_bytes());
-            self.kv.extend(payload);
-            self.n_kv += 1;
-        }
-        pub(crate) fn u32(&mut self, key: &str, v: u32) {
-            self.kv(key, 4, &v.to_le_bytes());
-        }
-        pub(crate) fn f32(&mut self, key: &str, v: f32) {
-            self.kv(key, 6, &v.to_le_bytes());
-        }
-        pub(crate) fn str(&mut self, key: &str, v: &str) {
-            let mut p = Vec::new();
-            put_str(&mut p, v);
-            self.kv(key, 8, &p);
-        }
-        pub(crate) fn strs(&mut self, key: &str, v: &[&str]) {
-            let mut p = 8u32.to_le_bytes().to_vec();
-            p.extend((v.len() as u64).to_le_bytes());
-            v.iter().for_each(|s| put_str(&mut p, s));
-            self.kv(key, 9, &p);
-        }
-        pub(crate) fn i32s(&mut self, key: &str, v: &[i32]) {
-            let mut p = 5u32.to_le_bytes().to_vec();
-            p.extend((v.len() as u64).to_le_bytes());
-            v.iter().for_each(|x| p.extend(x.to_le_bytes()));
-            self.kv(key, 9, &p);
-        }
-        pub(crate) fn tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType, raw: &[u8]) {
-            put_str(&mut self.infos, name);
-            self.infos.extend((dims.len() as u32).to_le_bytes());
-            dims.iter().for_each(|d| self.infos.extend(d.to_le_bytes()));
-            self.infos.extend(ty.id().to_le_bytes());
-            self.infos.extend((self.data.len() as u64).to_le_bytes());
-            self.data.extend(raw);
-            self.data.resize(self.data.len().next_multiple_of(32), 0);
-            self.n_tensors += 1;
-        }
-        /// The file, and the length of everything before the tensor data.
-        pub(crate) fn finish(&self) -> (Vec<u8>, usize) {
-            let mut out = MAGIC.to_le_bytes().to_vec();
-            out.extend(3u32.to_le_bytes());
-            out.extend(self.n_tensors.to_le_bytes());
-            out.extend(self.n_kv.to_le_bytes());
-            out.extend(&self.kv);
-            out.extend(&self.infos);
-            let header = out.len();
-            out.resize(header.next_multiple_of(32), 0);
-            out.extend(&self.data);
-            (out, header)
         }
     }
 

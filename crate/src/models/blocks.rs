@@ -367,7 +367,8 @@ mod tests {
     use burn::tensor::Tensor;
 
     use crate::device;
-    use crate::formats::gguf::tests::{Writer, XorShift};
+    use crate::formats::gguf::tests::XorShift;
+    use crate::formats::gguf::Writer;
     use crate::formats::gguf::GgmlType;
     use crate::models::blocks::BlockWeight;
     use crate::models::layers::LinearWeight;

@@ -5,6 +5,7 @@
 
 pub mod create;
 pub mod export;
+pub mod gguf_lora;
 pub mod ia3;
 pub mod merge;
 pub mod lora;

@@ -120,6 +120,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a LoRA adapter as a GGUF LoRA for llama.cpp, Ollama (`ADAPTER` in a Modelfile) or wllama.
+    ExportGguf {
+        /// The base model (directory or .gguf) the adapter was trained on.
+        model: PathBuf,
+        /// The PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+        #[arg(long)]
+        adapter: PathBuf,
+        /// The .gguf file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the memory plan of loading (and, with --task/--method, training) a model, from its headers only; exit 1 when it does not fit.
     Plan(Box<plan::PlanArgs>),
     /// Measure speed (a measurement, not a test).
@@ -227,6 +238,13 @@ fn run(command: Command) -> Result<()> {
             train::eval(&model, adapter.as_deref(), &data, task, seq_len, batch, device)?
         }
         Command::Merge { model, adapter, out } => train::merge(&model, &adapter, &out)?,
+        Command::ExportGguf { model, adapter, out } => {
+            let mut m = load(&model, Backend::Cpu)?;
+            apply_adapter(&mut m, Some(&adapter))?;
+            let bytes = block(webpeft::peft::gguf_lora::export_gguf_lora(&mut m))?;
+            std::fs::write(&out, &bytes).map_err(|e| Error::io(out.display().to_string(), e.to_string()))?;
+            eprintln!("GGUF LoRA written to {} ({} bytes)", out.display(), bytes.len());
+        }
         Command::Bench { what } => bench::run(what)?,
     }
     Ok(())
