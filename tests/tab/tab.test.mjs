@@ -44,7 +44,8 @@ async function run() {
   assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
   assert.deepEqual(loaded.info.deviceBlocks, ["Q4_K", "Q6_K"]);
   assert.ok(loaded.info.numParameters > 1.5e9, String(loaded.info.numParameters));
-  console.log(`loaded in ${((Date.now() - t0) / 1000).toFixed(0)} s on ${loaded.device.backend} (${loaded.device.threads} threads); weights ${(loaded.info.weightBytes / 1e6).toFixed(0)} MB`);
+  const loadSeconds = (Date.now() - t0) / 1000;
+  console.log(`loaded in ${loadSeconds.toFixed(0)} s on ${loaded.device.backend} (${loaded.device.threads} threads); weights ${(loaded.info.weightBytes / 1e6).toFixed(0)} MB`);
   const afterLoad = await memory();
   console.log(`tab memory after load: ${(afterLoad.bytes / 1e6).toFixed(0)} MB`, JSON.stringify(afterLoad.breakdown));
   const rows = Array.from({ length: 4 }, (_, i) => ({ prompt: `def add_${i}(a, b):`, completion: `\n    return a + b + ${i}\n` }));
@@ -59,7 +60,7 @@ async function run() {
   const report = {
     model: MODEL,
     plan: { weightsBytes: p.weights.deviceBytes, hostLoadBytes: p.hostLoadBytes, deviceBytes: p.deviceBytes },
-    loadSeconds: (Date.now() - t0) / 1000,
+    loadSeconds,
     steps: steps.map((s) => ({ loss: s.loss, elapsedS: s.elapsedS })),
     memoryAfterLoad: afterLoad.bytes,
     memoryAfterTrain: afterTrain.bytes,
