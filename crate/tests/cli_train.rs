@@ -231,5 +231,18 @@ fn lora_trains_on_a_quantized_base_and_records_it() {
         assert_eq!(base["files"], serde_json::json!([{ "name": file, "bytes": bytes.len(), "sha256": sha }]), "{model}");
         assert_eq!(base["quantize"], if extra.is_empty() { "none" } else { "q4_0" }, "{model}");
         assert_eq!(base["device_blocks"], serde_json::json!(blocks), "{model}");
+        // Merged onto the quantized base: an f32 HF model whose logits are the base's (blocks
+        // dequantised) with the adapter.
+        let merged = tmp(&format!("qlora-merged-{}", model.replace('/', "-")));
+        let (ok, _, err) = webpeft(&["merge", s(&fixture(model)), "--adapter", s(&out), "--out", s(&merged)]);
+        assert!(ok, "{model}: {err}");
+        let ids = vec![vec![1u32, 5, 9, 2, 7, 3]];
+        let mut with_adapter = load(&fixture(model), webpeft::device::Backend::Cpu);
+        webpeft::peft::load_adapter(&mut with_adapter, &std::fs::read(out.join("adapter_config.json")).unwrap(), &std::fs::read(out.join("adapter_model.safetensors")).unwrap()).unwrap();
+        let want = host(with_adapter.forward(&ids, None, None, None).unwrap().token_logits.unwrap().reshape([-1]));
+        let m = load(&merged, webpeft::device::Backend::Cpu);
+        assert!(m.info.device_blocks.is_empty() && m.info.dtypes == ["F32"], "{model}: {:?}", m.info);
+        let got = host(m.forward(&ids, None, None, None).unwrap().token_logits.unwrap().reshape([-1]));
+        assert_close(&format!("{model} merged"), &got, &want, 1e-4);
     }
 }
