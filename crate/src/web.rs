@@ -489,6 +489,13 @@ impl Session {
         Ok(out.into())
     }
 
+    /// The LoRA adapter as llama.cpp's GGUF LoRA (`peft::gguf_lora`), bytes.
+    #[wasm_bindgen(js_name = exportAdapterGguf)]
+    pub async fn export_adapter_gguf_js(&mut self) -> std::result::Result<JsValue, JsValue> {
+        let gguf = crate::peft::gguf_lora::export_gguf_lora(self.model_mut().map_err(js_error)?).await.map_err(js_error)?;
+        Ok(bytes(&gguf))
+    }
+
     /// Attaches a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`,
     /// and optionally webpeft's `webpeft.json` with label names).
     #[wasm_bindgen(js_name = loadAdapter)]

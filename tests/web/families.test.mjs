@@ -72,4 +72,17 @@ test("LoRA on a block-quantized GGUF base, with gradient checkpointing: one step
     assert.equal(losses.length, 1);
     assert.ok(Math.abs(losses[0] - native[0]) <= 1e-4 * Math.abs(native[0]), `${backend}: loss ${losses[0]} vs native ${native[0]}`);
   }
+  // The trained LoRA as llama.cpp's GGUF LoRA: the same bytes the CLI writes for the exported
+  // PEFT adapter (crate/tests/gguf_lora.rs checks those against PEFT and llama.cpp's layout).
+  const bytesOf = (f) => inPage(async (t, m) => Array.from(new Uint8Array(await (await t[m]()).arrayBuffer())), f);
+  const gguf = await bytesOf("exportAdapterGguf");
+  const zip = await bytesOf("exportAdapter");
+  assert.equal(gguf.error ?? zip.error, undefined, JSON.stringify(gguf.error ?? zip.error));
+  const { unzipTo, outDir } = await import("./harness.mjs");
+  const dir = await outDir("qlora-gguf");
+  await unzipTo(Buffer.from(zip.value), join(dir, "adapter"));
+  execFileSync(WEBPEFT_BIN, ["export-gguf", model, "--adapter", join(dir, "adapter"), "--out", join(dir, "cli.gguf")], { cwd: ROOT });
+  const cli = readFileSync(join(dir, "cli.gguf"));
+  assert.equal(Buffer.from(gguf.value).toString("latin1", 0, 4), "GGUF");
+  assert.ok(Buffer.from(gguf.value).equals(cli), `browser GGUF (${gguf.value.length} bytes) differs from the CLI's (${cli.length})`);
 });

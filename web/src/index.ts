@@ -787,6 +787,17 @@ export class Tuner {
     return new Blob([zip as BlobPart], { type: "application/zip" });
   }
 
+  /**
+   * A LoRA adapter as llama.cpp's GGUF LoRA, for llama.cpp (`--lora adapter.gguf`), Ollama
+   * (`ADAPTER ./adapter.gguf` in a Modelfile) or wllama, on a Llama, Qwen2, Qwen3 or Gemma 3
+   * base. Other methods, DoRA and other families are an `unsupported` error.
+   */
+  async exportAdapterGguf(): Promise<Blob> {
+    this.#check();
+    const gguf = await this.#conn.request<Uint8Array>({ op: "exportGguf" });
+    return new Blob([gguf as BlobPart], { type: "application/octet-stream" });
+  }
+
   /** The adapter's files by name. */
   async exportAdapterFiles(): Promise<Record<string, Uint8Array>> {
     this.#check();

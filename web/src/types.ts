@@ -432,6 +432,7 @@ export type Request =
   | { op: "forward"; ids: number[] }
   | { op: "exportFiles" }
   | { op: "exportZip" }
+  | { op: "exportGguf" }
   | { op: "loadAdapter"; names: string[]; blobs: (Blob | Uint8Array)[] }
   | { op: "resetAdapter" }
   | { op: "benchmark"; task: Task; batch?: number; seq?: number; steps: number; matmulSize: number }

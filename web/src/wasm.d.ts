@@ -56,6 +56,8 @@ declare module "webpeft-wasm" {
     isTraining(): boolean;
     finishTraining(): void;
     exportAdapter(): Promise<AdapterFiles>;
+    /** The LoRA adapter as llama.cpp's GGUF LoRA. */
+    exportAdapterGguf(): Promise<Uint8Array>;
     loadAdapter(config: Uint8Array, weights: Uint8Array, sidecar?: Uint8Array): void;
     /** Drops the adapter: the base model as loaded. */
     resetAdapter(): void;

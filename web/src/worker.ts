@@ -928,6 +928,10 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
       );
       return { result: zip, transfer: [zip.buffer] };
     }
+    case "exportGguf": {
+      const gguf = await needSession().exportAdapterGguf();
+      return { result: gguf, transfer: [gguf.buffer] };
+    }
     case "loadAdapter":
       await loadAdapterFiles(msg.names, msg.blobs);
       return { result: null };

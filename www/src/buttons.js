@@ -12,6 +12,7 @@ export function refreshButtons() {
   $("load-model").disabled = busy;
   $("compare").disabled = busy || !state.tuner;
   $("download-adapter").disabled = busy || !state.tuner || state.adapter === "none";
+  $("download-gguf").disabled = $("download-adapter").disabled;
   $("adapter-files").disabled = busy || !state.tuner;
   $("continue-wrap").hidden = state.adapter === "none" || busy;
 }
