@@ -234,6 +234,25 @@ mod tests {
             .collect()
     }
 
+    /// `quantize` makes the blocks `gguf.quants.quantize` makes (tests/fixtures/gguf/
+    /// make_quantize_ref.py), for Q8_0 and Q4_0.
+    #[test]
+    fn quantize_matches_gguf_python() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/gguf/quantize_ref.bin");
+        let bytes = std::fs::read(path).expect("the committed reference");
+        let n = 8 * 256;
+        let x: Vec<f32> = bytes[..4 * n].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let (q8, q4) = bytes[4 * n..].split_at(n / 32 * 34);
+        assert_eq!(q4.len(), n / 32 * 18);
+        for (dtype, raw) in [(GgmlType::Q8_0, q8), (GgmlType::Q4_0, q4)] {
+            let ours = quantize(dtype, &x).unwrap();
+            let theirs = unpack(dtype, raw).unwrap();
+            assert_eq!(ours.scales, theirs.scales, "{dtype:?} scales");
+            let bad = ours.codes.iter().zip(&theirs.codes).position(|(a, b)| a != b);
+            assert_eq!(bad, None, "{dtype:?}: code word {bad:?} differs");
+        }
+    }
+
     /// Every block format decodes to exactly ggml's values (bit for bit), and row permutation
     /// moves whole rows.
     #[test]
