@@ -500,7 +500,7 @@ fn held(m: &Meta, format: &str, model_type: &str, quantize: Quantize) -> (String
         Quantize::F32 => None,
         _ if format == "gguf" && matrix && blocks::layout(stored).is_some() => Some(stored),
         _ if format == "safetensors" && model_type == "gpt2" => None,
-        q if matrix && cols.is_multiple_of(32) => q.gguf_type(),
+        q if blocks::quantizable(&m.name, &m.shape) => q.gguf_type(),
         _ => None,
     };
     match kind.and_then(|k| Some((k, blocks::layout(k)?))) {
@@ -708,7 +708,7 @@ impl MemoryPlan {
 
     /// What would make the weights smaller: quantizing the f32 ones on load, while some are f32.
     fn smaller_weights(&self) -> String {
-        if self.quantize != Quantize::Q4_0 && self.weights.largest.bytes > 0 && self.weights.device_dtype.split('+').any(|d| d == "F32") {
+        if self.quantize != Quantize::Q4_0 && self.weights.device_dtype.split('+').any(|d| d == "F32") {
             "Load it with quantize q4_0 (or q8_0) to hold the float weights in 4-bit (8-bit) blocks, or use a smaller model or a device with more memory".into()
         } else {
             "Use a smaller model or a device with more memory".into()

@@ -173,6 +173,12 @@ impl HostBlocks {
     }
 }
 
+/// Whether `quantize` turns a float tensor into blocks: a matrix (`*.weight`, 2-D) whose rows
+/// hold whole blocks of 32. The loader (`WeightMap::quantize`) and the memory plan both ask.
+pub fn quantizable(name: &str, shape: &[usize]) -> bool {
+    shape.len() == 2 && name.ends_with(".weight") && shape[1].is_multiple_of(32)
+}
+
 /// Quantizes row-major f32 values (rows of a multiple of 32 values) as ggml's reference
 /// quantizers do (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`); `dtype` is Q8_0 or Q4_0.
 pub fn quantize(dtype: GgmlType, values: &[f32]) -> Option<HostBlocks> {
@@ -232,6 +238,21 @@ mod tests {
                 (seed >> 24) as u8
             })
             .collect()
+    }
+
+    /// `--quantize` takes only matrices whose rows hold whole blocks: a [2, 48] weight (96 values,
+    /// three blocks that would straddle its rows) stays f32, a [2, 64] one becomes blocks.
+    #[test]
+    fn quantize_on_load_keeps_rows_whole() {
+        use crate::formats::safetensors::{HostTensor, WeightMap};
+        let mut w = WeightMap::new("m");
+        for (name, cols) in [("odd.weight", 48), ("even.weight", 64)] {
+            w.insert(name.into(), HostTensor::new(vec![2, cols], (0..2 * cols).map(|i| i as f32).collect(), "F32", "m"));
+        }
+        w.quantize(GgmlType::Q8_0);
+        assert_eq!(w.block_formats(), ["Q8_0"]);
+        assert!(w.remove("odd.weight").unwrap().blocks.is_none());
+        assert!(w.remove("even.weight").unwrap().blocks.is_some());
     }
 
     /// `quantize` makes the blocks `gguf.quants.quantize` makes (tests/fixtures/gguf/

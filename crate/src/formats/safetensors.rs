@@ -204,11 +204,11 @@ impl WeightMap {
         self.tensors.values().map(HostTensor::len).sum()
     }
 
-    /// Quantizes every float matrix (a linear or embedding weight: 2-D, named `*.weight`, rows
-    /// of a multiple of 32 values) to `dtype` (Q8_0 or Q4_0), as `--quantize` asks.
+    /// Quantizes every float matrix (`blocks::quantizable`: a linear or embedding weight whose
+    /// rows hold whole blocks) to `dtype` (Q8_0 or Q4_0), as `--quantize` asks.
     pub fn quantize(&mut self, dtype: crate::formats::gguf::GgmlType) {
         for (name, t) in self.tensors.iter_mut() {
-            if t.blocks.is_some() || t.shape.len() != 2 || !name.ends_with(".weight") {
+            if t.blocks.is_some() || !crate::formats::blocks::quantizable(name, &t.shape) {
                 continue;
             }
             if let Some(b) = crate::formats::blocks::quantize(dtype, &t.data) {

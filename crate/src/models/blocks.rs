@@ -242,11 +242,11 @@ impl BlockPart {
     fn rows(&self) -> usize {
         self.codes.dims()[0]
     }
+}
 
-    fn dequant(&self, f: &BlockFormat, codes: Tensor<2, Int>, scales: Tensor<2>, offsets: Tensor<2>) -> Tensor<2> {
-        let _ = self;
-        Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_dequant(codes.into_dispatch(), scales.into_dispatch(), offsets.into_dispatch(), f.bits, f.block, f.bias, f.offset))
-    }
+/// `block_dequant` on tensors: the f32 values of the given codes' rows.
+fn dequant_rows(f: &BlockFormat, codes: Tensor<2, Int>, scales: Tensor<2>, offsets: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as BlockOps>::block_dequant(codes.into_dispatch(), scales.into_dispatch(), offsets.into_dispatch(), f.bits, f.block, f.bias, f.offset))
 }
 
 impl BlockWeight {
@@ -306,7 +306,7 @@ impl BlockWeight {
             let inside = local.clone().greater_equal_elem(0).bool_and(local.clone().lower_elem(rows as i64));
             let idx = if self.parts.len() == 1 { local } else { local.clamp(0, rows as i64 - 1) };
             let offsets = if f.offset { p.offsets.clone().select(0, idx.clone()) } else { p.offsets.clone() };
-            let v = p.dequant(f, p.codes.clone().select(0, idx.clone()), p.scales.clone().select(0, idx), offsets);
+            let v = dequant_rows(f, p.codes.clone().select(0, idx.clone()), p.scales.clone().select(0, idx), offsets);
             let v = if self.parts.len() == 1 { v } else { v * inside.float().unsqueeze_dim(1) };
             out = Some(match out {
                 None => v,
@@ -323,7 +323,7 @@ impl BlockWeight {
     /// Every value, `[rows, cols]` f32 (merges and exports).
     pub fn dequantize(&self) -> Tensor<2> {
         let f = &self.format;
-        let parts: Vec<Tensor<2>> = self.parts.iter().map(|p| p.dequant(f, p.codes.clone(), p.scales.clone(), p.offsets.clone())).collect();
+        let parts: Vec<Tensor<2>> = self.parts.iter().map(|p| dequant_rows(f, p.codes.clone(), p.scales.clone(), p.offsets.clone())).collect();
         Tensor::cat(parts, 0)
     }
 

@@ -327,10 +327,6 @@ impl LlamaForCausalLM {
         n
     }
 
-    pub fn num_layers(&self) -> usize {
-        self.model.layers.len()
-    }
-
     /// Every weight under its HF name, adapters merged (for `webpeft merge`).
     pub fn hf_tensors(&self) -> Vec<NamedTensor> {
         let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.table())];

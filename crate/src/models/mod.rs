@@ -637,6 +637,13 @@ impl Model {
         Ok(())
     }
 
+    /// The caller's attention mask with ones before it for the adapter's virtual positions, as
+    /// PEFT prefixes it.
+    fn extend_mask(&self, m: &[Vec<u32>]) -> Vec<Vec<u32>> {
+        let ones = vec![1u32; self.extra_positions()];
+        m.iter().map(|r| [ones.as_slice(), r].concat()).collect()
+    }
+
     /// What a checkpointed training step needs of a decoder without prefix tuning: the layer
     /// stack, the token embeddings with any prompt-tuning positions (on the autodiff graph),
     /// the number of those positions, and the attention mask extended over them.
@@ -653,8 +660,7 @@ impl Model {
             Some(p) => p.prepend(x),
             None => x,
         };
-        let mask = attention_mask.map(|m| m.iter().map(|r| [vec![1u32; virtual_tokens], r.clone()].concat()).collect());
-        Ok(Some((stack, x, virtual_tokens, mask)))
+        Ok(Some((stack, x, virtual_tokens, attention_mask.map(|m| self.extend_mask(m)))))
     }
 
     fn forward_with(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, token_type_ids: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>, logits: bool) -> Result<ForwardOutput> {
@@ -668,8 +674,7 @@ impl Model {
         let extended;
         let attention_mask = match attention_mask {
             Some(m) if self.extra_positions() > 0 => {
-                let ones = vec![1u32; self.extra_positions()];
-                extended = m.iter().map(|r| [ones.as_slice(), r].concat()).collect::<Vec<_>>();
+                extended = self.extend_mask(m);
                 Some(extended.as_slice())
             }
             m => m,

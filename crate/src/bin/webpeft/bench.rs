@@ -66,17 +66,13 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             for dev in devices.split(',') {
                 let backend: Backend = dev.trim().parse()?;
                 for cfg in configs.split(',') {
-                    let (file, name) = match cfg.trim() {
-                        "minilm" => {
-                            let minilm = load(&models.join("all-MiniLM-L6-v2"), backend)?;
-                            let ms = time(iters, || run_batch(&minilm, 16, 64))?;
-                            row("all-MiniLM-L6-v2", dev, "forward 16x64", ms, 16.0 * 64.0);
-                            continue;
-                        }
-                        "smollm2" => ("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M (Q4_1)"),
-                        "qwen0.5b" => ("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "Qwen2.5-Coder-0.5B"),
-                        other => return Err(webpeft::Error::input("--configs", format!("unknown config '{other}' (minilm, smollm2, qwen0.5b)"))),
-                    };
+                    let (file, task, name) = config(cfg)?;
+                    if task == Task::SeqCls {
+                        let minilm = load(&models.join(file), backend)?;
+                        let ms = time(iters, || run_batch(&minilm, 16, 64))?;
+                        row(name, dev, "forward 16x64", ms, 16.0 * 64.0);
+                        continue;
+                    }
                     let m = load(&models.join(file), backend)?;
                     let ms = time(iters, || run_batch(&m, 1, 128))?;
                     row(name, dev, "prefill 1x128", ms, 128.0);
@@ -95,13 +91,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             for dev in devices.split(',') {
                 let backend: Backend = dev.trim().parse()?;
                 for cfg in configs.split(',') {
-                    let (path, task, name) = match cfg.trim() {
-                        "minilm" => ("all-MiniLM-L6-v2", Task::SeqCls, "all-MiniLM-L6-v2"),
-                        "smollm2" => ("SmolLM2-135M-Instruct.Q4_1.gguf", Task::CausalLm, "SmolLM2-135M (Q4_1)"),
-                        // Fetched by `scripts/fetch-models.sh --big`.
-                        "qwen0.5b" => ("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", Task::CausalLm, "Qwen2.5-Coder-0.5B (Q4_K_M)"),
-                        other => return Err(webpeft::Error::input("--configs", format!("unknown config '{other}' (minilm, smollm2, qwen0.5b)"))),
-                    };
+                    let (path, task, name) = config(cfg)?;
                     let (batch, seq) = default_shape(task);
                     let ms = train_steps(&models.join(path), backend, task, batch, seq, iters, gradient_checkpointing)?;
                     let work = format!("LoRA {} {batch}x{seq}", task.name());
@@ -117,6 +107,17 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A benchmark config's model (under `--models`), task and display name.
+fn config(name: &str) -> Result<(&'static str, Task, &'static str)> {
+    Ok(match name.trim() {
+        "minilm" => ("all-MiniLM-L6-v2", Task::SeqCls, "all-MiniLM-L6-v2"),
+        "smollm2" => ("SmolLM2-135M-Instruct.Q4_1.gguf", Task::CausalLm, "SmolLM2-135M (Q4_1)"),
+        // Fetched by `scripts/fetch-models.sh --big`.
+        "qwen0.5b" => ("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", Task::CausalLm, "Qwen2.5-Coder-0.5B (Q4_K_M)"),
+        other => return Err(webpeft::Error::input("--configs", format!("unknown config '{other}' (minilm, smollm2, qwen0.5b)"))),
+    })
 }
 
 /// Mean milliseconds of one LoRA training step (forward, backward, AdamW,
