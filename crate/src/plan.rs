@@ -13,7 +13,6 @@
 //! [`MemoryPlan::check`] compares it with a device's [`Limits`] and refuses,
 //! naming the largest item and what would fit.
 
-use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -43,32 +42,7 @@ pub struct FileHead {
     pub len: u64,
 }
 
-/// How many leading bytes of `name` the plan needs, when `head` (the first
-/// bytes of a file of `len` bytes) is not enough yet; `None` when it is. A
-/// safetensors file needs 8 bytes, then its header; a GGUF file its header and
-/// tensor table, whose length is only known once parsed, so the answer grows
-/// (doubling) until it parses. JSON files are needed whole.
-pub fn bytes_needed(name: &str, head: &[u8], len: u64) -> Option<u64> {
-    let have = head.len() as u64;
-    if have >= len {
-        return None;
-    }
-    if name.ends_with(".safetensors") {
-        if have < 8 {
-            return Some(8.min(len));
-        }
-        let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-        let want = n.saturating_add(8).min(len);
-        return (have < want).then_some(want);
-    }
-    if name.ends_with(".gguf") {
-        return match gguf::parse(head, name) {
-            Ok(_) => None,
-            Err(_) => Some(have.saturating_mul(2).max(1 << 20).min(len)),
-        };
-    }
-    Some(len)
-}
+pub use crate::formats::source::bytes_needed;
 
 /// One weight as the plan sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -155,8 +129,9 @@ pub struct MemoryPlan {
     /// Bytes of all model files together.
     pub file_bytes: u64,
     pub weights: WeightsPlan,
-    /// Host memory while loading: the files read whole, the weights as they will be held (f32
-    /// values, unpacked blocks), and one f32 weight's transposed copy.
+    /// Host memory while loading: the weights as they will be held (f32 values, unpacked
+    /// blocks), the largest tensor as stored (weight files are read a tensor at a time), the JSON
+    /// files, and one f32 weight's transposed copy.
     pub host_load_bytes: u64,
     /// The training job's memory, when a job was given.
     pub training: Option<TrainingPlan>,
@@ -289,57 +264,11 @@ fn read_gguf(f: &FileHead) -> Result<(Dims, Vec<Meta>)> {
 }
 
 fn read_safetensors(f: &FileHead) -> Result<Vec<Meta>> {
-    let bad = |m: String| Error::format(&f.name, m);
-    if f.bytes.len() < 8 {
-        return Err(bad("not a valid safetensors file: shorter than its 8-byte header length".into()));
-    }
-    let n = u64::from_le_bytes(f.bytes[..8].try_into().expect("8 bytes"));
-    let end = n.checked_add(8).filter(|&e| e <= f.len && e <= f.bytes.len() as u64).ok_or_else(|| {
-        bad(format!("not a valid safetensors file: header length {n} beyond the file ({} bytes)", f.len))
-    })?;
-    let header: BTreeMap<String, Value> = serde_json::from_slice(&f.bytes[8..end as usize]).map_err(|e| bad(format!("not a valid safetensors file: header: {e}")))?;
-    let data_len = f.len - end;
-    let mut metas = vec![];
-    let mut covered = 0;
-    for (name, t) in header {
-        if name == "__metadata__" {
-            continue;
-        }
-        let dtype = t.get("dtype").and_then(Value::as_str).ok_or_else(|| bad(format!("tensor {name} has no dtype")))?.to_string();
-        let shape: Vec<usize> = t
-            .get("shape")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-            .ok_or_else(|| bad(format!("tensor {name} has no valid shape")))?;
-        let offsets: Vec<u64> = t
-            .get("data_offsets")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().map(Value::as_u64).collect())
-            .filter(|o: &Vec<u64>| o.len() == 2 && o[0] <= o[1] && o[1] <= data_len)
-            .ok_or_else(|| bad(format!("tensor {name} has data offsets outside the file")))?;
-        let float = matches!(dtype.as_str(), "F32" | "F16" | "BF16");
-        let size = match dtype.as_str() {
-            "F64" | "I64" | "U64" => 8,
-            "F32" | "I32" | "U32" => 4,
-            "F16" | "BF16" | "I16" | "U16" => 2,
-            _ => 1,
-        };
-        let elements = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
-        if elements.and_then(|e| e.checked_mul(size)) != Some(offsets[1] - offsets[0]) {
-            return Err(bad(format!("tensor {name} {shape:?} {dtype} does not match its {} data bytes", offsets[1] - offsets[0])));
-        }
-        // As `WeightMap::add_safetensors`: integer buffers are skipped, other dtypes refused.
-        if !float && name.ends_with("weight") {
-            return Err(bad(format!("tensor {name} has dtype {dtype}; only F32, F16 and BF16 weights are supported")));
-        }
-        covered = covered.max(offsets[1]);
-        metas.push(Meta { name, shape, dtype, stored: offsets[1] - offsets[0], file: f.name.clone(), float });
-    }
-    // As the safetensors crate: the data section is exactly what the tensors cover.
-    if covered != data_len {
-        return Err(bad(format!("not a valid safetensors file: its tensors cover {covered} bytes of a {data_len}-byte data section")));
-    }
-    Ok(metas)
+    let entries = crate::formats::safetensors::read_header(&f.name, &f.bytes, f.len)?;
+    Ok(entries
+        .into_iter()
+        .map(|e| Meta { float: e.is_float(), stored: e.end - e.start, name: e.name, shape: e.shape, dtype: e.dtype, file: f.name.clone() })
+        .collect())
 }
 
 /// A linear module the adapter may target: HF module path, `(in, out)`, and whether it has a bias.
@@ -480,6 +409,11 @@ fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool, head_fro
     (activations, logits, largest)
 }
 
+/// A file whose tensors the loader reads one at a time.
+fn is_weight_file(name: &str) -> bool {
+    name.ends_with(".gguf") || name.ends_with(".safetensors")
+}
+
 /// Plans loading `files` (and training `train`, when given) from headers
 /// alone. Fails with a `format` error naming the file when a header or
 /// `config.json` is malformed, and with `unsupported` for a GGUF quant type the
@@ -498,8 +432,10 @@ fn held(m: &Meta, format: &str, model_type: &str, quantize: Quantize) -> (String
     let stored = GgmlType::from_name(&m.dtype);
     let kind = match quantize {
         Quantize::F32 => None,
-        _ if format == "gguf" && matrix && blocks::layout(stored).is_some() => Some(stored),
+        _ if format == "gguf" && matrix && blocks::kept(stored, cols as usize) => Some(stored),
         _ if format == "safetensors" && model_type == "gpt2" => None,
+        // A safetensors F16/BF16 matrix stays 16-bit unless asked otherwise.
+        Quantize::None if blocks::quantizable(&m.name, &m.shape) && blocks::kept(stored, cols as usize) => Some(stored),
         q if blocks::quantizable(&m.name, &m.shape) => q.gguf_type(),
         _ => None,
     };
@@ -559,9 +495,12 @@ pub fn plan_with(files: &[FileHead], train: Option<&TrainSpec>, quantize: Quanti
         device_bytes,
         largest: TensorSize { name: largest.name.clone(), shape: largest.shape.clone(), bytes: hold.2 },
     };
-    // Loading: every file whole, the f32 weights widened and the blocks unpacked (all at
-    // once), and one transposed f32 copy at a time.
-    let host_load_bytes = file_bytes + device_bytes + largest_f32;
+    // Loading: the weight files are read a tensor at a time (the JSON files whole), the f32
+    // weights widened and the blocks unpacked (all at once), and one transposed f32 copy at a
+    // time.
+    let json_bytes: u64 = files.iter().filter(|f| !is_weight_file(&f.name)).map(|f| f.len).sum();
+    let largest_stored = metas.iter().map(|m| m.stored).max().unwrap_or(0);
+    let host_load_bytes = json_bytes + largest_stored + device_bytes + largest_f32;
 
     let training = match train {
         None => None,
@@ -733,11 +672,7 @@ impl MemoryPlan {
         if let Some(max) = limits.memory_bytes {
             if self.host_load_bytes > max {
                 let held = self.weights.device_bytes;
-                let largest = if held >= self.file_bytes {
-                    format!("the largest item is the weights as held ({}, {}); the files read whole take {}", self.weights.device_dtype, mb(held), mb(self.file_bytes))
-                } else {
-                    format!("the largest item is the files read whole ({}); the weights as held ({}) take {}", mb(self.file_bytes), self.weights.device_dtype, mb(held))
-                };
+                let largest = format!("the largest item is the weights as held ({}, {})", self.weights.device_dtype, mb(held));
                 return Err(Error::device(format!(
                     "loading needs about {} of memory, above {memory_name} of {}: {largest}. {}",
                     mb(self.host_load_bytes), mb(max), self.smaller_weights()

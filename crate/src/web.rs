@@ -368,6 +368,20 @@ impl Session {
     }
 }
 
+/// A file's bytes in a JavaScript `Uint8Array`, outside wasm memory.
+struct JsBytes(Uint8Array);
+
+impl crate::formats::source::ByteSource for JsBytes {
+    fn len(&self) -> u64 {
+        self.0.length() as u64
+    }
+    fn read_at(&self, file: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        crate::formats::source::check_range(file, offset, len, self.len())?;
+        // In range, so both ends fit the array's u32 length.
+        Ok(self.0.subarray(offset as u32, (offset + len as u64) as u32).to_vec())
+    }
+}
+
 #[wasm_bindgen]
 impl Session {
     /// Loads a model from its files (`names[i]` holds `files[i]`): an HF
@@ -379,7 +393,13 @@ impl Session {
         let mut mf = ModelFiles::default();
         for (i, name) in names.iter().enumerate() {
             let b: Uint8Array = files.get(i as u32).dyn_into().map_err(|_| js_error(Error::input(name, "file contents must be a Uint8Array")))?;
-            mf.add(name, b.to_vec());
+            // Weight files stay in JavaScript's memory and are copied in a tensor at a time, so
+            // wasm32's 4 GiB never holds a whole file next to the weights made from it.
+            if name.ends_with(".gguf") || name.ends_with(".safetensors") {
+                mf.add_source(name, std::sync::Arc::new(JsBytes(b)));
+            } else {
+                mf.add(name, b.to_vec());
+            }
         }
         // Training needs gradients; a frozen model costs nothing extra to run.
         let device = device().map_err(js_error)?.autodiff();

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use common::*;
 use safetensors::{Dtype, SafeTensors};
+use webpeft::formats::source::ByteSource;
 use webpeft::{Model, ModelFiles};
 
 /// A fresh scratch copy of a fixture directory.
@@ -188,7 +189,8 @@ fn random_corruption_never_panics() {
     for i in 0..runs {
         let mut f: ModelFiles = base.clone();
         let name = targets[i % targets.len()];
-        let bytes = f.files.get_mut(name).unwrap();
+        let src = &f.files[name];
+        let mut bytes = src.read_at(name, 0, src.len() as usize).unwrap();
         // Mostly hit headers and JSON structure, where parsing decisions are made.
         let span = if name == "model.safetensors" { 4096.min(bytes.len()) } else { bytes.len() };
         for _ in 0..1 + next() % 4 {
@@ -198,6 +200,12 @@ fn random_corruption_never_panics() {
         if next() % 5 == 0 {
             let cut = (next() as usize) % bytes.len();
             bytes.truncate(cut);
+        }
+        // Every other run reads the weights a tensor at a time, as from a file on disk.
+        if i % 2 == 0 {
+            f.add(name, bytes);
+        } else {
+            f.add_source(name, std::sync::Arc::new(Streamed(bytes)));
         }
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Model::load(&f, &device).map(|_| ())));
         match result {
@@ -396,5 +404,18 @@ fn shard_index_paths_outside_the_model_are_refused() {
         assert_eq!(e.kind, webpeft::error::ErrorKind::Format, "{e}");
         assert!(e.to_string().contains("model.safetensors.index.json") && e.to_string().contains(shard), "{e}");
         expect_cli_error(&dir, &["model.safetensors.index.json", "is not a file name beside the index"]);
+    }
+}
+
+/// Bytes that are not in memory as far as the loader knows: it reads them a range at a time,
+/// as it reads a file on disk.
+struct Streamed(Vec<u8>);
+
+impl ByteSource for Streamed {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&self, file: &str, offset: u64, len: usize) -> webpeft::Result<Vec<u8>> {
+        self.0.read_at(file, offset, len)
     }
 }

@@ -320,3 +320,68 @@ fn gradient_checkpointing_is_planned_and_suggested() {
     let prefix = job(serde_json::json!({"method": "prefix", "gradient_checkpointing": true}));
     assert!(!prefix.training.unwrap().gradient_checkpointing);
 }
+
+/// Records what the loader reads: each read's length.
+struct Counting {
+    inner: webpeft::formats::source::DiskFile,
+    reads: std::cell::RefCell<Vec<usize>>,
+}
+
+impl webpeft::formats::source::ByteSource for Counting {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, file: &str, offset: u64, len: usize) -> webpeft::Result<Vec<u8>> {
+        self.reads.borrow_mut().push(len);
+        self.inner.read_at(file, offset, len)
+    }
+}
+
+#[test]
+fn loading_reads_weight_files_a_tensor_at_a_time() {
+    use std::sync::Arc;
+    use webpeft::formats::source::{ByteSource, DiskFile};
+    // A GGUF (header, then each tensor; the tiny fixtures' GGUFs fit in the first header read, so
+    // the bundled SmolLM2, which `npm test`'s set-up fetches), a safetensors model and a shard.
+    let smollm2 = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(smollm2.exists(), "{} is missing: run scripts/fetch-models.sh", smollm2.display());
+    let cases = [
+        smollm2,
+        fixture("tiny-llama").join("model.safetensors"),
+        fixture("tiny-llama-sharded").join("model-00001-of-00003.safetensors"),
+    ];
+    for path in cases {
+        let dir = if path.extension().unwrap() == "gguf" { path.clone() } else { path.parent().unwrap().to_path_buf() };
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let counting = Arc::new(Counting { inner: DiskFile::open(&path).unwrap(), reads: Default::default() });
+        let mut f = files(&dir);
+        f.add_source(&name, counting.clone());
+        let len = counting.len();
+        let (h, _) = heads(&dir);
+        let head = &h.iter().find(|f| f.name == name).unwrap().bytes;
+        let sizes: Vec<u64> = if name.ends_with(".gguf") {
+            let g = webpeft::formats::gguf::parse(head, &name).unwrap();
+            g.tensors.iter().map(|t| t.dtype.stored_bytes(t.dims.iter().product()).unwrap()).collect()
+        } else {
+            webpeft::formats::safetensors::read_header(&name, head, len).unwrap().iter().map(|e| e.end - e.start).collect()
+        };
+        Model::load(&f, &device(Backend::Cpu)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let reads = counting.reads.borrow();
+        // Loading: the header, then one read per tensor, each exactly that tensor's bytes; then
+        // webpeft.json's sha256 reads the file once more in 16 MiB pieces.
+        let sha_reads = len.div_ceil(16 << 20) as usize;
+        let load = &reads[..reads.len() - sha_reads];
+        let tensor_reads: Vec<u64> = load.iter().map(|&n| n as u64).skip(load.len() - sizes.len()).collect();
+        let mut want = sizes.clone();
+        want.sort();
+        let mut got = tensor_reads.clone();
+        got.sort();
+        assert_eq!(got, want, "{name}: reads {load:?}");
+        let header: u64 = load[..load.len() - sizes.len()].iter().map(|&n| n as u64).sum();
+        assert!(header < len / 2 || len < 4 << 20, "{name}: {header} bytes read for the header of a {len}-byte file");
+        assert!(reads[reads.len() - sha_reads..].iter().all(|&n| n as u64 <= 16 << 20));
+        if len > 64 << 20 {
+            assert!(*got.last().unwrap() < len / 2, "{name}: a read of half the file");
+        }
+    }
+}

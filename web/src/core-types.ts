@@ -350,8 +350,9 @@ format: string, modelType: string, vocabSize: number, hiddenSize: number, numLay
  */
 fileBytes: number, weights: WeightsPlan, 
 /**
- * Host memory while loading: the files read whole, the weights as they will be held (f32
- * values, unpacked blocks), and one f32 weight's transposed copy.
+ * Host memory while loading: the weights as they will be held (f32 values, unpacked
+ * blocks), the largest tensor as stored (weight files are read a tensor at a time), the JSON
+ * files, and one f32 weight's transposed copy.
  */
 hostLoadBytes: number, 
 /**

@@ -40,7 +40,7 @@ declare const __WEBPEFT_THREADS__: boolean;
 type Core = typeof mainCore;
 let core: Core = mainCore;
 
-/** Default largest total model size: files are copied into wasm32 memory (4 GiB at most), next to the weights. */
+/** Default largest total model size. The files stay in JavaScript's memory while the core reads them a tensor at a time (not in wasm32's 4 GiB), but they are still held in the tab until loading ends. */
 const DEFAULT_MAX_BYTES = 2 * 1024 ** 3;
 
 let wasmReady: Promise<unknown> | null = null;

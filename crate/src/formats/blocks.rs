@@ -3,6 +3,10 @@
 //! optionally an offset, with `value = (code + bias) * scale + offset` computed in the same
 //! float operations as ggml's `dequantize_row_*` (so the values are bit-identical to
 //! `formats::gguf`'s f32 dequantisation, which matches `gguf.quants.dequantize`).
+//!
+//! F16 and BF16 matrices (from safetensors or a GGUF) fit the same layout as 16-bit codes that
+//! are the floats' own bits, decoded exactly; their scales are 1 and unused, and `bias` says
+//! which float it is ([`F16_CODES`], [`BF16_CODES`]).
 
 use crate::formats::gguf::GgmlType;
 
@@ -25,9 +29,18 @@ pub struct HostBlocks {
     pub offsets: Option<Vec<f32>>,
 }
 
+/// `bias` of 16-bit codes holding IEEE half-precision floats.
+pub const F16_CODES: i32 = 0;
+/// `bias` of 16-bit codes holding bfloat16 floats.
+pub const BF16_CODES: i32 = 1;
+
 /// Per-block decoding of one GGUF type: (bits, values per scale, bias, has offsets).
 pub fn layout(dtype: GgmlType) -> Option<(u32, usize, i32, bool)> {
     Some(match dtype {
+        // A block of 32 keeps one row layout for every format, at 4 bytes of unused scale per
+        // 32 values (17 bits a value instead of 16).
+        GgmlType::F16 => (16, 32, F16_CODES, false),
+        GgmlType::BF16 => (16, 32, BF16_CODES, false),
         GgmlType::Q8_0 => (8, 32, -128, false),
         GgmlType::Q4_0 => (4, 32, -8, false),
         GgmlType::Q4_1 => (4, 32, 0, true),
@@ -50,6 +63,12 @@ pub fn unpack(dtype: GgmlType, raw: &[u8]) -> Option<HostBlocks> {
     let mut codes: Vec<u8> = Vec::new();
     let (mut scales, mut offsets) = (Vec::new(), Vec::new());
     let fifth = |qh: u32, j: usize| (((qh >> j) & 1) << 4) as u8;
+    if bits == 16 {
+        // The little-endian halves, two to a word: the first in the low 16 bits.
+        let words = raw.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let scales = vec![1.0; raw.len() / 2 / block];
+        return Some(HostBlocks { format: dtype.name(), bits, block, bias, codes: words, scales, offsets: None });
+    }
     match dtype {
         GgmlType::Q8_0 => {
             for b in raw.chunks_exact(34) {
@@ -136,6 +155,9 @@ fn pack(codes: &[u8], bits: u32) -> Vec<i32> {
 impl HostBlocks {
     /// The f32 values, decoded on the host as the device does (tests, merges).
     pub fn values(&self) -> Vec<f32> {
+        if self.bits == 16 {
+            return self.codes.iter().flat_map(|&w| [w as u32 & 0xFFFF, w as u32 >> 16]).map(|c| half_value(self.bias, c as u16)).collect();
+        }
         let per = 32 / self.bits as usize;
         let mask = (1u32 << self.bits) - 1;
         let mut out = Vec::with_capacity(self.codes.len() * per);
@@ -171,6 +193,22 @@ impl HostBlocks {
     pub fn bytes(&self) -> u64 {
         4 * (self.codes.len() + self.scales.len() + self.offsets.as_ref().map_or(0, Vec::len)) as u64
     }
+}
+
+/// The f32 value of 16-bit code `c` of the float `kind` ([`F16_CODES`] or [`BF16_CODES`]).
+pub fn half_value(kind: i32, c: u16) -> f32 {
+    if kind == BF16_CODES {
+        half::bf16::from_bits(c).to_f32()
+    } else {
+        half::f16::from_bits(c).to_f32()
+    }
+}
+
+/// Whether a stored matrix of `dtype` with rows of `cols` values stays in blocks on the device:
+/// a format with a block layout whose blocks the rows hold whole (every GGUF quant type; F16 and
+/// BF16 rows of a multiple of 32 values).
+pub fn kept(dtype: GgmlType, cols: usize) -> bool {
+    layout(dtype).is_some_and(|(_, block, _, _)| cols.is_multiple_of(block))
 }
 
 /// Whether `quantize` turns a float tensor into blocks: a matrix (`*.weight`, 2-D) whose rows

@@ -7,6 +7,7 @@
 //! from the file is checked against the bytes actually present before anything is allocated, so a
 //! damaged or hostile file gives a [`GgufError`], never a panic or a huge allocation.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{json, Value};
@@ -19,6 +20,7 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::blocks::{self, HostBlocks};
 use super::gguf_spm;
+use super::source::ByteSource;
 
 const MAGIC: u32 = 0x4655_4747; // "GGUF" read as a little-endian u32
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -226,18 +228,36 @@ pub struct GgufTensorInfo {
     pub offset: u64,
 }
 
-/// A parsed GGUF file borrowing its tensor data from the input bytes.
+/// A parsed GGUF file borrowing its tensor data from the input bytes, or reading each tensor
+/// from a [`ByteSource`] when asked for it.
 #[derive(Debug)]
 pub struct Gguf<'a> {
     pub version: u32,
     pub metadata: BTreeMap<String, GgufValue>,
     pub tensors: Vec<GgufTensorInfo>,
     /// The tensor data section.
-    data: &'a [u8],
+    data: Data<'a>,
     /// Where `data` starts in the file, and the file's length, for messages.
     data_start: usize,
     file_len: usize,
     source: String,
+}
+
+/// Where the tensor data section is.
+enum Data<'a> {
+    /// In memory.
+    Slice(&'a [u8]),
+    /// In a file read on demand, from `start`.
+    Source { src: &'a dyn ByteSource, start: u64 },
+}
+
+impl std::fmt::Debug for Data<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Data::Slice(s) => write!(f, "Slice({} bytes)", s.len()),
+            Data::Source { src, start } => write!(f, "Source({} bytes from {start})", src.len() - start.min(&src.len())),
+        }
+    }
 }
 
 /// Bounds-checked little-endian reader over the whole file.
@@ -450,7 +470,7 @@ pub fn parse<'a>(bytes: &'a [u8], source: &str) -> Result<Gguf<'a>, GgufError> {
         .ok()
         .and_then(|a| r.pos.checked_next_multiple_of(a))
         .unwrap_or(usize::MAX);
-    let data = bytes.get(data_start..).unwrap_or(&[]);
+    let data = Data::Slice(bytes.get(data_start..).unwrap_or(&[]));
     Ok(Gguf {
         version,
         metadata,
@@ -459,6 +479,25 @@ pub fn parse<'a>(bytes: &'a [u8], source: &str) -> Result<Gguf<'a>, GgufError> {
         data_start,
         file_len: bytes.len(),
         source: source.into(),
+    })
+}
+
+/// [`parse`] for a file read through `src`: only its header and tensor table are read now, each
+/// tensor's bytes when it is asked for, so the whole file is never in memory at once.
+pub fn parse_source<'a>(src: &'a dyn ByteSource, source: &str) -> Result<Gguf<'a>, GgufError> {
+    if let Some(all) = src.as_slice() {
+        return parse(all, source);
+    }
+    let head = crate::formats::source::head(source, src).map_err(|e| GgufError::Invalid { file: source.into(), msg: e.message })?;
+    let g = parse(&head, source)?;
+    Ok(Gguf {
+        version: g.version,
+        metadata: g.metadata,
+        tensors: g.tensors,
+        data: Data::Source { src, start: g.data_start as u64 },
+        data_start: g.data_start,
+        file_len: usize::try_from(src.len()).unwrap_or(usize::MAX),
+        source: g.source,
     })
 }
 
@@ -487,18 +526,18 @@ impl<'a> Gguf<'a> {
 
     fn dequantize(&self, t: &GgufTensorInfo) -> Result<(Vec<usize>, Vec<f32>), GgufError> {
         let (shape, raw) = self.raw(t)?;
-        Ok((shape, dequantize(t.dtype, raw)))
+        Ok((shape, dequantize(t.dtype, &raw)))
     }
 
     /// A quantized tensor's blocks, unpacked for the device (`None` types are refused by the caller).
     pub fn blocks(&self, t: &GgufTensorInfo) -> Result<(Vec<usize>, HostBlocks), GgufError> {
         let (shape, raw) = self.raw(t)?;
-        let b = blocks::unpack(t.dtype, raw).ok_or_else(|| self.invalid(format!("tensor {} of type {} has no block layout", t.name, t.dtype.name())))?;
+        let b = blocks::unpack(t.dtype, &raw).ok_or_else(|| self.invalid(format!("tensor {} of type {} has no block layout", t.name, t.dtype.name())))?;
         Ok((shape, b))
     }
 
     /// A tensor's PyTorch-order shape and its stored bytes, checked against the file.
-    fn raw(&self, t: &GgufTensorInfo) -> Result<(Vec<usize>, &'a [u8]), GgufError> {
+    fn raw(&self, t: &GgufTensorInfo) -> Result<(Vec<usize>, Cow<'a, [u8]>), GgufError> {
         let unsupported = || GgufError::UnsupportedType {
             file: self.source.clone(),
             tensor: t.name.clone(),
@@ -534,10 +573,20 @@ impl<'a> Gguf<'a> {
         let n_bytes = (count / block_len)
             .checked_mul(block_bytes)
             .ok_or_else(too_big)?;
-        let raw = usize::try_from(t.offset)
-            .ok()
-            .and_then(|start| Some((start, start.checked_add(n_bytes)?)))
-            .and_then(|(start, end)| self.data.get(start..end));
+        let raw: Option<Cow<'a, [u8]>> = match self.data {
+            Data::Slice(data) => usize::try_from(t.offset)
+                .ok()
+                .and_then(|start| Some((start, start.checked_add(n_bytes)?)))
+                .and_then(|(start, end)| data.get(start..end))
+                .map(Cow::Borrowed),
+            Data::Source { src, start } => match start.checked_add(t.offset) {
+                Some(at) if at.checked_add(n_bytes as u64).is_some_and(|end| end <= src.len()) => Some(Cow::Owned(
+                    src.read_at(&self.source, at, n_bytes)
+                        .map_err(|e| self.invalid(format!("tensor {}: {}", t.name, e.message)))?,
+                )),
+                _ => None,
+            },
+        };
         let Some(raw) = raw else {
             let start = (self.data_start as u64).saturating_add(t.offset);
             return Err(GgufError::Truncated {
@@ -867,7 +916,7 @@ pub fn to_hf_with(g: &Gguf, keep_blocks: bool) -> Result<HfFromGguf, GgufError> 
                 t.name
             ))
         };
-        if keep_blocks && t.dims.len() == 2 && blocks::layout(t.dtype).is_some() {
+        if keep_blocks && t.dims.len() == 2 && blocks::kept(t.dtype, t.dims[0] as usize) {
             let (shape, mut b) = g.blocks(t)?;
             if let Some(heads) = heads {
                 let order = unpermuted_order(shape[0], heads).ok_or_else(|| bad_heads(&shape, heads))?;

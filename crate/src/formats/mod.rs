@@ -4,4 +4,5 @@ pub mod blocks;
 pub mod gguf;
 pub mod gguf_spm;
 pub mod safetensors;
+pub mod source;
 pub mod tokenizer;

@@ -10,6 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::formats::blocks::HostBlocks;
+use crate::formats::source::ByteSource;
 
 /// A float tensor on the host, converted to f32, remembering where it came from.
 #[derive(Debug, Clone)]
@@ -66,10 +67,109 @@ impl HostTensor {
     }
 }
 
+/// One tensor in a safetensors header.
+#[derive(Debug, Clone)]
+pub struct HeaderEntry {
+    pub name: String,
+    /// As the header spells it: `F32`, `BF16`, `I64`...
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    /// The tensor's bytes in the file (absolute offsets).
+    pub start: u64,
+    pub end: u64,
+}
+
+impl HeaderEntry {
+    /// F32, F16 or BF16: a weight webpeft reads.
+    pub fn is_float(&self) -> bool {
+        matches!(self.dtype.as_str(), "F32" | "F16" | "BF16")
+    }
+}
+
+/// Reads and checks a safetensors header from the file's first bytes `head` (at least the 8-byte
+/// length and the JSON header) and its full length `len`: each tensor's dtype, shape and byte
+/// range, which must match, and, as the `safetensors` crate checks, a data section exactly covered
+/// by the tensors. Integer buffers that are not weights are kept (callers skip them); other
+/// dtypes for a `*weight` are refused.
+pub fn read_header(file: &str, head: &[u8], len: u64) -> Result<Vec<HeaderEntry>> {
+    use serde_json::Value;
+    let bad = |m: String| Error::format(file, format!("not a valid safetensors file: {m}"));
+    if head.len() < 8 {
+        return Err(bad("shorter than its 8-byte header length".into()));
+    }
+    let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    let end = n.checked_add(8).filter(|&e| e <= len && e <= head.len() as u64).ok_or_else(|| {
+        bad(format!("header length {n} beyond the file ({len} bytes)"))
+    })?;
+    let header: BTreeMap<String, Value> =
+        serde_json::from_slice(&head[8..end as usize]).map_err(|e| bad(format!("header: {e}")))?;
+    let data_len = len - end;
+    let mut out = vec![];
+    let mut covered = 0;
+    for (name, t) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = t.get("dtype").and_then(Value::as_str).ok_or_else(|| bad(format!("tensor {name} has no dtype")))?.to_string();
+        let shape: Vec<usize> = t
+            .get("shape")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect())
+            .ok_or_else(|| bad(format!("tensor {name} has no valid shape")))?;
+        let offsets: Vec<u64> = t
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(Value::as_u64).collect())
+            .filter(|o: &Vec<u64>| o.len() == 2 && o[0] <= o[1] && o[1] <= data_len)
+            .ok_or_else(|| bad(format!("tensor {name} has data offsets outside the file")))?;
+        let size = match dtype.as_str() {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            _ => 1,
+        };
+        // A declared [32, 2^56] tensor must not overflow the check.
+        let elements = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+        if elements.and_then(|e| e.checked_mul(size)) != Some(offsets[1] - offsets[0]) {
+            return Err(bad(format!("tensor {name} {shape:?} {dtype} does not match its {} data bytes", offsets[1] - offsets[0])));
+        }
+        let e = HeaderEntry { name, dtype, shape, start: end + offsets[0], end: end + offsets[1] };
+        if !e.is_float() && e.name.ends_with("weight") {
+            return Err(Error::format(file, format!("tensor {} has dtype {}; only F32, F16 and BF16 weights are supported", e.name, e.dtype)));
+        }
+        covered = covered.max(offsets[1]);
+        out.push(e);
+    }
+    // As the crate: the tensors tile the data section, without gaps or overlaps.
+    out.sort_by_key(|e| (e.start, e.end));
+    let mut at = end;
+    for e in &out {
+        if e.start != at {
+            return Err(bad(format!("tensor {} starts at byte {} of the data section, not {} (tensors must not overlap or leave gaps)", e.name, e.start - end, at - end)));
+        }
+        at = e.end;
+    }
+    if covered != data_len {
+        return Err(bad(format!("its tensors cover {covered} bytes of a {data_len}-byte data section")));
+    }
+    Ok(out)
+}
+
+/// Little-endian F32, F16 or BF16 bytes as f32 values.
+fn to_f32(dtype: &str, raw: &[u8]) -> Vec<f32> {
+    match dtype {
+        "F16" => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        "BF16" => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        _ => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+    }
+}
+
 /// All the weights of a model, by their Hugging Face names.
 #[derive(Debug, Default)]
 pub struct WeightMap {
     tensors: HashMap<String, HostTensor>,
+    /// Keep F16/BF16 matrices as 16-bit blocks instead of widening them (`quantize` none).
+    pub keep_half: bool,
     /// Files the weights came from, for messages ("model.safetensors" or a shard list).
     pub source: String,
 }
@@ -77,7 +177,7 @@ pub struct WeightMap {
 impl WeightMap {
     /// An empty map whose messages name `source`.
     pub fn new(source: &str) -> Self {
-        Self { tensors: HashMap::new(), source: source.to_string() }
+        Self { tensors: HashMap::new(), source: source.to_string(), keep_half: false }
     }
 
     /// Inserts one tensor.
@@ -91,22 +191,15 @@ impl WeightMap {
             .map_err(|e| Error::format(file, format!("not a valid safetensors file: {e}")))?;
         for (name, view) in st.iter() {
             let shape = view.shape().to_vec();
+            let dtype = format!("{:?}", view.dtype());
+            if let Some(t) = self.half(&name, &shape, &dtype, view.data(), file) {
+                self.tensors.insert(name.to_string(), t);
+                continue;
+            }
             let data = match view.dtype() {
-                Dtype::F32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                Dtype::F16 => view
-                    .data()
-                    .chunks_exact(2)
-                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => view
-                    .data()
-                    .chunks_exact(2)
-                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
+                Dtype::F32 => to_f32("F32", view.data()),
+                Dtype::F16 => to_f32("F16", view.data()),
+                Dtype::BF16 => to_f32("BF16", view.data()),
                 // Integer buffers such as BERT's `position_ids` are not weights; keep
                 // them out of the map so a model that needs them reports them missing.
                 Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL if !name.ends_with("weight") => continue,
@@ -117,9 +210,46 @@ impl WeightMap {
                     ))
                 }
             };
-            self.tensors.insert(name.to_string(), HostTensor::new(shape, data, &format!("{:?}", view.dtype()), file));
+            self.tensors.insert(name.to_string(), HostTensor::new(shape, data, &dtype, file));
         }
         Ok(())
+    }
+
+    /// [`WeightMap::add_safetensors`] for a file read through `src`, a tensor at a time, so the
+    /// whole file is never in memory next to the weights made from it.
+    pub fn add_safetensors_source(&mut self, file: &str, src: &dyn ByteSource) -> Result<()> {
+        if let Some(all) = src.as_slice() {
+            return self.add_safetensors(file, all);
+        }
+        let head = crate::formats::source::head(file, src)?;
+        for e in read_header(file, &head, src.len())? {
+            if !e.is_float() {
+                continue; // integer buffers such as `position_ids`, as above
+            }
+            let raw = src.read_at(file, e.start, (e.end - e.start) as usize)?;
+            if let Some(t) = self.half(&e.name, &e.shape, &e.dtype, &raw, file) {
+                self.tensors.insert(e.name, t);
+                continue;
+            }
+            let data = to_f32(&e.dtype, &raw);
+            self.tensors.insert(e.name, HostTensor::new(e.shape, data, &e.dtype, file));
+        }
+        Ok(())
+    }
+
+    /// An F16/BF16 matrix kept as 16-bit blocks, when `keep_half` asks for it and its rows hold
+    /// whole blocks (`blocks::kept`); `None` to widen it.
+    fn half(&self, name: &str, shape: &[usize], dtype: &str, raw: &[u8], file: &str) -> Option<HostTensor> {
+        let t = crate::formats::gguf::GgmlType::from_name(dtype);
+        let keep = self.keep_half
+            && matches!(dtype, "F16" | "BF16")
+            && crate::formats::blocks::quantizable(name, shape)
+            && crate::formats::blocks::kept(t, shape[1]);
+        if !keep {
+            return None;
+        }
+        let b = crate::formats::blocks::unpack(t, raw)?;
+        Some(HostTensor { dtype: dtype.to_string(), ..HostTensor::from_blocks(shape.to_vec(), b, file) })
     }
 
     /// True if the map holds `name`.

@@ -26,7 +26,7 @@ use burn::backend::{backend_extension, Autodiff, AutodiffBackend, Backend, Tenso
 use burn::module::Module;
 use burn::tensor::{DType, Device, FloatDType, Int, Slice, Tensor, TensorCreationOptions, TensorData};
 
-use crate::formats::blocks::HostBlocks;
+use crate::formats::blocks::{half_value, HostBlocks, BF16_CODES};
 
 /// Most f32 values of a weight dequantised at once: a 151,936-token head is dequantised in
 /// slices of about 16 MB rather than whole (544 MB for Qwen2.5-0.5B).
@@ -104,11 +104,18 @@ impl BlockOps for burn::backend::Flex {
                 }
             }
         }
+        let kind = bias;
         let bias = bias as f32;
         let row = |r: usize, y: &mut [f32]| {
             let (c, s) = (&c[r * words..(r + 1) * words], &s[r * nb..(r + 1) * nb]);
             let o = o.map(|o| &o[r * nb..(r + 1) * nb]);
-            if bits == 4 {
+            if bits == 16 {
+                // F16/BF16 bits: converted exactly, scales unused.
+                for (y, &w) in y.chunks_exact_mut(2).zip(c) {
+                    y[0] = half_value(kind, (w as u32 & 0xFFFF) as u16);
+                    y[1] = half_value(kind, (w as u32 >> 16) as u16);
+                }
+            } else if bits == 4 {
                 decode::<4>(c, s, o, block, bias, y)
             } else {
                 decode::<8>(c, s, o, block, bias, y)
@@ -149,8 +156,12 @@ fn rows_f<B: Backend>(t: &FloatTensor<B>, r: std::ops::Range<usize>) -> FloatTen
     B::float_slice(t.clone(), &[Slice::from(r), Slice::from(..)])
 }
 
-/// Unpacks and scales: `(code + bias) * scale (+ offset)`, in that float order.
+/// Unpacks and scales: `(code + bias) * scale (+ offset)`, in that float order; 16-bit codes
+/// are F16/BF16 bits ([`half`]).
 fn dequant<B: Backend>(codes: IntTensor<B>, scales: FloatTensor<B>, offsets: FloatTensor<B>, bits: u32, block: usize, bias: i32, offset: bool) -> FloatTensor<B> {
+    if bits == 16 {
+        return half::<B>(codes, bias);
+    }
     let shape = codes.shape();
     let (n, words, per) = (shape[0], shape[1], 32 / bits as usize);
     let cols = words * per;
@@ -165,6 +176,36 @@ fn dequant<B: Backend>(codes: IntTensor<B>, scales: FloatTensor<B>, offsets: Flo
     let v = B::float_mul(v, B::float_reshape(scales, [n, cols / block, 1].into()));
     let v = if offset { B::float_add(v, B::float_reshape(offsets, [n, cols / block, 1].into())) } else { v };
     B::float_reshape(v, [n, cols].into())
+}
+
+/// F16/BF16 bits (two to a word, low half first) to f32 with integer and float tensor
+/// operations, as burn has no bit cast: `sign * (implicit + mantissa / 2^m) * 2^(exponent -
+/// bias)`, where the power of two comes from a table indexed by the exponent field. Every
+/// product is exact, so the values equal the IEEE conversion, except that bfloat16 subnormals
+/// (never seen in trained weights) may be flushed to zero by a GPU, and NaN reads as infinity.
+fn half<B: Backend>(codes: IntTensor<B>, kind: i32) -> FloatTensor<B> {
+    let shape = codes.shape();
+    let (n, words) = (shape[0], shape[1]);
+    let device = codes.device();
+    let (mant_bits, exp_bits, exp_bias) = if kind == BF16_CODES { (7, 8, 127) } else { (10, 5, 15) };
+    let shifts = B::int_from_data(TensorData::new(vec![0i32, 16], [1, 1, 2]).convert_dtype(codes.dtype()), &device);
+    let c = B::bitwise_right_shift(B::int_reshape(codes, [n, words, 1].into()), shifts);
+    let c = B::int_reshape(B::bitwise_and_scalar(c, 0xFFFF.into()), [n * words * 2].into());
+    let sign = B::bitwise_right_shift_scalar(c.clone(), 15.into());
+    let exp = B::bitwise_and_scalar(B::bitwise_right_shift_scalar(c.clone(), mant_bits.into()), ((1 << exp_bits) - 1).into());
+    let mant = B::bitwise_and_scalar(c, ((1 << mant_bits) - 1).into());
+    // Normal numbers carry an implicit leading 1; subnormals (exponent 0) do not.
+    let implicit = B::int_clamp(exp.clone(), 0.into(), 1.into());
+    let mant = B::int_add(mant, B::int_mul_scalar(implicit, (1 << mant_bits).into()));
+    // 2^(e - bias), with exponent 0 read as 1 (subnormals): all normal f32 numbers, which a GPU
+    // does not flush.
+    let table: Vec<f32> = (0..1i32 << exp_bits).map(|e| 2f32.powi(e.max(1) - exp_bias)).collect();
+    let table = B::float_from_data(TensorData::new(table, [1usize << exp_bits]), &device);
+    let scale = B::float_select(table, 0, exp);
+    let m = B::float_mul_scalar(B::int_into_float(mant, FloatDType::F32), (1.0f32 / (1 << mant_bits) as f32).into());
+    let v = B::float_mul(m, scale);
+    let sign = B::float_add_scalar(B::float_mul_scalar(B::int_into_float(sign, FloatDType::F32), (-2.0f32).into()), 1.0f32.into());
+    B::float_reshape(B::float_mul(v, sign), [n, words * 2].into())
 }
 
 impl<B: Backend + BlockOps, C: CheckpointStrategy> BlockOps for Autodiff<B, C> {
@@ -493,7 +534,7 @@ mod tests {
         let (l32, v32, g32, b32) = run(Quantize::F32, &device);
         let (lq, vq, gq, bq) = run(Quantize::None, &device);
         assert_eq!(b32, 0, "the f32 reference holds no block weights");
-        assert_eq!(bq, 12, "every quantized projection stays in blocks (F16/BF16 are f32)");
+        assert_eq!(bq, 14, "every quantized, F16 and BF16 projection stays in blocks");
         assert!(l32.iter().all(|v| v.is_finite()) && g32.iter().any(|v| *v != 0.0));
         assert!(max_rel(&lq, &l32) < 1e-4, "logits differ by {}", max_rel(&lq, &l32));
         assert!(((vq - v32) / v32).abs() < 1e-4, "loss {vq} vs {v32}");
@@ -546,29 +587,44 @@ mod tests {
     }
 
     /// The device's decoding gives ggml's values bit for bit, for every format.
-    fn decodes_exactly(device: burn::tensor::Device) {
+    fn decodes_exactly(device: burn::tensor::Device, gpu: bool) {
         use GgmlType::*;
         let mut rng = XorShift(11);
-        for ty in [Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K] {
-            let (rows, cols) = (3, 512);
-            let raw = sane(&mut rng, ty, rows * cols);
-            let host = crate::formats::blocks::unpack(ty, &raw).unwrap();
-            let want = crate::formats::gguf::dequantize(ty, &raw);
+        let check = |ty: GgmlType, raw: &[u8], rows: usize, cols: usize| {
+            let host = crate::formats::blocks::unpack(ty, raw).unwrap();
+            let want = crate::formats::gguf::dequantize(ty, raw);
+            assert_eq!(host.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{ty:?} on the host");
             let got = values(BlockWeight::upload(host, rows, cols, &device).dequantize().reshape([rows * cols]));
             let bad = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
-            assert_eq!(bad, None, "{ty:?}: value {bad:?} differs");
+            assert_eq!(bad, None, "{ty:?}: value {bad:?} differs: {:?} vs {:?}", bad.map(|i| got[i]), bad.map(|i| want[i]));
+        };
+        for ty in [Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F16, BF16] {
+            let (rows, cols) = (3, 512);
+            check(ty, &sane(&mut rng, ty, rows * cols), rows, cols);
+        }
+        // Every F16 and BF16 bit pattern but infinities and NaNs, signed zeros and subnormals
+        // included (bfloat16 subnormals, which a GPU may flush to zero, only on the CPU).
+        for (ty, mant_bits, exp_max) in [(F16, 10, 31u16), (BF16, 7, 255)] {
+            let raw: Vec<u8> = (0..=u16::MAX)
+                .map(|c| {
+                    let e = (c >> mant_bits) & exp_max;
+                    if e == exp_max || (gpu && ty == BF16 && e == 0 && c & 0x7FFF != 0) { 0 } else { c }
+                })
+                .flat_map(|c| c.to_le_bytes())
+                .collect();
+            check(ty, &raw, 128, 512);
         }
     }
 
     #[test]
     fn decodes_exactly_on_cpu() {
-        decodes_exactly(device::cpu());
+        decodes_exactly(device::cpu(), false);
     }
 
     #[cfg(feature = "gpu")]
     #[test]
     fn decodes_exactly_on_wgpu() {
-        decodes_exactly(device::gpu().expect("wgpu (lavapipe in CI)"));
+        decodes_exactly(device::gpu().expect("wgpu (lavapipe in CI)"), true);
     }
 
     #[test]

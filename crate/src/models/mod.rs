@@ -12,7 +12,9 @@ pub mod gpt2;
 pub mod layers;
 pub mod llama;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -20,6 +22,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::formats::gguf;
+use crate::formats::source::{self, ByteSource};
 use crate::formats::safetensors::{shard_files, HostTensor, WeightMap};
 use crate::formats::tokenizer::TextTokenizer;
 use bert::{BertConfig, BertForSequenceClassification};
@@ -39,38 +42,55 @@ pub struct CausalOutput {
     pub logits: Tensor<3>,
 }
 
-/// The files of one model, in memory, by file name.
-#[derive(Debug, Default, Clone)]
+/// The files of one model by file name: in memory, or read on demand (a weight file on disk, or
+/// a buffer the JavaScript side keeps) so that loading reads it a tensor at a time.
+#[derive(Default, Clone)]
 pub struct ModelFiles {
-    pub files: BTreeMap<String, Vec<u8>>,
+    pub files: BTreeMap<String, Arc<dyn ByteSource>>,
+}
+
+impl std::fmt::Debug for ModelFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.files.iter().map(|(n, s)| (n, s.len()))).finish()
+    }
 }
 
 impl ModelFiles {
-    /// Adds a file under its base name.
+    /// Adds a file held in memory under its base name.
     pub fn add(&mut self, name: &str, bytes: Vec<u8>) {
+        self.add_source(name, Arc::new(bytes));
+    }
+
+    /// Adds a file read on demand under its base name.
+    pub fn add_source(&mut self, name: &str, src: Arc<dyn ByteSource>) {
         let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-        self.files.insert(base.to_string(), bytes);
+        self.files.insert(base.to_string(), src);
     }
 
     /// Name, size and sha256 of each weight file (`.gguf`, `.safetensors`).
-    pub fn weight_digests(&self) -> Vec<BaseFile> {
-        use sha2::{Digest, Sha256};
+    pub fn weight_digests(&self) -> Result<Vec<BaseFile>> {
         self.files
             .iter()
             .filter(|(n, _)| n.ends_with(".gguf") || n.ends_with(".safetensors"))
-            .map(|(n, b)| {
-                let sha256 = Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect();
-                BaseFile { name: n.clone(), bytes: b.len() as u64, sha256 }
-            })
+            .map(|(n, b)| Ok(BaseFile { name: n.clone(), bytes: b.len(), sha256: source::sha256(n, b.as_ref())? }))
             .collect()
     }
 
-    fn get(&self, name: &str) -> Option<&[u8]> {
-        self.files.get(name).map(Vec::as_slice)
+    /// A whole file (the JSON ones), reading it when it is not in memory.
+    fn get(&self, name: &str) -> Result<Option<Cow<'_, [u8]>>> {
+        let Some(src) = self.files.get(name) else { return Ok(None) };
+        Ok(Some(match src.as_slice() {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(src.read_at(name, 0, src.len() as usize)?),
+        }))
     }
 
-    fn gguf(&self) -> Option<(&str, &[u8])> {
-        self.files.iter().find(|(n, _)| n.ends_with(".gguf")).map(|(n, b)| (n.as_str(), b.as_slice()))
+    fn source(&self, name: &str) -> Option<&dyn ByteSource> {
+        self.files.get(name).map(|s| s.as_ref())
+    }
+
+    fn gguf(&self) -> Option<(&str, &dyn ByteSource)> {
+        self.files.iter().find(|(n, _)| n.ends_with(".gguf")).map(|(n, b)| (n.as_str(), b.as_ref()))
     }
 
     /// The files a model directory needs: config, tokenizer, and the weights
@@ -334,7 +354,7 @@ impl Model {
     /// [`Model::load`] with options.
     pub fn load_with(files: &ModelFiles, device: &Device, opts: &LoadOptions) -> Result<Self> {
         let mut model = Self::load_files(files, device, opts)?;
-        model.base = BaseRecord { files: files.weight_digests(), quantize: opts.quantize, device_blocks: model.info.device_blocks.clone() };
+        model.base = BaseRecord { files: files.weight_digests()?, quantize: opts.quantize, device_blocks: model.info.device_blocks.clone() };
         Ok(model)
     }
 
@@ -343,23 +363,26 @@ impl Model {
         if let Some((name, bytes)) = files.gguf() {
             return Self::load_gguf(name, bytes, device, opts);
         }
-        let config_bytes = files.get("config.json").ok_or_else(|| Error::format("model", "config.json is missing"))?;
+        let config_bytes = files.get("config.json")?.ok_or_else(|| Error::format("model", "config.json is missing"))?;
         let config: serde_json::Value =
-            serde_json::from_slice(config_bytes).map_err(|e| Error::format("config.json", format!("invalid JSON: {e}")))?;
+            serde_json::from_slice(&config_bytes).map_err(|e| Error::format("config.json", format!("invalid JSON: {e}")))?;
         let mut weights = WeightMap::new("model.safetensors");
-        if let Some(index) = files.get("model.safetensors.index.json") {
-            let shards = shard_files("model.safetensors.index.json", index)?;
+        // F16/BF16 matrices stay 16-bit unless `quantize` asks otherwise; GPT-2's Conv1D weights
+        // are [in, out] and would be widened again.
+        weights.keep_half = opts.quantize == Quantize::None && config.get("model_type").and_then(|v| v.as_str()) != Some("gpt2");
+        if let Some(index) = files.get("model.safetensors.index.json")? {
+            let shards = shard_files("model.safetensors.index.json", &index)?;
             weights.source = shards.join(", ");
             for shard in shards {
-                let bytes = files.get(&shard).ok_or_else(|| Error::format(&shard, "shard named by model.safetensors.index.json is missing"))?;
-                weights.add_safetensors(&shard, bytes)?;
+                let src = files.source(&shard).ok_or_else(|| Error::format(&shard, "shard named by model.safetensors.index.json is missing"))?;
+                weights.add_safetensors_source(&shard, src)?;
             }
         } else {
-            let bytes = files.get("model.safetensors").ok_or_else(|| Error::format("model", "model.safetensors is missing"))?;
-            weights.add_safetensors("model.safetensors", bytes)?;
+            let src = files.source("model.safetensors").ok_or_else(|| Error::format("model", "model.safetensors is missing"))?;
+            weights.add_safetensors_source("model.safetensors", src)?;
         }
-        let tokenizer = match files.get("tokenizer.json") {
-            Some(t) => Some(TextTokenizer::from_hf(t, files.get("tokenizer_config.json"))?),
+        let tokenizer = match files.get("tokenizer.json")? {
+            Some(t) => Some(TextTokenizer::from_hf(&t, files.get("tokenizer_config.json")?.as_deref())?),
             None => None,
         };
         if let Some(dtype) = opts.quantize.gguf_type() {
@@ -371,9 +394,9 @@ impl Model {
         Self::build(config, weights, tokenizer, "safetensors", device, max_tensor_bytes)
     }
 
-    fn load_gguf(name: &str, bytes: &[u8], device: &Device, opts: &LoadOptions) -> Result<Self> {
+    fn load_gguf(name: &str, src: &dyn ByteSource, device: &Device, opts: &LoadOptions) -> Result<Self> {
         let max_tensor_bytes = opts.max_tensor_bytes;
-        let g = gguf::parse(bytes, name).map_err(|e| Error::format(name, strip_source(&e.to_string(), name)))?;
+        let g = gguf::parse_source(src, name).map_err(|e| Error::format(name, strip_source(&e.to_string(), name)))?;
         let mut dtypes: Vec<String> = g.tensors.iter().map(|t| format!("{:?}", t.dtype)).collect();
         dtypes.sort();
         dtypes.dedup();

@@ -57,15 +57,19 @@ pub fn read_ref(path: &Path) -> HashMap<String, Ref> {
 
 /// Reads a model directory or .gguf file from disk, as the CLI does.
 pub fn files(path: &Path) -> ModelFiles {
+    // Weight files are read a tensor at a time (a `DiskFile`), as the CLI reads them.
+    let disk = |p: &Path| std::sync::Arc::new(webpeft::formats::source::DiskFile::open(p).unwrap());
     let mut files = ModelFiles::default();
     if path.is_file() {
-        files.add(&path.to_string_lossy(), std::fs::read(path).unwrap());
+        files.add_source(&path.to_string_lossy(), disk(path));
     } else {
         for e in std::fs::read_dir(path).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if name.ends_with(".json") || name.ends_with(".safetensors") && name != "reference.safetensors" {
+            if name.ends_with(".json") {
                 files.add(&name, std::fs::read(&p).unwrap());
+            } else if name.ends_with(".safetensors") && name != "reference.safetensors" {
+                files.add_source(&name, disk(&p));
             }
         }
     }

@@ -15,6 +15,7 @@ use webpeft::formats::safetensors::{write_f32, OutTensor};
 use webpeft::formats::tokenizer::Message;
 use webpeft::generate::{generate, read_f32, stop_ids, GenerateOptions};
 use webpeft::models::{LoadOptions, Quantize};
+use webpeft::formats::source::{ByteSource, DiskFile};
 use webpeft::{Error, Model, ModelFiles, Result};
 
 #[derive(Parser)]
@@ -295,12 +296,14 @@ pub fn load(path: &Path, backend: Backend) -> Result<Model> {
 pub fn read_model_files(path: &Path) -> Result<ModelFiles> {
     let shown = path.display().to_string();
     let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e.to_string()));
+    // Weight files are read a tensor at a time while loading, never whole.
+    let open = |p: &Path| -> Result<std::sync::Arc<dyn ByteSource>> { Ok(std::sync::Arc::new(DiskFile::open(p)?)) };
     let mut files = ModelFiles::default();
     if path.is_file() {
-        files.add(&shown, read(path)?);
         if !shown.ends_with(".gguf") {
             return Err(Error::input(shown, "a model is a directory (config.json + safetensors) or a .gguf file"));
         }
+        files.add_source(&shown, open(path)?);
         return Ok(files);
     }
     let entries = std::fs::read_dir(path).map_err(|e| Error::io(&shown, e.to_string()))?;
@@ -308,7 +311,11 @@ pub fn read_model_files(path: &Path) -> Result<ModelFiles> {
     let needed = ModelFiles::needed_from_listing(&list, || std::fs::read(path.join("model.safetensors.index.json")).ok())
         .map_err(|e| Error { source: format!("{shown}/{}", e.source), ..e })?;
     for name in needed {
-        files.add(&name, read(&path.join(&name))?);
+        if name.ends_with(".safetensors") {
+            files.add_source(&name, open(&path.join(&name))?);
+        } else {
+            files.add(&name, read(&path.join(&name))?);
+        }
     }
     Ok(files)
 }
