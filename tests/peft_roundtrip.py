@@ -51,6 +51,11 @@ CASES = [
     ("gemma3-ia3", "tiny-gemma3", "causal-lm", "ia3", []),
     ("gemma3-prefix", "tiny-gemma3", "causal-lm", "prefix", ["--virtual-tokens", "4"]),
     ("gemma3-seqcls-lora", "tiny-gemma3", "seq-cls", "lora", []),
+    ("roberta-lora", "tiny-roberta", "seq-cls", "lora", []),
+    ("roberta-bitfit", "tiny-roberta", "seq-cls", "bitfit", []),
+    ("roberta-ia3", "tiny-roberta", "seq-cls", "ia3", []),
+    ("xlm-roberta-dora", "tiny-xlm-roberta", "seq-cls", "dora", ["--r", "4"]),
+    ("xlm-roberta-prompt", "tiny-xlm-roberta", "seq-cls", "prompt", ["--virtual-tokens", "4"]),
 ]
 
 

@@ -283,7 +283,12 @@ fn is_embedding(name: &str) -> bool {
 }
 
 fn is_head(module: &str) -> bool {
-    ["classifier", "score", "lm_head"].iter().any(|h| module == *h || module.ends_with(&format!(".{h}")))
+    crate::models::in_head(module) || module == "lm_head" || module.ends_with(".lm_head")
+}
+
+/// BERT's layout (BERT, RoBERTa, XLM-RoBERTa).
+fn is_bert(model_type: &str) -> bool {
+    matches!(model_type, "bert" | "roberta" | "xlm-roberta")
 }
 
 /// PEFT's default targets, as `peft::create` picks them.
@@ -291,10 +296,10 @@ fn default_targets(model_type: &str, method: &str) -> (Vec<&'static str>, Vec<&'
     match (method, model_type) {
         ("ia3", "qwen2" | "qwen3" | "gemma3" | "gemma3_text") => (vec!["down_proj", "q_proj", "v_proj"], vec!["down_proj"]),
         ("ia3", "gpt2") => (vec!["c_attn", "mlp.c_proj"], vec!["mlp.c_proj"]),
-        ("ia3", "bert") => (vec!["key", "output.dense", "value"], vec!["output.dense"]),
+        ("ia3", t) if is_bert(t) => (vec!["key", "output.dense", "value"], vec!["output.dense"]),
         ("ia3", _) => (vec!["down_proj", "k_proj", "v_proj"], vec!["down_proj"]),
         (_, "gpt2") => (vec!["c_attn"], vec![]),
-        (_, "bert") => (vec!["query", "value"], vec![]),
+        (_, t) if is_bert(t) => (vec!["query", "value"], vec![]),
         _ => (vec!["q_proj", "v_proj"], vec![]),
     }
 }
@@ -363,7 +368,9 @@ fn trainable(d: &Dims, linears: &[Linear], bias_values: u64, job: &Job) -> u64 {
     };
     if seq_cls {
         let labels = d.labels.unwrap_or(2);
-        n += (d.hidden * labels + if d.model_type == "bert" { labels } else { 0 }) as u64;
+        // BERT's classifier has a bias; RoBERTa's head is a dense layer and an out_proj.
+        let roberta = is_bert(&d.model_type) && d.model_type != "bert";
+        n += (d.hidden * labels + if is_bert(&d.model_type) { labels } else { 0 } + if roberta { d.hidden * (d.hidden + 1) } else { 0 }) as u64;
     }
     n
 }
@@ -377,7 +384,7 @@ fn trainable(d: &Dims, linears: &[Linear], bias_values: u64, job: &Job) -> u64 {
 fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool, head_frozen: bool, checkpointed: bool) -> (u64, u64, TensorSize) {
     let (h, i, kv) = (d.hidden as u64, d.inner as u64, d.kv_dim as u64);
     let per_token = match d.model_type.as_str() {
-        "gpt2" | "bert" => 14 * h + 6 * i,
+        t if t == "gpt2" || is_bert(t) => 14 * h + 6 * i,
         _ => 14 * h + 3 * kv + 4 * i,
     };
     let (b64, t64, k64) = (b as u64, t as u64, keys as u64);

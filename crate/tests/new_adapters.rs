@@ -47,7 +47,7 @@ fn new_model(model: &str) -> Model {
 #[test]
 fn new_adapters_have_peft_configs_keys_and_shapes() {
     let mut n = 0;
-    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3"] {
+    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta"] {
         for method in ["lora", "rslora", "dora", "lora-targets", "lora-layers", "ia3", "bitfit", "prompt", "prefix"] {
             let dir = fixture("peft").join(format!("{model}-{method}"));
             if !dir.exists() {
@@ -67,7 +67,7 @@ fn new_adapters_have_peft_configs_keys_and_shapes() {
             n += 1;
         }
     }
-    assert_eq!(n, 50);
+    assert_eq!(n, 65);
     // Decoder classification: a new `score` head saved as PEFT saves it.
     for model in ["llama", "gpt2"] {
         let dir = fixture("peft").join(format!("{model}-seqcls-lora"));
@@ -91,12 +91,12 @@ fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
 #[test]
 fn untrained_adapters_leave_outputs_unchanged() {
     let ids: Vec<u32> = (1..13).collect();
-    for model in ["llama", "gpt2", "bert"] {
+    for model in ["llama", "gpt2", "bert", "roberta"] {
         for method in [Method::Lora, Method::Dora, Method::Ia3, Method::Bitfit] {
             let mut m = new_model(model);
             let base = logits(&m, &ids);
             let mut spec = AdapterSpec::new(method);
-            spec.seq_cls = model == "bert";
+            spec.seq_cls = matches!(model, "bert" | "roberta");
             create_adapter(&mut m, &spec).unwrap();
             let after = logits(&m, &ids);
             // DoRA rescales by m/||W|| = 1 up to rounding.

@@ -193,3 +193,23 @@ fn bert_classifier_mask_and_token_types() {
         assert_eq!(m.info.num_labels, Some(3));
     }
 }
+
+#[test]
+fn roberta_and_xlm_roberta_classifiers() {
+    for (name, arch) in [("tiny-roberta", "RobertaForSequenceClassification"), ("tiny-xlm-roberta", "XLMRobertaForSequenceClassification")] {
+        let r = read_ref(&fixture(name).join("reference.safetensors"));
+        for b in backends() {
+            let m = load(&fixture(name), b);
+            let what = format!("{name} on {b:?}");
+            assert_eq!((m.info.architecture.as_str(), m.info.num_labels, m.info.context_length), (arch, Some(3), 127), "{what}");
+            let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
+            assert_close(&format!("{what} logits"), &host(out.class_logits.unwrap()), &r["logits"].f32, TOL);
+            assert_close(&format!("{what} last_hidden_state"), &host(out.last_hidden_state), &r["last_hidden_state"].f32, TOL);
+            // A padded row: positions follow the ids, so even the pad positions' states match.
+            let (ids, mask) = (r["batch_input_ids"].id_rows(), r["batch_attention_mask"].id_rows());
+            let out = m.forward(&ids, Some(&mask), None, None).unwrap();
+            assert_close(&format!("{what} batch logits"), &host(out.class_logits.unwrap()), &r["batch_logits"].f32, TOL);
+            assert_close(&format!("{what} batch last_hidden_state"), &host(out.last_hidden_state), &r["batch_last_hidden_state"].f32, TOL);
+        }
+    }
+}

@@ -1,7 +1,14 @@
-//! The BERT family of encoders (BERT, MiniLM): `BertModel` and
+//! The BERT family of encoders (BERT, MiniLM, RoBERTa, XLM-RoBERTa): `BertModel` and
 //! `BertForSequenceClassification`, with token types, attention masks and the
 //! pooler. Names follow transformers' `modeling_bert.py`, including its
 //! `LayerNorm` fields, so checkpoint names map one to one.
+//!
+//! RoBERTa (`modeling_roberta.py`, which copies BERT's layers) differs in three places, which
+//! [`Flavor`] selects: weights under `roberta.`, positions counted from `pad_token_id + 1` over
+//! the non-padding ids (padding takes `pad_token_id`'s row), and a head of its own
+//! (`classifier.dense`, tanh, `classifier.out_proj` on the first token) instead of the pooler
+//! and `classifier`. The head computes what BERT's pooler and classifier compute, so it is held
+//! in the same two fields.
 #![allow(non_snake_case)]
 
 use burn::module::Module;
@@ -36,6 +43,10 @@ pub struct BertConfig {
     pub id2label: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default)]
     pub num_labels: Option<usize>,
+    #[serde(default)]
+    pub model_type: String,
+    #[serde(default)]
+    pub pad_token_id: Option<usize>,
 }
 
 fn two() -> usize {
@@ -48,7 +59,42 @@ fn default_act() -> String {
     "gelu".into()
 }
 
+/// BERT's layout or RoBERTa's (XLM-RoBERTa is RoBERTa's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    #[default]
+    Bert,
+    /// Positions start after `padding_idx` (`pad_token_id`).
+    Roberta { padding_idx: usize },
+}
+
+impl Flavor {
+    /// The base model's name prefix (`bert.`, `roberta.`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Flavor::Bert => "bert.",
+            Flavor::Roberta { .. } => "roberta.",
+        }
+    }
+
+    /// HF module paths of the head's two layers: (pooler or dense, classifier or out_proj).
+    pub fn head_paths(self) -> (&'static str, &'static str) {
+        match self {
+            Flavor::Bert => ("bert.pooler.dense", "classifier"),
+            Flavor::Roberta { .. } => ("classifier.dense", "classifier.out_proj"),
+        }
+    }
+}
+
 impl BertConfig {
+    /// BERT's or RoBERTa's layout, from `model_type`.
+    pub fn flavor(&self) -> Flavor {
+        match self.model_type.as_str() {
+            "roberta" | "xlm-roberta" => Flavor::Roberta { padding_idx: self.pad_token_id.unwrap_or(1) },
+            _ => Flavor::Bert,
+        }
+    }
+
     /// Number of classes: `id2label`'s size, else `num_labels`, else transformers' default of 2.
     pub fn label_count(&self) -> usize {
         self.id2label.as_ref().map(|m| m.len()).or(self.num_labels).unwrap_or(2)
@@ -140,8 +186,11 @@ pub struct BertModel {
 #[derive(Module, Debug)]
 pub struct BertForSequenceClassification {
     pub bert: BertModel,
-    /// `classifier`, `[hidden, num_labels]`; `None` for a bare `BertModel`.
+    /// `classifier`, `[hidden, num_labels]` (RoBERTa: `classifier.out_proj`); `None` for a bare
+    /// `BertModel`.
     pub classifier: Option<Linear>,
+    #[module(skip)]
+    pub flavor: Flavor,
 }
 
 /// What an encoder forward pass returns.
@@ -158,13 +207,16 @@ impl BertForSequenceClassification {
     /// checkpoints (weights under `bert.` plus `classifier`).
     pub fn load(cfg: &BertConfig, w: &mut WeightMap, with_head: bool, device: &Device) -> Result<Self> {
         cfg.validate()?;
-        w.ensure_prefix("bert.", "embeddings.word_embeddings.weight");
+        let flavor = cfg.flavor();
+        let b = flavor.prefix();
+        let (pooler_path, classifier_path) = flavor.head_paths();
+        w.ensure_prefix(b, "embeddings.word_embeddings.weight");
         let (h, why) = (cfg.hidden_size, "config.json");
         let lin = |w: &mut WeightMap, name: String, i: usize, o: usize| Linear::load(w, &name, i, o, true, WeightLayout::OutIn, why, device);
         let ln = |w: &mut WeightMap, name: String| LayerNorm::load(w, &name, h, cfg.layer_norm_eps, why, device);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
-            let p = format!("bert.encoder.layer.{i}");
+            let p = format!("{b}encoder.layer.{i}");
             layers.push(BertLayer {
                 attention: BertAttention {
                     self_: BertSelfAttention {
@@ -185,28 +237,30 @@ impl BertForSequenceClassification {
                 },
             });
         }
-        let pooler = if w.contains("bert.pooler.dense.weight") || with_head {
-            Some(BertPooler { dense: lin(w, "bert.pooler.dense".into(), h, h)? })
+        // RoBERTa's own pooler (bare checkpoints) is never read by its head; it is not loaded.
+        let pooler = if w.contains(&format!("{pooler_path}.weight")) || with_head {
+            Some(BertPooler { dense: lin(w, pooler_path.into(), h, h)? })
         } else {
             None
         };
         let classifier = if with_head {
-            Some(lin(w, "classifier".into(), h, cfg.label_count())?)
+            Some(lin(w, classifier_path.into(), h, cfg.label_count())?)
         } else {
             None
         };
         Ok(Self {
             bert: BertModel {
                 embeddings: BertEmbeddings {
-                    word_embeddings: Embedding::load(w, "bert.embeddings.word_embeddings.weight", cfg.vocab_size, h, why, device)?,
-                    position_embeddings: Embedding::load(w, "bert.embeddings.position_embeddings.weight", cfg.max_position_embeddings, h, why, device)?,
-                    token_type_embeddings: Embedding::load(w, "bert.embeddings.token_type_embeddings.weight", cfg.type_vocab_size, h, why, device)?,
-                    LayerNorm: ln(w, "bert.embeddings.LayerNorm".into())?,
+                    word_embeddings: Embedding::load(w, &format!("{b}embeddings.word_embeddings.weight"), cfg.vocab_size, h, why, device)?,
+                    position_embeddings: Embedding::load(w, &format!("{b}embeddings.position_embeddings.weight"), cfg.max_position_embeddings, h, why, device)?,
+                    token_type_embeddings: Embedding::load(w, &format!("{b}embeddings.token_type_embeddings.weight"), cfg.type_vocab_size, h, why, device)?,
+                    LayerNorm: ln(w, format!("{b}embeddings.LayerNorm"))?,
                 },
                 encoder: BertEncoder { layer: layers },
                 pooler,
             },
             classifier,
+            flavor,
         })
     }
 
@@ -219,9 +273,34 @@ impl BertForSequenceClassification {
     /// Runs the encoder on word embeddings `[batch, seq, hidden]`.
     /// `attention_mask` is `[batch][seq]` with 1 for real tokens.
     pub fn forward_embeds(&self, x: Tensor<3>, token_type_ids: Option<Tensor<2, Int>>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
+        self.forward_positions(x, None, token_type_ids, attention_mask)
+    }
+
+    /// [`Self::forward_embeds`] where `ids` (host copies of the `[batch, seq]` input ids) give
+    /// RoBERTa its positions as transformers counts them: padding ids take the padding row and
+    /// the others count up after it. Without ids (as with `inputs_embeds`, which PEFT's prompt
+    /// tuning passes), RoBERTa counts every position (`create_position_ids_from_inputs_embeds`).
+    pub fn forward_positions(&self, x: Tensor<3>, ids: Option<&[Vec<u32>]>, token_type_ids: Option<Tensor<2, Int>>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
         let [b, s, _] = x.dims();
         let device = x.device();
-        let pos: Vec<i64> = (0..b).flat_map(|_| 0..s as i64).collect();
+        let pos: Vec<i64> = match (self.flavor, ids) {
+            (Flavor::Bert, _) => (0..b).flat_map(|_| 0..s as i64).collect(),
+            (Flavor::Roberta { padding_idx }, Some(ids)) => ids
+                .iter()
+                .flat_map(|row| {
+                    let mut n = 0;
+                    row.iter().map(move |&t| {
+                        if t as usize == padding_idx {
+                            padding_idx as i64
+                        } else {
+                            n += 1;
+                            padding_idx as i64 + n
+                        }
+                    })
+                })
+                .collect(),
+            (Flavor::Roberta { padding_idx }, None) => (0..b).flat_map(|_| (0..s as i64).map(move |i| padding_idx as i64 + 1 + i)).collect(),
+        };
         let pos = Tensor::<2, Int>::from_data(TensorData::new(pos, [b, s]), &device);
         let types = token_type_ids.unwrap_or_else(|| Tensor::<2, Int>::zeros([b, s], &device));
         let e = &self.bert.embeddings;
@@ -256,18 +335,14 @@ impl BertForSequenceClassification {
         EncoderOutput { last_hidden_state: x, logits }
     }
 
-    /// Runs the encoder on `[batch, seq]` ids.
-    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Option<Tensor<2, Int>>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
-        self.forward_embeds(self.embed(input_ids), token_type_ids, attention_mask)
-    }
-
     /// Every dense and norm layer by its HF module path (for adapters).
     pub fn named_layers(&mut self) -> NamedLayers<'_> {
         let mut n = NamedLayers::default();
+        let (b, (pooler_path, classifier_path)) = (self.flavor.prefix(), self.flavor.head_paths());
         let e = &mut self.bert.embeddings;
-        n.norms.push(("bert.embeddings.LayerNorm".into(), &mut e.LayerNorm));
+        n.norms.push((format!("{b}embeddings.LayerNorm"), &mut e.LayerNorm));
         for (i, l) in self.bert.encoder.layer.iter_mut().enumerate() {
-            let p = format!("bert.encoder.layer.{i}");
+            let p = format!("{b}encoder.layer.{i}");
             let a = &mut l.attention;
             n.linears.push((format!("{p}.attention.self.query"), &mut a.self_.query));
             n.linears.push((format!("{p}.attention.self.key"), &mut a.self_.key));
@@ -279,26 +354,27 @@ impl BertForSequenceClassification {
             n.norms.push((format!("{p}.output.LayerNorm"), &mut l.output.LayerNorm));
         }
         if let Some(p) = self.bert.pooler.as_mut() {
-            n.linears.push(("bert.pooler.dense".into(), &mut p.dense));
+            n.linears.push((pooler_path.into(), &mut p.dense));
         }
         if let Some(c) = self.classifier.as_mut() {
-            n.linears.push(("classifier".into(), c));
+            n.linears.push((classifier_path.into(), c));
         }
         n
     }
 
     /// Every weight under its HF name, adapters merged (for `webpeft merge`).
     pub fn hf_tensors(&self) -> Vec<NamedTensor> {
+        let (b, (pooler_path, classifier_path)) = (self.flavor.prefix(), self.flavor.head_paths());
         let e = &self.bert.embeddings;
         let mut t = vec![
-            NamedTensor::new("bert.embeddings.word_embeddings.weight", e.word_embeddings.table()),
-            NamedTensor::new("bert.embeddings.position_embeddings.weight", e.position_embeddings.table()),
-            NamedTensor::new("bert.embeddings.token_type_embeddings.weight", e.token_type_embeddings.table()),
+            NamedTensor::new(format!("{b}embeddings.word_embeddings.weight"), e.word_embeddings.table()),
+            NamedTensor::new(format!("{b}embeddings.position_embeddings.weight"), e.position_embeddings.table()),
+            NamedTensor::new(format!("{b}embeddings.token_type_embeddings.weight"), e.token_type_embeddings.table()),
         ];
-        t.extend(e.LayerNorm.hf_tensors("bert.embeddings.LayerNorm"));
+        t.extend(e.LayerNorm.hf_tensors(&format!("{b}embeddings.LayerNorm")));
         let lin = |l: &Linear, p: String| l.hf_tensors(&p, WeightLayout::OutIn);
         for (i, l) in self.bert.encoder.layer.iter().enumerate() {
-            let p = format!("bert.encoder.layer.{i}");
+            let p = format!("{b}encoder.layer.{i}");
             let a = &l.attention;
             t.extend(lin(&a.self_.query, format!("{p}.attention.self.query")));
             t.extend(lin(&a.self_.key, format!("{p}.attention.self.key")));
@@ -310,10 +386,10 @@ impl BertForSequenceClassification {
             t.extend(l.output.LayerNorm.hf_tensors(&format!("{p}.output.LayerNorm")));
         }
         if let Some(p) = &self.bert.pooler {
-            t.extend(lin(&p.dense, "bert.pooler.dense".into()));
+            t.extend(lin(&p.dense, pooler_path.into()));
         }
         if let Some(c) = &self.classifier {
-            t.extend(lin(c, "classifier".into()));
+            t.extend(lin(c, classifier_path.into()));
         }
         t
     }

@@ -25,7 +25,7 @@ use crate::formats::gguf;
 use crate::formats::source::{self, ByteSource};
 use crate::formats::safetensors::{shard_files, HostTensor, WeightMap};
 use crate::formats::tokenizer::TextTokenizer;
-use bert::{BertConfig, BertForSequenceClassification};
+use bert::{BertConfig, BertForSequenceClassification, Flavor};
 use gemma3::{Gemma3Config, Gemma3ForCausalLM};
 use gpt2::{Gpt2Config, Gpt2LMHeadModel};
 pub use layers::{FrozenHead, KvCache};
@@ -172,6 +172,30 @@ impl Network {
             Network::Gemma3(m) => Some(m.embed(ids)),
             Network::Gpt2(_) | Network::Bert(_) => None,
         }
+    }
+}
+
+/// Heads PEFT trains and saves whole for `SEQ_CLS` (`modules_to_save`).
+pub const HEADS: [&str; 2] = ["classifier", "score"];
+
+/// Whether the HF module `path` belongs to a classification head: it, or a module containing it,
+/// ends with one of [`HEADS`], as PEFT's `endswith` picks the modules it wraps (RoBERTa's
+/// `classifier.dense` and `classifier.out_proj` are both in its `classifier`).
+pub fn in_head(path: &str) -> bool {
+    let ancestors = path.match_indices('.').map(|(i, _)| &path[..i]).chain([path]);
+    ancestors.into_iter().any(|m| HEADS.iter().any(|h| m.ends_with(h)))
+}
+
+/// The name PEFT gives a head parameter inside its `modules_to_save` wrapper (`wrapper` is
+/// `modules_to_save` or `original_module`): `classifier.modules_to_save.bias` for a head that
+/// is one layer, `classifier.modules_to_save.default.dense.bias` for a layer inside one (PEFT
+/// drops the adapter name only before a final parameter name), `classifier.original_module.dense.bias`.
+pub fn head_param(path: &str, wrapper: &str, param: &str) -> String {
+    let head = path.match_indices('.').map(|(i, _)| &path[..i]).find(|m| HEADS.iter().any(|h| m.ends_with(h)));
+    match head {
+        Some(h) if wrapper == "modules_to_save" => format!("{h}.{wrapper}.default.{}.{param}", &path[h.len() + 1..]),
+        Some(h) => format!("{h}.{wrapper}.{}.{param}", &path[h.len() + 1..]),
+        None => format!("{path}.{wrapper}.{param}"),
     }
 }
 
@@ -466,19 +490,30 @@ impl Model {
                 let net = Gpt2LMHeadModel::load(&cfg, &mut w, device)?;
                 (Network::Gpt2(net), info("GPT2LMHeadModel", "gpt2", "causal-lm", cfg.vocab_size, cfg.n_embd, cfg.n_layer, cfg.n_positions, None))
             }
-            "bert" => {
+            "bert" | "roberta" | "xlm-roberta" => {
                 let cfg: BertConfig = parse_json("config.json", &config)?;
-                let with_head = arch == "BertForSequenceClassification" || w.contains("classifier.weight");
+                let class = match model_type.as_str() {
+                    "roberta" => "Roberta",
+                    "xlm-roberta" => "XLMRoberta",
+                    _ => "Bert",
+                };
+                let head = format!("{}.weight", cfg.flavor().head_paths().1);
+                let with_head = arch.ends_with("ForSequenceClassification") || w.contains(&head);
                 let net = BertForSequenceClassification::load(&cfg, &mut w, with_head, device)?;
                 let labels = net.num_labels();
-                let (arch, task) = if with_head { ("BertForSequenceClassification", "seq-cls") } else { ("BertModel", "feature-extraction") };
-                (Network::Bert(net), info(arch, "bert", task, cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings, labels))
+                let (arch, task) = if with_head { (format!("{class}ForSequenceClassification"), "seq-cls") } else { (format!("{class}Model"), "feature-extraction") };
+                // RoBERTa's first positions are the padding row and those before it (514 = 512 + 2).
+                let ctx = match cfg.flavor() {
+                    Flavor::Roberta { padding_idx } => cfg.max_position_embeddings.saturating_sub(padding_idx + 1),
+                    Flavor::Bert => cfg.max_position_embeddings,
+                };
+                (Network::Bert(net), info(&arch, &model_type, task, cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, ctx, labels))
             }
             "" => return Err(Error::format("config.json", "model_type is missing")),
             other => {
                 return Err(Error::unsupported(
                     "config.json",
-                    format!("unknown model_type '{other}' (supported: llama, qwen2, qwen3, gemma3_text, gpt2, bert)"),
+                    format!("unknown model_type '{other}' (supported: llama, qwen2, qwen3, gemma3_text, gpt2, bert, roberta, xlm-roberta)"),
                 ))
             }
         };
@@ -758,7 +793,9 @@ impl Model {
                     let rows: Vec<Vec<u32>> = t.iter().map(|r| [vec![0; virtual_tokens], r.clone()].concat()).collect();
                     int_tensor(&rows, &self.device)
                 });
-                let out = m.forward_embeds(with_prompt(m.embed(input)), types, attention_mask);
+                // RoBERTa's positions follow the ids, unless virtual tokens make the input embeddings.
+                let pos_ids = (virtual_tokens == 0).then_some(ids);
+                let out = m.forward_positions(with_prompt(m.embed(input)), pos_ids, types, attention_mask);
                 ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: None, class_logits: out.logits, virtual_tokens }
             }
         })

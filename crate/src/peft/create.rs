@@ -18,6 +18,7 @@ use super::{layer_index, matches_targets, TargetModules};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::HostTensor;
 use crate::models::layers::{param, Linear, LinearWeight};
+use crate::models::bert::{BertPooler, Flavor};
 use crate::models::{Model, Network, Original};
 
 /// The methods webpeft can create, written `lora`, `dora`, `bitfit`, `ia3`,
@@ -124,24 +125,21 @@ pub fn default_lora_targets(model: &Model) -> Vec<String> {
     t.iter().map(|s| s.to_string()).collect()
 }
 
-/// PEFT's default (IA)³ targets and feed-forward modules per architecture.
-pub fn default_ia3_targets(model: &Model) -> (Vec<String>, Vec<String>) {
+/// PEFT's default (IA)³ targets and feed-forward modules per architecture; `None` where PEFT has
+/// none (XLM-RoBERTa), so that it asks for them.
+pub fn default_ia3_targets(model: &Model) -> Option<(Vec<String>, Vec<String>)> {
     let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    match &model.network {
+    Some(match &model.network {
+        Network::Bert(_) if model.info.model_type == "xlm-roberta" => return None,
         Network::Llama(_) if matches!(model.info.model_type.as_str(), "qwen2" | "qwen3") => (v(&["down_proj", "q_proj", "v_proj"]), v(&["down_proj"])),
         Network::Gemma3(_) => (v(&["down_proj", "q_proj", "v_proj"]), v(&["down_proj"])),
         Network::Llama(_) => (v(&["down_proj", "k_proj", "v_proj"]), v(&["down_proj"])),
         Network::Gpt2(_) => (v(&["c_attn", "mlp.c_proj"]), v(&["mlp.c_proj"])),
         Network::Bert(_) => (v(&["key", "output.dense", "value"]), v(&["output.dense"])),
-    }
+    })
 }
 
-/// Heads PEFT trains and saves for `SEQ_CLS`.
-const HEADS: [&str; 2] = ["classifier", "score"];
-
-fn is_head(module: &str) -> bool {
-    HEADS.iter().any(|h| module.ends_with(h))
-}
+use crate::models::in_head as is_head;
 
 fn uniform(rng: &mut StdRng, n: usize, bound: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-bound..bound)).collect()
@@ -284,7 +282,7 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
                 if spec.seq_cls && is_head(&name) {
                     if let (true, Some(b)) = (bias == "all", &lin.bias) {
                         // PEFT saves the frozen original's bias too (see export).
-                        extras.push((format!("base_model.model.{name}.original_module.bias"), b.val().detach()));
+                        extras.push((format!("base_model.model.{}", crate::models::head_param(&name, "original_module", "bias")), b.val().detach()));
                     }
                     train_linear(&name, lin, true, &mut originals);
                 }
@@ -302,7 +300,9 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
             cfg_json
         }
         Method::Ia3 => {
-            let (t, f) = default_ia3_targets(model);
+            let (t, f) = default_ia3_targets(model).ok_or_else(|| {
+                Error::unsupported("--method", format!("PEFT has no default (IA)³ target and feed-forward modules for {}, and webpeft takes no feed-forward list", model.info.model_type))
+            })?;
             let targets = spec.targets.clone().unwrap_or(TargetModules::Names(t));
             let ff = TargetModules::Names(f);
             let mut n = 0;
@@ -437,12 +437,25 @@ pub fn attach_head(model: &mut Model, labels: &[String], rng: &mut StdRng) -> Re
     let weight = LinearWeight::Dense(param(host(vec![k, h], normal(rng, k * h, std)).transposed(), &model.device));
     let arch = match &mut model.network {
         Network::Bert(bert) => {
-            if bert.bert.pooler.is_none() {
-                return Err(Error::unsupported("model", "this BERT checkpoint has no pooler, which the classification head reads"));
-            }
             let bias = Some(param(host(vec![k], vec![0.0; k]), &model.device));
+            let class = match bert.flavor {
+                // RoBERTa's head brings its own dense layer (`classifier.dense`), drawn after
+                // out_proj's weight here.
+                Flavor::Roberta { .. } => {
+                    let dense = LinearWeight::Dense(param(host(vec![h, h], normal(rng, h * h, std)).transposed(), &model.device));
+                    let dense_bias = Some(param(host(vec![h], vec![0.0; h]), &model.device));
+                    bert.bert.pooler = Some(BertPooler { dense: Linear { weight: dense, bias: dense_bias, lora: None, ia3: None } });
+                    model.info.architecture.replace("Model", "ForSequenceClassification")
+                }
+                Flavor::Bert => {
+                    if bert.bert.pooler.is_none() {
+                        return Err(Error::unsupported("model", "this BERT checkpoint has no pooler, which the classification head reads"));
+                    }
+                    "BertForSequenceClassification".to_string()
+                }
+            };
             bert.classifier = Some(Linear { weight, bias, lora: None, ia3: None });
-            "BertForSequenceClassification".to_string()
+            class
         }
         // Decoders: `score`, no bias, read at the last real token.
         Network::Llama(m) => {

@@ -24,9 +24,11 @@ async fn out<const D: usize>(name: String, t: burn::tensor::Tensor<D>, shape: Ve
     Ok(OutTensor { name, shape, data: read_f32(t).await? })
 }
 
-/// `modules_to_save` as PEFT matches it (a plain `endswith`).
+/// `modules_to_save` as PEFT matches it (a plain `endswith` on the module or a module containing
+/// it).
 fn saved_head(config: &Value, module: &str) -> bool {
-    config.get("modules_to_save").and_then(Value::as_array).is_some_and(|l| l.iter().filter_map(Value::as_str).any(|h| module.ends_with(h)))
+    let ancestors = module.match_indices('.').map(|(i, _)| &module[..i]).chain([module]).collect::<Vec<_>>();
+    config.get("modules_to_save").and_then(Value::as_array).is_some_and(|l| l.iter().filter_map(Value::as_str).any(|h| ancestors.iter().any(|m| m.ends_with(h))))
 }
 
 /// Serialises the model's adapter (see the module docs). The model must
@@ -52,7 +54,7 @@ pub async fn export_adapter(model: &mut Model) -> Result<AdapterFiles> {
                         tensors.push(out(format!("{p}{name}.bias"), b.val(), vec![d_out]).await?);
                         // bias="all" also catches the head wrapper's own copy.
                         if bias == "all" {
-                            tensors.push(out(format!("{p}{name}.modules_to_save.bias"), b.val(), vec![d_out]).await?);
+                            tensors.push(out(format!("{p}{}", crate::models::head_param(&name, "modules_to_save", "bias")), b.val(), vec![d_out]).await?);
                         }
                     }
                     continue;
