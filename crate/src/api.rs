@@ -137,6 +137,7 @@ pub(crate) mod typescript {
         decl::<crate::train::data::ValidateOptions>(&cfg, &mut out);
         decl::<crate::train::data::Problem>(&cfg, &mut out);
         decl::<crate::train::data::LabelCount>(&cfg, &mut out);
+        decl::<crate::train::data::LabelledExample>(&cfg, &mut out);
         decl::<crate::train::data::TokenCounts>(&cfg, &mut out);
         decl::<crate::train::data::Validation>(&cfg, &mut out);
         out

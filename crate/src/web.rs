@@ -604,6 +604,20 @@ impl Session {
         tok.encode(&text, special_tokens).map_err(js_error)
     }
 
+    /// One-button training settings for `rows` rows of data (`train::suggest`): the options
+    /// (snake_case, as `startTraining` reads them) and one sentence saying what was chosen and
+    /// why. `task` defaults to the model's (`seq-cls` for a classifier, else `causal-lm`).
+    #[wasm_bindgen(js_name = suggestOptions)]
+    pub fn suggest_options(&self, task: Option<String>, rows: usize) -> std::result::Result<JsValue, JsValue> {
+        let m = self.model().map_err(js_error)?;
+        let task = match task {
+            Some(t) => Task::parse(&t).map_err(js_error)?,
+            None if m.info.task == "seq-cls" || m.info.model_type == "bert" => Task::SeqCls,
+            None => Task::CausalLm,
+        };
+        to_js(&crate::train::suggest::suggest(&m.info, task, rows))
+    }
+
     /// Class probabilities for each text (sequence classification).
     pub async fn classify(&self, texts: Vec<String>) -> std::result::Result<JsValue, JsValue> {
         let m = self.model().map_err(js_error)?;

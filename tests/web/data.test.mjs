@@ -61,6 +61,10 @@ test("validateData without a model: each format's counts, labels and detected fo
   assert.deepEqual(csv.labels, [{ label: "billing", count: 2 }, { label: "bug", count: 1 }]);
   assert.equal(csv.rows, 3);
   assert.equal(csv.ok, true);
+  assert.equal(csv.examples, null, "rows only when asked for");
+  // `examples: true`: the rows as the core parsed them (quoted fields, trimmed labels, file order).
+  const rows = await validate("rows.csv", 'text,label\n"charged ""twice"", again", billing \nit crashes,bug\n', { examples: true });
+  assert.deepEqual(rows.examples, [{ text: 'charged "twice", again', label: "billing" }, { text: "it crashes", label: "bug" }]);
   const labelled = await validate("l.jsonl", jsonl([{ text: "a", label: 10 }, { text: "b", label: 2 }, { text: "c", label: 2 }]));
   assert.equal(labelled.format, "jsonl-text-label");
   assert.deepEqual(labelled.labels, [{ label: "2", count: 2 }, { label: "10", count: 1 }]);
@@ -169,6 +173,32 @@ test("tuner.validateData tokenises with the model's tokenizer: token counts, tru
   assert.match(c.problems[0].message, /^chat\.jsonl: has chat messages but the tokenizer \(tokenizer\.json\) has no chat template/);
   // The model is as it was.
   assert.deepEqual(await wp("forward", [1, 2, 3]), before);
+});
+
+test("tuner.suggestOptions: one-button settings for the model and the data's rows, in train's option names, with why", { timeout: 5 * 60_000 }, async () => {
+  assert.equal((await wp("load", LLAMA, { backend: "cpu", threads: 1 })).error, undefined);
+  const s = await b.page.evaluate(async () => {
+    const t = window.wpTuner();
+    const small = await t.suggestOptions({ rows: 60, task: "seq-cls" });
+    const lm = await t.suggestOptions({ rows: 40 });
+    let bad;
+    try {
+      await t.suggestOptions({ rows: 0 });
+    } catch (e) {
+      bad = { kind: e.kind, message: e.message };
+    }
+    return { small, lm, bad };
+  });
+  // 48 training rows in batches of 8: 10 passes make 60 steps; a fifth held out.
+  assert.deepEqual(
+    { task: s.small.options.task, method: s.small.options.method, r: s.small.options.r, lr: s.small.options.lr, epochs: s.small.options.epochs, batch: s.small.options.batch, evalSplit: s.small.options.evalSplit },
+    { task: "seq-cls", method: "lora", r: 8, lr: 5e-3, epochs: 10, batch: 8, evalSplit: 0.2 },
+  );
+  assert.ok(!("adapter" in s.small.options) && !("dp" in s.small.options), "unset options are left out");
+  assert.match(s.small.why, /new classifier head.*10 passes over 48 examples \(60 steps of 8.*12 held out/);
+  // The model's own task (tiny-llama is a language model) when none is given.
+  assert.equal(s.lm.options.task, "causal-lm");
+  assert.equal(s.bad.kind, "input");
 });
 
 test("run.cancel() while a Blob of training data is read: rejects with 'aborted', the model and adapter kept", { timeout: 5 * 60_000 }, async () => {

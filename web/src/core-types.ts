@@ -375,7 +375,12 @@ task?: Task,
 /**
  * The training sequence length: truncation is counted against it (default 128, training's default).
  */
-seqLen?: number, };
+seqLen?: number, 
+/**
+ * Also return classification rows as parsed (`examples`), for a caller that splits or shows
+ * them without a parser of its own (default false).
+ */
+examples?: boolean, };
 
 /**
  * A problem in a dataset, as training would report it.
@@ -402,6 +407,15 @@ message: string, };
  * A class label and the rows that have it.
  */
 export type LabelCount = { label: string, count: number, };
+
+/**
+ * A classification row as the parser read it.
+ */
+export type LabelledExample = { text: string, 
+/**
+ * Trimmed, as training reads it.
+ */
+label: string, };
 
 /**
  * Token counts of a dataset, before truncation (with a model's tokenizer only).
@@ -449,6 +463,10 @@ rows: number,
  * Classification data: each label (in the order of the classes training would make) and its rows; else null.
  */
 labels: Array<LabelCount> | null, 
+/**
+ * With the `examples` option, classification data's rows that parsed, in file order; else null.
+ */
+examples: Array<LabelledExample> | null, 
 /**
  * With a model's tokenizer, when the rows that parsed encode: token counts; else null.
  */

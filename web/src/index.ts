@@ -36,6 +36,7 @@ import type {
   TrainResume,
   TrainRun,
   TrainSummary,
+  TrainSuggestion,
   ValidateDataOptions,
   DataValidation,
 } from "./types.js";
@@ -746,6 +747,22 @@ export class Tuner {
     return this.#conn.request<string>({ op: "renderChat", messages: msgs, addGenerationPrompt });
   }
 
+  /**
+   * Train options picked for this model and `rows` rows of data (the count `validateData`
+   * reports), with one sentence saying what was chosen and why: LoRA r 8, enough passes over
+   * small data for about 60 steps, a learning rate per task, a fifth held out for evaluation
+   * when there are 10 rows or more, and gradient checkpointing above 0.3B parameters. `task`
+   * defaults to the model's. A "Train" button can pass `options` to `train` as they are.
+   */
+  async suggestOptions(data: { rows: number; task?: Task }): Promise<TrainSuggestion> {
+    this.#check();
+    const opts = optionsOf(data, "data") as { rows: number; task?: Task };
+    const rows = optNumber(opts.rows, "rows", { min: 1, integer: true });
+    if (rows === undefined) bad("rows", "expected the number of rows of data, got undefined");
+    if (opts.task !== undefined && opts.task !== "causal-lm" && opts.task !== "seq-cls") bad("task", `expected "causal-lm" or "seq-cls", got ${show(opts.task)}`);
+    return this.#conn.request<TrainSuggestion>({ op: "suggest", task: opts.task, rows: rows! });
+  }
+
   /** Token ids of `text` with the model's tokenizer (with its special tokens, such as BOS, unless `specialTokens: false`). */
   async tokenize(text: string, options: TokenizeOptions = {}): Promise<number[]> {
     this.#check();
@@ -882,7 +899,8 @@ function validateRequest(data: DataInput, options: ValidateDataOptions) {
   const seqLen = optNumber(opts.seqLen, "seqLen", { min: 2, integer: true });
   const format = opts.dataFormat;
   if (format !== undefined && format !== "jsonl" && format !== "csv" && format !== "txt") bad("dataFormat", `expected "jsonl", "csv" or "txt", got ${show(format)}`);
-  const payload = { op: "validateData" as const, data: dataPayload(data, format), options: { task, seq_len: seqLen } };
+  const examples = optBool(opts.examples, "examples");
+  const payload = { op: "validateData" as const, data: dataPayload(data, format), options: { task, seq_len: seqLen, examples } };
   return { payload, opts };
 }
 

@@ -367,6 +367,14 @@ export type DataInput = File | Blob | string | object[];
  * Options of `validateData`: what the data is checked for (`ValidateSpec`, generated from
  * the core's), and how it is read.
  */
+/** `tuner.suggestOptions`: train options picked for the model and the data, and why. */
+export interface TrainSuggestion {
+  /** Options for `tuner.train` (only those the suggestion sets). */
+  options: TrainOptions;
+  /** What was chosen and why, in one sentence a page can show. */
+  why: string;
+}
+
 export interface ValidateDataOptions extends ValidateSpec {
   /** The format of a string or Blob without a file name, as in `TrainOptions.dataFormat`. */
   dataFormat?: "jsonl" | "csv" | "txt";
@@ -430,6 +438,7 @@ export type Request =
   | { op: "tokenize"; text: string; specialTokens: boolean }
   | { op: "classify"; texts: string[]; adapter: boolean }
   | { op: "forward"; ids: number[] }
+  | { op: "suggest"; task?: Task; rows: number }
   | { op: "exportFiles" }
   | { op: "exportZip" }
   | { op: "exportGguf" }

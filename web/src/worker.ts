@@ -912,6 +912,16 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
     }
     case "classify":
       return { result: await classifyTexts(msg, signal) };
+    case "suggest": {
+      const s = needSession();
+      if (typeof (s as { suggestOptions?: unknown }).suggestOptions !== "function") {
+        throw new WebPeftError("unsupported", "suggestOptions: this build of the core has no Session.suggestOptions", "suggestOptions");
+      }
+      const raw = s.suggestOptions(msg.task, msg.rows) as { options: Record<string, unknown>; why: string };
+      // Only what the suggestion sets: unset options (null) are left to train's defaults.
+      const options = Object.fromEntries(Object.entries(raw.options).filter(([, v]) => v !== null && v !== undefined));
+      return { result: { options: camel(options), why: raw.why } };
+    }
     case "forward": {
       const s = needSession();
       const logits = new Float32Array(await s.forward(Uint32Array.from(msg.ids)));

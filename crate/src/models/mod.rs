@@ -200,7 +200,7 @@ pub fn head_param(path: &str, wrapper: &str, param: &str) -> String {
 }
 
 /// Facts about a loaded model, as `webpeft info` prints them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
 pub struct ModelInfo {
     /// transformers class, e.g. `LlamaForCausalLM`.

@@ -852,6 +852,9 @@ pub struct ValidateOptions {
     pub task: Option<Task>,
     /// The training sequence length: truncation is counted against it (default 128, training's default).
     pub seq_len: Option<usize>,
+    /// Also return classification rows as parsed (`examples`), for a caller that splits or shows
+    /// them without a parser of its own (default false).
+    pub examples: Option<bool>,
 }
 
 /// A problem in a dataset, as training would report it.
@@ -884,6 +887,15 @@ impl From<Error> for Problem {
 pub struct LabelCount {
     pub label: String,
     pub count: usize,
+}
+
+/// A classification row as the parser read it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct LabelledExample {
+    pub text: String,
+    /// Trimmed, as training reads it.
+    pub label: String,
 }
 
 /// Token counts of a dataset, before truncation (with a model's tokenizer only).
@@ -919,6 +931,8 @@ pub struct Validation {
     pub rows: usize,
     /// Classification data: each label (in the order of the classes training would make) and its rows; else null.
     pub labels: Option<Vec<LabelCount>>,
+    /// With the `examples` option, classification data's rows that parsed, in file order; else null.
+    pub examples: Option<Vec<LabelledExample>>,
     /// With a model's tokenizer, when the rows that parsed encode: token counts; else null.
     pub tokens: Option<TokenCounts>,
     /// Training's notes on the data: rows truncated at the sequence length, or skipped.
@@ -942,6 +956,7 @@ pub fn validate(file_name: &str, bytes: &[u8], tok: Option<&TextTokenizer>, opts
         task: None,
         rows: ds.as_ref().map_or(0, Dataset::len),
         labels: None,
+        examples: None,
         tokens: None,
         warnings: vec![],
         problems: vec![],
@@ -964,6 +979,17 @@ pub fn validate(file_name: &str, bytes: &[u8], tok: Option<&TextTokenizer>, opts
             };
             let count = |l: &str| ds.records.iter().filter(|r| label_of(r) == Some(l)).count();
             v.labels = Some(names.into_iter().map(|label| LabelCount { count: count(&label), label }).collect());
+            if opts.examples == Some(true) {
+                v.examples = Some(
+                    ds.records
+                        .iter()
+                        .filter_map(|r| match r {
+                            Record::Labelled { text, label } => Some(LabelledExample { text: text.clone(), label: label.clone() }),
+                            _ => None,
+                        })
+                        .collect(),
+                );
+            }
         }
         let checked = check_task(&ds, task).and_then(|()| match (task, map) {
             (Task::SeqCls, Some(m)) => m.map(Some),
@@ -1339,6 +1365,12 @@ mod tests {
             v.labels.as_ref().unwrap().iter().map(|l| (l.label.as_str(), l.count)).collect();
         assert_eq!(labels, [("neg", 1), ("pos", 2)]);
         assert_eq!(v.tokens, None);
+        assert_eq!(v.examples, None, "only when asked");
+        // Asked for, the rows as parsed: quoted fields, labels trimmed, file order.
+        let quoted = "text,label\n\"a, \"\"quoted\"\" one\", pos \nplain,neg\n";
+        let v2 = validate("q.csv", quoted.as_bytes(), None, &ValidateOptions { examples: Some(true), ..Default::default() });
+        let rows: Vec<(&str, &str)> = v2.examples.as_ref().unwrap().iter().map(|e| (e.text.as_str(), e.label.as_str())).collect();
+        assert_eq!(rows, [("a, \"quoted\" one", "pos"), ("plain", "neg")]);
         assert_eq!(
             v.problems,
             [Problem {
@@ -1350,13 +1382,13 @@ mod tests {
         );
         // With a tokenizer: [CLS] text [SEP], truncation at seq_len.
         let tok = wordpiece(BERT_VOCAB);
-        let opts = ValidateOptions { task: None, seq_len: Some(5) };
+        let opts = ValidateOptions { task: None, seq_len: Some(5), examples: None };
         let v = validate("r.csv", csv.replace("bad,\n", "").as_bytes(), Some(&tok), &opts);
         assert!(v.ok, "{:?}", v.problems);
         assert_eq!(v.tokens, Some(TokenCounts { total: 6 + 6 + 4, longest: 6, seq_len: 5, examples: 3 }));
         assert_eq!(v.warnings, ["2 of 3 examples were longer than --seq-len 5 tokens and were truncated"]);
         // The task must fit the rows; one label is not enough; no line for file-wide problems.
-        let v = validate("r.csv", csv.as_bytes(), None, &ValidateOptions { task: Some(Task::CausalLm), seq_len: None });
+        let v = validate("r.csv", csv.as_bytes(), None, &ValidateOptions { task: Some(Task::CausalLm), seq_len: None, examples: None });
         assert!(
             v.problems[1].message.starts_with("r.csv: has class labels (csv-text-label); causal-lm"),
             "{:?}",

@@ -9,6 +9,7 @@ pub mod dp;
 pub mod optim;
 pub mod run;
 pub mod session;
+pub mod suggest;
 
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
