@@ -57,6 +57,8 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   // A fresh, complete run (3 epochs) for the comparison: Start trains a new adapter (adapter "new", no reload).
   await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 0, "Checkpoint every N steps (0 = off)": 0, "Evaluate every N steps (0 = at the end only)": 7 });
   await page.getByLabel("Learning rate").fill("0.005");
+  await page.getByLabel("Epochs", { exact: true }).fill("3");
+  assert.match(await page.locator("#settings-why").textContent(), /^Your settings are used\. Suggested for this model and data: LoRA/);
   await page.getByRole("button", { name: "Start" }).click();
   await waitStatus(page, /^Finished: 21 steps/, 120_000);
   assert.match(await page.locator("#train-status").textContent(), /last loss/);

@@ -2,6 +2,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { $ } from "./dom.js";
+import { stepRange, stepTicks, lrRange, lrTicks, lrLabels } from "./ticks.js";
 
 let chart = null;
 const series = { x: [], loss: [], evalLoss: [], lr: [] };
@@ -50,15 +51,35 @@ function drawChart() {
   new ResizeObserver(() => chart.setSize({ width: chartWidth(), height: 260 })).observe($("chart"));
 }
 
+/** Hands the axis labels drawn on the canvas to the page tests too (`data-step-ticks`, `data-lr-ticks`). */
+function shown(key, labels) {
+  $("chart").dataset[key] = labels.join(" ");
+  return labels;
+}
+
 function chartOptions() {
   return {
     width: chartWidth(),
     height: 260,
-    scales: { x: { time: false }, lr: { auto: true } },
+    scales: { x: { time: false, range: (u, min, max) => stepRange(min, max) }, lr: { range: (u, min, max) => lrRange(min, max) } },
     axes: [
-      { label: "step" },
+      // Steps are counted: whole-number ticks only, about one per 70 pixels.
+      {
+        label: "step",
+        splits: (u, i, min, max) => stepTicks(min, max, Math.min(12, Math.max(2, Math.floor(u.width / 70)))),
+        values: (u, ticks) => shown("stepTicks", ticks.map((t) => String(t))),
+      },
       { label: "loss" },
-      { scale: "lr", side: 1, label: "learning rate", values: (u, v) => v.map((x) => x.toExponential(0)), grid: { show: false } },
+      // Round rates from 0 up, each label distinct and exact (5e-4, 1e-3; 1.2e-3, 1.4e-3).
+      {
+        scale: "lr",
+        side: 1,
+        label: "learning rate",
+        size: 64,
+        splits: (u, i, min, max) => lrTicks(min, max, 5),
+        values: (u, ticks) => shown("lrTicks", lrLabels(ticks)),
+        grid: { show: false },
+      },
     ],
     series: [
       { label: "step" },

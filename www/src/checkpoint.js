@@ -44,7 +44,8 @@ export async function saveCheckpoint(job, e) {
 /** What the page needs besides the package's files to resume: the model to load, the data, the options. */
 function checkpointMeta(job, e, folder) {
   return {
-    version: 2,
+    // 3: classification holds out the page's split (data.js trainingSplit), recomputed from the data and options on resume.
+    version: 3,
     savedAt: new Date().toISOString(),
     model: { key: state.modelKey, label: state.source?.label, backend: $("backend").value },
     dataName: job.data.name,
@@ -63,7 +64,7 @@ export async function readCheckpoint() {
   try {
     const dir = await ckptDir(false);
     const meta = JSON.parse(await (await readFile(dir, "meta.json")).text());
-    if (meta.version !== 2) return null; // an older page's segment checkpoint cannot resume exactly
+    if (meta.version !== 3) return null; // an older page's checkpoint (another split) cannot resume exactly
     return { dir, meta };
   } catch {
     return null;

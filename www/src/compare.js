@@ -19,6 +19,8 @@ export function setSampleTry(sample) {
 /** Fits the box to the task: its label, and a sample text when it is empty or still a sample. */
 export function fitTryToTask(causal) {
   setText("try-label", causal ? "Prompt" : "Texts to classify (one per line)");
+  // Why the base model's labels look random: its classifier head is new and untrained.
+  $("base-note").hidden = causal;
   if (!$("try-input").value || $("try-input").dataset.sample) setSampleTry(causal ? SAMPLES.chat : SAMPLES.tickets);
 }
 

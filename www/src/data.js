@@ -1,4 +1,4 @@
-// Section 2, Data: choosing the file (picker, drop or a sample), its first lines, and the core's check of it.
+// Section 2, Data: choosing the file (picker, drop, a sample or the examples editor), its first lines, the core's check, and the held-out split.
 import { Tuner } from "/web/dist/index.js";
 import { $, setText, dropZone } from "./dom.js";
 import { fmtInt } from "./format.js";
@@ -8,6 +8,8 @@ import { SAMPLES } from "./presets.js";
 import { refreshButtons } from "./buttons.js";
 import { updateEstimate } from "./estimate.js";
 import { setSampleTry } from "./compare.js";
+import { showExamplesStatus, cancelExamplesSync } from "./examples.js";
+import { LABELLED_FORMATS, holdOut, toJsonl } from "./labelled.js";
 
 // The data is checked by the core's own parser (Tuner.validateData): the format, rows,
 // labels and every problem with its line, as training would report them. With a model
@@ -63,7 +65,7 @@ function showCheck(name, v) {
 }
 
 /** The first five problems, each said once with its line (the core's messages repeat the source and line). */
-function problemsLine(name, problems) {
+export function problemsLine(name, problems) {
   const shown = problems.slice(0, 5).map((p) => {
     let msg = p.message.startsWith(`${p.source}: `) ? p.message.slice(p.source.length + 2) : p.message;
     if (p.line !== null) msg = msg.replace(new RegExp(`^line ${p.line}: `), "");
@@ -74,16 +76,26 @@ function problemsLine(name, problems) {
   return `${n} problem${n === 1 ? "" : "s"} in ${name}${more}: ${shown.join("; ")}`;
 }
 
+/**
+ * The core's check of `text` as a file called `name`: with the model's tokenizer
+ * and the chosen task once a model is loaded (not while it trains:
+ * tuner.validateData is refused then), else with Tuner.validateData, which needs
+ * no model (no token counts).
+ */
+export function validate(name, text) {
+  const t = state.training ? null : state.tuner;
+  const file = dataFile({ name, text });
+  // `examples`: classification rows as the core parsed them (the page splits and shows them; it parses nothing itself).
+  return t ? t.validateData(file, { task: $("task").value, seqLen: Number($("seq-len").value) || undefined, examples: true }) : Tuner.validateData(file, { examples: true });
+}
+
 /** Checks the chosen data (again: after a model is loaded, with its tokenizer and task). */
 export async function checkData() {
   const d = state.data;
   if (!d) return;
-  // tuner.validateData is refused while training; Tuner.validateData needs no model (no token counts).
-  const t = state.training ? null : state.tuner;
-  const opts = t ? { task: $("task").value, seqLen: Number($("seq-len").value) || undefined } : {};
   let v;
   try {
-    v = t ? await t.validateData(dataFile(d), opts) : await Tuner.validateData(dataFile(d), opts);
+    v = await validate(d.name, d.text);
   } catch (e) {
     if (state.data === d) showError("data", e);
     return;
@@ -92,17 +104,78 @@ export async function checkData() {
   d.check = v;
   state.labels = v.labels?.map((l) => l.label) ?? null;
   showCheck(d.name, v);
+  showHoldOut();
   updateEstimate();
+  // The method section suggests settings for this data (method.js).
+  document.dispatchEvent(new CustomEvent("webpeft:data-checked"));
 }
 
-export async function useData(name, text) {
+/** `opts.editor`: the data is the examples editor's (examples.js), not a file. */
+export async function useData(name, text, opts = {}) {
+  // A file chosen now wins over an edit still waiting to be applied.
+  if (!opts.editor) cancelExamplesSync();
   clearError("data");
-  state.data = { name, text, check: null };
+  state.data = { name, text, check: null, editor: !!opts.editor };
   state.labels = null;
   setText("data-status", `${name}: checking…`);
   showFirstLines(text);
+  showHoldOut();
+  showExamplesStatus();
   refreshButtons();
   await checkData();
+}
+
+/** No data (the examples editor emptied). */
+export function clearData() {
+  clearError("data");
+  state.data = null;
+  state.labels = null;
+  setText("data-status", "No data chosen.");
+  $("data-preview-wrap").hidden = true;
+  showHoldOut();
+  showExamplesStatus();
+  refreshButtons();
+}
+
+/** The classification rows of the chosen data as the core's check parsed them; null for other data or data with problems. */
+export function labelledRows(d) {
+  if (!d?.check?.ok || !LABELLED_FORMATS.has(d.check.format)) return null;
+  return d.check.examples ?? null;
+}
+
+/**
+ * What a classification run trains and evaluates on: the page holds out the
+ * "Held out for evaluation" share of each class (labelled.js's holdOut, fixed by
+ * the seed) and passes it to `train` as the evaluation data, so that after the
+ * run it can classify exactly those rows (per-class accuracy, confusion matrix).
+ * Null (the core's own `evalSplit`) for other tasks and data, or nothing held out.
+ */
+export function trainingSplit(d, options) {
+  if (options.task !== "seq-cls" || !(options.evalSplit > 0)) return null;
+  const rows = labelledRows(d);
+  if (!rows) return null;
+  const { train, held } = holdOut(rows, options.evalSplit, options.seed ?? 0);
+  if (!held.length) return null;
+  const stem = d.name.replace(/\.[^.]*$/, "");
+  return { train: { name: `${stem}.train.jsonl`, text: toJsonl(train) }, eval: { name: `${stem}.held-out.jsonl`, text: toJsonl(held) }, held };
+}
+
+/** The one line under the slider: what a classification run holds out (or that the core picks the rows). */
+function showHoldOut() {
+  const d = state.data;
+  const f = Number($("eval-split").value);
+  const rows = $("task").value === "seq-cls" ? labelledRows(d) : null;
+  if (!rows) {
+    setText("eval-split-note", d?.check?.ok ? (f > 0 ? "The core holds out this share of the rows, picked at random with the seed." : "Nothing held out: no evaluation.") : "");
+    return;
+  }
+  const { held } = holdOut(rows, f, Number($("seed").value) || 0);
+  setText(
+    "eval-split-note",
+    held.length
+      ? `Held out for evaluation: ${fmtInt(held.length)} of ${fmtInt(rows.length)} examples, the same share of each class (at least one of each class with two or more), picked with the seed; after training the page shows per-class accuracy and a confusion matrix on them.`
+      : "Nothing held out: no per-class accuracy after training (each class needs two or more examples, and a share above 0%).",
+  );
 }
 
 export const showEvalSplit = () => setText("eval-split-value", `${Math.round($("eval-split").value * 100)}%`);
@@ -123,5 +196,9 @@ export function wireData() {
       setSampleTry(s);
     });
   }
-  $("eval-split").addEventListener("input", showEvalSplit);
+  $("eval-split").addEventListener("input", () => {
+    showEvalSplit();
+    showHoldOut();
+  });
+  $("seed").addEventListener("input", showHoldOut);
 }

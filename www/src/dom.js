@@ -1,4 +1,4 @@
-// Shared DOM helpers: finding elements by id, setting their text, and drop zones for files.
+// Shared DOM helpers: finding elements by id, setting their text, drop zones for files, and downloads.
 
 export const $ = (id) => document.getElementById(id);
 
@@ -40,4 +40,14 @@ async function walkEntry(entry, files) {
       for (const c of batch) await walkEntry(c, files);
     }
   }
+}
+
+/** Hands a blob to the browser's downloads through a temporary link. */
+export function saveAs(blob, name) {
+  const a = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: name });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  // Revoked later, not at once: the download may not have read the blob yet.
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 }

@@ -9,9 +9,12 @@ import { dataFile } from "./data.js";
  * (same learning-rate schedule, batches and losses).
  */
 export class Job {
-  constructor({ options, data, checkpointEvery, resumeFrom = null }) {
+  constructor({ options, data, split = null, checkpointEvery, resumeFrom = null }) {
     this.options = options;
     this.data = data;
+    // Classification: the page's held-out split of `data` (data.js trainingSplit): trains on
+    // `split.train` with `split.eval` as the evaluation data; null: `data` and the core's evalSplit.
+    this.split = split;
     this.every = checkpointEvery;
     this.resumeFrom = resumeFrom; // { step, folder, files } from OPFS, or null
     this.done = resumeFrom?.step ?? 0;
@@ -44,7 +47,8 @@ export class Job {
   }
   async start(tuner, ui) {
     const opts = this.every > 0 ? { ...this.options, checkpointEvery: this.every } : this.options;
-    const run = tuner.train(dataFile(this.data), opts, undefined, this.resumeFrom ? { resumeFrom: this.resumeFrom.files } : {});
+    const [data, evalData] = this.split ? [dataFile(this.split.train), dataFile(this.split.eval)] : [dataFile(this.data), undefined];
+    const run = tuner.train(data, opts, evalData, this.resumeFrom ? { resumeFrom: this.resumeFrom.files } : {});
     this.run = run;
     if (this.paused) run.pause().catch(() => {});
     // A failed run throws its error out of this loop (the package's run.events does).

@@ -1,6 +1,6 @@
 // Section 6, Keep the work: downloading the adapter as a PEFT zip or a GGUF LoRA, and loading an adapter's files onto the model.
 import { WebPeftError } from "/web/dist/index.js";
-import { $, setText, dropZone } from "./dom.js";
+import { $, setText, dropZone, saveAs } from "./dom.js";
 import { fmtBytes } from "./format.js";
 import { showError, clearError } from "./errors.js";
 import { state } from "./state.js";
@@ -31,16 +31,6 @@ async function downloadGguf() {
   } catch (e) {
     showError("keep", e);
   }
-}
-
-/** Hands a blob to the browser's downloads through a temporary link. */
-function saveAs(blob, name) {
-  const a = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: name });
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  // Revoked later, not at once: the download may not have read the blob yet.
-  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 }
 
 async function loadAdapterFiles(files) {

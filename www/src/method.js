@@ -1,5 +1,5 @@
 // Section 3, Method: the task and method settings, their defaults for a model, and the train options they make.
-import { $ } from "./dom.js";
+import { $, setText } from "./dom.js";
 import { state } from "./state.js";
 import { DEFAULTS, METHOD_LR } from "./presets.js";
 import { isEncoder, updateEstimate } from "./estimate.js";
@@ -77,6 +77,8 @@ function methodOptions(method) {
 
 /** Puts saved options back in the form (a resumed run shows the settings it trains with). */
 export function writeOptions(o) {
+  // Saved settings (a resumed run's) are the person's: suggestions do not replace them.
+  touched = true;
   const set = (id, v) => v !== undefined && ($(id).value = v);
   set("task", o.task); set("method", o.method); set("lr", o.lr); set("epochs", o.epochs);
   set("batch", o.batch); set("seq-len", o.seqLen); set("grad-accum", o.gradAccum); set("schedule", o.schedule);
@@ -90,7 +92,61 @@ export function writeOptions(o) {
   updateMethodFields();
 }
 
+// One-button settings: the core suggests them for the model and the checked data
+// (`tuner.suggestOptions`) and they fill the form, with one line saying what and why, until
+// the person changes a setting; "Use the suggested settings again" puts them back.
+const SUGGESTED = ["method", "rank", "alpha", "lr", "epochs", "batch", "seq-len", "warmup", "eval-every", "steps"];
+let touched = false;
+
+async function suggestSettings() {
+  const t = state.tuner;
+  const d = state.data;
+  if (!t || !d?.check?.ok || state.training || typeof t.suggestOptions !== "function") return;
+  let s;
+  try {
+    s = await t.suggestOptions({ rows: d.check.rows, task: $("task").value });
+  } catch {
+    return; // the form keeps its values
+  }
+  if (state.tuner !== t || state.data !== d) return;
+  state.suggestion = s;
+  if (!touched) applySuggestion(s);
+  showSuggestion();
+}
+
+function applySuggestion(s) {
+  const o = s.options;
+  const set = (id, v) => v !== undefined && ($(id).value = v);
+  set("method", o.method); set("rank", o.r); set("alpha", o.alpha); set("lr", o.lr); set("epochs", o.epochs);
+  set("batch", o.batch); set("seq-len", o.seqLen); set("warmup", o.warmup); set("eval-every", o.evalEvery ?? 0);
+  set("steps", o.steps ?? 0);
+  updateMethodFields();
+  updateEstimate();
+}
+
+function showSuggestion() {
+  const s = state.suggestion;
+  setText("settings-why", s ? (touched ? `Your settings are used. Suggested for this model and data: ${s.why}` : `Start trains with settings picked for this model and data: ${s.why} Change any of them below.`) : "");
+  $("use-suggested").hidden = !s || !touched;
+}
+
 export function wireMethod() {
+  document.addEventListener("webpeft:data-checked", () => suggestSettings());
+  // A person's edit (not the page's own writes, which fire no events) keeps their settings.
+  for (const id of SUGGESTED) {
+    for (const kind of ["input", "change"]) {
+      $(id).addEventListener(kind, () => {
+        touched = true;
+        showSuggestion();
+      });
+    }
+  }
+  $("use-suggested").addEventListener("click", () => {
+    touched = false;
+    if (state.suggestion) applySuggestion(state.suggestion);
+    showSuggestion();
+    $("lr").focus();
+  });
   $("task").addEventListener("change", () => {
     applyTaskDefaults();
     checkData();

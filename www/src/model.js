@@ -9,6 +9,7 @@ import { refreshButtons } from "./buttons.js";
 import { applyModelDefaults } from "./method.js";
 import { deviceLimit, updateEstimate } from "./estimate.js";
 import { checkData } from "./data.js";
+import { resetResults } from "./results.js";
 
 function chosenSourceKind() {
   return document.querySelector('input[name="model-source"]:checked').value;
@@ -108,6 +109,7 @@ function dropModel() {
   state.tuner?.dispose();
   state.tuner = null;
   state.adapter = "none";
+  resetResults();
   refreshButtons();
 }
 

@@ -6,8 +6,9 @@ export const state = {
   source: null,
   modelKey: null, // "minilm" | "smollm2" | "hub:<id>" | "files:<names and sizes>"
   baseModel: undefined,
-  data: null, // { name, text, check }
+  data: null, // { name, text, check, editor (the examples editor's), the core check includes its parsed classification rows, `check.examples` }
   adapter: "none", // "none" | "trained" | "loaded"
   training: null, // the current run's Job (see job.js)
   labels: null,
+  suggestion: null, // tuner.suggestOptions for the model and data: { options, why }
 };

@@ -10,6 +10,9 @@ import { resetChart, restoreChart, plotStep, plotEval } from "./chart.js";
 import { readOptions } from "./method.js";
 import { saveCheckpoint, clearCheckpoint } from "./checkpoint.js";
 import { loadModel } from "./model.js";
+import { trainingSplit } from "./data.js";
+import { flushExamples } from "./examples.js";
+import { resetResults, showResults } from "./results.js";
 
 /** What the page shows of a run's events (the Job calls these). */
 const ui = {
@@ -54,8 +57,11 @@ const ui = {
 /** Starts a run; `resumeFrom` ({ meta, files } from OPFS) continues a checkpointed one. */
 export async function startTraining({ resumeFrom } = {}) {
   clearError("train");
+  // What was just typed in the examples editor is the data this run trains on.
+  if (!resumeFrom) await flushExamples();
   if (refuseStart(resumeFrom)) return;
   clearError("data");
+  resetResults();
   const job = await newJob(resumeFrom);
   state.training = job;
   await prepareChart(job, resumeFrom);
@@ -63,17 +69,21 @@ export async function startTraining({ resumeFrom } = {}) {
   setText("stat-epsilon", "–");
   refreshButtons();
   const t0 = performance.now();
+  let summary = null;
   try {
-    const summary = await job.start(state.tuner, ui);
+    summary = await job.start(state.tuner, ui);
     if (job.abandoned) return;
     await finished(job, summary, t0);
   } catch (e) {
+    summary = null;
     if (job.abandoned) return;
     await failed(job, e);
   } finally {
     if (state.training === job) state.training = null;
     refreshButtons();
   }
+  // A classification run (finished or stopped) is then judged on the rows it held out.
+  if (summary && job.split) await showResults(job.split, summary);
 }
 
 const fixLine = (line) => `Training did not start: fix line ${line} of ${state.data.name} (see Data).`;
@@ -111,6 +121,8 @@ async function newJob(resumeFrom) {
   return new Job({
     options,
     data: state.data,
+    // Recomputed from the same data and options on resume, so the run holds out the same rows.
+    split: trainingSplit(state.data, options),
     checkpointEvery: meta?.checkpointEvery ?? Number($("checkpoint-every").value),
     resumeFrom: resumeFrom ? { step: meta.step, folder: meta.folder, files: resumeFrom.files } : null,
   });
