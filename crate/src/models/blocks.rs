@@ -13,9 +13,11 @@
 //!   dequantises again instead of keeping the f32 weight alive until the backward pass, which
 //!   is what burn's own `q_matmul` would do under autodiff.
 //!
-//! Both are written once over burn's backend operations, so Flex (CPU, native and wasm) and
-//! cubecl (wgpu: Vulkan/Metal/DX12, WebGPU) run the same code; only autodiff needs its own
-//! implementation, for the backward pass.
+//! Both are written once over burn's backend operations; the decoding itself is one fused kernel
+//! per backend: a row-parallel Rust loop on Flex (CPU, native and wasm) and a cubecl kernel on
+//! wgpu (Vulkan/Metal/DX12, WebGPU), a thread per code word. The generic `dequant` (six burn
+//! operations, twelve for F16/BF16) remains the reference any other backend would run. Autodiff
+//! has its own implementation, for the backward pass.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -131,8 +133,113 @@ impl BlockOps for burn::backend::Flex {
         FlexTensor::from_data(TensorData::new(out, [n, cols]))
     }
 }
+/// On wgpu the decoding is one cubecl kernel per chunk (a thread per code word) instead of the
+/// six (twelve for F16/BF16) burn operations of [`dequant`].
 #[cfg(feature = "gpu")]
-impl BlockOps for burn::backend::Cube {}
+impl BlockOps for burn::backend::Cube {
+    fn block_dequant(codes: IntTensor<Self>, scales: FloatTensor<Self>, offsets: FloatTensor<Self>, bits: u32, block: usize, bias: i32, offset: bool) -> FloatTensor<Self> {
+        cube::block_decode(codes, scales, offsets, bits, block, bias, offset)
+    }
+}
+
+#[cfg(feature = "gpu")]
+mod cube {
+    use burn::tensor::DType;
+    use burn_cubecl::kernel::into_contiguous;
+    use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+    use burn_cubecl::tensor::CubeTensor;
+    use cubecl::prelude::*;
+
+    use crate::formats::blocks::BF16_CODES;
+
+    /// One code word: its `32 / bits` values, `(code + bias) * scale (+ offset)` in that float
+    /// order (ggml's), or a half-precision float's bits widened exactly.
+    #[cube(launch_unchecked)]
+    fn decode_kernel(codes: &[u32], scales: &[f32], offsets: &[f32], out: &mut [f32], words: u32, #[comptime] bits: u32, #[comptime] block: u32, #[comptime] bias: i32, #[comptime] offset: bool) {
+        let i = ABSOLUTE_POS;
+        if i >= codes.len() {
+            terminate!();
+        }
+        let per = comptime!(32 / bits);
+        let mask = comptime!(((1u64 << bits) - 1) as u32);
+        let w = codes[i];
+        let i32_ = u32::cast_from(i);
+        let row = i32_ / words;
+        let col = (i32_ % words) * per;
+        let nb = words * per / block;
+        let b = (row * nb + col / block) as usize;
+        let s = scales[b];
+        #[unroll]
+        for k in 0..per {
+            let c = (w >> (k * bits)) & mask;
+            let at = i * (per as usize) + (k as usize);
+            if comptime!(bits == 16) {
+                if comptime!(bias == BF16_CODES) {
+                    out[at] = f32::reinterpret(c << 16);
+                } else {
+                    out[at] = half_to_f32(c);
+                }
+            } else {
+                let v = (f32::cast_from(c) + f32::cast_from(bias)) * s;
+                if comptime!(offset) {
+                    out[at] = v + offsets[b];
+                } else {
+                    out[at] = v;
+                }
+            }
+        }
+    }
+
+    /// IEEE half-precision bits to f32, exactly: the fields moved into an f32's, subnormals
+    /// scaled (they are normal f32 numbers), infinities and NaNs kept.
+    #[cube]
+    fn half_to_f32(c: u32) -> f32 {
+        let sign = (c >> 15) << 31;
+        let e = (c >> 10) & 31;
+        let m = c & 1023;
+        // Normal: the exponent rebiased (15 -> 127); all ones: infinity or NaN.
+        let mut bits = sign | ((e + 112) << 23) | (m << 13);
+        if e == 31 {
+            bits = sign | (255u32 << 23) | (m << 13);
+        }
+        let mut out = f32::reinterpret(bits);
+        if e == 0 {
+            // Subnormal (or zero): m * 2^-24, a normal f32.
+            out = f32::reinterpret(u32::reinterpret(f32::cast_from(m) * comptime!(1.0f32 / 16_777_216.0)) | sign);
+        }
+        out
+    }
+
+    pub(super) fn block_decode(codes: CubeTensor, scales: CubeTensor, offsets: CubeTensor, bits: u32, block: usize, bias: i32, offset: bool) -> CubeTensor {
+        let (codes, scales, offsets) = (into_contiguous(codes), into_contiguous(scales), into_contiguous(offsets));
+        let shape = codes.meta.shape().clone();
+        let (n, words) = (shape[0], shape[1]);
+        let per = 32 / bits as usize;
+        let out = empty_device_contiguous_dtype(codes.client.clone(), codes.device.clone(), [n, words * per].into(), DType::F32);
+        let units = n * words;
+        let cube_dim = CubeDim::new_1d(256);
+        let cube_count = CubeCount::Static(units.div_ceil(256) as u32, 1, 1);
+        // SAFETY: every thread checks its word index against the codes' length, and the output
+        // holds exactly `per` values for each word.
+        unsafe {
+            decode_kernel::launch_unchecked(
+                &codes.client,
+                cube_count,
+                cube_dim,
+                BufferArg::from_raw_parts(codes.handle.clone(), units),
+                BufferArg::from_raw_parts(scales.handle.clone(), scales.meta.num_elements()),
+                BufferArg::from_raw_parts(offsets.handle.clone(), offsets.meta.num_elements()),
+                BufferArg::from_raw_parts(out.handle.clone(), units * per),
+                words as u32,
+                bits,
+                block as u32,
+                bias,
+                offset,
+            )
+        };
+        out
+    }
+}
 
 /// The row ranges of a `[rows, words]` code tensor dequantised together, with the row width.
 fn chunks<B: Backend>(codes: &IntTensor<B>, bits: u32, chunk: usize) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> {
