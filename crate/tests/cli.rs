@@ -115,3 +115,23 @@ fn bad_arguments_are_clear_errors() {
     let (ok, _, err) = webpeft(&["info", "/nonexistent/model"]);
     assert!(!ok && err.contains("/nonexistent/model"), "{err}");
 }
+
+/// `webpeft suggest`: the one-button settings the npm package's `suggestOptions` gives, as JSON
+/// that `train` reads, with why; bad data is an error naming its line.
+#[test]
+fn suggest_prints_settings_train_reads() {
+    let exe = env!("CARGO_BIN_EXE_webpeft");
+    let data = root().join("tests/fixtures/data/three_labels.csv");
+    let out = std::process::Command::new(exe).arg("suggest").arg(fixture("tiny-bert")).arg("--data").arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 9 rows: too few to hold any out, batch 8, 30 passes at most (2 steps each).
+    assert_eq!((v["options"]["task"].as_str(), v["options"]["method"].as_str(), v["options"]["batch"].as_u64(), v["options"]["epochs"].as_u64()), (Some("seq-cls"), Some("lora"), Some(8), Some(30)));
+    assert!(v["why"].as_str().unwrap().contains("30 passes over 9 examples"), "{}", v["why"]);
+    // The options are a TrainSpec: train reads them back.
+    webpeft::train::session::TrainSpec::from_options(&v["options"]).unwrap();
+    let bad = root().join("tests/fixtures/data/bad_line.jsonl");
+    let out = std::process::Command::new(exe).arg("suggest").arg(fixture("tiny-bert")).arg("--data").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line"), "{}", String::from_utf8_lossy(&out.stderr));
+}

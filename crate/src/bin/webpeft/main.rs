@@ -51,6 +51,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print one-button training settings for MODEL and the data (`train::suggest`, as the npm
+    /// package's `suggestOptions`): the options as `train` reads them (JSON) and why.
+    Suggest {
+        model: PathBuf,
+        /// The training data (JSONL, CSV or TXT): its rows and task decide the settings.
+        #[arg(long)]
+        data: PathBuf,
+        /// seq-cls or causal-lm (default: seq-cls for labelled rows, else causal-lm).
+        #[arg(long)]
+        task: Option<String>,
+    },
     /// Print the token ids of TEXT as a JSON array (special tokens included, as transformers does).
     Tokenize {
         model: PathBuf,
@@ -177,6 +188,19 @@ fn run(command: Command) -> Result<()> {
             }
         }
         Command::Plan(a) => plan::run(*a)?,
+        Command::Suggest { model, data, task } => {
+            use webpeft::train::data::{validate, Task, ValidateOptions};
+            let m = load(&model, Backend::Cpu)?;
+            let shown = data.display().to_string();
+            let bytes = std::fs::read(&data).map_err(|e| Error::io(&shown, e.to_string()))?;
+            let task = task.as_deref().map(Task::parse).transpose()?;
+            let v = validate(&shown, &bytes, None, &ValidateOptions { task, ..Default::default() });
+            if let Some(p) = v.problems.first() {
+                return Err(Error::input(&shown, p.message.clone()));
+            }
+            let s = webpeft::train::suggest::suggest(&m.info, v.task.unwrap_or(Task::CausalLm), v.rows);
+            println!("{}", serde_json::to_string_pretty(&s).expect("a suggestion serialises"));
+        }
         Command::Tokenize { model, text } => {
             let m = load(&model, Backend::Cpu)?;
             let ids = tokenizer(&m)?.encode(&text, true)?;
