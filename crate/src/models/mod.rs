@@ -178,12 +178,22 @@ impl Network {
 /// Heads PEFT trains and saves whole for `SEQ_CLS` (`modules_to_save`).
 pub const HEADS: [&str; 2] = ["classifier", "score"];
 
+/// The HF module `path` and the modules containing it, outermost first (`a`, `a.b`, `a.b.c`).
+pub fn module_and_parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('.').map(move |(i, _)| &path[..i]).chain([path])
+}
+
+/// Whether PEFT's `modules_to_save` matching (a plain `endswith`) picks one of `names` for the
+/// module `path` or a module containing it.
+pub fn saved_module<'a>(path: &str, names: impl Iterator<Item = &'a str> + Clone) -> bool {
+    module_and_parents(path).any(|m| names.clone().any(|h| m.ends_with(h)))
+}
+
 /// Whether the HF module `path` belongs to a classification head: it, or a module containing it,
 /// ends with one of [`HEADS`], as PEFT's `endswith` picks the modules it wraps (RoBERTa's
 /// `classifier.dense` and `classifier.out_proj` are both in its `classifier`).
 pub fn in_head(path: &str) -> bool {
-    let ancestors = path.match_indices('.').map(|(i, _)| &path[..i]).chain([path]);
-    ancestors.into_iter().any(|m| HEADS.iter().any(|h| m.ends_with(h)))
+    saved_module(path, HEADS.into_iter())
 }
 
 /// The name PEFT gives a head parameter inside its `modules_to_save` wrapper (`wrapper` is
@@ -191,7 +201,8 @@ pub fn in_head(path: &str) -> bool {
 /// is one layer, `classifier.modules_to_save.default.dense.bias` for a layer inside one (PEFT
 /// drops the adapter name only before a final parameter name), `classifier.original_module.dense.bias`.
 pub fn head_param(path: &str, wrapper: &str, param: &str) -> String {
-    let head = path.match_indices('.').map(|(i, _)| &path[..i]).find(|m| HEADS.iter().any(|h| m.ends_with(h)));
+    // A module containing `path` (not `path` itself) that is a head.
+    let head = module_and_parents(path).find(|m| m.len() < path.len() && HEADS.iter().any(|h| m.ends_with(h)));
     match head {
         Some(h) if wrapper == "modules_to_save" => format!("{h}.{wrapper}.default.{}.{param}", &path[h.len() + 1..]),
         Some(h) => format!("{h}.{wrapper}.{}.{param}", &path[h.len() + 1..]),

@@ -27,8 +27,7 @@ async fn out<const D: usize>(name: String, t: burn::tensor::Tensor<D>, shape: Ve
 /// `modules_to_save` as PEFT matches it (a plain `endswith` on the module or a module containing
 /// it).
 fn saved_head(config: &Value, module: &str) -> bool {
-    let ancestors = module.match_indices('.').map(|(i, _)| &module[..i]).chain([module]).collect::<Vec<_>>();
-    config.get("modules_to_save").and_then(Value::as_array).is_some_and(|l| l.iter().filter_map(Value::as_str).any(|h| ancestors.iter().any(|m| m.ends_with(h))))
+    config.get("modules_to_save").and_then(Value::as_array).is_some_and(|l| crate::models::saved_module(module, l.iter().filter_map(Value::as_str)))
 }
 
 /// Serialises the model's adapter (see the module docs). The model must
