@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::formats::blocks;
 use crate::formats::gguf::{self, GgmlType};
+use crate::models::bert::is_family as is_bert;
 use crate::models::Quantize;
 use crate::peft::{matches_targets, TargetModules};
 use crate::train::session::TrainSpec;
@@ -286,10 +287,6 @@ fn is_head(module: &str) -> bool {
     crate::models::in_head(module) || module == "lm_head" || module.ends_with(".lm_head")
 }
 
-/// BERT's layout (BERT, RoBERTa, XLM-RoBERTa).
-fn is_bert(model_type: &str) -> bool {
-    matches!(model_type, "bert" | "roberta" | "xlm-roberta")
-}
 
 /// PEFT's default targets, as `peft::create` picks them.
 fn default_targets(model_type: &str, method: &str) -> (Vec<&'static str>, Vec<&'static str>) {

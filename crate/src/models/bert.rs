@@ -59,6 +59,14 @@ fn default_act() -> String {
     "gelu".into()
 }
 
+/// The `model_type`s this file loads.
+pub const MODEL_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
+
+/// Whether `model_type` is one this file loads (an encoder).
+pub fn is_family(model_type: &str) -> bool {
+    MODEL_TYPES.contains(&model_type)
+}
+
 /// BERT's layout or RoBERTa's (XLM-RoBERTa is RoBERTa's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Flavor {
