@@ -8,30 +8,23 @@ import { refreshButtons } from "./buttons.js";
 
 const fileStem = () => `webpeft-${$("method").value}-${(state.source?.label ?? "model").replace(/[^\w.-]+/g, "_").slice(0, 40)}`;
 
-async function downloadAdapter() {
+/** Saves what `exportFn` makes under the file stem with `ext`, saying what it is for. */
+async function download(exportFn, ext, whatFor) {
   clearError("keep");
   try {
-    const zip = await state.tuner.exportAdapter();
-    const name = `${fileStem()}.zip`;
-    saveAs(zip, name);
-    setText("keep-status", `Saved ${name} (${fmtBytes(zip.size)}): the PEFT files and a README with the Python to load it.`);
+    const blob = await exportFn();
+    const name = `${fileStem()}.${ext}`;
+    saveAs(blob, name);
+    setText("keep-status", `Saved ${name} (${fmtBytes(blob.size)}): ${whatFor(name)}`);
   } catch (e) {
     showError("keep", e);
   }
 }
 
+const downloadAdapter = () => download(() => state.tuner.exportAdapter(), "zip", () => "the PEFT files and a README with the Python to load it.");
+
 /** The LoRA adapter as llama.cpp's GGUF LoRA (the core refuses other methods with a clear error). */
-async function downloadGguf() {
-  clearError("keep");
-  try {
-    const gguf = await state.tuner.exportAdapterGguf();
-    const name = `${fileStem()}.gguf`;
-    saveAs(gguf, name);
-    setText("keep-status", `Saved ${name} (${fmtBytes(gguf.size)}): for llama.cpp (--lora ${name}) or Ollama (ADAPTER ./${name} in a Modelfile).`);
-  } catch (e) {
-    showError("keep", e);
-  }
-}
+const downloadGguf = () => download(() => state.tuner.exportAdapterGguf(), "gguf", (name) => `for llama.cpp (--lora ${name}) or Ollama (ADAPTER ./${name} in a Modelfile).`);
 
 async function loadAdapterFiles(files) {
   clearError("keep");
