@@ -142,13 +142,16 @@ async function prepareChart(job, resumeFrom) {
 async function finished(job, summary, t0) {
   state.adapter = "trained";
   const how = summary.reason === "completed" ? "Finished" : summary.reason === "cancelled" ? "Stopped" : `Ended (${summary.reason})`;
-  setText("train-status", `${how}: ${summary.steps} steps in ${fmtTime((performance.now() - t0) / 1000)}${summary.loss !== undefined ? `, last loss ${summary.loss.toFixed(4)}` : ""}.`);
-  $("train-progress").value = summary.steps;
+  const seconds = (performance.now() - t0) / 1000;
   // The checkpoint is for runs cut short by a reload; a run that ended on purpose needs none.
+  // It is cleared before the status says the run ended, so that "Finished"/"Stopped" and
+  // an enabled Start appear together (the caller re-enables the buttons right after).
   if (job.every > 0) {
     await clearCheckpoint();
     setText("keep-status", "The run ended, so its checkpoint was cleared; download the adapter to keep it.");
   }
+  setText("train-status", `${how}: ${summary.steps} steps in ${fmtTime(seconds)}${summary.loss !== undefined ? `, last loss ${summary.loss.toFixed(4)}` : ""}.`);
+  $("train-progress").value = summary.steps;
 }
 
 async function failed(job, e) {
