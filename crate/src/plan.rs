@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::formats::blocks;
 use crate::formats::gguf::{self, GgmlType};
-use crate::models::bert::is_family as is_bert;
+use crate::models::{facts, Facts};
 use crate::models::Quantize;
 use crate::peft::{matches_targets, TargetModules};
 use crate::train::session::TrainSpec;
@@ -177,6 +177,8 @@ struct Meta {
 #[derive(Debug, Clone, Default)]
 struct Dims {
     model_type: String,
+    /// The family's facts (targets, layout); defaults for a `model_type` no family loads.
+    facts: Facts,
     hidden: usize,
     layers: usize,
     heads: usize,
@@ -200,9 +202,11 @@ fn dims_from_config(c: &Value) -> Result<Dims> {
     let head_dim = num(c, &["head_dim"]).unwrap_or(hidden / heads);
     let kv_heads = num(c, &["num_key_value_heads"]).unwrap_or(heads);
     let labels = c.get("id2label").and_then(Value::as_object).map(|m| m.len()).or_else(|| num(c, &["num_labels"]));
+    let f = family_facts(&model_type, "config.json")?;
     Ok(Dims {
         // transformers' default per family when config.json does not say.
-        tied: c.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(!matches!(model_type.as_str(), "llama" | "qwen2" | "qwen3")),
+        tied: c.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(f.tied_by_default),
+        facts: f,
         model_type,
         hidden,
         layers: need(&["num_hidden_layers", "n_layer"])?,
@@ -229,6 +233,7 @@ fn read_gguf(f: &FileHead) -> Result<(Dims, Vec<Meta>)> {
         None => g.metadata.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()).ok_or_else(|| Error::format(&f.name, "missing vocab_size and tokenizer.ggml.tokens"))?,
     };
     let dims = Dims {
+        facts: family_facts(gguf::hf_model_type(&arch), &f.name)?,
         model_type: arch.clone(),
         hidden,
         layers: need("block_count")?,
@@ -288,17 +293,12 @@ fn is_head(module: &str) -> bool {
 }
 
 
-/// PEFT's default targets, as `peft::create` picks them.
-fn default_targets(model_type: &str, method: &str) -> (Vec<&'static str>, Vec<&'static str>) {
-    match (method, model_type) {
-        ("ia3", "qwen2" | "qwen3" | "gemma3" | "gemma3_text") => (vec!["down_proj", "q_proj", "v_proj"], vec!["down_proj"]),
-        ("ia3", "gpt2") => (vec!["c_attn", "mlp.c_proj"], vec!["mlp.c_proj"]),
-        ("ia3", t) if is_bert(t) => (vec!["key", "output.dense", "value"], vec!["output.dense"]),
-        ("ia3", _) => (vec!["down_proj", "k_proj", "v_proj"], vec!["down_proj"]),
-        (_, "gpt2") => (vec!["c_attn"], vec![]),
-        (_, t) if is_bert(t) => (vec!["query", "value"], vec![]),
-        _ => (vec!["q_proj", "v_proj"], vec![]),
-    }
+/// The facts of the family that loads `model_type`, or the loader's error for one none loads.
+fn family_facts(model_type: &str, file: &str) -> Result<Facts> {
+    facts(model_type).ok_or_else(|| match model_type {
+        "" => Error::format(file, "model_type is missing"),
+        other => Error::unsupported(file, format!("unknown model_type '{other}' (supported: {})", crate::models::model_types().join(", "))),
+    })
 }
 
 /// The training job's fields, read through its serialised form so the plan
@@ -350,7 +350,11 @@ fn job(spec: &TrainSpec) -> Result<Job> {
 /// Trainable values of `job` on a model with these linears and biases.
 fn trainable(d: &Dims, linears: &[Linear], bias_values: u64, job: &Job) -> u64 {
     let seq_cls = job.task == "seq-cls";
-    let (default_t, ff) = default_targets(&d.model_type, &job.method);
+    // The defaults `peft::create` picks (no (IA)³ defaults: creating one fails, so count none).
+    let (default_t, ff): (&[&str], &[&str]) = match job.method.as_str() {
+        "ia3" => d.facts.ia3_targets.unwrap_or((&[], &[])),
+        _ => (d.facts.lora_targets, &[]),
+    };
     let targets = job.targets.clone().unwrap_or_else(|| TargetModules::Names(default_t.iter().map(|s| s.to_string()).collect()));
     let targeted = || linears.iter().filter(|l| !is_head(&l.module) && matches_targets(Some(&targets), &l.module));
     let mut n: u64 = match job.method.as_str() {
@@ -366,8 +370,8 @@ fn trainable(d: &Dims, linears: &[Linear], bias_values: u64, job: &Job) -> u64 {
     if seq_cls {
         let labels = d.labels.unwrap_or(2);
         // BERT's classifier has a bias; RoBERTa's head is a dense layer and an out_proj.
-        let roberta = is_bert(&d.model_type) && d.model_type != "bert";
-        n += (d.hidden * labels + if is_bert(&d.model_type) { labels } else { 0 } + if roberta { d.hidden * (d.hidden + 1) } else { 0 }) as u64;
+        let roberta = d.facts.encoder && d.model_type != "bert";
+        n += (d.hidden * labels + if d.facts.encoder { labels } else { 0 } + if roberta { d.hidden * (d.hidden + 1) } else { 0 }) as u64;
     }
     n
 }
@@ -380,10 +384,9 @@ fn trainable(d: &Dims, linears: &[Linear], bias_values: u64, job: &Job) -> u64 {
 /// With `checkpointed`, only each layer's input is kept and one layer's activations at a time.
 fn micro_batch(d: &Dims, b: usize, t: usize, keys: usize, causal: bool, head_frozen: bool, checkpointed: bool) -> (u64, u64, TensorSize) {
     let (h, i, kv) = (d.hidden as u64, d.inner as u64, d.kv_dim as u64);
-    let per_token = match d.model_type.as_str() {
-        t if t == "gpt2" || is_bert(t) => 14 * h + 6 * i,
-        _ => 14 * h + 3 * kv + 4 * i,
-    };
+    // GPT-2 and the encoders have a plain two-matrix MLP; the layer-stack decoders a gated one
+    // and grouped-query attention.
+    let per_token = if d.facts.layer_stack { 14 * h + 3 * kv + 4 * i } else { 14 * h + 6 * i };
     let (b64, t64, k64) = (b as u64, t as u64, keys as u64);
     let scores = b64 * d.heads as u64 * t64 * k64;
     let per_layer = b64 * t64 * per_token + 3 * scores;
@@ -428,7 +431,7 @@ pub fn plan(files: &[FileHead], train: Option<&TrainSpec>) -> Result<MemoryPlan>
 
 /// How one weight is held on the device under `quantize`: (block format or `F32`, bytes, bytes
 /// of its largest buffer), as `Model::load_with` holds it.
-fn held(m: &Meta, format: &str, model_type: &str, quantize: Quantize) -> (String, u64, u64) {
+fn held(m: &Meta, format: &str, in_out: bool, quantize: Quantize) -> (String, u64, u64) {
     let values = m.shape.iter().product::<usize>() as u64;
     let f32s = ("F32".to_string(), values * F32, values * F32);
     let matrix = m.shape.len() == 2 && m.name.ends_with(".weight");
@@ -437,7 +440,7 @@ fn held(m: &Meta, format: &str, model_type: &str, quantize: Quantize) -> (String
     let kind = match quantize {
         Quantize::F32 => None,
         _ if format == "gguf" && matrix && blocks::kept(stored, cols as usize) => Some(stored),
-        _ if format == "safetensors" && model_type == "gpt2" => None,
+        _ if format == "safetensors" && in_out => None,
         // A safetensors F16/BF16 matrix stays 16-bit unless asked otherwise.
         Quantize::None if blocks::quantizable(&m.name, &m.shape) && blocks::kept(stored, cols as usize) => Some(stored),
         q if blocks::quantizable(&m.name, &m.shape) => q.gguf_type(),
@@ -480,7 +483,7 @@ pub fn plan_with(files: &[FileHead], train: Option<&TrainSpec>, quantize: Quanti
     // What the network keeps: not GGUF's extra tensors, not a tied checkpoint's stored head.
     let kept: Vec<&Meta> = floats.iter().copied().filter(|m| !m.name.starts_with("(gguf)") && !(dims.tied && m.name == "lm_head.weight")).collect();
     let device_parameters: u64 = kept.iter().map(|m| values(m)).sum();
-    let holds: Vec<(String, u64, u64)> = kept.iter().map(|m| held(m, format, &dims.model_type, quantize)).collect();
+    let holds: Vec<(String, u64, u64)> = kept.iter().map(|m| held(m, format, dims.facts.fan_in_fan_out, quantize)).collect();
     let (largest, hold) = kept.iter().zip(&holds).max_by_key(|(_, h)| h.2).ok_or_else(|| Error::format("model", "the files hold no weights"))?;
     let mut stored_dtypes: Vec<String> = floats.iter().map(|m| m.dtype.clone()).collect();
     stored_dtypes.sort();
@@ -510,12 +513,12 @@ pub fn plan_with(files: &[FileHead], train: Option<&TrainSpec>, quantize: Quanti
         None => None,
         Some(spec) => {
             let job = job(spec)?;
-            let gpt2 = dims.model_type == "gpt2";
+            let in_out = dims.facts.fan_in_fan_out;
             let linears: Vec<Linear> = kept
                 .iter()
                 .filter(|m| m.shape.len() == 2 && m.name.ends_with(".weight") && !is_embedding(&m.name))
                 .map(|m| {
-                    let (d_in, d_out) = if gpt2 { (m.shape[0], m.shape[1]) } else { (m.shape[1], m.shape[0]) };
+                    let (d_in, d_out) = if in_out { (m.shape[0], m.shape[1]) } else { (m.shape[1], m.shape[0]) };
                     Linear { module: m.name.trim_end_matches(".weight").to_string(), d_in, d_out }
                 })
                 .collect();
@@ -536,9 +539,9 @@ pub fn plan_with(files: &[FileHead], train: Option<&TrainSpec>, quantize: Quanti
             let causal = job.task != "seq-cls";
             // The chunked loss needs a frozen head; LoRA on lm_head makes it trainable.
             let head_frozen = !job.targets.as_ref().is_some_and(|t| matches_targets(Some(t), "lm_head"));
-            // As `train::checkpointed` applies it: Llama/Qwen/Gemma 3 decoders, causal LM, no
-            // prefix tuning, no LoRA dropout.
-            let checkpointable = causal && job.method != "prefix" && job.dropout == 0.0 && matches!(dims.model_type.as_str(), "llama" | "qwen2" | "qwen3" | "gemma3" | "gemma3_text");
+            // As `train::checkpointed` applies it: layer-stack decoders, causal LM, no prefix
+            // tuning, no LoRA dropout.
+            let checkpointable = causal && job.method != "prefix" && job.dropout == 0.0 && dims.facts.layer_stack;
             let gradient_checkpointing = job.gradient_checkpointing && checkpointable;
             let (activations_bytes, logits_bytes, largest_activation) = micro_batch(&dims, job.batch, positions, keys, causal, head_frozen, gradient_checkpointing);
             Some(TrainingPlan {

@@ -612,7 +612,7 @@ impl Session {
         let m = self.model().map_err(js_error)?;
         let task = match task {
             Some(t) => Task::parse(&t).map_err(js_error)?,
-            None if m.info.task == "seq-cls" || crate::models::bert::is_family(&m.info.model_type) => Task::SeqCls,
+            None if m.info.task == "seq-cls" || m.facts().encoder => Task::SeqCls,
             None => Task::CausalLm,
         };
         to_js(&crate::train::suggest::suggest(&m.info, task, rows))

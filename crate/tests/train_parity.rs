@@ -13,7 +13,6 @@ use webpeft::device::Backend;
 use webpeft::peft::export::export_adapter;
 use webpeft::peft::load_adapter;
 use webpeft::train::{freeze, MicroBatch, OptimizerKind, Targets, TrainOptions, Trainer};
-use webpeft::models::Network;
 use webpeft::Model;
 
 fn train_case(model: &str, method: &str) {
@@ -93,19 +92,15 @@ impl ModuleVisitor for Params {
     }
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
         let t = p.val();
-        let name = self.path.join(".");
+        // The first name is the `Network` variant (`Llama`, `Bert`...), not part of HF's path.
+        let name = self.path[1..].join(".");
         assert!(self.out.insert(name.clone(), (t.is_require_grad(), host(t.inner()))).is_none(), "two parameters named {name}");
     }
 }
 
 fn params(m: &Model) -> BTreeMap<String, (bool, Vec<f32>)> {
     let mut v = Params { path: vec![], out: BTreeMap::new() };
-    match &m.network {
-        Network::Llama(n) => n.visit(&mut v),
-        Network::Gemma3(n) => n.visit(&mut v),
-        Network::Gpt2(n) => n.visit(&mut v),
-        Network::Bert(n) => n.visit(&mut v),
-    }
+    m.network.visit(&mut v);
     v.out
 }
 

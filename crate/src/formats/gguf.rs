@@ -788,6 +788,14 @@ pub const ARCHITECTURES: [(&str, &str); 4] = [
     ("gemma3", "Gemma3ForCausalLM"),
 ];
 
+/// The HF `model_type` of GGUF architecture `arch` (Gemma 3's text model is `gemma3_text`).
+pub fn hf_model_type(arch: &str) -> &str {
+    match arch {
+        "gemma3" => "gemma3_text",
+        a => a,
+    }
+}
+
 /// The HF name of a GGUF tensor of architecture `arch` (transformers' mapping through gguf-py's
 /// tensor name map), or None for names with no HF counterpart in that architecture: q/k/v
 /// biases exist only in `qwen2`, per-head q/k norms only in `qwen3`. Layer indices must be
@@ -1046,7 +1054,7 @@ fn gemma3_config(g: &Gguf, n_tokens: Option<usize>, has_output: bool) -> Result<
     let theta = g.meta_as(&key("rope.freq_base"), "a number", GgufValue::as_f64)?.unwrap_or(1_000_000.0);
     let mut config = json!({
         "architectures": ["Gemma3ForCausalLM"],
-        "model_type": "gemma3_text",
+        "model_type": hf_model_type("gemma3"),
         "hidden_size": hidden,
         "intermediate_size": g.required_u64(&key("feed_forward_length"))?,
         "num_hidden_layers": n_layers,

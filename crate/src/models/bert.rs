@@ -19,7 +19,9 @@ use serde::Deserialize;
 use super::layers::{NamedTensor, attention, merge_heads, padding_mask, split_heads, Embedding, LayerNorm, Linear, WeightLayout};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
-use super::NamedLayers;
+use super::family::{Facts, Family, Inputs};
+use super::{ForwardOutput, ModelInfo, NamedLayers};
+use super::layers::KvCache;
 
 /// `config.json` of a BERT-family model.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,11 +63,6 @@ fn default_act() -> String {
 
 /// The `model_type`s this file loads.
 pub const MODEL_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
-
-/// Whether `model_type` is one this file loads (an encoder).
-pub fn is_family(model_type: &str) -> bool {
-    MODEL_TYPES.contains(&model_type)
-}
 
 /// BERT's layout or RoBERTa's (XLM-RoBERTa is RoBERTa's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -213,7 +210,7 @@ pub struct EncoderOutput {
 impl BertForSequenceClassification {
     /// Builds the model. `with_head` is true for `BertForSequenceClassification`
     /// checkpoints (weights under `bert.` plus `classifier`).
-    pub fn load(cfg: &BertConfig, w: &mut WeightMap, with_head: bool, device: &Device) -> Result<Self> {
+    pub fn from_config(cfg: &BertConfig, w: &mut WeightMap, with_head: bool, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let flavor = cfg.flavor();
         let b = flavor.prefix();
@@ -272,19 +269,8 @@ impl BertForSequenceClassification {
         })
     }
 
-    /// Word embeddings for `[batch, seq]` ids (positions and token types are
-    /// added by [`Self::forward_embeds`], as transformers does for `inputs_embeds`).
-    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        self.bert.embeddings.word_embeddings.forward(input_ids)
-    }
-
-    /// Runs the encoder on word embeddings `[batch, seq, hidden]`.
-    /// `attention_mask` is `[batch][seq]` with 1 for real tokens.
-    pub fn forward_embeds(&self, x: Tensor<3>, token_type_ids: Option<Tensor<2, Int>>, attention_mask: Option<&[Vec<u32>]>) -> EncoderOutput {
-        self.forward_positions(x, None, token_type_ids, attention_mask)
-    }
-
-    /// [`Self::forward_embeds`] where `ids` (host copies of the `[batch, seq]` input ids) give
+    /// Runs the encoder on word embeddings `[batch, seq, hidden]`; `attention_mask` is
+    /// `[batch][seq]` with 1 for real tokens. `ids` (host copies of the `[batch, seq]` input ids) give
     /// RoBERTa its positions as transformers counts them: padding ids take the padding row and
     /// the others count up after it. Without ids (as with `inputs_embeds`, which PEFT's prompt
     /// tuning passes), RoBERTa counts every position (`create_position_ids_from_inputs_embeds`).
@@ -343,8 +329,31 @@ impl BertForSequenceClassification {
         EncoderOutput { last_hidden_state: x, logits }
     }
 
-    /// Every dense and norm layer by its HF module path (for adapters).
-    pub fn named_layers(&mut self) -> NamedLayers<'_> {
+}
+
+/// GELU, `x/2 (1 + erf(x/sqrt 2))`, written with `erf` rather than burn's
+/// fused `gelu`: on WebGPU (SwiftShader) the fused op's gradient is NaN for some
+/// of MiniLM's activations, while `erf`'s own gradient is finite.
+fn gelu_erf(x: Tensor<3>) -> Tensor<3> {
+    x.clone() * 0.5 * ((x / std::f64::consts::SQRT_2).erf() + 1.0)
+}
+
+/// Sentence-transformers mean pooling: the mask-weighted mean over positions.
+pub fn mean_pool(hidden: Tensor<3>, attention_mask: &[Vec<u32>]) -> Tensor<2> {
+    let [b, s, _] = hidden.dims();
+    let m: Vec<f32> = attention_mask.iter().flatten().map(|&v| v as f32).collect();
+    let m = Tensor::<3>::from_data(TensorData::new(m, [b, s, 1]), &hidden.device());
+    let summed = (hidden * m.clone()).sum_dim(1);
+    let counts = m.sum_dim(1).clamp_min(1e-9);
+    (summed / counts).squeeze_dim::<2>(1)
+}
+
+impl Family for BertForSequenceClassification {
+    fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        self.bert.embeddings.word_embeddings.forward(input_ids)
+    }
+
+    fn named_layers(&mut self) -> NamedLayers<'_> {
         let mut n = NamedLayers::default();
         let (b, (pooler_path, classifier_path)) = (self.flavor.prefix(), self.flavor.head_paths());
         let e = &mut self.bert.embeddings;
@@ -370,8 +379,7 @@ impl BertForSequenceClassification {
         n
     }
 
-    /// Every weight under its HF name, adapters merged (for `webpeft merge`).
-    pub fn hf_tensors(&self) -> Vec<NamedTensor> {
+    fn hf_tensors(&self) -> Vec<NamedTensor> {
         let (b, (pooler_path, classifier_path)) = (self.flavor.prefix(), self.flavor.head_paths());
         let e = &self.bert.embeddings;
         let mut t = vec![
@@ -402,24 +410,91 @@ impl BertForSequenceClassification {
         t
     }
 
-    pub fn num_labels(&self) -> Option<usize> {
-        self.classifier.as_ref().map(|c| c.dims().1)
+    fn model_types() -> &'static [&'static str] {
+        &MODEL_TYPES
     }
-}
 
-/// GELU, `x/2 (1 + erf(x/sqrt 2))`, written with `erf` rather than burn's
-/// fused `gelu`: on WebGPU (SwiftShader) the fused op's gradient is NaN for some
-/// of MiniLM's activations, while `erf`'s own gradient is finite.
-fn gelu_erf(x: Tensor<3>) -> Tensor<3> {
-    x.clone() * 0.5 * ((x / std::f64::consts::SQRT_2).erf() + 1.0)
-}
+    fn facts(model_type: &str) -> Facts {
+        Facts {
+            lora_targets: &["query", "value"],
+            // PEFT has no (IA)³ defaults for XLM-RoBERTa.
+            ia3_targets: (model_type != "xlm-roberta").then_some((&["key", "output.dense", "value"], &["output.dense"])),
+            fan_in_fan_out: false,
+            encoder: true,
+            layer_stack: false,
+            tied_by_default: true,
+        }
+    }
 
-/// Sentence-transformers mean pooling: the mask-weighted mean over positions.
-pub fn mean_pool(hidden: Tensor<3>, attention_mask: &[Vec<u32>]) -> Tensor<2> {
-    let [b, s, _] = hidden.dims();
-    let m: Vec<f32> = attention_mask.iter().flatten().map(|&v| v as f32).collect();
-    let m = Tensor::<3>::from_data(TensorData::new(m, [b, s, 1]), &hidden.device());
-    let summed = (hidden * m.clone()).sum_dim(1);
-    let counts = m.sum_dim(1).clamp_min(1e-9);
-    (summed / counts).squeeze_dim::<2>(1)
+    fn load(config: &serde_json::Value, w: &mut WeightMap, device: &Device) -> Result<(Self, ModelInfo)> {
+        let cfg: BertConfig = super::parse_config(config)?;
+        let arch = config.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str()).unwrap_or("");
+        let class = match cfg.model_type.as_str() {
+            "roberta" => "Roberta",
+            "xlm-roberta" => "XLMRoberta",
+            _ => "Bert",
+        };
+        let head = format!("{}.weight", cfg.flavor().head_paths().1);
+        let with_head = arch.ends_with("ForSequenceClassification") || w.contains(&head);
+        let net = Self::from_config(&cfg, w, with_head, device)?;
+        let (architecture, task) = if with_head { (format!("{class}ForSequenceClassification"), "seq-cls") } else { (format!("{class}Model"), "feature-extraction") };
+        // RoBERTa's first positions are the padding row and those before it (514 = 512 + 2).
+        let context_length = match cfg.flavor() {
+            Flavor::Roberta { padding_idx } => cfg.max_position_embeddings.saturating_sub(padding_idx + 1),
+            Flavor::Bert => cfg.max_position_embeddings,
+        };
+        let info = ModelInfo {
+            architecture,
+            model_type: cfg.model_type.clone(),
+            task: task.into(),
+            vocab_size: cfg.vocab_size,
+            hidden_size: cfg.hidden_size,
+            num_layers: cfg.num_hidden_layers,
+            context_length,
+            num_labels: net.classifier.as_ref().map(|c| c.dims().1),
+            ..ModelInfo::default()
+        };
+        Ok((net, info))
+    }
+
+    fn input_embeddings(&self) -> Tensor<2> {
+        self.bert.embeddings.word_embeddings.table()
+    }
+
+    fn forward(&self, x: Tensor<3>, inputs: Inputs<'_>, _cache: Option<&mut KvCache>) -> ForwardOutput {
+        // RoBERTa's positions follow the ids, unless virtual tokens make the input embeddings.
+        let out = self.forward_positions(x, inputs.ids, inputs.token_type_ids, inputs.attention_mask);
+        ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: None, class_logits: out.logits, virtual_tokens: inputs.virtual_tokens }
+    }
+
+    fn kv_layout(&self) -> Option<(usize, usize, usize)> {
+        None
+    }
+
+    fn head_weight(&self) -> &'static str {
+        match self.flavor {
+            Flavor::Bert => "classifier.weight",
+            Flavor::Roberta { .. } => "classifier.out_proj.weight",
+        }
+    }
+
+    fn attach_head(&mut self, labels: usize, hidden: usize, new_linear: &mut dyn FnMut(usize, usize, bool) -> Linear, architecture: &str) -> Result<String> {
+        let classifier = new_linear(labels, hidden, true);
+        let class = match self.flavor {
+            // RoBERTa's head brings its own dense layer (`classifier.dense`), drawn after
+            // out_proj's weight.
+            Flavor::Roberta { .. } => {
+                self.bert.pooler = Some(BertPooler { dense: new_linear(hidden, hidden, true) });
+                architecture.replace("Model", "ForSequenceClassification")
+            }
+            Flavor::Bert => {
+                if self.bert.pooler.is_none() {
+                    return Err(Error::unsupported("model", "this BERT checkpoint has no pooler, which the classification head reads"));
+                }
+                "BertForSequenceClassification".to_string()
+            }
+        };
+        self.classifier = Some(classifier);
+        Ok(class)
+    }
 }

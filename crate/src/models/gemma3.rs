@@ -18,7 +18,8 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
 use super::layers::{causal_mask_window, merge_heads, param, repeat_kv, split_heads, DecoderMasks, Embedding, FrozenHead, KvCache, LayerStack, Linear, NamedTensor, Rope, WeightLayout};
-use super::{CausalOutput, NamedLayers};
+use super::family::{decoder_info, decoder_output, Facts, Family, Inputs};
+use super::{ForwardOutput, ModelInfo, NamedLayers};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
 
@@ -273,7 +274,7 @@ pub struct Gemma3ForCausalLM {
 
 impl Gemma3ForCausalLM {
     /// Builds the model from HF-named weights, checking every shape against `cfg`.
-    pub fn load(cfg: &Gemma3Config, w: &mut WeightMap, device: &Device) -> Result<Self> {
+    pub fn from_config(cfg: &Gemma3Config, w: &mut WeightMap, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
@@ -333,11 +334,6 @@ impl Gemma3ForCausalLM {
         })
     }
 
-    /// Token embeddings for `[batch, seq]` ids, scaled by `sqrt(hidden_size)`.
-    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        self.model.embed_tokens.forward(input_ids) * self.model.embed_scale
-    }
-
     /// The LM head (with the final softcapping): `[.., hidden]` to `[.., vocab]` logits.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         let logits = self.model.embed_tokens.lm_logits(self.lm_head.as_ref(), hidden);
@@ -347,78 +343,6 @@ impl Gemma3ForCausalLM {
         }
     }
 
-    /// The LM head as a `[hidden, vocab]` matrix when it is a plain frozen
-    /// projection, for the chunked loss; not with softcapping, which the
-    /// chunked loss does not apply.
-    pub fn frozen_head(&self) -> Option<FrozenHead> {
-        if self.final_logit_softcapping.is_some() {
-            return None;
-        }
-        self.model.embed_tokens.frozen_lm_head(self.lm_head.as_ref())
-    }
-
-    /// The decoder's final hidden states `[batch, seq, hidden]` (after the
-    /// norm) from embeddings. `attention_mask` (1 = real token) covers cached
-    /// and new positions.
-    pub fn hidden_states(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> Tensor<3> {
-        self.run(x, attention_mask, cache)
-    }
-
-    /// Runs the model on `[batch, seq]` token ids.
-    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
-        let hidden = self.hidden_states(self.embed(input_ids), attention_mask, cache);
-        CausalOutput { logits: self.head(hidden.clone()), last_hidden_state: hidden }
-    }
-
-    /// Every dense layer by its HF module path (for adapters).
-    pub fn named_layers(&mut self) -> NamedLayers<'_> {
-        let mut n = NamedLayers::default();
-        for (i, l) in self.model.layers.iter_mut().enumerate() {
-            let p = format!("model.layers.{i}");
-            let (a, m) = (&mut l.self_attn, &mut l.mlp);
-            n.push_decoder_layer(&p, [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj], [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj]);
-        }
-        n.push_heads(self.lm_head.as_mut(), self.score.as_mut());
-        n
-    }
-
-    /// `(layers, kv_heads, head_dim)`: the shape of the KV cache.
-    pub fn kv_layout(&self) -> Option<(usize, usize, usize)> {
-        self.model.layers.first().map(|l| (self.model.layers.len(), l.self_attn.num_kv_heads, l.self_attn.head_dim))
-    }
-
-    /// Every weight under its HF name, adapters merged (for `webpeft merge`).
-    pub fn hf_tensors(&self) -> Vec<NamedTensor> {
-        let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.table())];
-        for (i, l) in self.model.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &l.self_attn;
-            for (name, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
-                t.extend(lin.hf_tensors(&format!("{p}.self_attn.{name}"), WeightLayout::OutIn));
-            }
-            t.push(NamedTensor::new(format!("{p}.self_attn.q_norm.weight"), a.q_norm.weight.val()));
-            t.push(NamedTensor::new(format!("{p}.self_attn.k_norm.weight"), a.k_norm.weight.val()));
-            for (name, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
-                t.extend(lin.hf_tensors(&format!("{p}.mlp.{name}"), WeightLayout::OutIn));
-            }
-            for (name, n) in [
-                ("input_layernorm", &l.input_layernorm),
-                ("post_attention_layernorm", &l.post_attention_layernorm),
-                ("pre_feedforward_layernorm", &l.pre_feedforward_layernorm),
-                ("post_feedforward_layernorm", &l.post_feedforward_layernorm),
-            ] {
-                t.push(NamedTensor::new(format!("{p}.{name}.weight"), n.weight.val()));
-            }
-        }
-        t.push(NamedTensor::new("model.norm.weight", self.model.norm.weight.val()));
-        if let Some(h) = &self.lm_head {
-            t.extend(h.hf_tensors("lm_head", WeightLayout::OutIn));
-        }
-        if let Some(s) = &self.score {
-            t.extend(s.hf_tensors("score", WeightLayout::OutIn));
-        }
-        t
-    }
 }
 
 impl LayerStack for Gemma3ForCausalLM {
@@ -451,5 +375,108 @@ impl LayerStack for Gemma3ForCausalLM {
 
     fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         self.head(hidden)
+    }
+}
+
+impl Family for Gemma3ForCausalLM {
+    fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        self.model.embed_tokens.forward(input_ids) * self.model.embed_scale
+    }
+
+    fn frozen_head(&self) -> Option<FrozenHead> {
+        if self.final_logit_softcapping.is_some() {
+            return None;
+        }
+        self.model.embed_tokens.frozen_lm_head(self.lm_head.as_ref())
+    }
+
+    fn named_layers(&mut self) -> NamedLayers<'_> {
+        let mut n = NamedLayers::default();
+        for (i, l) in self.model.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            let (a, m) = (&mut l.self_attn, &mut l.mlp);
+            n.push_decoder_layer(&p, [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj], [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj]);
+        }
+        n.push_heads(self.lm_head.as_mut(), self.score.as_mut());
+        n
+    }
+
+    fn kv_layout(&self) -> Option<(usize, usize, usize)> {
+        self.model.layers.first().map(|l| (self.model.layers.len(), l.self_attn.num_kv_heads, l.self_attn.head_dim))
+    }
+
+    fn hf_tensors(&self) -> Vec<NamedTensor> {
+        let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.table())];
+        for (i, l) in self.model.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &l.self_attn;
+            for (name, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+                t.extend(lin.hf_tensors(&format!("{p}.self_attn.{name}"), WeightLayout::OutIn));
+            }
+            t.push(NamedTensor::new(format!("{p}.self_attn.q_norm.weight"), a.q_norm.weight.val()));
+            t.push(NamedTensor::new(format!("{p}.self_attn.k_norm.weight"), a.k_norm.weight.val()));
+            for (name, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
+                t.extend(lin.hf_tensors(&format!("{p}.mlp.{name}"), WeightLayout::OutIn));
+            }
+            for (name, n) in [
+                ("input_layernorm", &l.input_layernorm),
+                ("post_attention_layernorm", &l.post_attention_layernorm),
+                ("pre_feedforward_layernorm", &l.pre_feedforward_layernorm),
+                ("post_feedforward_layernorm", &l.post_feedforward_layernorm),
+            ] {
+                t.push(NamedTensor::new(format!("{p}.{name}.weight"), n.weight.val()));
+            }
+        }
+        t.push(NamedTensor::new("model.norm.weight", self.model.norm.weight.val()));
+        if let Some(h) = &self.lm_head {
+            t.extend(h.hf_tensors("lm_head", WeightLayout::OutIn));
+        }
+        if let Some(s) = &self.score {
+            t.extend(s.hf_tensors("score", WeightLayout::OutIn));
+        }
+        t
+    }
+
+    fn model_types() -> &'static [&'static str] {
+        &["gemma3_text"]
+    }
+
+    fn facts(_model_type: &str) -> Facts {
+        Facts {
+            lora_targets: &["q_proj", "v_proj"],
+            ia3_targets: Some((&["down_proj", "q_proj", "v_proj"], &["down_proj"])),
+            fan_in_fan_out: false,
+            encoder: false,
+            layer_stack: true,
+            tied_by_default: true,
+        }
+    }
+
+    fn load(config: &serde_json::Value, w: &mut WeightMap, device: &Device) -> Result<(Self, ModelInfo)> {
+        let cfg: Gemma3Config = super::parse_config(config)?;
+        let net = Self::from_config(&cfg, w, device)?;
+        let sizes = [cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings];
+        // transformers' class for a text-only Gemma 3 classifier.
+        let info = decoder_info("Gemma3ForCausalLM", "Gemma3TextForSequenceClassification", "gemma3_text", net.score.as_ref(), sizes);
+        Ok((net, info))
+    }
+
+    fn input_embeddings(&self) -> Tensor<2> {
+        // PEFT initialises prompt tuning from the embedding module's output, which Gemma scales.
+        self.model.embed_tokens.table() * self.model.embed_scale
+    }
+
+    fn forward(&self, x: Tensor<3>, inputs: Inputs<'_>, cache: Option<&mut KvCache>) -> ForwardOutput {
+        let hidden = self.run(x, inputs.attention_mask, cache);
+        decoder_output(hidden, self.score.as_ref(), |h| self.head(h), &inputs)
+    }
+
+    fn layer_stack(&self) -> Option<&dyn LayerStack> {
+        Some(self)
+    }
+
+    fn attach_head(&mut self, labels: usize, hidden: usize, new_linear: &mut dyn FnMut(usize, usize, bool) -> Linear, _architecture: &str) -> Result<String> {
+        self.score = Some(new_linear(labels, hidden, false));
+        Ok("Gemma3TextForSequenceClassification".into())
     }
 }

@@ -8,7 +8,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::layers::{NamedTensor, attention, causal_mask, merge_heads, split_heads, Embedding, FrozenHead, KvCache, LayerNorm, Linear, WeightLayout};
-use super::CausalOutput;
+use super::family::{decoder_info, decoder_output, Facts, Family, Inputs};
+use super::{ForwardOutput, ModelInfo};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
 use super::NamedLayers;
@@ -106,7 +107,7 @@ pub struct Gpt2LMHeadModel {
 
 impl Gpt2LMHeadModel {
     /// Builds the model from HF-named weights (with or without the `transformer.` prefix).
-    pub fn load(cfg: &Gpt2Config, w: &mut WeightMap, device: &Device) -> Result<Self> {
+    pub fn from_config(cfg: &Gpt2Config, w: &mut WeightMap, device: &Device) -> Result<Self> {
         cfg.validate()?;
         w.ensure_prefix("transformer.", "wte.weight");
         let (d, why) = (cfg.n_embd, "config.json");
@@ -148,26 +149,9 @@ impl Gpt2LMHeadModel {
         })
     }
 
-    /// Token embeddings for `[batch, seq]` ids (positions are added by [`Self::forward_embeds`]).
-    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        self.transformer.wte.forward(input_ids)
-    }
-
-    /// Runs the blocks on token embeddings `[batch, seq, n_embd]`, adding the
-    /// position embeddings for positions after the cached ones.
-    pub fn forward_embeds(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
-        let hidden = self.hidden_states(x, attention_mask, cache);
-        CausalOutput { logits: self.head(hidden.clone()), last_hidden_state: hidden }
-    }
-
     /// The tied LM head: `[.., n_embd]` to `[.., vocab]` logits.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         self.transformer.wte.attend(hidden)
-    }
-
-    /// The tied LM head as `[n_embd, vocab]` while `wte` is frozen, for the chunked loss.
-    pub fn frozen_head(&self) -> Option<FrozenHead> {
-        self.transformer.wte.frozen_lm_head(None)
     }
 
     /// The blocks' final hidden states `[batch, seq, n_embd]` (after `ln_f`), without the LM head.
@@ -197,13 +181,18 @@ impl Gpt2LMHeadModel {
         self.transformer.ln_f.forward(x)
     }
 
-    /// Runs the model on `[batch, seq]` token ids.
-    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
-        self.forward_embeds(self.embed(input_ids), attention_mask, cache)
+}
+
+impl Family for Gpt2LMHeadModel {
+    fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        self.transformer.wte.forward(input_ids)
     }
 
-    /// Every dense and norm layer by its HF module path (for adapters).
-    pub fn named_layers(&mut self) -> NamedLayers<'_> {
+    fn frozen_head(&self) -> Option<FrozenHead> {
+        self.transformer.wte.frozen_lm_head(None)
+    }
+
+    fn named_layers(&mut self) -> NamedLayers<'_> {
         let mut n = NamedLayers::default();
         for (i, b) in self.transformer.h.iter_mut().enumerate() {
             let p = format!("transformer.h.{i}");
@@ -221,12 +210,7 @@ impl Gpt2LMHeadModel {
         n
     }
 
-    pub fn num_layers(&self) -> usize {
-        self.transformer.h.len()
-    }
-
-    /// Every weight under its HF name, adapters merged (for `webpeft merge`).
-    pub fn hf_tensors(&self) -> Vec<NamedTensor> {
+    fn hf_tensors(&self) -> Vec<NamedTensor> {
         let tr = &self.transformer;
         let mut t = vec![NamedTensor::new("transformer.wte.weight", tr.wte.table()), NamedTensor::new("transformer.wpe.weight", tr.wpe.table())];
         for (i, b) in tr.h.iter().enumerate() {
@@ -243,5 +227,47 @@ impl Gpt2LMHeadModel {
             t.extend(s.hf_tensors("score", WeightLayout::OutIn));
         }
         t
+    }
+
+    fn model_types() -> &'static [&'static str] {
+        &["gpt2"]
+    }
+
+    fn facts(_model_type: &str) -> Facts {
+        Facts {
+            lora_targets: &["c_attn"],
+            ia3_targets: Some((&["c_attn", "mlp.c_proj"], &["mlp.c_proj"])),
+            fan_in_fan_out: true,
+            encoder: false,
+            layer_stack: false,
+            tied_by_default: true,
+        }
+    }
+
+    fn load(config: &serde_json::Value, w: &mut WeightMap, device: &Device) -> Result<(Self, ModelInfo)> {
+        let cfg: Gpt2Config = super::parse_config(config)?;
+        let net = Self::from_config(&cfg, w, device)?;
+        let sizes = [cfg.vocab_size, cfg.n_embd, cfg.n_layer, cfg.n_positions];
+        let info = decoder_info("GPT2LMHeadModel", "GPT2ForSequenceClassification", "gpt2", net.score.as_ref(), sizes);
+        Ok((net, info))
+    }
+
+    fn input_embeddings(&self) -> Tensor<2> {
+        self.transformer.wte.table()
+    }
+
+    fn forward(&self, x: Tensor<3>, inputs: Inputs<'_>, cache: Option<&mut KvCache>) -> ForwardOutput {
+        let hidden = self.hidden_states(x, inputs.attention_mask, cache);
+        decoder_output(hidden, self.score.as_ref(), |h| self.head(h), &inputs)
+    }
+
+    fn kv_layout(&self) -> Option<(usize, usize, usize)> {
+        let h = &self.transformer.h;
+        h.first().map(|b| (h.len(), b.attn.num_heads, b.attn.c_proj.dims().1 / b.attn.num_heads))
+    }
+
+    fn attach_head(&mut self, labels: usize, hidden: usize, new_linear: &mut dyn FnMut(usize, usize, bool) -> Linear, _architecture: &str) -> Result<String> {
+        self.score = Some(new_linear(labels, hidden, false));
+        Ok("GPT2ForSequenceClassification".into())
     }
 }

@@ -322,18 +322,25 @@ impl Rope {
                 };
             }
         }
-        let mut cos = Vec::with_capacity(max_pos * head_dim);
-        let mut sin = Vec::with_capacity(max_pos * head_dim);
+        Self::from_inv_freq(&inv_freq, max_pos, 1.0, device)
+    }
+
+    /// Tables for the given inverse frequencies (`head_dim / 2` of them, or fewer for a partial
+    /// rotary embedding), with cos and sin multiplied by `scaling` (LongRoPE's attention factor).
+    pub fn from_inv_freq(inv_freq: &[f32], max_pos: usize, scaling: f32, device: &Device) -> Self {
+        let (half, dim) = (inv_freq.len(), 2 * inv_freq.len());
+        let mut cos = Vec::with_capacity(max_pos * dim);
+        let mut sin = Vec::with_capacity(max_pos * dim);
         for p in 0..max_pos {
-            for j in 0..head_dim {
+            for j in 0..dim {
                 let angle = p as f32 * inv_freq[j % half];
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                cos.push(angle.cos() * scaling);
+                sin.push(angle.sin() * scaling);
             }
         }
         Self {
-            cos: Tensor::from_data(TensorData::new(cos, [max_pos, head_dim]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [max_pos, head_dim]), device),
+            cos: Tensor::from_data(TensorData::new(cos, [max_pos, dim]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [max_pos, dim]), device),
         }
     }
 

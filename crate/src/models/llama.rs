@@ -9,7 +9,8 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
 use super::layers::{NamedTensor, attention, causal_mask, merge_heads, repeat_kv, split_heads, DecoderMasks, Embedding, FrozenHead, KvCache, LayerStack, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
-use super::CausalOutput;
+use super::family::{decoder_info, decoder_output, Facts, Family, Inputs};
+use super::{ForwardOutput, ModelInfo};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
 use super::NamedLayers;
@@ -219,7 +220,7 @@ pub struct LlamaForCausalLM {
 
 impl LlamaForCausalLM {
     /// Builds the model from HF-named weights, checking every shape against `cfg`.
-    pub fn load(cfg: &LlamaConfig, w: &mut WeightMap, device: &Device) -> Result<Self> {
+    pub fn from_config(cfg: &LlamaConfig, w: &mut WeightMap, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
@@ -281,42 +282,85 @@ impl LlamaForCausalLM {
         })
     }
 
-    /// Token embeddings for `[batch, seq]` ids.
-    pub fn embed(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        self.model.embed_tokens.forward(input_ids)
-    }
-
-    /// Runs the decoder on embeddings `[batch, seq, hidden]`. `attention_mask`
-    /// (1 = real token) covers cached and new positions.
-    pub fn forward_embeds(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
-        let hidden = self.hidden_states(x, attention_mask, cache);
-        CausalOutput { logits: self.head(hidden.clone()), last_hidden_state: hidden }
-    }
-
     /// The LM head: `[.., hidden]` to `[.., vocab]` logits.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         self.model.embed_tokens.lm_logits(self.lm_head.as_ref(), hidden)
     }
+}
 
-    /// The LM head as a `[hidden, vocab]` matrix when it is a plain frozen
-    /// projection (no adapter, no bias, no gradient), for the chunked loss.
-    pub fn frozen_head(&self) -> Option<FrozenHead> {
-        self.model.embed_tokens.frozen_lm_head(self.lm_head.as_ref())
+impl LayerStack for LlamaForCausalLM {
+    fn num_layers(&self) -> usize {
+        self.model.layers.len()
     }
 
-    /// The decoder's final hidden states `[batch, seq, hidden]` (after the
-    /// norm), without the LM head.
-    pub fn hidden_states(&self, x: Tensor<3>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> Tensor<3> {
-        self.run(x, attention_mask, cache)
+    fn masks(&self, x: &Tensor<3>, attention_mask: Option<&[Vec<u32>]>, offset: usize) -> DecoderMasks {
+        let [b, s, _] = x.dims();
+        DecoderMasks { global: causal_mask(b, s, offset, attention_mask, &x.device()), local: None, offset }
     }
 
-    /// Runs the model on `[batch, seq]` token ids.
-    pub fn forward(&self, input_ids: Tensor<2, Int>, attention_mask: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>) -> CausalOutput {
-        self.forward_embeds(self.embed(input_ids), attention_mask, cache)
+    fn layer(&self, i: usize, x: Tensor<3>, masks: &DecoderMasks, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let layer = &self.model.layers[i];
+        let a = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &self.model.rotary_emb, &masks.global, masks.offset, i, cache);
+        let x = x + a;
+        x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x))
     }
 
-    /// Every dense and norm layer by its HF module path (for adapters).
-    pub fn named_layers(&mut self) -> NamedLayers<'_> {
+    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        self.model.norm.forward(x)
+    }
+
+    fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.head(hidden)
+    }
+}
+
+impl Family for LlamaForCausalLM {
+    fn model_types() -> &'static [&'static str] {
+        &["llama", "qwen2", "qwen3"]
+    }
+
+    fn facts(model_type: &str) -> Facts {
+        Facts {
+            lora_targets: &["q_proj", "v_proj"],
+            ia3_targets: Some(match model_type {
+                "qwen2" | "qwen3" => (&["down_proj", "q_proj", "v_proj"], &["down_proj"]),
+                _ => (&["down_proj", "k_proj", "v_proj"], &["down_proj"]),
+            }),
+            fan_in_fan_out: false,
+            encoder: false,
+            layer_stack: true,
+            // LlamaConfig, Qwen2Config and Qwen3Config all default to untied.
+            tied_by_default: false,
+        }
+    }
+
+    fn load(config: &serde_json::Value, w: &mut WeightMap, device: &Device) -> Result<(Self, ModelInfo)> {
+        let cfg: LlamaConfig = super::parse_config(config)?;
+        let net = Self::from_config(&cfg, w, device)?;
+        let (causal, cls) = match cfg.model_type.as_str() {
+            "qwen2" => ("Qwen2ForCausalLM", "Qwen2ForSequenceClassification"),
+            "qwen3" => ("Qwen3ForCausalLM", "Qwen3ForSequenceClassification"),
+            _ => ("LlamaForCausalLM", "LlamaForSequenceClassification"),
+        };
+        let sizes = [cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings];
+        let info = decoder_info(causal, cls, &cfg.model_type, net.score.as_ref(), sizes);
+        Ok((net, info))
+    }
+
+    fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.model.embed_tokens.forward(ids)
+    }
+
+    fn input_embeddings(&self) -> Tensor<2> {
+        self.model.embed_tokens.table()
+    }
+
+    fn forward(&self, x: Tensor<3>, inputs: Inputs<'_>, cache: Option<&mut KvCache>) -> ForwardOutput {
+        let hidden = self.run(x, inputs.attention_mask, cache);
+        decoder_output(hidden, self.score.as_ref(), |h| self.head(h), &inputs)
+    }
+
+    fn named_layers(&mut self) -> NamedLayers<'_> {
         let mut n = NamedLayers::default();
         for (i, l) in self.model.layers.iter_mut().enumerate() {
             let p = format!("model.layers.{i}");
@@ -327,8 +371,7 @@ impl LlamaForCausalLM {
         n
     }
 
-    /// Every weight under its HF name, adapters merged (for `webpeft merge`).
-    pub fn hf_tensors(&self) -> Vec<NamedTensor> {
+    fn hf_tensors(&self) -> Vec<NamedTensor> {
         let mut t = vec![NamedTensor::new("model.embed_tokens.weight", self.model.embed_tokens.table())];
         for (i, l) in self.model.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
@@ -356,30 +399,21 @@ impl LlamaForCausalLM {
         }
         t
     }
-}
 
-impl LayerStack for LlamaForCausalLM {
-    fn num_layers(&self) -> usize {
-        self.model.layers.len()
+    fn kv_layout(&self) -> Option<(usize, usize, usize)> {
+        self.model.layers.first().map(|l| (self.model.layers.len(), l.self_attn.num_kv_heads, l.self_attn.head_dim))
     }
 
-    fn masks(&self, x: &Tensor<3>, attention_mask: Option<&[Vec<u32>]>, offset: usize) -> DecoderMasks {
-        let [b, s, _] = x.dims();
-        DecoderMasks { global: causal_mask(b, s, offset, attention_mask, &x.device()), local: None, offset }
+    fn layer_stack(&self) -> Option<&dyn LayerStack> {
+        Some(self)
     }
 
-    fn layer(&self, i: usize, x: Tensor<3>, masks: &DecoderMasks, cache: Option<&mut KvCache>) -> Tensor<3> {
-        let layer = &self.model.layers[i];
-        let a = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &self.model.rotary_emb, &masks.global, masks.offset, i, cache);
-        let x = x + a;
-        x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x))
+    fn frozen_head(&self) -> Option<FrozenHead> {
+        self.model.embed_tokens.frozen_lm_head(self.lm_head.as_ref())
     }
 
-    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
-        self.model.norm.forward(x)
-    }
-
-    fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        self.head(hidden)
+    fn attach_head(&mut self, labels: usize, hidden: usize, new_linear: &mut dyn FnMut(usize, usize, bool) -> Linear, architecture: &str) -> Result<String> {
+        self.score = Some(new_linear(labels, hidden, false));
+        Ok(architecture.replace("ForCausalLM", "ForSequenceClassification"))
     }
 }

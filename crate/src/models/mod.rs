@@ -7,6 +7,7 @@
 
 pub mod bert;
 pub mod blocks;
+pub mod family;
 pub mod gemma3;
 pub mod gpt2;
 pub mod layers;
@@ -25,22 +26,10 @@ use crate::formats::gguf;
 use crate::formats::source::{self, ByteSource};
 use crate::formats::safetensors::{shard_files, HostTensor, WeightMap};
 use crate::formats::tokenizer::TextTokenizer;
-use bert::{BertConfig, BertForSequenceClassification, Flavor};
-use gemma3::{Gemma3Config, Gemma3ForCausalLM};
-use gpt2::{Gpt2Config, Gpt2LMHeadModel};
+pub use family::{Facts, Family};
 pub use layers::{FrozenHead, KvCache};
-use llama::{LlamaConfig, LlamaForCausalLM};
 use crate::peft::prefix::PrefixEncoder;
 use crate::peft::prompt::PromptEmbedding;
-
-/// What a decoder's forward pass returns.
-#[derive(Debug, Clone)]
-pub struct CausalOutput {
-    /// `[batch, seq, hidden]`, after the final norm.
-    pub last_hidden_state: Tensor<3>,
-    /// `[batch, seq, vocab]`.
-    pub logits: Tensor<3>,
-}
 
 /// The files of one model by file name: in memory, or read on demand (a weight file on disk, or
 /// a buffer the JavaScript side keeps) so that loading reads it a tensor at a time.
@@ -145,33 +134,78 @@ impl<'a> NamedLayers<'a> {
     }
 }
 
-/// The architecture-specific network. A burn `Module`, so training code
-/// handles every family through it without naming them.
-#[derive(Module, Debug)]
-pub enum Network {
-    Llama(LlamaForCausalLM),
-    Gemma3(Gemma3ForCausalLM),
-    Gpt2(Gpt2LMHeadModel),
-    Bert(BertForSequenceClassification),
+/// The registered families, one line each: a [`Network`] variant and the family's type. The
+/// macro makes the `Network` enum (a burn `Module`, so training handles every family through it)
+/// and its dispatch to [`Family`].
+macro_rules! families {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        /// The architecture-specific network.
+        #[derive(Module, Debug)]
+        pub enum Network {
+            $($variant($ty)),*
+        }
+
+        impl Network {
+            /// The family's code.
+            pub fn family(&self) -> &dyn Family {
+                match self {
+                    $(Network::$variant(m) => m),*
+                }
+            }
+
+            /// The family's code, mutably.
+            pub fn family_mut(&mut self) -> &mut dyn Family {
+                match self {
+                    $(Network::$variant(m) => m),*
+                }
+            }
+
+        }
+
+        /// What webpeft knows of `model_type`'s family, if one is registered for it.
+        pub fn facts(model_type: &str) -> Option<Facts> {
+            $(if <$ty as Family>::model_types().contains(&model_type) {
+                return Some(<$ty as Family>::facts(model_type));
+            })*
+            None
+        }
+
+        /// The HF `model_type` values of every family.
+        pub fn model_types() -> Vec<&'static str> {
+            [$(<$ty as Family>::model_types()),*].concat()
+        }
+
+        /// Loads the family that handles `model_type`.
+        fn load_family(model_type: &str, config: &serde_json::Value, w: &mut WeightMap, device: &Device) -> Result<(Network, ModelInfo)> {
+            $(if <$ty as Family>::model_types().contains(&model_type) {
+                let (net, info) = <$ty as Family>::load(config, w, device)?;
+                return Ok((Network::$variant(net), info));
+            })*
+            Err(match model_type {
+                "" => Error::format("config.json", "model_type is missing"),
+                other => Error::unsupported("config.json", format!("unknown model_type '{other}' (supported: {})", model_types().join(", "))),
+            })
+        }
+    };
+}
+
+families! {
+    Llama(llama::LlamaForCausalLM),
+    Gemma3(gemma3::Gemma3ForCausalLM),
+    Gpt2(gpt2::Gpt2LMHeadModel),
+    Bert(bert::BertForSequenceClassification),
 }
 
 impl Network {
     /// The decoder's layers one at a time, for families that support gradient checkpointing.
     pub fn layer_stack(&self) -> Option<&dyn layers::LayerStack> {
-        match self {
-            Network::Llama(m) => Some(m),
-            Network::Gemma3(m) => Some(m),
-            Network::Gpt2(_) | Network::Bert(_) => None,
-        }
+        self.family().layer_stack()
     }
 
     /// A decoder's token embeddings (scaled as the family does).
     pub fn embed(&self, ids: Tensor<2, Int>) -> Option<Tensor<3>> {
-        match self {
-            Network::Llama(m) => Some(m.embed(ids)),
-            Network::Gemma3(m) => Some(m.embed(ids)),
-            Network::Gpt2(_) | Network::Bert(_) => None,
-        }
+        let f = self.family();
+        f.kv_layout().is_some().then(|| f.embed(ids))
     }
 }
 
@@ -309,8 +343,9 @@ fn check_tensor_sizes(w: &WeightMap, limit: usize) -> Result<()> {
     .in_source(&w.source))
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(file: &str, value: &serde_json::Value) -> Result<T> {
-    serde_json::from_value(value.clone()).map_err(|e| Error::format(file, format!("{e}")))
+/// A family's `Config` from `config.json` (or the config mapped from GGUF metadata).
+pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T> {
+    serde_json::from_value(value.clone()).map_err(|e| Error::format("config.json", format!("{e}")))
 }
 
 /// How the frozen base's weights are held on the device.
@@ -402,9 +437,10 @@ impl Model {
         let config: serde_json::Value =
             serde_json::from_slice(&config_bytes).map_err(|e| Error::format("config.json", format!("invalid JSON: {e}")))?;
         let mut weights = WeightMap::new("model.safetensors");
-        // F16/BF16 matrices stay 16-bit unless `quantize` asks otherwise; GPT-2's Conv1D weights
-        // are [in, out] and would be widened again.
-        weights.keep_half = opts.quantize == Quantize::None && config.get("model_type").and_then(|v| v.as_str()) != Some("gpt2");
+        // F16/BF16 matrices stay 16-bit unless `quantize` asks otherwise; `[in, out]` weights
+        // (GPT-2's Conv1D) would be widened again.
+        let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        weights.keep_half = opts.quantize == Quantize::None && !facts(model_type).is_some_and(|f| f.fan_in_fan_out);
         if let Some(index) = files.get("model.safetensors.index.json")? {
             let shards = shard_files("model.safetensors.index.json", &index)?;
             weights.source = shards.join(", ");
@@ -421,8 +457,8 @@ impl Model {
             None => None,
         };
         if let Some(dtype) = opts.quantize.gguf_type() {
-            // GPT-2's Conv1D weights are [in, out] and would be widened again.
-            if config.get("model_type").and_then(|v| v.as_str()) != Some("gpt2") {
+            // `[in, out]` weights (GPT-2's Conv1D) would be widened again.
+            if !facts(model_type).is_some_and(|f| f.fan_in_fan_out) {
                 weights.quantize(dtype);
             }
         }
@@ -474,80 +510,7 @@ impl Model {
         let block_bytes = w.block_bytes();
         let device_blocks = w.block_formats();
         let dtypes = w.dtypes();
-        let arch = config
-            .get("architectures")
-            .and_then(|a| a.get(0))
-            .and_then(|a| a.as_str())
-            .unwrap_or("")
-            .to_string();
-        let (network, info) = match model_type.as_str() {
-            "llama" | "qwen2" | "qwen3" => {
-                let cfg: LlamaConfig = parse_json("config.json", &config)?;
-                let net = LlamaForCausalLM::load(&cfg, &mut w, device)?;
-                let arch = match model_type.as_str() {
-                    "qwen2" => "Qwen2ForCausalLM",
-                    "qwen3" => "Qwen3ForCausalLM",
-                    _ => "LlamaForCausalLM",
-                };
-                (Network::Llama(net), info(arch, &model_type, "causal-lm", cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings, None))
-            }
-            "gemma3_text" => {
-                let cfg: Gemma3Config = parse_json("config.json", &config)?;
-                let net = Gemma3ForCausalLM::load(&cfg, &mut w, device)?;
-                (Network::Gemma3(net), info("Gemma3ForCausalLM", "gemma3_text", "causal-lm", cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings, None))
-            }
-            "gpt2" => {
-                let cfg: Gpt2Config = parse_json("config.json", &config)?;
-                let net = Gpt2LMHeadModel::load(&cfg, &mut w, device)?;
-                (Network::Gpt2(net), info("GPT2LMHeadModel", "gpt2", "causal-lm", cfg.vocab_size, cfg.n_embd, cfg.n_layer, cfg.n_positions, None))
-            }
-            "bert" | "roberta" | "xlm-roberta" => {
-                let cfg: BertConfig = parse_json("config.json", &config)?;
-                let class = match model_type.as_str() {
-                    "roberta" => "Roberta",
-                    "xlm-roberta" => "XLMRoberta",
-                    _ => "Bert",
-                };
-                let head = format!("{}.weight", cfg.flavor().head_paths().1);
-                let with_head = arch.ends_with("ForSequenceClassification") || w.contains(&head);
-                let net = BertForSequenceClassification::load(&cfg, &mut w, with_head, device)?;
-                let labels = net.num_labels();
-                let (arch, task) = if with_head { (format!("{class}ForSequenceClassification"), "seq-cls") } else { (format!("{class}Model"), "feature-extraction") };
-                // RoBERTa's first positions are the padding row and those before it (514 = 512 + 2).
-                let ctx = match cfg.flavor() {
-                    Flavor::Roberta { padding_idx } => cfg.max_position_embeddings.saturating_sub(padding_idx + 1),
-                    Flavor::Bert => cfg.max_position_embeddings,
-                };
-                (Network::Bert(net), info(&arch, &model_type, task, cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, ctx, labels))
-            }
-            "" => return Err(Error::format("config.json", "model_type is missing")),
-            other => {
-                return Err(Error::unsupported(
-                    "config.json",
-                    format!("unknown model_type '{other}' (supported: llama, qwen2, qwen3, gemma3_text, gpt2, bert, roberta, xlm-roberta)"),
-                ))
-            }
-        };
-        // A decoder checkpoint with a `score` head is a sequence classifier.
-        let score_labels = match &network {
-            Network::Llama(m) => m.score.as_ref().map(|s| s.dims().1),
-            Network::Gemma3(m) => m.score.as_ref().map(|s| s.dims().1),
-            Network::Gpt2(m) => m.score.as_ref().map(|s| s.dims().1),
-            Network::Bert(_) => None,
-        };
-        let info = match score_labels {
-            Some(k) => ModelInfo {
-                // transformers' class for a text-only Gemma 3 classifier.
-                architecture: match info.architecture.as_str() {
-                    "Gemma3ForCausalLM" => "Gemma3TextForSequenceClassification".into(),
-                    a => a.replace("ForCausalLM", "ForSequenceClassification").replace("LMHeadModel", "ForSequenceClassification"),
-                },
-                task: "seq-cls".into(),
-                num_labels: Some(k),
-                ..info
-            },
-            None => info,
-        };
+        let (network, info) = load_family(&model_type, &config, &mut w, device)?;
         let info = ModelInfo {
             num_parameters,
             weight_bytes: network.num_params() as u64 * 4 + block_bytes,
@@ -562,27 +525,22 @@ impl Model {
 
     /// The network's dense and norm layers by HF module path.
     pub fn named_layers(&mut self) -> NamedLayers<'_> {
-        match &mut self.network {
-            Network::Llama(m) => m.named_layers(),
-            Network::Gemma3(m) => m.named_layers(),
-            Network::Gpt2(m) => m.named_layers(),
-            Network::Bert(m) => m.named_layers(),
-        }
+        self.network.family_mut().named_layers()
+    }
+
+    /// What webpeft knows of the model's family.
+    pub fn facts(&self) -> Facts {
+        facts(&self.info.model_type).expect("a loaded model's family is registered")
     }
 
     /// A decoder's `(layers, kv_heads, head_dim)`: the shape of its KV cache.
     pub fn kv_layout(&self) -> Option<(usize, usize, usize)> {
-        match &self.network {
-            Network::Llama(m) => m.model.layers.first().map(|l| (m.model.layers.len(), l.self_attn.num_kv_heads, l.self_attn.head_dim)),
-            Network::Gemma3(m) => m.kv_layout(),
-            Network::Gpt2(m) => m.transformer.h.first().map(|b| (m.transformer.h.len(), b.attn.num_heads, self.info.hidden_size / b.attn.num_heads)),
-            Network::Bert(_) => None,
-        }
+        self.network.family().kv_layout()
     }
 
     /// True for decoders that predict the next token.
     pub fn is_causal(&self) -> bool {
-        matches!(self.network, Network::Llama(_) | Network::Gemma3(_) | Network::Gpt2(_))
+        self.kv_layout().is_some()
     }
 
     /// Number of decoder layers (for a KV cache).
@@ -666,12 +624,7 @@ impl Model {
     /// projection: training then computes the loss chunk by chunk from the
     /// hidden states ([`Model::forward_hidden`]) instead of from whole logits.
     pub fn frozen_lm_head(&self) -> Option<FrozenHead> {
-        match &self.network {
-            Network::Llama(m) => m.frozen_head(),
-            Network::Gemma3(m) => m.frozen_head(),
-            Network::Gpt2(m) => m.frozen_head(),
-            Network::Bert(_) => None,
-        }
+        self.network.family().frozen_head()
     }
 
     /// [`Model::forward`] without the LM head: `token_logits` is `None`, so no
@@ -734,7 +687,6 @@ impl Model {
 
     fn forward_with(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, token_type_ids: Option<&[Vec<u32>]>, cache: Option<&mut KvCache>, logits: bool) -> Result<ForwardOutput> {
         let batch = ids.len();
-        let seq = ids.first().map_or(0, Vec::len);
         let past = cache.as_ref().map_or(0, |c| c.offset());
         self.check_input(ids, past)?;
         let fresh = past == 0;
@@ -751,10 +703,6 @@ impl Model {
         let input = int_tensor(ids, &self.device);
         let prompt = self.prompt.as_ref().filter(|_| fresh && self.adapter_enabled);
         let virtual_tokens = prompt.map_or(0, |p| p.len());
-        let with_prompt = |x: Tensor<3>| match prompt {
-            Some(p) => p.prepend(x),
-            None => x,
-        };
         // Prefix tuning: the learned keys and values fill the cache first.
         let mut local = None;
         let prefix = self.prefix.as_ref().filter(|_| self.adapter_enabled);
@@ -766,70 +714,26 @@ impl Model {
             (None, Some(p)) => Some(local.insert(p.cache(batch))),
             (c, _) => c,
         };
-        // A decoder's classifier reads each row's last real token (HF's
-        // `*ForSequenceClassification`), after any virtual tokens.
-        let last_token = |hidden: &Tensor<3>, score: &layers::Linear| {
-            let [b, p, h] = hidden.dims();
-            let rows: Vec<i64> = (0..b)
-                .map(|r| {
-                    let real = caller_mask.map_or(seq, |m| m[r].iter().rposition(|&v| v != 0).map_or(seq, |i| i + 1));
-                    (r * p + virtual_tokens + real.max(1) - 1) as i64
-                })
-                .collect();
-            let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &self.device);
-            score.forward(hidden.clone().reshape([b * p, h]).select(0, idx))
+        // Token types: the virtual tokens get type 0, as PEFT pads them.
+        let token_type_ids = token_type_ids.map(|t| {
+            let rows: Vec<Vec<u32>> = t.iter().map(|r| [vec![0; virtual_tokens], r.clone()].concat()).collect();
+            int_tensor(&rows, &self.device)
+        });
+        let family = self.network.family();
+        let x = family.embed(input);
+        let x = match prompt {
+            Some(p) => p.prepend(x),
+            None => x,
         };
-        Ok(match &self.network {
-            Network::Llama(m) => {
-                let hidden = m.hidden_states(with_prompt(m.embed(input)), attention_mask, cache);
-                let class_logits = m.score.as_ref().map(|s| last_token(&hidden, s));
-                let token_logits = logits.then(|| m.head(hidden.clone()));
-                ForwardOutput { last_hidden_state: hidden, token_logits, class_logits, virtual_tokens }
-            }
-            Network::Gemma3(m) => {
-                let hidden = m.hidden_states(with_prompt(m.embed(input)), attention_mask, cache);
-                let class_logits = m.score.as_ref().map(|s| last_token(&hidden, s));
-                let token_logits = logits.then(|| m.head(hidden.clone()));
-                ForwardOutput { last_hidden_state: hidden, token_logits, class_logits, virtual_tokens }
-            }
-            Network::Gpt2(m) => {
-                let hidden = m.hidden_states(with_prompt(m.embed(input)), attention_mask, cache);
-                let class_logits = m.score.as_ref().map(|s| last_token(&hidden, s));
-                let token_logits = logits.then(|| m.head(hidden.clone()));
-                ForwardOutput { last_hidden_state: hidden, token_logits, class_logits, virtual_tokens }
-            }
-            Network::Bert(m) => {
-                // Token types: the virtual tokens get type 0, as PEFT pads them.
-                let types = token_type_ids.map(|t| {
-                    let rows: Vec<Vec<u32>> = t.iter().map(|r| [vec![0; virtual_tokens], r.clone()].concat()).collect();
-                    int_tensor(&rows, &self.device)
-                });
-                // RoBERTa's positions follow the ids, unless virtual tokens make the input embeddings.
-                let pos_ids = (virtual_tokens == 0).then_some(ids);
-                let out = m.forward_positions(with_prompt(m.embed(input)), pos_ids, types, attention_mask);
-                ForwardOutput { last_hidden_state: out.last_hidden_state, token_logits: None, class_logits: out.logits, virtual_tokens }
-            }
-        })
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn info(arch: &str, model_type: &str, task: &str, vocab: usize, hidden: usize, layers: usize, ctx: usize, labels: Option<usize>) -> ModelInfo {
-    ModelInfo {
-        architecture: arch.into(),
-        model_type: model_type.into(),
-        task: task.into(),
-        num_parameters: 0,
-        dtypes: vec![],
-        device_blocks: vec![],
-        weight_bytes: 0,
-        format: String::new(),
-        vocab_size: vocab,
-        hidden_size: hidden,
-        num_layers: layers,
-        context_length: ctx,
-        num_labels: labels,
-        has_chat_template: false,
+        let inputs = family::Inputs {
+            ids: (virtual_tokens == 0).then_some(ids),
+            attention_mask,
+            caller_mask,
+            token_type_ids,
+            virtual_tokens,
+            logits,
+        };
+        Ok(family.forward(x, inputs, cache))
     }
 }
 

@@ -18,8 +18,7 @@ use super::{layer_index, matches_targets, TargetModules};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::HostTensor;
 use crate::models::layers::{param, Linear, LinearWeight};
-use crate::models::bert::{BertPooler, Flavor};
-use crate::models::{Model, Network, Original};
+use crate::models::{Model, Original};
 
 /// The methods webpeft can create, written `lora`, `dora`, `bitfit`, `ia3`,
 /// `prompt` or `prefix` (CLI flags and JS options).
@@ -115,28 +114,17 @@ impl AdapterSpec {
     }
 }
 
-/// PEFT's default LoRA targets per architecture.
+/// PEFT's default LoRA targets for the model's family (webpeft's where PEFT has none).
 pub fn default_lora_targets(model: &Model) -> Vec<String> {
-    let t: &[&str] = match &model.network {
-        Network::Llama(_) | Network::Gemma3(_) => &["q_proj", "v_proj"],
-        Network::Gpt2(_) => &["c_attn"],
-        Network::Bert(_) => &["query", "value"],
-    };
-    t.iter().map(|s| s.to_string()).collect()
+    model.facts().lora_targets.iter().map(|s| s.to_string()).collect()
 }
 
 /// PEFT's default (IA)³ targets and feed-forward modules per architecture; `None` where PEFT has
 /// none (XLM-RoBERTa), so that it asks for them.
 pub fn default_ia3_targets(model: &Model) -> Option<(Vec<String>, Vec<String>)> {
     let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    Some(match &model.network {
-        Network::Bert(_) if model.info.model_type == "xlm-roberta" => return None,
-        Network::Llama(_) if matches!(model.info.model_type.as_str(), "qwen2" | "qwen3") => (v(&["down_proj", "q_proj", "v_proj"]), v(&["down_proj"])),
-        Network::Gemma3(_) => (v(&["down_proj", "q_proj", "v_proj"]), v(&["down_proj"])),
-        Network::Llama(_) => (v(&["down_proj", "k_proj", "v_proj"]), v(&["down_proj"])),
-        Network::Gpt2(_) => (v(&["c_attn", "mlp.c_proj"]), v(&["mlp.c_proj"])),
-        Network::Bert(_) => (v(&["key", "output.dense", "value"]), v(&["output.dense"])),
-    })
+    let (targets, feedforward) = model.facts().ia3_targets?;
+    Some((v(targets), v(feedforward)))
 }
 
 use crate::models::in_head as is_head;
@@ -204,7 +192,7 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
     }
     let task_type = if spec.seq_cls { "SEQ_CLS" } else { "CAUSAL_LM" };
     let heads = if spec.seq_cls { json!(["classifier", "score"]) } else { Value::Null };
-    let fan_in_fan_out = matches!(model.network, Network::Gpt2(_));
+    let fan_in_fan_out = model.facts().fan_in_fan_out;
     let arch = model.info.architecture.clone();
     let (num_layers, hidden) = (model.info.num_layers, model.info.hidden_size);
     let heads_count = model.config.get("num_attention_heads").or(model.config.get("n_head")).and_then(Value::as_u64).unwrap_or(0);
@@ -394,13 +382,7 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
 
 /// Rows of the input embedding table (prompt tuning's TEXT init), detached.
 fn embedding_rows(model: &Model, ids: &[u32]) -> burn::tensor::Tensor<2> {
-    let table = match &model.network {
-        Network::Llama(m) => m.model.embed_tokens.table(),
-        // PEFT initialises from the embedding module's output, which Gemma scales.
-        Network::Gemma3(m) => m.model.embed_tokens.table() * m.model.embed_scale,
-        Network::Gpt2(m) => m.transformer.wte.table(),
-        Network::Bert(m) => m.bert.embeddings.word_embeddings.table(),
-    };
+    let table = model.network.family().input_embeddings();
     let idx: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
     let idx = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(idx, [ids.len()]), &model.device);
     table.detach().select(0, idx)
@@ -434,43 +416,16 @@ pub fn attach_head(model: &mut Model, labels: &[String], rng: &mut StdRng) -> Re
     let (h, k) = (model.info.hidden_size, labels.len());
     let std = model.config.get("initializer_range").and_then(Value::as_f64).unwrap_or(0.02) as f32;
     // Drawn in HF's [out, in] order, stored [in, out].
-    let weight = LinearWeight::Dense(param(host(vec![k, h], normal(rng, k * h, std)).transposed(), &model.device));
-    let arch = match &mut model.network {
-        Network::Bert(bert) => {
-            let bias = Some(param(host(vec![k], vec![0.0; k]), &model.device));
-            let class = match bert.flavor {
-                // RoBERTa's head brings its own dense layer (`classifier.dense`), drawn after
-                // out_proj's weight here.
-                Flavor::Roberta { .. } => {
-                    let dense = LinearWeight::Dense(param(host(vec![h, h], normal(rng, h * h, std)).transposed(), &model.device));
-                    let dense_bias = Some(param(host(vec![h], vec![0.0; h]), &model.device));
-                    bert.bert.pooler = Some(BertPooler { dense: Linear { weight: dense, bias: dense_bias, lora: None, ia3: None } });
-                    model.info.architecture.replace("Model", "ForSequenceClassification")
-                }
-                Flavor::Bert => {
-                    if bert.bert.pooler.is_none() {
-                        return Err(Error::unsupported("model", "this BERT checkpoint has no pooler, which the classification head reads"));
-                    }
-                    "BertForSequenceClassification".to_string()
-                }
-            };
-            bert.classifier = Some(Linear { weight, bias, lora: None, ia3: None });
-            class
-        }
-        // Decoders: `score`, no bias, read at the last real token.
-        Network::Llama(m) => {
-            m.score = Some(Linear { weight, bias: None, lora: None, ia3: None });
-            model.info.architecture.replace("ForCausalLM", "ForSequenceClassification")
-        }
-        Network::Gemma3(m) => {
-            m.score = Some(Linear { weight, bias: None, lora: None, ia3: None });
-            "Gemma3TextForSequenceClassification".to_string()
-        }
-        Network::Gpt2(m) => {
-            m.score = Some(Linear { weight, bias: None, lora: None, ia3: None });
-            "GPT2ForSequenceClassification".to_string()
-        }
+    // Weights drawn in HF's [out, in] order (N(0, initializer_range)), stored [in, out]; zero biases.
+    let device = model.device.clone();
+    let mut new_linear = |out: usize, inp: usize, bias: bool| Linear {
+        weight: LinearWeight::Dense(param(host(vec![out, inp], normal(rng, out * inp, std)).transposed(), &device)),
+        bias: bias.then(|| param(host(vec![out], vec![0.0; out]), &device)),
+        lora: None,
+        ia3: None,
     };
+    let current = model.info.architecture.clone();
+    let arch = model.network.family_mut().attach_head(k, h, &mut new_linear, &current)?;
     super::set_label_names(&mut model.config, labels);
     if let Some(c) = model.config.as_object_mut() {
         c.insert("architectures".into(), json!([arch]));

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::{write_f32, OutTensor};
 use crate::generate::read_f32;
-use crate::models::{Model, Network};
+use crate::models::Model;
 
 /// Merges `model`'s adapter and returns the files of the merged model by
 /// name. LoRA, DoRA, (IA)³ and BitFit merge; prompt and prefix tuning have
@@ -17,12 +17,7 @@ pub async fn merge(model: &Model) -> Result<Vec<(String, Vec<u8>)>> {
     if model.prompt.is_some() || model.prefix.is_some() {
         return Err(Error::unsupported("merge", "prompt and prefix tuning add virtual tokens and cannot be merged into the weights (as in PEFT); use the adapter directly"));
     }
-    let named = match &model.network {
-        Network::Llama(m) => m.hf_tensors(),
-        Network::Gemma3(m) => m.hf_tensors(),
-        Network::Gpt2(m) => m.hf_tensors(),
-        Network::Bert(m) => m.hf_tensors(),
-    };
+    let named = model.network.family().hf_tensors();
     let mut tensors = Vec::with_capacity(named.len());
     for t in named {
         tensors.push(OutTensor { name: t.name, shape: t.shape, data: read_f32(t.values).await? });

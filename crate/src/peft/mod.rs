@@ -119,11 +119,8 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
     w.add_safetensors(WEIGHTS, weights)?;
     // A head saved with the adapter (`modules_to_save`) on an encoder loaded
     // without one (e.g. sentence-transformers' BertModel): make room for it.
-    let head_name = match &model.network {
-        crate::models::Network::Bert(m) => format!("{}.weight", m.flavor.head_paths().1),
-        _ => "score.weight".to_string(),
-    };
-    let head = w.names().into_iter().find(|k| k.ends_with(&head_name) && !k.contains(".original_module.")).map(String::from);
+    let head_name = model.network.family().head_weight();
+    let head = w.names().into_iter().find(|k| k.ends_with(head_name) && !k.contains(".original_module.")).map(String::from);
     if let (Some(key), None) = (head, model.info.num_labels) {
         // Checked before the head is made: a scalar once panicked here, and [huge, 0]
         // (no data) made a head of that many labels until memory ran out (both
