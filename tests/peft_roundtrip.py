@@ -56,6 +56,12 @@ CASES = [
     ("roberta-ia3", "tiny-roberta", "seq-cls", "ia3", []),
     ("xlm-roberta-dora", "tiny-xlm-roberta", "seq-cls", "dora", ["--r", "4"]),
     ("xlm-roberta-prompt", "tiny-xlm-roberta", "seq-cls", "prompt", ["--virtual-tokens", "4"]),
+    ("phi3-lora", "tiny-phi3", "causal-lm", "lora", ["--r", "4", "--alpha", "8"]),
+    ("phi3-lora-all", "tiny-phi3", "causal-lm", "lora", ["--r", "4", "--targets", "qkv_proj,o_proj,gate_up_proj,down_proj"]),
+    ("phi3-dora", "tiny-phi3", "causal-lm", "dora", ["--r", "4"]),
+    ("phi3-ia3", "tiny-phi3", "causal-lm", "ia3", []),
+    ("phi3-prefix", "tiny-phi3", "causal-lm", "prefix", ["--virtual-tokens", "4"]),
+    ("phi3-seqcls-lora", "tiny-phi3", "seq-cls", "lora", []),
 ]
 
 

@@ -47,7 +47,7 @@ fn new_model(model: &str) -> Model {
 #[test]
 fn new_adapters_have_peft_configs_keys_and_shapes() {
     let mut n = 0;
-    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta"] {
+    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta", "phi3"] {
         for method in ["lora", "rslora", "dora", "lora-targets", "lora-layers", "ia3", "bitfit", "prompt", "prefix"] {
             let dir = fixture("peft").join(format!("{model}-{method}"));
             if !dir.exists() {
@@ -67,7 +67,7 @@ fn new_adapters_have_peft_configs_keys_and_shapes() {
             n += 1;
         }
     }
-    assert_eq!(n, 65);
+    assert_eq!(n, 73);
     // Decoder classification: a new `score` head saved as PEFT saves it.
     for model in ["llama", "gpt2"] {
         let dir = fixture("peft").join(format!("{model}-seqcls-lora"));

@@ -12,6 +12,7 @@ pub mod gemma3;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
+pub mod phi3;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -194,6 +195,7 @@ families! {
     Gemma3(gemma3::Gemma3ForCausalLM),
     Gpt2(gpt2::Gpt2LMHeadModel),
     Bert(bert::BertForSequenceClassification),
+    Phi3(phi3::Phi3ForCausalLM),
 }
 
 impl Network {
