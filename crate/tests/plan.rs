@@ -72,7 +72,7 @@ fn bundled(name: &str) -> Option<PathBuf> {
 #[test]
 fn weights_match_the_loaded_models() {
     let mut paths: Vec<PathBuf> = [
-        "tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma3", "tiny-gpt2", "tiny-bert", "tiny-roberta", "tiny-xlm-roberta", "tiny-llama-bf16", "tiny-llama-f16", "tiny-llama-sharded",
+        "tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma3", "tiny-phi3", "tiny-gpt2", "tiny-bert", "tiny-roberta", "tiny-xlm-roberta", "tiny-llama-bf16", "tiny-llama-f16", "tiny-llama-sharded",
         "gguf/tiny-qwen3/model.gguf", "gguf/tiny-gemma3/model.gguf",
     ]
         .iter()
@@ -128,6 +128,9 @@ fn trainable_values_match_the_created_adapters() {
         ("tiny-gemma3", serde_json::json!({"task": "causal-lm", "method": "ia3"})),
         ("tiny-gemma3", serde_json::json!({"task": "causal-lm", "method": "lora"})),
         ("tiny-gemma3", serde_json::json!({"task": "seq-cls", "method": "lora"})),
+        ("tiny-phi3", serde_json::json!({"task": "causal-lm", "method": "lora"})),
+        ("tiny-phi3", serde_json::json!({"task": "causal-lm", "method": "ia3"})),
+        ("tiny-phi3", serde_json::json!({"task": "seq-cls", "method": "dora"})),
         ("tiny-gpt2", serde_json::json!({"task": "causal-lm", "method": "lora", "targets": ["re:.*c_(attn|fc)"]})),
         ("tiny-gpt2", serde_json::json!({"task": "causal-lm", "method": "ia3"})),
         ("tiny-bert", serde_json::json!({"task": "seq-cls", "method": "lora"})),
