@@ -66,6 +66,25 @@ test("RoBERTa from safetensors: transformers' class logits on WebGPU and the was
   }
 });
 
+// Phi-3 through the package (fused qkv/gate_up, partial rotary, LongRoPE, sliding window): the
+// whole pass's logits, which use LongRoPE's long factors, on both backends.
+test("Phi-3 from safetensors: transformers' logits on WebGPU and the wasm CPU backend", { timeout: 20 * 60_000 }, async () => {
+  const dir = "tests/fixtures/tiny-phi3";
+  const ref = readSafetensors(readFileSync(join(ROOT, dir, "reference.safetensors")));
+  const ids = ref.input_ids.data;
+  for (const backend of ["webgpu", "cpu"]) {
+    const loaded = await wp("load", ["config.json", "tokenizer.json", "model.safetensors"].map((f) => `/${dir}/${f}`), { backend });
+    assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
+    const info = await inPage((t) => t.info);
+    assert.equal(info.value.architecture, "Phi3ForCausalLM", JSON.stringify(info.value));
+    const out = await inPage((t, x) => t.forward(x), ids);
+    assert.equal(out.error, undefined, JSON.stringify(out.error));
+    assert.equal(out.value.length, ref.logits.data.length);
+    const diff = maxAbsDiff(out.value, ref.logits.data);
+    assert.ok(diff <= 1e-4, `${backend}: max |logits - transformers'| = ${diff}`);
+  }
+});
+
 // QLoRA in the browser: the tiny Qwen2 GGUF's Q8_0, Q5_0 and Q5_1 matrices stay in their blocks
 // (info.deviceBlocks) on WebGPU and on the wasm CPU backend; a LoRA step with gradient
 // checkpointing gives the native CLI's loss, whose training matches PEFT (crate/tests/train_parity.rs).
