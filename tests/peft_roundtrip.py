@@ -62,6 +62,10 @@ CASES = [
     ("phi3-ia3", "tiny-phi3", "causal-lm", "ia3", []),
     ("phi3-prefix", "tiny-phi3", "causal-lm", "prefix", ["--virtual-tokens", "4"]),
     ("phi3-seqcls-lora", "tiny-phi3", "seq-cls", "lora", []),
+    ("modernbert-lora", "tiny-modernbert", "seq-cls", "lora", []),
+    ("modernbert-dora", "tiny-modernbert", "seq-cls", "dora", ["--r", "4"]),
+    ("modernbert-ia3", "tiny-modernbert", "seq-cls", "ia3", []),
+    ("modernbert-prompt", "tiny-modernbert", "seq-cls", "prompt", ["--virtual-tokens", "4"]),
 ]
 
 

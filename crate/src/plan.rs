@@ -369,9 +369,7 @@ fn trainable(d: &Dims, linears: &[Linear], bias_values: u64, job: &Job) -> u64 {
     };
     if seq_cls {
         let labels = d.labels.unwrap_or(2);
-        // BERT's classifier has a bias; RoBERTa's head is a dense layer and an out_proj.
-        let roberta = d.facts.encoder && d.model_type != "bert";
-        n += (d.hidden * labels + if d.facts.encoder { labels } else { 0 } + if roberta { d.hidden * (d.hidden + 1) } else { 0 }) as u64;
+        n += (d.facts.seq_cls_head)(d.hidden, labels) as u64;
     }
     n
 }

@@ -47,7 +47,7 @@ fn new_model(model: &str) -> Model {
 #[test]
 fn new_adapters_have_peft_configs_keys_and_shapes() {
     let mut n = 0;
-    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta", "phi3"] {
+    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta", "phi3", "modernbert"] {
         for method in ["lora", "rslora", "dora", "lora-targets", "lora-layers", "ia3", "bitfit", "prompt", "prefix"] {
             let dir = fixture("peft").join(format!("{model}-{method}"));
             if !dir.exists() {
@@ -67,7 +67,7 @@ fn new_adapters_have_peft_configs_keys_and_shapes() {
             n += 1;
         }
     }
-    assert_eq!(n, 73);
+    assert_eq!(n, 80);
     // Decoder classification: a new `score` head saved as PEFT saves it.
     for model in ["llama", "gpt2"] {
         let dir = fixture("peft").join(format!("{model}-seqcls-lora"));
@@ -166,4 +166,50 @@ fn bad_adapter_settings_are_clear_errors() {
     let mut m = new_model("bert");
     let e = create_adapter(&mut m, &AdapterSpec::new(Method::Prefix)).unwrap_err().to_string();
     assert!(e.contains("encoder") || e.contains("prefix tuning needs a decoder"), "{e}");
+}
+
+/// The files of tiny-modernbert as a masked-LM checkpoint would have them (the encoder and the
+/// prediction head, no classifier), and with the prediction head dropped too.
+fn modernbert_without(drop: &[&str]) -> webpeft::models::ModelFiles {
+    use webpeft::formats::safetensors::{write_f32, OutTensor};
+    let dir = fixture("tiny-modernbert");
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<OutTensor> = st
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| !drop.iter().any(|d| name.starts_with(d)))
+        .map(|(name, v)| OutTensor { name, shape: v.shape().to_vec(), data: v.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect() })
+        .collect();
+    let mut config: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    config["architectures"] = serde_json::json!(["ModernBertForMaskedLM"]);
+    let mut files = webpeft::models::ModelFiles::default();
+    files.add("config.json", config.to_string().into_bytes());
+    files.add("tokenizer.json", std::fs::read(dir.join("tokenizer.json")).unwrap());
+    files.add("model.safetensors", write_f32(&kept, None).unwrap());
+    files
+}
+
+/// A masked-LM ModernBERT checkpoint loads as the encoder with its prediction head; `seq-cls`
+/// training gives it a `classifier` (PEFT's `modules_to_save`) that reads the head, and one
+/// without a prediction head is refused with a message that says why.
+#[test]
+fn modernbert_masked_lm_checkpoint_gets_a_classifier() {
+    let device = device(Backend::Cpu).autodiff();
+    let m = Model::load(&modernbert_without(&["classifier."]), &device).unwrap();
+    assert_eq!((m.info.architecture.as_str(), m.info.task.as_str(), m.info.num_labels), ("ModernBertModel", "feature-extraction", None));
+    let mut m = freeze(m);
+    let mut spec = AdapterSpec::new(Method::Lora);
+    spec.seq_cls = true;
+    spec.labels = Some(vec!["a".into(), "b".into(), "c".into()]);
+    create_adapter(&mut m, &spec).unwrap();
+    assert_eq!((m.info.architecture.as_str(), m.info.num_labels), ("ModernBertForSequenceClassification", Some(3)));
+    let cfg: Value = serde_json::from_slice(&pollster::block_on(export_adapter(&mut m)).unwrap().config).unwrap();
+    assert_eq!((cfg["target_modules"].clone(), cfg["modules_to_save"].clone()), (serde_json::json!(["Wqkv"]), serde_json::json!(["classifier", "score"])));
+    let out = m.forward(&[vec![5, 9, 17]], None, None, None).unwrap();
+    assert_eq!(out.class_logits.unwrap().dims(), [1, 3]);
+
+    let mut bare = freeze(Model::load(&modernbert_without(&["classifier.", "head."]), &device).unwrap());
+    let e = create_adapter(&mut bare, &spec).unwrap_err().to_string();
+    assert!(e.contains("no prediction head (head.dense, head.norm)"), "{e}");
 }

@@ -96,6 +96,44 @@ fn phi3_fused_partial_longrope_sliding() {
     assert!(gap > 1e-2, "cached and whole-pass logits differ by {gap}");
 }
 
+/// An encoder classifier's logits and last hidden states, for one row and for a batch with a
+/// padded row.
+fn check_classifier(m: &webpeft::Model, r: &std::collections::HashMap<String, Ref>, what: &str) {
+    let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
+    assert_close(&format!("{what} logits"), &host(out.class_logits.unwrap()), &r["logits"].f32, TOL);
+    assert_close(&format!("{what} last_hidden_state"), &host(out.last_hidden_state), &r["last_hidden_state"].f32, TOL);
+    let (ids, mask) = (r["batch_input_ids"].id_rows(), r["batch_attention_mask"].id_rows());
+    let out = m.forward(&ids, Some(&mask), None, None).unwrap();
+    assert_close(&format!("{what} batch logits"), &host(out.class_logits.unwrap()), &r["batch_logits"].f32, TOL);
+    assert_close(&format!("{what} batch last_hidden_state"), &host(out.last_hidden_state), &r["batch_last_hidden_state"].f32, TOL);
+}
+
+/// ModernBERT: a global layer and two local ones (window +-2 of 12 positions) with their own
+/// RoPE bases, fused Wqkv, GeGLU, bias-free norms, and the classifier's pooling, prediction head
+/// and classifier, with mean pooling (as saved) and CLS pooling; a padded row.
+#[test]
+fn modernbert_local_global_rope_pooling() {
+    let dir = fixture("tiny-modernbert");
+    let r = read_ref(&dir.join("reference.safetensors"));
+    let mut cls_files = files(&dir);
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    config["classifier_pooling"] = serde_json::json!("cls");
+    cls_files.add("config.json", config.to_string().into_bytes());
+    for b in backends() {
+        let m = load(&dir, b);
+        let what = format!("tiny-modernbert on {b:?}");
+        assert_eq!((m.info.architecture.as_str(), m.info.num_labels), ("ModernBertForSequenceClassification", Some(3)), "{what}");
+        check_classifier(&m, &r, &what);
+        let (ids, mask) = (r["batch_input_ids"].id_rows(), r["batch_attention_mask"].id_rows());
+
+        let m = webpeft::Model::load(&cls_files, &device(b)).unwrap();
+        let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
+        assert_close(&format!("{what} CLS pooling logits"), &host(out.class_logits.unwrap()), &r["cls_logits"].f32, TOL);
+        let out = m.forward(&ids, Some(&mask), None, None).unwrap();
+        assert_close(&format!("{what} CLS pooling batch logits"), &host(out.class_logits.unwrap()), &r["cls_batch_logits"].f32, TOL);
+    }
+}
+
 /// A tiny GGUF (`tests/fixtures/gguf/tiny-ARCH/model.gguf`) against transformers
 /// loading the same file: logits, hidden states, the KV cache, greedy tokens,
 /// and its embedded tokenizer's ids.
@@ -221,14 +259,8 @@ fn roberta_and_xlm_roberta_classifiers() {
             let m = load(&fixture(name), b);
             let what = format!("{name} on {b:?}");
             assert_eq!((m.info.architecture.as_str(), m.info.num_labels, m.info.context_length), (arch, Some(3), 127), "{what}");
-            let out = m.forward(&[r["input_ids"].ids()], None, None, None).unwrap();
-            assert_close(&format!("{what} logits"), &host(out.class_logits.unwrap()), &r["logits"].f32, TOL);
-            assert_close(&format!("{what} last_hidden_state"), &host(out.last_hidden_state), &r["last_hidden_state"].f32, TOL);
             // A padded row: positions follow the ids, so even the pad positions' states match.
-            let (ids, mask) = (r["batch_input_ids"].id_rows(), r["batch_attention_mask"].id_rows());
-            let out = m.forward(&ids, Some(&mask), None, None).unwrap();
-            assert_close(&format!("{what} batch logits"), &host(out.class_logits.unwrap()), &r["batch_logits"].f32, TOL);
-            assert_close(&format!("{what} batch last_hidden_state"), &host(out.last_hidden_state), &r["batch_last_hidden_state"].f32, TOL);
+            check_classifier(&m, &r, &what);
         }
     }
 }

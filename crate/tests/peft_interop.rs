@@ -8,7 +8,7 @@ use common::*;
 use webpeft::device::Backend;
 use webpeft::peft::load_adapter;
 
-const MODELS: [&str; 9] = ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta", "phi3"];
+const MODELS: [&str; 10] = ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta", "phi3", "modernbert"];
 const METHODS: [&str; 9] = ["lora", "rslora", "dora", "lora-targets", "lora-layers", "ia3", "bitfit", "prompt", "prefix"];
 
 fn adapter_files(case: &str) -> (Vec<u8>, Vec<u8>) {
@@ -35,11 +35,11 @@ fn check(model: &str, method: &str, backend: Backend) -> bool {
     let case = format!("{model}-{method}");
     let dir = fixture("peft").join(&case);
     if !dir.exists() {
-        // llama, qwen3, gemma3 and phi3 have no biases (no bitfit case), the encoders cannot take
+        // llama, qwen3, gemma3, phi3 and modernbert have no biases (no bitfit case), the encoders cannot take
         // prefix tuning in transformers 5, and PEFT has no (IA)^3 defaults for XLM-RoBERTa: the
         // only gaps the generator leaves.
         assert!(
-            matches!(case.as_str(), "llama-bitfit" | "qwen3-bitfit" | "gemma3-bitfit" | "phi3-bitfit" | "bert-prefix" | "roberta-prefix" | "xlm-roberta-prefix" | "xlm-roberta-ia3"),
+            matches!(case.as_str(), "llama-bitfit" | "qwen3-bitfit" | "gemma3-bitfit" | "phi3-bitfit" | "modernbert-bitfit" | "modernbert-prefix" | "bert-prefix" | "roberta-prefix" | "xlm-roberta-prefix" | "xlm-roberta-ia3"),
             "missing fixture {case}"
         );
         return false;
@@ -73,7 +73,7 @@ fn peft_adapters_give_peft_logits_on_cpu() {
             n += check(model, method, Backend::Cpu) as usize;
         }
     }
-    assert_eq!(n, 73);
+    assert_eq!(n, 80);
 }
 
 #[test]

@@ -72,7 +72,7 @@ fn bundled(name: &str) -> Option<PathBuf> {
 #[test]
 fn weights_match_the_loaded_models() {
     let mut paths: Vec<PathBuf> = [
-        "tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma3", "tiny-phi3", "tiny-gpt2", "tiny-bert", "tiny-roberta", "tiny-xlm-roberta", "tiny-llama-bf16", "tiny-llama-f16", "tiny-llama-sharded",
+        "tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma3", "tiny-phi3", "tiny-modernbert", "tiny-gpt2", "tiny-bert", "tiny-roberta", "tiny-xlm-roberta", "tiny-llama-bf16", "tiny-llama-f16", "tiny-llama-sharded",
         "gguf/tiny-qwen3/model.gguf", "gguf/tiny-gemma3/model.gguf",
     ]
         .iter()
@@ -131,6 +131,8 @@ fn trainable_values_match_the_created_adapters() {
         ("tiny-phi3", serde_json::json!({"task": "causal-lm", "method": "lora"})),
         ("tiny-phi3", serde_json::json!({"task": "causal-lm", "method": "ia3"})),
         ("tiny-phi3", serde_json::json!({"task": "seq-cls", "method": "dora"})),
+        ("tiny-modernbert", serde_json::json!({"task": "seq-cls", "method": "lora"})),
+        ("tiny-modernbert", serde_json::json!({"task": "seq-cls", "method": "ia3"})),
         ("tiny-gpt2", serde_json::json!({"task": "causal-lm", "method": "lora", "targets": ["re:.*c_(attn|fc)"]})),
         ("tiny-gpt2", serde_json::json!({"task": "causal-lm", "method": "ia3"})),
         ("tiny-bert", serde_json::json!({"task": "seq-cls", "method": "lora"})),
@@ -146,7 +148,7 @@ fn trainable_values_match_the_created_adapters() {
         let p = plan(&h, Some(&s)).unwrap();
         let m = freeze(Model::load(&files(&fixture(model)), &device(Backend::Cpu).autodiff()).unwrap());
         let ds = match (s.task, model) {
-            (data::Task::SeqCls, "tiny-bert" | "tiny-roberta" | "tiny-xlm-roberta") => &three,
+            (data::Task::SeqCls, "tiny-bert" | "tiny-roberta" | "tiny-xlm-roberta" | "tiny-modernbert") => &three,
             (data::Task::SeqCls, _) => &labelled,
             _ => &text,
         };

@@ -147,7 +147,7 @@ fn assert_frozen_unchanged(case: &str, before: &BTreeMap<String, Vec<f32>>, afte
 
 #[test]
 fn lora_family_trains_like_peft() {
-    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta", "phi3"] {
+    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta", "phi3", "modernbert"] {
         for method in ["lora", "rslora", "dora"] {
             train_case(model, method);
         }
@@ -169,7 +169,7 @@ fn checkpointed_training_matches_peft() {
 #[test]
 fn ia3_and_bitfit_train_like_peft() {
     // XLM-RoBERTa has no (IA)^3 defaults in PEFT (see peft_interop).
-    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "phi3"] {
+    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "phi3", "modernbert"] {
         train_case(model, "ia3");
     }
     for model in ["qwen2", "gpt2", "bert", "roberta", "xlm-roberta"] {
@@ -179,7 +179,7 @@ fn ia3_and_bitfit_train_like_peft() {
 
 #[test]
 fn prompt_and_prefix_tuning_train_like_peft() {
-    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta", "phi3"] {
+    for model in ["llama", "qwen2", "gpt2", "bert", "qwen3", "gemma3", "roberta", "xlm-roberta", "phi3", "modernbert"] {
         train_case(model, "prompt");
     }
     for model in ["llama", "qwen2", "gpt2", "qwen3", "gemma3", "phi3"] {

@@ -85,6 +85,23 @@ test("Phi-3 from safetensors: transformers' logits on WebGPU and the wasm CPU ba
   }
 });
 
+// ModernBERT through the package: local and global layers, mean pooling and the prediction head.
+test("ModernBERT from safetensors: transformers' class logits on WebGPU and the wasm CPU backend", { timeout: 20 * 60_000 }, async () => {
+  const dir = "tests/fixtures/tiny-modernbert";
+  const ref = readSafetensors(readFileSync(join(ROOT, dir, "reference.safetensors")));
+  for (const backend of ["webgpu", "cpu"]) {
+    const loaded = await wp("load", ["config.json", "tokenizer.json", "model.safetensors"].map((f) => `/${dir}/${f}`), { backend });
+    assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
+    const info = await inPage((t) => t.info);
+    assert.equal(info.value.architecture, "ModernBertForSequenceClassification", JSON.stringify(info.value));
+    const out = await inPage((t, x) => t.forward(x), ref.input_ids.data);
+    assert.equal(out.error, undefined, JSON.stringify(out.error));
+    assert.equal(out.value.length, 3);
+    const diff = maxAbsDiff(out.value, ref.logits.data);
+    assert.ok(diff <= 1e-4, `${backend}: max |logits - transformers'| = ${diff}`);
+  }
+});
+
 // QLoRA in the browser: the tiny Qwen2 GGUF's Q8_0, Q5_0 and Q5_1 matrices stay in their blocks
 // (info.deviceBlocks) on WebGPU and on the wasm CPU backend; a LoRA step with gradient
 // checkpointing gives the native CLI's loss, whose training matches PEFT (crate/tests/train_parity.rs).

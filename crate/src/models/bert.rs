@@ -16,10 +16,10 @@ use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::layers::{NamedTensor, attention, merge_heads, padding_mask, split_heads, Embedding, LayerNorm, Linear, WeightLayout};
+use super::layers::{NamedTensor, attention, gelu_erf, mask_or_ones, merge_heads, padding_mask, split_heads, Embedding, LayerNorm, Linear, WeightLayout};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
-use super::family::{Facts, Family, Inputs};
+use super::family::{classifier_head, Facts, Family, Inputs};
 use super::{ForwardOutput, ModelInfo, NamedLayers};
 use super::layers::KvCache;
 
@@ -299,15 +299,7 @@ impl BertForSequenceClassification {
         let types = token_type_ids.unwrap_or_else(|| Tensor::<2, Int>::zeros([b, s], &device));
         let e = &self.bert.embeddings;
         let x = x + e.position_embeddings.forward(pos) + e.token_type_embeddings.forward(types);
-        let ones;
-        let mask = match attention_mask {
-            Some(m) => m,
-            None => {
-                ones = vec![vec![1u32; s]; b];
-                &ones
-            }
-        };
-        let mask = padding_mask(mask, &device);
+        let mask = padding_mask(&mask_or_ones(attention_mask, b, s), &device);
         let mut x = self.bert.embeddings.LayerNorm.forward(x);
         for layer in &self.bert.encoder.layer {
             let a = &layer.attention.self_;
@@ -331,12 +323,6 @@ impl BertForSequenceClassification {
 
 }
 
-/// GELU, `x/2 (1 + erf(x/sqrt 2))`, written with `erf` rather than burn's
-/// fused `gelu`: on WebGPU (SwiftShader) the fused op's gradient is NaN for some
-/// of MiniLM's activations, while `erf`'s own gradient is finite.
-fn gelu_erf(x: Tensor<3>) -> Tensor<3> {
-    x.clone() * 0.5 * ((x / std::f64::consts::SQRT_2).erf() + 1.0)
-}
 
 /// Sentence-transformers mean pooling: the mask-weighted mean over positions.
 pub fn mean_pool(hidden: Tensor<3>, attention_mask: &[Vec<u32>]) -> Tensor<2> {
@@ -423,6 +409,8 @@ impl Family for BertForSequenceClassification {
             encoder: true,
             layer_stack: false,
             tied_by_default: true,
+            // RoBERTa's head is a dense layer and an out_proj, both with biases.
+            seq_cls_head: if model_type == "bert" { classifier_head } else { |h, k| classifier_head(h, k) + h * (h + 1) },
         }
     }
 

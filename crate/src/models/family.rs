@@ -33,7 +33,7 @@ pub type Ia3Defaults = (&'static [&'static str], &'static [&'static str]);
 
 /// What the rest of webpeft knows of a family by its `model_type`, before (or without) loading a
 /// model: the memory plan and new adapters read it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Facts {
     /// PEFT's default LoRA targets (`TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING`), or
     /// webpeft's choice where PEFT has none (the adapter config then names them).
@@ -50,6 +50,26 @@ pub struct Facts {
     pub layer_stack: bool,
     /// transformers' default for `tie_word_embeddings` when `config.json` does not say.
     pub tied_by_default: bool,
+    /// The values of a new classification head for `(hidden_size, labels)`, which `seq-cls`
+    /// training trains and saves whole (PEFT's `modules_to_save`).
+    pub seq_cls_head: fn(usize, usize) -> usize,
+}
+
+/// A decoder's `score`: `[labels, hidden]`, no bias.
+pub fn score_head(hidden: usize, labels: usize) -> usize {
+    hidden * labels
+}
+
+/// A `classifier` linear layer with a bias.
+pub fn classifier_head(hidden: usize, labels: usize) -> usize {
+    hidden * labels + labels
+}
+
+impl Default for Facts {
+    /// What the plan assumes of a `model_type` no family loads (it refuses those first).
+    fn default() -> Self {
+        Self { lora_targets: &[], ia3_targets: None, fan_in_fan_out: false, encoder: false, layer_stack: false, tied_by_default: true, seq_cls_head: score_head }
+    }
 }
 
 /// A model family: one transformers architecture (or a few that share code, like Llama, Qwen2

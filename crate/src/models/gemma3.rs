@@ -18,7 +18,7 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
 use super::layers::{causal_mask_window, merge_heads, param, repeat_kv, split_heads, DecoderMasks, Embedding, FrozenHead, KvCache, LayerStack, Linear, NamedTensor, Rope, WeightLayout};
-use super::family::{decoder_info, decoder_output, Facts, Family, Inputs};
+use super::family::{score_head, decoder_info, decoder_output, Facts, Family, Inputs};
 use super::{ForwardOutput, ModelInfo, NamedLayers};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -449,6 +449,7 @@ impl Family for Gemma3ForCausalLM {
             encoder: false,
             layer_stack: true,
             tied_by_default: true,
+            seq_cls_head: score_head,
         }
     }
 

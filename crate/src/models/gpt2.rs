@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::layers::{NamedTensor, attention, causal_mask, merge_heads, split_heads, Embedding, FrozenHead, KvCache, LayerNorm, Linear, WeightLayout};
-use super::family::{decoder_info, decoder_output, Facts, Family, Inputs};
+use super::family::{score_head, decoder_info, decoder_output, Facts, Family, Inputs};
 use super::{ForwardOutput, ModelInfo};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -241,6 +241,7 @@ impl Family for Gpt2LMHeadModel {
             encoder: false,
             layer_stack: false,
             tied_by_default: true,
+            seq_cls_head: score_head,
         }
     }
 

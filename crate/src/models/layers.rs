@@ -254,32 +254,42 @@ impl RmsNorm {
     }
 }
 
-/// LayerNorm with weight and bias (GPT-2, BERT).
+/// LayerNorm with a weight and, except in ModernBERT's (`norm_bias: false`), a bias.
 #[derive(Module, Debug)]
 pub struct LayerNorm {
     pub weight: Param<Tensor<1>>,
-    pub bias: Param<Tensor<1>>,
+    pub bias: Option<Param<Tensor<1>>>,
     pub eps: f64,
 }
 
 impl LayerNorm {
-    /// `{prefix}.weight` and `{prefix}.bias`.
+    /// `{prefix}.weight` and, when there is one, `{prefix}.bias`.
     pub fn hf_tensors(&self, prefix: &str) -> Vec<NamedTensor> {
-        vec![NamedTensor::new(format!("{prefix}.weight"), self.weight.val()), NamedTensor::new(format!("{prefix}.bias"), self.bias.val())]
+        let mut t = vec![NamedTensor::new(format!("{prefix}.weight"), self.weight.val())];
+        t.extend(self.bias.as_ref().map(|b| NamedTensor::new(format!("{prefix}.bias"), b.val())));
+        t
     }
 
+    /// `{prefix}.weight` and `{prefix}.bias`.
     pub fn load(w: &mut WeightMap, prefix: &str, dim: usize, eps: f64, why: &str, device: &Device) -> Result<Self> {
-        Ok(Self {
-            weight: param(w.take(&format!("{prefix}.weight"), &[dim], why)?, device),
-            bias: param(w.take(&format!("{prefix}.bias"), &[dim], why)?, device),
-            eps,
-        })
+        Self::load_with(w, prefix, dim, true, eps, why, device)
+    }
+
+    /// `{prefix}.weight`, and `{prefix}.bias` when `bias`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_with(w: &mut WeightMap, prefix: &str, dim: usize, bias: bool, eps: f64, why: &str, device: &Device) -> Result<Self> {
+        let weight = param(w.take(&format!("{prefix}.weight"), &[dim], why)?, device);
+        let bias = if bias { Some(param(w.take(&format!("{prefix}.bias"), &[dim], why)?, device)) } else { None };
+        Ok(Self { weight, bias, eps })
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let (var, mean) = x.clone().var_mean_bias(2);
-        let x = (x - mean) * (var + self.eps).sqrt().recip();
-        x * self.weight.val().unsqueeze::<3>() + self.bias.val().unsqueeze::<3>()
+        let x = (x - mean) * (var + self.eps).sqrt().recip() * self.weight.val().unsqueeze::<3>();
+        match &self.bias {
+            Some(b) => x + b.val().unsqueeze::<3>(),
+            None => x,
+        }
     }
 }
 
@@ -354,6 +364,21 @@ impl Rope {
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
         x * cos + rotated * sin
     }
+}
+
+/// The caller's attention mask, or all ones for `[batch, seq]` when there is none.
+pub fn mask_or_ones(attention_mask: Option<&[Vec<u32>]>, batch: usize, seq: usize) -> std::borrow::Cow<'_, [Vec<u32>]> {
+    match attention_mask {
+        Some(m) => std::borrow::Cow::Borrowed(m),
+        None => std::borrow::Cow::Owned(vec![vec![1u32; seq]; batch]),
+    }
+}
+
+/// GELU, `x/2 (1 + erf(x/sqrt 2))`, written with `erf` rather than burn's
+/// fused `gelu`: on WebGPU (SwiftShader) the fused op's gradient is NaN for some
+/// of MiniLM's activations, while `erf`'s own gradient is finite.
+pub fn gelu_erf(x: Tensor<3>) -> Tensor<3> {
+    x.clone() * 0.5 * ((x / std::f64::consts::SQRT_2).erf() + 1.0)
 }
 
 /// Splits `[batch, seq, heads*head_dim]` into `[batch, heads, seq, head_dim]`.

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
 use super::layers::{NamedTensor, attention, causal_mask, merge_heads, repeat_kv, split_heads, DecoderMasks, Embedding, FrozenHead, KvCache, LayerStack, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
-use super::family::{decoder_info, decoder_output, Facts, Family, Inputs};
+use super::family::{score_head, decoder_info, decoder_output, Facts, Family, Inputs};
 use super::{ForwardOutput, ModelInfo};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -331,6 +331,7 @@ impl Family for LlamaForCausalLM {
             layer_stack: true,
             // LlamaConfig, Qwen2Config and Qwen3Config all default to untied.
             tied_by_default: false,
+            seq_cls_head: score_head,
         }
     }
 

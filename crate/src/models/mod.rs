@@ -12,6 +12,7 @@ pub mod gemma3;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
+pub mod modernbert;
 pub mod phi3;
 
 use std::borrow::Cow;
@@ -196,6 +197,7 @@ families! {
     Gpt2(gpt2::Gpt2LMHeadModel),
     Bert(bert::BertForSequenceClassification),
     Phi3(phi3::Phi3ForCausalLM),
+    ModernBert(modernbert::ModernBertForSequenceClassification),
 }
 
 impl Network {
@@ -606,7 +608,11 @@ impl Model {
                 }
             } else if let Some(n) = norms.get_mut(&o.module) {
                 match o.kind {
-                    "bias" => swap1(&mut n.bias, &mut o.value),
+                    "bias" => {
+                        if let Some(b) = n.bias.as_mut() {
+                            swap1(b, &mut o.value)
+                        }
+                    }
                     _ => swap1(&mut n.weight, &mut o.value),
                 }
             }

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::family::{decoder_info, decoder_output, Facts, Family, Inputs};
+use super::family::{score_head, decoder_info, decoder_output, Facts, Family, Inputs};
 use super::layers::{attention, causal_mask_window, merge_heads, repeat_kv, split_heads, DecoderMasks, Embedding, FrozenHead, KvCache, LayerStack, Linear, NamedTensor, RmsNorm, Rope, WeightLayout};
 use super::{ForwardOutput, ModelInfo, NamedLayers};
 use crate::error::{Error, Result};
@@ -347,6 +347,7 @@ impl Family for Phi3ForCausalLM {
             encoder: false,
             layer_stack: true,
             tied_by_default: false,
+            seq_cls_head: score_head,
         }
     }
 

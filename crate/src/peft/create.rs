@@ -277,8 +277,10 @@ pub fn create_adapter(model: &mut Model, spec: &AdapterSpec) -> Result<()> {
             }
             if bias == "all" {
                 for (name, norm) in model.named_layers().norms {
-                    originals.push(Original { module: name, kind: "bias", value: norm.bias.val().detach() });
-                    norm.bias = norm.bias.clone().set_require_grad(true);
+                    if let Some(b) = norm.bias.as_mut() {
+                        originals.push(Original { module: name, kind: "bias", value: b.val().detach() });
+                        *b = b.clone().set_require_grad(true);
+                    }
                 }
             }
             if n == 0 {

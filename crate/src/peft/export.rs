@@ -79,8 +79,9 @@ pub async fn export_adapter(model: &mut Model) -> Result<AdapterFiles> {
             }
             if bias == "all" {
                 for (name, norm) in named.norms {
-                    let d = norm.bias.dims()[0];
-                    tensors.push(out(format!("{p}{name}.bias"), norm.bias.val(), vec![d]).await?);
+                    if let Some(b) = &norm.bias {
+                        tensors.push(out(format!("{p}{name}.bias"), b.val(), vec![b.dims()[0]]).await?);
+                    }
                 }
             }
         }

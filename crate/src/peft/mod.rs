@@ -233,10 +233,13 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
                     }
                     match kind {
                         "bias" => {
+                            let Some(b) = norm.bias.as_mut() else {
+                                return Err(Error::format(WEIGHTS, format!("tensor {key}: the model's {module} has no bias")));
+                            };
                             if first(&originals, &module, "bias") {
-                                originals.push(Original { module: module.clone(), kind: "bias", value: norm.bias.val().detach() });
+                                originals.push(Original { module: module.clone(), kind: "bias", value: b.val().detach() });
                             }
-                            norm.bias = param(t, &device);
+                            *b = param(t, &device);
                         }
                         _ => {
                             if first(&originals, &module, "weight") {

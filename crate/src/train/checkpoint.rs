@@ -61,8 +61,8 @@ pub fn trainable_names(model: &mut Model) -> Vec<(String, ParamId)> {
         }
     }
     for (name, n) in named.norms {
-        if n.bias.val().is_require_grad() {
-            out.push((format!("{name}.bias"), n.bias.id));
+        if let Some(b) = n.bias.as_ref().filter(|b| b.val().is_require_grad()) {
+            out.push((format!("{name}.bias"), b.id));
         }
         if n.weight.val().is_require_grad() {
             out.push((format!("{name}.weight"), n.weight.id));
