@@ -43,6 +43,7 @@ export type Optimizer = "adamw" | "sgd";
 
 /**
  * The `dp` option of a training job (its fields cased like the rest of `TrainSpec`).
+ * The CLI takes these flags after `--dp`.
  */
 export type DpOptions = { 
 /**
@@ -74,31 +75,99 @@ seed?: number, };
  * one definition; an unknown value is refused when the spec is read, before
  * a model is touched.
  */
-export type TrainSpec = { task: Task, method: Method, 
+export type TrainSpec = { 
+/**
+ * `causal-lm` (next-token prediction) or `seq-cls` (classification).
+ */
+task: Task, 
+/**
+ * The PEFT method.
+ */
+method: Method, 
 /**
  * With an adapter already on the model: `new` or `continue`. Unset, it
  * is `continue` when the adapter these options would create has the
  * attached adapter's settings (see `prepare`), else `new`.
  */
-adapter?: AdapterChoice, r?: number, alpha?: number, dropout: number, 
+adapter?: AdapterChoice, 
 /**
- * Module names, or one `re:<regex>`.
+ * LoRA rank (PEFT's default 8).
  */
-targets?: Array<string>, rslora: boolean, gaussianInit: boolean, virtualTokens?: number, initText?: string, epochs: number, steps?: number, lr: number, batch: number, seqLen: number, warmup: number, schedule: Schedule, optimizer: Optimizer, weightDecay: number, momentum: number, seed: number, shuffle: boolean, gradAccum: number, clip?: number, evalEvery?: number, 
+r?: number, 
+/**
+ * LoRA alpha (PEFT's default 8).
+ */
+alpha?: number, 
+/**
+ * LoRA dropout, applied in training steps only.
+ */
+dropout: number, 
+/**
+ * Module names, or one `re:<regex>` (the CLI's `--targets` takes them comma-separated).
+ */
+targets?: Array<string>, 
+/**
+ * rsLoRA: scale by alpha / sqrt(r) instead of alpha / r.
+ */
+rslora: boolean, 
+/**
+ * LoRA init `gaussian` instead of kaiming-uniform.
+ */
+gaussianInit: boolean, 
+/**
+ * Prompt / prefix tuning length (default 8).
+ */
+virtualTokens?: number, 
+/**
+ * Prompt tuning: initialise from this text's token embeddings.
+ */
+initText?: string, epochs: number, 
+/**
+ * Optimiser steps (overrides epochs).
+ */
+steps?: number, lr: number, batch: number, seqLen: number, 
+/**
+ * Warm-up steps (linear from 0).
+ */
+warmup: number, schedule: Schedule, optimizer: Optimizer, weightDecay: number, 
+/**
+ * SGD momentum.
+ */
+momentum: number, seed: number, 
+/**
+ * Shuffle the training rows each epoch (the CLI's `--no-shuffle` turns it off).
+ */
+shuffle: boolean, 
+/**
+ * Micro-batches per optimiser step.
+ */
+gradAccum: number, 
+/**
+ * Clip the global gradient norm.
+ */
+clip?: number, 
+/**
+ * Evaluate every N steps (and always at the end).
+ */
+evalEvery?: number, 
 /**
  * Share of the training data held out for eval when no eval file is given.
  */
-evalSplit: number, patience?: number, 
+evalSplit: number, 
 /**
- * Written to `base_model_name_or_path`.
+ * Early stopping: evaluations without improvement of the eval loss.
+ */
+patience?: number, 
+/**
+ * Written to `base_model_name_or_path` (the CLI writes the model's path).
  */
 baseModel: string, 
 /**
- * Differentially private training (DP-SGD); unset trains normally.
+ * Differentially private training (DP-SGD); unset trains normally (the CLI's `--dp`).
  */
 dp?: DpOptions, 
 /**
- * Recompute each decoder layer (Llama, Qwen, Gemma 3) in the backward pass instead of
+ * Recompute each decoder layer (the layer-stack families) in the backward pass instead of
  * keeping its activations: about one layer's activations in memory, for a second forward
  * pass. Not with LoRA dropout or prefix tuning (those train without it).
  */

@@ -343,3 +343,25 @@ pub fn read_model_files(path: &Path) -> Result<ModelFiles> {
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every subcommand's flags are distinct: the training flags come from `TrainSpec` and
+    /// `DpSpec`, so a field added there could clash with a CLI-only flag (clap checks this only
+    /// in debug builds, and the tests run in release).
+    #[test]
+    fn no_subcommand_repeats_a_flag() {
+        use clap::CommandFactory;
+        let cli = super::Cli::command();
+        for sub in cli.get_subcommands() {
+            let mut ids = std::collections::HashSet::new();
+            let mut longs = std::collections::HashSet::new();
+            for arg in sub.get_arguments() {
+                assert!(ids.insert(arg.get_id().as_str()), "webpeft {}: argument {} is defined twice", sub.get_name(), arg.get_id());
+                if let Some(long) = arg.get_long() {
+                    assert!(longs.insert(long), "webpeft {}: --{long} is defined twice", sub.get_name());
+                }
+            }
+        }
+    }
+}

@@ -7,18 +7,19 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use webpeft::device::Backend;
 use webpeft::plan::{bytes_needed, plan_with, FileHead, Limits, MemoryPlan, WASM32_MEMORY};
-use webpeft::train::session::TrainSpec;
+use webpeft::train::session::{Method, OptimizerName, Task, TrainSpec};
 use webpeft::{Error, ModelFiles, Result};
 
-/// Options of `webpeft plan`. Training is planned when `--task` or `--method` is given.
+/// Options of `webpeft plan`. Training is planned when `--task` or `--method` is given. The
+/// training flags are a subset of `webpeft train`'s, with `TrainSpec`'s values and defaults.
 #[derive(Args)]
 pub struct PlanArgs {
     /// A model directory or .gguf file.
     pub model: PathBuf,
-    #[arg(long, value_parser = ["causal-lm", "seq-cls"])]
-    pub task: Option<String>,
-    #[arg(long, value_parser = ["lora", "dora", "bitfit", "ia3", "prompt", "prefix"])]
-    pub method: Option<String>,
+    #[arg(long, value_enum)]
+    pub task: Option<Task>,
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
     #[arg(long)]
     pub r: Option<usize>,
     /// Comma-separated module names, or `re:<regex>`.
@@ -26,13 +27,13 @@ pub struct PlanArgs {
     pub targets: Option<String>,
     #[arg(long)]
     pub virtual_tokens: Option<usize>,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = TrainSpec::default().batch)]
     pub batch: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = TrainSpec::default().seq_len)]
     pub seq_len: usize,
-    #[arg(long, default_value = "adamw", value_parser = ["adamw", "sgd"])]
-    pub optimizer: String,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_enum, default_value_t = TrainSpec::default().optimizer)]
+    pub optimizer: OptimizerName,
+    #[arg(long, default_value_t = TrainSpec::default().momentum)]
     pub momentum: f64,
     /// Plan training that recomputes each decoder layer in the backward pass.
     #[arg(long)]
@@ -92,19 +93,20 @@ impl PlanArgs {
         if self.task.is_none() && self.method.is_none() {
             return Ok(None);
         }
-        // Through serde, as the browser's options object: the flags' names are TrainSpec's.
-        let targets = self.targets.as_deref().map(|t| match t.strip_prefix("re:") {
-            Some(_) => vec![t.to_string()],
-            None => t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
-        });
-        let v = serde_json::json!({
-            "task": self.task.as_deref().unwrap_or("causal-lm"),
-            "method": self.method.as_deref().unwrap_or("lora"),
-            "r": self.r, "targets": targets, "virtual_tokens": self.virtual_tokens,
-            "batch": self.batch, "seq_len": self.seq_len, "optimizer": self.optimizer, "momentum": self.momentum,
-            "gradient_checkpointing": self.gradient_checkpointing,
-        });
-        serde_json::from_value(v).map(Some).map_err(|e| Error::input("plan", e.to_string()))
+        let d = TrainSpec::default();
+        Ok(Some(TrainSpec {
+            task: self.task.unwrap_or(d.task),
+            method: self.method.unwrap_or(d.method),
+            r: self.r,
+            targets: self.targets.as_deref().map(crate::train::split_targets),
+            virtual_tokens: self.virtual_tokens,
+            batch: self.batch,
+            seq_len: self.seq_len,
+            optimizer: self.optimizer,
+            momentum: self.momentum,
+            gradient_checkpointing: self.gradient_checkpointing,
+            ..d
+        }))
     }
 }
 

@@ -11,7 +11,7 @@ use webpeft::peft::{load_adapter, model_labels, set_label_names, Sidecar};
 use webpeft::train::checkpoint::{load_state, save_state};
 use webpeft::train::data::{self, LabelMap, Task};
 use webpeft::train::run::evaluate;
-use webpeft::train::session::{encode_for, prepare, AdapterMode, Method, OptimizerName, Schedule, TrainSpec};
+use webpeft::train::session::{encode_for, prepare, AdapterMode, TrainSpec};
 use webpeft::train::dp::{DpRecord, DpSpec};
 use webpeft::train::freeze;
 use webpeft::{Error, Model, Result};
@@ -29,76 +29,13 @@ pub struct TrainArgs {
     /// Eval data (same formats). Without it, --eval-split holds out a share of --data.
     #[arg(long)]
     pub eval: Option<PathBuf>,
-    #[arg(long, default_value_t = 0.0)]
-    pub eval_split: f64,
-    #[arg(long, value_enum)]
-    pub task: Task,
-    #[arg(long, value_enum)]
-    pub method: Method,
-    /// LoRA rank.
-    #[arg(long)]
-    pub r: Option<usize>,
-    /// LoRA alpha.
-    #[arg(long)]
-    pub alpha: Option<f64>,
-    /// LoRA dropout (recorded in the config; see README for its status).
-    #[arg(long, default_value_t = 0.0)]
-    pub dropout: f64,
-    /// Comma-separated module names, or `re:<regex>` for a regex.
+    /// The training job's options (`TrainSpec`: the same names and defaults as the npm
+    /// package's `TrainOptions`).
+    #[command(flatten)]
+    pub spec: TrainSpec,
+    /// Comma-separated module names, or `re:<regex>`.
     #[arg(long)]
     pub targets: Option<String>,
-    #[arg(long)]
-    pub rslora: bool,
-    /// LoRA init "gaussian" instead of kaiming-uniform.
-    #[arg(long)]
-    pub gaussian_init: bool,
-    /// Prompt / prefix tuning length.
-    #[arg(long)]
-    pub virtual_tokens: Option<usize>,
-    /// Prompt tuning: initialise from this text's token embeddings.
-    #[arg(long)]
-    pub init_text: Option<String>,
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
-    /// Optimiser steps (overrides --epochs).
-    #[arg(long)]
-    pub steps: Option<usize>,
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 128)]
-    pub seq_len: usize,
-    /// Warm-up steps (linear from 0).
-    #[arg(long, default_value_t = 0)]
-    pub warmup: usize,
-    #[arg(long, value_enum, default_value_t = Schedule::Linear)]
-    pub schedule: Schedule,
-    #[arg(long, value_enum, default_value_t = OptimizerName::Adamw)]
-    pub optimizer: OptimizerName,
-    #[arg(long, default_value_t = 0.01)]
-    pub weight_decay: f64,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.0)]
-    pub momentum: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long)]
-    pub no_shuffle: bool,
-    #[arg(long, default_value_t = 1)]
-    pub grad_accum: usize,
-    /// Clip the global gradient norm.
-    #[arg(long)]
-    pub clip: Option<f64>,
-    /// Recompute each decoder layer in the backward pass instead of keeping its activations.
-    #[arg(long)]
-    pub gradient_checkpointing: bool,
-    /// Evaluate every N steps (and always at the end).
-    #[arg(long)]
-    pub eval_every: Option<usize>,
-    /// Early stopping: evaluations without improvement of the eval loss.
-    #[arg(long)]
-    pub patience: Option<usize>,
     /// Write a full checkpoint (adapter + optimiser state) to OUT/checkpoint every N steps.
     #[arg(long, default_value_t = 50)]
     pub save_every: usize,
@@ -111,21 +48,8 @@ pub struct TrainArgs {
     /// Differentially private training (DP-SGD with Poisson sampling, Opacus's RDP accounting).
     #[arg(long)]
     pub dp: bool,
-    /// DP: the epsilon to reach at the end (the noise multiplier is derived from it).
-    #[arg(long, requires = "dp")]
-    pub target_epsilon: Option<f64>,
-    /// DP: delta.
-    #[arg(long, requires = "dp", default_value_t = 1e-5)]
-    pub delta: f64,
-    /// DP: per-example clipping norm over all trainable tensors.
-    #[arg(long, requires = "dp", default_value_t = 1.0)]
-    pub max_grad_norm: f64,
-    /// DP: noise multiplier (overrides --target-epsilon).
-    #[arg(long, requires = "dp")]
-    pub noise_multiplier: Option<f64>,
-    /// DP: seed the noise and sampling, for tests only (a known seed voids the guarantee).
-    #[arg(long, requires = "dp", hide = true)]
-    pub dp_seed: Option<u64>,
+    #[command(flatten)]
+    pub dp_options: DpSpec,
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, default_value = "cpu")]
@@ -193,42 +117,21 @@ impl TrainArgs {
     /// The flags as the core's job description.
     fn spec(&self) -> TrainSpec {
         TrainSpec {
-            task: self.task,
-            method: self.method,
             // An --init-adapter or --resume adapter is trained further, as it is.
             adapter: (self.init_adapter.is_some() || self.resume.is_some()).then_some(AdapterMode::Continue),
-            r: self.r,
-            alpha: self.alpha,
-            dropout: self.dropout,
-            targets: self.targets.as_deref().map(|t| match t.strip_prefix("re:") {
-                Some(_) => vec![t.to_string()],
-                None => t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
-            }),
-            rslora: self.rslora,
-            gaussian_init: self.gaussian_init,
-            virtual_tokens: self.virtual_tokens,
-            init_text: self.init_text.clone(),
-            epochs: self.epochs,
-            steps: self.steps,
-            lr: self.lr,
-            batch: self.batch,
-            seq_len: self.seq_len,
-            warmup: self.warmup,
-            schedule: self.schedule,
-            optimizer: self.optimizer,
-            weight_decay: self.weight_decay,
-            momentum: self.momentum,
-            seed: self.seed,
-            shuffle: !self.no_shuffle,
-            grad_accum: self.grad_accum,
-            clip: self.clip,
-            eval_every: self.eval_every,
-            eval_split: self.eval_split,
-            patience: self.patience,
+            targets: self.targets.as_deref().map(split_targets),
             base_model: self.model.display().to_string(),
-            gradient_checkpointing: self.gradient_checkpointing,
-            dp: self.dp.then(|| DpSpec { target_epsilon: self.target_epsilon, delta: self.delta, max_grad_norm: self.max_grad_norm, noise_multiplier: self.noise_multiplier, seed: self.dp_seed }),
+            dp: self.dp.then(|| self.dp_options.clone()),
+            ..self.spec.clone()
         }
+    }
+}
+
+/// `--targets`: comma-separated module names, or one `re:<regex>` (which may contain commas).
+pub fn split_targets(t: &str) -> Vec<String> {
+    match t.strip_prefix("re:") {
+        Some(_) => vec![t.to_string()],
+        None => t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
     }
 }
 
@@ -256,7 +159,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     eprintln!(
         "training {} on {} examples ({} eval): {} trainable parameters ({:.3}% of {}), {} steps",
-        a.method.name(),
+        a.spec.method.name(),
         prep.train_examples,
         prep.eval_examples,
         prep.trainable_parameters,

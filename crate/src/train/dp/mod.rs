@@ -18,22 +18,29 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The `dp` option of a training job (its fields cased like the rest of `TrainSpec`).
+/// The CLI takes these flags after `--dp`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DpOptions", rename_all = "camelCase", optional_fields))]
 pub struct DpSpec {
     /// The epsilon to reach at the end of the run; the noise multiplier is
     /// found with Opacus's `get_noise_multiplier` (RDP). Ignored when
     /// `noise_multiplier` is given.
+    #[cfg_attr(feature = "cli", arg(long, requires = "dp"))]
     pub target_epsilon: Option<f64>,
+    #[cfg_attr(feature = "cli", arg(long, requires = "dp", default_value_t = DpSpec::default().delta))]
     pub delta: f64,
     /// Per-example clipping norm `C`, over all trainable tensors together.
+    #[cfg_attr(feature = "cli", arg(long, requires = "dp", default_value_t = DpSpec::default().max_grad_norm))]
     pub max_grad_norm: f64,
     /// Noise std relative to `max_grad_norm`; overrides `target_epsilon`.
+    #[cfg_attr(feature = "cli", arg(long, requires = "dp"))]
     pub noise_multiplier: Option<f64>,
     /// Seeds the noise and the Poisson sampling. For tests only: anyone who
     /// knows the seed can subtract the noise, which voids the guarantee. Unset,
     /// both come from the operating system's entropy.
+    #[cfg_attr(feature = "cli", arg(long = "dp-seed", id = "dp_seed", requires = "dp", hide = true))]
     pub seed: Option<u64>,
 }
 
