@@ -246,3 +246,69 @@ fn lora_trains_on_a_quantized_base_and_records_it() {
         assert_close(&format!("{model} merged"), &got, &want, 1e-4);
     }
 }
+
+/// `webpeft gpu-job`: a run checkpointed half-way becomes a job directory whose optimiser state
+/// is the checkpoint's under PEFT's tensor names and layouts, whose batches are the run's, and
+/// whose settings are the run's. (`tests/gpu_job_roundtrip.py`, with torch, runs its train.py
+/// and checks that transformers' Trainer continues webpeft's losses.)
+#[test]
+fn gpu_job_carries_the_checkpoint_under_peft_names() {
+    let out = tmp("gpu-job");
+    let (m, d) = (fixture("tiny-llama"), data("prompt_completion.jsonl"));
+    let (ckpt, job, run) = (out.join("run/checkpoint"), out.join("job"), out.join("run"));
+    // The same flags start the run and write the job, as the CLI's help says.
+    let flags = [s(&m), "--data", s(&d), "--task", "causal-lm", "--method", "lora", "--lr", "1e-2", "--steps", "6", "--batch", "2", "--seed", "3", "--save-every", "3", "--warmup", "2"];
+    let (ok, stdout, err) = webpeft(&[&["train"][..], &flags, &["--out", s(&run)]].concat());
+    assert!(ok, "{err}");
+    assert_eq!(events(&stdout, "step").len(), 6);
+    let mut args = [&["gpu-job"][..], &flags, &["--resume", s(&ckpt), "--out", s(&job)]].concat();
+    let (ok, _, err) = webpeft(&args);
+    assert!(ok, "{err}");
+    for f in ["train.py", "README.md", "requirements.txt", "checkpoint/adapter_config.json", "checkpoint/adapter_model.safetensors", "data/prompt_completion.jsonl"] {
+        assert!(job.join(f).is_file(), "{f} missing from the job");
+    }
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(job.join("job.json")).unwrap()).unwrap();
+    assert_eq!((j["step"].as_u64(), j["total_steps"].as_u64(), j["warmup"].as_u64(), j["lr"].as_f64()), (Some(3), Some(6), Some(2), Some(1e-2)));
+    assert_eq!((j["schedule"].as_str(), j["optimizer"].as_str(), j["task"].as_str()), (Some("linear"), Some("adamw"), Some("causal-lm")));
+
+    // Every adapter tensor has its two AdamW moments, in PEFT's shape; a LoRA A's first moment
+    // is the checkpoint's, transposed from webpeft's [in, r] to PEFT's [r, in].
+    let adapter = std::fs::read(job.join("checkpoint/adapter_model.safetensors")).unwrap();
+    let adapter = safetensors::SafeTensors::deserialize(&adapter).unwrap();
+    let state = std::fs::read(job.join("checkpoint/optimizer_state.safetensors")).unwrap();
+    let state = safetensors::SafeTensors::deserialize(&state).unwrap();
+    assert_eq!(state.len(), 2 * adapter.len());
+    for (name, t) in adapter.tensors() {
+        for kind in ["exp_avg", "exp_avg_sq"] {
+            let s = state.tensor(&format!("{kind}.{name}")).unwrap_or_else(|_| panic!("no {kind} for {name}"));
+            assert_eq!(s.shape(), t.shape(), "{kind}.{name}");
+        }
+    }
+    let f32s = |b: &[u8]| b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+    let ours = std::fs::read(ckpt.join("optimizer.safetensors")).unwrap();
+    let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
+    let m = f32s(ours.tensor("model.layers.0.self_attn.q_proj.lora_A.m").unwrap().data());
+    let peft = state.tensor("exp_avg.base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight").unwrap();
+    let (r, inp) = (peft.shape()[0], peft.shape()[1]);
+    let peft = f32s(peft.data());
+    assert!(m.iter().any(|&v| v != 0.0), "the checkpoint's moment is all zeros: the check could not fail");
+    for i in 0..inp {
+        for k in 0..r {
+            assert_eq!(peft[k * inp + i], m[i * r + k], "exp_avg of lora_A at [{k}, {i}]");
+        }
+    }
+
+    // The run's batches: 6 steps of 2 rows over 8 examples, shuffled per epoch with the seed.
+    let batches: Vec<Vec<usize>> = serde_json::from_slice(&std::fs::read(job.join("data/batches.json")).unwrap()).unwrap();
+    let rows = std::fs::read_to_string(job.join("data/examples.jsonl")).unwrap().lines().count();
+    assert_eq!((batches.len(), rows), (6, 8));
+    let mut epoch: Vec<usize> = batches[..4].concat();
+    epoch.sort();
+    assert_eq!(epoch, (0..8).collect::<Vec<_>>(), "the first epoch is a permutation of the rows: {batches:?}");
+    assert_ne!(batches[..4].concat(), (0..8).collect::<Vec<_>>(), "shuffled with the seed");
+
+    // A DP run cannot continue outside webpeft.
+    args.extend_from_slice(&["--dp", "--noise-multiplier", "1.0"]);
+    let (ok, _, err) = webpeft(&args);
+    assert!(!ok && err.contains("differentially private run cannot continue"), "{err}");
+}

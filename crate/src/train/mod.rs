@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod dp;
+pub mod gpu_job;
 pub mod optim;
 pub mod run;
 pub mod session;

@@ -177,12 +177,32 @@ impl Run {
     }
 
     fn shuffle(&mut self) {
-        self.order = (0..self.train.len()).collect();
-        if self.config.shuffle {
-            // One seeded permutation per epoch: a resumed run sees the same order.
-            let mut rng = StdRng::seed_from_u64(self.config.seed.wrapping_add(self.epoch as u64));
-            self.order.shuffle(&mut rng);
+        self.order = epoch_order(self.train.len(), self.config.shuffle, self.config.seed, self.epoch);
+    }
+
+    /// The training examples, as encoded.
+    pub fn train_examples(&self) -> &[Example] {
+        &self.train
+    }
+
+    /// Every micro-batch of the whole run from its first step, as indices into
+    /// [`Run::train_examples`], in the order the run feeds them (its per-epoch shuffles included).
+    /// Not for DP runs, which sample Poisson batches.
+    pub fn micro_batch_plan(&self) -> Vec<Vec<usize>> {
+        let (n, batch) = (self.train.len(), self.config.batch);
+        let mut out = Vec::with_capacity(self.total_steps * self.config.grad_accum);
+        let (mut epoch, mut order, mut cursor) = (0, epoch_order(n, self.config.shuffle, self.config.seed, 0), 0);
+        while out.len() < self.total_steps * self.config.grad_accum {
+            if cursor >= n {
+                epoch += 1;
+                cursor = 0;
+                order = epoch_order(n, self.config.shuffle, self.config.seed, epoch);
+            }
+            let end = (cursor + batch).min(n);
+            out.push(order[cursor..end].to_vec());
+            cursor = end;
         }
+        out
     }
 
     /// The next micro-batch, wrapping into a new epoch as needed.
@@ -318,6 +338,17 @@ impl Run {
     pub fn into_model(self) -> Model {
         self.trainer.into_model()
     }
+}
+
+/// The row order of epoch `epoch`: one seeded permutation per epoch when shuffling, so a
+/// resumed run (and an exported job) sees the same order.
+fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if shuffle {
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(epoch as u64));
+        order.shuffle(&mut rng);
+    }
+    order
 }
 
 /// Loss and metrics of `model` on `examples` (no gradients are kept).

@@ -107,6 +107,9 @@ enum Command {
     },
     /// Fine-tune a PEFT adapter; prints one JSON event per step and writes the adapter to --out.
     Train(Box<train::TrainArgs>),
+    /// Write a checkpointed run (--resume OUT/checkpoint, with the run's train flags) as a
+    /// directory (--out) that transformers' Trainer + PEFT continue on a GPU machine (train.py).
+    GpuJob(Box<train::TrainArgs>),
     /// Print loss and metrics (perplexity, or accuracy and macro-F1) on a data file as JSON.
     Eval {
         model: PathBuf,
@@ -259,6 +262,7 @@ fn run(command: Command) -> Result<()> {
             println!();
         }
         Command::Train(args) => train::train(*args)?,
+        Command::GpuJob(args) => train::gpu_job(*args)?,
         Command::Eval { model, adapter, data, task, seq_len, batch, device } => {
             train::eval(&model, adapter.as_deref(), &data, task, seq_len, batch, device)?
         }

@@ -202,6 +202,37 @@ pub fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// `webpeft gpu-job`: the run checkpointed in `--resume`, as a directory (`--out`) that
+/// transformers' Trainer and PEFT continue (`train.py`). Takes `webpeft train`'s flags, as the
+/// run was started.
+pub fn gpu_job(a: TrainArgs) -> Result<()> {
+    let dir = a.resume.as_ref().ok_or_else(|| Error::input("--resume", "name the checkpoint directory to continue from (OUT/checkpoint of a run with --save-every)"))?;
+    let spec = a.spec();
+    let device = device::native(a.device)?.autodiff();
+    let base = freeze(crate::load_files(&read_model_files(&a.model)?, &device)?);
+    let train_ds = parse_data(&a.data)?;
+    let eval_ds = a.eval.as_deref().map(parse_data).transpose()?;
+    let mut m = base.clone();
+    load_adapter_dir(&mut m, dir)?;
+    let (mut run, prep) = prepare(&m, &base, &spec, &train_ds, eval_ds.as_ref())?;
+    drop((m, base));
+    load_state(&mut run, &read(&dir.join("optimizer.safetensors"))?, &read(&dir.join("trainer_state.json"))?)?;
+    let mut data_files = vec![(a.data.display().to_string(), read(&a.data)?)];
+    if let Some(e) = &a.eval {
+        data_files.push((e.display().to_string(), read(e)?));
+    }
+    let files = block(webpeft::train::gpu_job::gpu_job_files(&mut run, &spec, prep.labels.clone(), &data_files))?;
+    for (name, bytes) in &files {
+        let path = a.out.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display().to_string(), e.to_string()))?;
+        }
+        write(&path, bytes)?;
+    }
+    eprintln!("GPU job written to {} (step {} of {}): run `accelerate launch train.py` there", a.out.display(), run.step, run.total_steps);
+    Ok(())
+}
+
 /// `webpeft eval`: metrics of a model (and adapter) on a data file, as JSON.
 pub fn eval(model: &Path, adapter: Option<&Path>, data_file: &Path, task: Option<Task>, seq_len: usize, batch: usize, backend: Backend) -> Result<()> {
     let mut m = crate::load_files(&read_model_files(model)?, &device::native(backend)?)?;
