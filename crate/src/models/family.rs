@@ -5,7 +5,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::layers::{FrozenHead, KvCache, LayerStack, Linear, NamedTensor};
+use super::layers::{FrozenHead, KvCache, LayerStack, Linear, NamedTensor, WeightLayout};
 use super::{ForwardOutput, ModelInfo, NamedLayers};
 use crate::error::Result;
 use crate::formats::safetensors::WeightMap;
@@ -166,4 +166,13 @@ pub fn decoder_info(causal: &str, classifier: &str, model_type: &str, score: Opt
         num_labels: labels,
         ..ModelInfo::default()
     }
+}
+
+/// A decoder's untied `lm_head` and classifier `score` under their HF names, when present.
+pub fn head_tensors(lm_head: Option<&Linear>, score: Option<&Linear>) -> Vec<NamedTensor> {
+    let mut t = vec![];
+    for (name, l) in [("lm_head", lm_head), ("score", score)] {
+        t.extend(l.map(|l| l.hf_tensors(name, WeightLayout::OutIn)).unwrap_or_default());
+    }
+    t
 }

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
 use super::layers::{NamedTensor, attention, causal_mask, merge_heads, repeat_kv, split_heads, DecoderMasks, Embedding, FrozenHead, KvCache, LayerStack, Linear, Llama3Scaling, RmsNorm, Rope, WeightLayout};
-use super::family::{score_head, decoder_info, decoder_output, Facts, Family, Inputs};
+use super::family::{head_tensors, score_head, decoder_info, decoder_output, Facts, Family, Inputs};
 use super::{ForwardOutput, ModelInfo};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::WeightMap;
@@ -392,12 +392,7 @@ impl Family for LlamaForCausalLM {
             t.push(NamedTensor::new(format!("{p}.post_attention_layernorm.weight"), l.post_attention_layernorm.weight.val()));
         }
         t.push(NamedTensor::new("model.norm.weight", self.model.norm.weight.val()));
-        if let Some(h) = &self.lm_head {
-            t.extend(h.hf_tensors("lm_head", WeightLayout::OutIn));
-        }
-        if let Some(s) = &self.score {
-            t.extend(s.hf_tensors("score", WeightLayout::OutIn));
-        }
+        t.extend(head_tensors(self.lm_head.as_ref(), self.score.as_ref()));
         t
     }
 
