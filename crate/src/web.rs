@@ -304,6 +304,8 @@ pub struct Session {
     labels: Option<Vec<String>>,
     /// The DP record of the last finished run (for `webpeft.json`).
     dp: Option<crate::train::dp::DpRecord>,
+    /// The running job's options (for a GPU job).
+    spec: Option<TrainSpec>,
     /// The device's largest bindable buffer, when it has one (WebGPU).
     max_tensor_bytes: Option<usize>,
 }
@@ -406,7 +408,7 @@ impl Session {
         let limit = max_tensor_bytes.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as usize);
         let opts = crate::models::LoadOptions { max_tensor_bytes: limit, quantize };
         let model = freeze(Model::load_with(&mf, &device, &opts).map_err(js_error)?);
-        Ok(Session { state: State::Idle(model.clone()), base: model, task: None, labels: None, dp: None, max_tensor_bytes: limit })
+        Ok(Session { state: State::Idle(model.clone()), base: model, task: None, labels: None, dp: None, spec: None, max_tensor_bytes: limit })
     }
 
     /// Architecture, sizes and whether an adapter is attached.
@@ -449,6 +451,7 @@ impl Session {
         let (run, prep) = prepare(current, &self.base, &spec, &train, eval.as_ref()).map_err(js_error)?;
         self.task = Some(spec.task);
         self.labels = prep.labels.clone();
+        self.spec = Some(spec);
         // A new run (DP or not) replaces the record: its guarantee is its own.
         self.dp = None;
         self.state = State::Training(Box::new(run));
@@ -701,6 +704,27 @@ impl Session {
         set(&out, "sidecar", &bytes(&sidecar));
         set(&out, "optimizer", &bytes(&optimizer));
         set(&out, "state", &bytes(&state));
+        Ok(out.into())
+    }
+
+    /// "Continue on a GPU machine": the running (paused) job where it stands, as the files of a
+    /// directory that transformers' Trainer + PEFT continue (`train.py`; see
+    /// `train::gpu_job`), by path. The data files are included as given.
+    #[wasm_bindgen(js_name = gpuJob)]
+    pub async fn gpu_job(&mut self, train_name: String, train_bytes: Vec<u8>, eval_name: Option<String>, eval_bytes: Option<Vec<u8>>) -> std::result::Result<JsValue, JsValue> {
+        let labels = self.labels.clone();
+        let (State::Training(run), Some(spec)) = (&mut self.state, &self.spec) else {
+            return Err(js_error(Error::input("session", "no training run to continue elsewhere (start one, and pause it)")));
+        };
+        let mut data = vec![(train_name, train_bytes)];
+        if let (Some(n), Some(b)) = (eval_name, eval_bytes) {
+            data.push((n, b));
+        }
+        let files = crate::train::gpu_job::gpu_job_files(run, spec, labels, &data).await.map_err(js_error)?;
+        let out = Object::new();
+        for (name, b) in &files {
+            set(&out, name, &bytes(b));
+        }
         Ok(out.into())
     }
 

@@ -12,11 +12,13 @@ import { ROOT, startServer, rawGet } from "./harness.mjs";
 /**
  * The main wasm's budget, gzip -9 (README "Download size"): 4.30 MB measured with the
  * wasm-release profile, 4.40 MB once issue #11's quantized base (block kernels and parts),
- * gradient checkpointing, the GGUF LoRA export and the base files' sha256 were in; issue #12's
- * goal, 4,000,000 bytes, is not reached yet. A guard against growing back unnoticed (the
- * release profile gave 5.58 MB), to lower as the size comes down.
+ * gradient checkpointing, the GGUF LoRA export and the base files' sha256 were in, 4.47 MB with
+ * issue #10's Phi-3 and ModernBERT families and issue #13's GPU job (its train.py and README are
+ * in the core, which the CLI shares); issue #12's goal, 4,000,000 bytes, is not reached yet. A
+ * guard against growing back unnoticed (the release profile gave 5.58 MB), to lower as the size
+ * comes down.
  */
-const GZIP_BUDGET = 4_450_000;
+const GZIP_BUDGET = 4_500_000;
 const WASM = "/web/dist/webpeft_bg.wasm";
 
 /** Whether a wasm module still has its `name` section (wasm-opt drops it: WEBPEFT_WASM_OPT=0 keeps it). */

@@ -815,6 +815,21 @@ export class Tuner {
     return new Blob([gguf as BlobPart], { type: "application/octet-stream" });
   }
 
+  /**
+   * "Continue on a GPU machine": the paused training run, where it stands, as a zip
+   * (`webpeft-job/`) that transformers' Trainer + PEFT continue (`accelerate launch train.py`):
+   * the PEFT adapter and the optimiser state under PEFT's names, the data as given and as
+   * encoded with the run's batches in order, `job.json` with the settings mapped one to one,
+   * `train.py`, `requirements.txt` and a README. Only while the run is paused (`run.pause()`);
+   * otherwise an `input` error. Not for DP runs (`unsupported`: the accounting would not carry
+   * over).
+   */
+  async exportGpuJob(): Promise<Blob> {
+    this.#check();
+    const zip = await this.#conn.request<Uint8Array>({ op: "gpuJob" });
+    return new Blob([zip as BlobPart], { type: "application/zip" });
+  }
+
   /** The adapter's files by name. */
   async exportAdapterFiles(): Promise<Record<string, Uint8Array>> {
     this.#check();

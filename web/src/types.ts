@@ -441,6 +441,7 @@ export type Request =
   | { op: "suggest"; task?: Task; rows: number }
   | { op: "exportFiles" }
   | { op: "exportZip" }
+  | { op: "gpuJob" }
   | { op: "exportGguf" }
   | { op: "loadAdapter"; names: string[]; blobs: (Blob | Uint8Array)[] }
   | { op: "resetAdapter" }

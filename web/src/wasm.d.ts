@@ -91,6 +91,8 @@ declare module "webpeft-wasm" {
     forward(ids: Uint32Array): Promise<Float32Array>;
     checkpoint(): Promise<AdapterFiles & { optimizer: Uint8Array; state: Uint8Array }>;
     restoreCheckpoint(optimizer: Uint8Array, state: Uint8Array): void;
+    /** The running job as a GPU job's files by path (`train.py`, `job.json`, `checkpoint/`, `data/`). */
+    gpuJob(trainName: string, trainBytes: Uint8Array, evalName?: string, evalBytes?: Uint8Array): Promise<Record<string, Uint8Array>>;
     /** Milliseconds per LoRA training step on a copy of the model (`ms`; the first is the warm-up), and the batch shape used. */
     benchTrain(task: string, batch: number | undefined, seq: number | undefined, steps: number): Promise<{ batch: number; seq: number; ms: Float64Array }>;
     free(): void;

@@ -374,7 +374,11 @@ const starting = new Map<number, { cancelled: boolean; waiters: number[] }>();
 
 interface ActiveRun {
   id: number;
+  /** The data as the run read it (a GPU job carries it). */
+  data: { name: string; bytes: Uint8Array; evalName?: string; evalBytes?: Uint8Array };
   paused: boolean;
+  /** Waiting for `resume` between two steps (a pause asked for mid-step takes effect after it). */
+  parked: boolean;
   cancelled: boolean;
   wake: (() => void) | null;
   pauseWaiters: number[];
@@ -551,7 +555,8 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
     }
     throw e;
   }
-  const r: ActiveRun = { id, paused: false, cancelled: false, wake: null, pauseWaiters: [], stopWaiters: [] };
+  const data = { name: msg.data.name, bytes: trainBytes, evalName: msg.evalData?.name, evalBytes };
+  const r: ActiveRun = { id, data, paused: false, parked: false, cancelled: false, wake: null, pauseWaiters: [], stopWaiters: [] };
   run = r;
   const event = (e: TrainEvent) => post({ id, type: "event", event: e });
   event({ event: "start", ...started, warnings: started.warnings ?? [] });
@@ -571,7 +576,9 @@ async function train(id: number, msg: Extract<Request, { op: "train" }>): Promis
       if (r.paused) {
         event({ event: "paused", step: steps });
         for (const w of r.pauseWaiters.splice(0)) post({ id: w, type: "result", result: null });
+        r.parked = true;
         await new Promise<void>((wake) => (r.wake = wake));
+        r.parked = false;
         r.wake = null;
         if (!r.cancelled) event({ event: "resumed", step: steps });
         continue;
@@ -938,6 +945,18 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
       );
       return { result: zip, transfer: [zip.buffer] };
     }
+    case "gpuJob": {
+      const s = needSession();
+      // The job starts where the run stands: between steps, so only while it is paused.
+      // Parked, not just asked to pause: a step still running holds the session.
+      if (!run || !run.parked) throw new WebPeftError("input", "pause the training run first (and wait for run.pause() to resolve): a GPU job continues a run from where it stands", "exportGpuJob");
+      const d = run.data;
+      const files = await s.gpuJob(d.name, d.bytes, d.evalName, d.evalBytes);
+      const zip = zipSync(
+        Object.fromEntries(Object.entries(files).map(([n, b]) => [`webpeft-job/${n}`, [b, { level: n.endsWith(".safetensors") ? 1 : 6 }]])) as never,
+      );
+      return { result: zip, transfer: [zip.buffer] };
+    }
     case "exportGguf": {
       const gguf = await needSession().exportAdapterGguf();
       return { result: gguf, transfer: [gguf.buffer] };
@@ -1004,6 +1023,15 @@ self.onmessage = (ev: MessageEvent<RequestMessage>) => {
       r.stopWaiters.push(id);
       r.wake?.();
     }
+    return;
+  }
+  if (run && msg.op === "gpuJob") {
+    // The run holds the request queue while it lasts; parked between steps it leaves the
+    // session to this request (which checks that it is parked).
+    perform(id, msg, new AbortController().signal).then(
+      ({ result, transfer }) => post({ id, type: "result", result }, transfer),
+      (e) => post({ id, type: "error", error: toPayload(e) }),
+    );
     return;
   }
   if (run && msg.op !== "dispose") {
