@@ -46,6 +46,16 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   await page.waitForTimeout(1500);
   assert.equal(await chartPoints(page), pausedAt, "no steps while paused");
   assert.ok(await page.getByRole("button", { name: "Resume", exact: true }).isEnabled());
+  // Paused, the run can move to a GPU machine: a zip whose job resumes at this step.
+  const pausedStep = Number((await trainStatus(page).textContent()).match(/^Paused at step (\d+)/)[1]);
+  const [job] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Continue on a GPU machine (zip)" }).click()]);
+  const jobZip = unzipSync(readFileSync(await job.path()));
+  const jobJson = JSON.parse(strFromU8(jobZip["webpeft-job/job.json"]));
+  assert.equal(jobJson.step, pausedStep, "the job resumes where the run paused");
+  assert.equal(jobJson.task, "seq-cls");
+  for (const f of ["train.py", "checkpoint/adapter_model.safetensors", "checkpoint/optimizer_state.safetensors", "data/examples.jsonl", "data/batches.json"]) {
+    assert.ok(jobZip[`webpeft-job/${f}`], `the GPU job lacks ${f}`);
+  }
   await page.getByRole("button", { name: "Resume", exact: true }).click();
   await page.waitForFunction((n) => Number(document.getElementById("chart").dataset.points) > n + 1, pausedAt, { timeout: 60_000 });
   await page.getByRole("button", { name: "Stop" }).click();

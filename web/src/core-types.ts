@@ -446,8 +446,8 @@ task?: Task,
  */
 seqLen?: number, 
 /**
- * Also return classification rows as parsed (`examples`), for a caller that splits or shows
- * them without a parser of its own (default false).
+ * Also return classification rows (`examples`) or chat conversations (`conversations`) as
+ * parsed, for a caller that splits or shows them without a parser of its own (default false).
  */
 examples?: boolean, };
 
@@ -536,6 +536,11 @@ labels: Array<LabelCount> | null,
  * With the `examples` option, classification data's rows that parsed, in file order; else null.
  */
 examples: Array<LabelledExample> | null, 
+/**
+ * With the `examples` option, chat data's conversations (`messages` rows) that parsed, in
+ * file order; else null.
+ */
+conversations: { role: string, content: string }[][] | null, 
 /**
  * With a model's tokenizer, when the rows that parsed encode: token counts; else null.
  */

@@ -5,14 +5,21 @@ import { state } from "./state.js";
 export function refreshButtons() {
   const t = state.training;
   const busy = !!t;
-  $("start").disabled = busy || !state.tuner;
+  // A chat reply in progress holds the model and its adapter: no run, load or adapter swap under it.
+  const chatting = !!state.chatting;
+  $("start").disabled = busy || chatting || !state.tuner;
   $("pause").disabled = !busy || t.paused;
   $("resume").disabled = !busy || !t.paused;
   $("stop").disabled = !busy;
-  $("load-model").disabled = busy;
+  $("load-model").disabled = busy || chatting;
   $("compare").disabled = busy || !state.tuner;
+  $("chat-send").disabled = busy || chatting || !state.tuner;
+  $("chat-stop").disabled = !chatting;
+  $("chat-new").disabled = chatting;
   $("download-adapter").disabled = busy || !state.tuner || state.adapter === "none";
   $("download-gguf").disabled = $("download-adapter").disabled;
-  $("adapter-files").disabled = busy || !state.tuner;
+  // A GPU job continues a run from where it stands: between steps, so while it is paused.
+  $("download-gpu-job").disabled = !busy || !t.parked;
+  $("adapter-files").disabled = busy || chatting || !state.tuner;
   $("continue-wrap").hidden = state.adapter === "none" || busy;
 }

@@ -1,10 +1,11 @@
-// Section 5, Try it: the base and the adapted model side by side (generation or classification), and the try-it text.
+// Section 5, Try it: the base and the adapted model side by side (classification, or one prompt for a model without a chat template), and the try-it text.
 import { WebPeftError } from "/web/dist/index.js";
 import { $, setText } from "./dom.js";
 import { explain, showError, clearError } from "./errors.js";
 import { state } from "./state.js";
 import { SAMPLES } from "./presets.js";
 import { refreshButtons } from "./buttons.js";
+import { chatFits } from "./chat.js";
 
 // The base model's output first, then the adapted one's.
 const PANES = [[false, "base-out"], [true, "adapted-out"]];
@@ -16,8 +17,16 @@ export function setSampleTry(sample) {
   $("try-input").dataset.sample = "1";
 }
 
-/** Fits the box to the task: its label, and a sample text when it is empty or still a sample. */
+/**
+ * Fits the section to the task: a chat model on a causal-lm task gets the multi-turn chat
+ * (chat.js); otherwise the box (its label, and a sample text when it is empty or still a
+ * sample) and the two panes.
+ */
 export function fitTryToTask(causal) {
+  const chat = chatFits(causal);
+  $("chat").hidden = !chat;
+  $("try-single").hidden = chat;
+  $("try-panes").hidden = chat;
   setText("try-label", causal ? "Prompt" : "Texts to classify (one per line)");
   // Why the base model's labels look random: its classifier head is new and untrained.
   $("base-note").hidden = causal;

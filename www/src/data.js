@@ -1,4 +1,4 @@
-// Section 2, Data: choosing the file (picker, drop, a sample or the examples editor), its first lines, the core's check, and the held-out split.
+// Section 2, Data: choosing the file (picker, drop, a sample or one of the two editors), its first lines, the core's check, and the held-out split.
 import { Tuner } from "/web/dist/index.js";
 import { $, setText, dropZone } from "./dom.js";
 import { fmtInt } from "./format.js";
@@ -9,6 +9,7 @@ import { refreshButtons } from "./buttons.js";
 import { updateEstimate } from "./estimate.js";
 import { setSampleTry } from "./compare.js";
 import { showExamplesStatus, cancelExamplesSync } from "./examples.js";
+import { showConversationsStatus, cancelConversationsSync, importConversations } from "./conversations.js";
 import { LABELLED_FORMATS, holdOut, toJsonl } from "./labelled.js";
 
 // The data is checked by the core's own parser (Tuner.validateData): the format, rows,
@@ -64,13 +65,15 @@ function showCheck(name, v) {
   setText("data-msg", problemsLine(name, v.problems));
 }
 
+/** A problem's own words: the core's message without the source and line it starts with. */
+export function problemText(p) {
+  const msg = p.message.startsWith(`${p.source}: `) ? p.message.slice(p.source.length + 2) : p.message;
+  return p.line !== null ? msg.replace(new RegExp(`^line ${p.line}: `), "") : msg;
+}
+
 /** The first five problems, each said once with its line (the core's messages repeat the source and line). */
 export function problemsLine(name, problems) {
-  const shown = problems.slice(0, 5).map((p) => {
-    let msg = p.message.startsWith(`${p.source}: `) ? p.message.slice(p.source.length + 2) : p.message;
-    if (p.line !== null) msg = msg.replace(new RegExp(`^line ${p.line}: `), "");
-    return p.line !== null ? `line ${p.line}: ${msg}` : msg;
-  });
+  const shown = problems.slice(0, 5).map((p) => (p.line !== null ? `line ${p.line}: ${problemText(p)}` : problemText(p)));
   const more = problems.length > shown.length ? ` (and ${problems.length - shown.length} more)` : "";
   const n = problems.length;
   return `${n} problem${n === 1 ? "" : "s"} in ${name}${more}: ${shown.join("; ")}`;
@@ -110,22 +113,33 @@ export async function checkData() {
   document.dispatchEvent(new CustomEvent("webpeft:data-checked"));
 }
 
-/** `opts.editor`: the data is the examples editor's (examples.js), not a file. */
+/** The editors' status lines, and which editor shows: the task's (conversations for causal-lm), and the one holding the data. */
+export function showEditors() {
+  const causal = $("task").value === "causal-lm";
+  const editor = state.data?.editor;
+  $("examples").hidden = causal && editor !== "classes";
+  $("conversations").hidden = !causal && editor !== "chat";
+  showExamplesStatus();
+  showConversationsStatus();
+}
+
+/** `opts.editor`: the data is an editor's, not a file: "classes" (examples.js) or "chat" (conversations.js). */
 export async function useData(name, text, opts = {}) {
-  // A file chosen now wins over an edit still waiting to be applied.
-  if (!opts.editor) cancelExamplesSync();
+  // Data chosen now wins over another editor's edit still waiting to be applied.
+  if (opts.editor !== "classes") cancelExamplesSync();
+  if (opts.editor !== "chat") cancelConversationsSync();
   clearError("data");
-  state.data = { name, text, check: null, editor: !!opts.editor };
+  state.data = { name, text, check: null, editor: opts.editor ?? null };
   state.labels = null;
   setText("data-status", `${name}: checking…`);
   showFirstLines(text);
   showHoldOut();
-  showExamplesStatus();
+  showEditors();
   refreshButtons();
   await checkData();
 }
 
-/** No data (the examples editor emptied). */
+/** No data (an editor emptied). */
 export function clearData() {
   clearError("data");
   state.data = null;
@@ -133,7 +147,7 @@ export function clearData() {
   setText("data-status", "No data chosen.");
   $("data-preview-wrap").hidden = true;
   showHoldOut();
-  showExamplesStatus();
+  showEditors();
   refreshButtons();
 }
 
@@ -191,8 +205,10 @@ export function wireData() {
   for (const [id, key] of [["sample-tickets", "tickets"], ["sample-chat", "chat"]]) {
     $(id).addEventListener("click", async () => {
       const s = SAMPLES[key];
-      const r = await fetch(s.url);
-      await useData(s.name, await r.text());
+      const text = await (await fetch(s.url)).text();
+      // The chat sample goes into the conversations editor, to read and edit there.
+      if (key === "chat") await importConversations(s.name, text);
+      else await useData(s.name, text);
       setSampleTry(s);
     });
   }

@@ -1,4 +1,5 @@
 // Section 2, Data: the examples editor: classes with their typed examples, CSV/JSONL import and export, used as the training data.
+import { debounced } from "./debounce.js";
 import { $, setText, saveAs } from "./dom.js";
 import { fmtInt } from "./format.js";
 import { showError, clearError } from "./errors.js";
@@ -12,7 +13,6 @@ import { LABELLED_FORMATS, byLabel, toCsv, toJsonl } from "./labelled.js";
 // makes the editor the data again (a file chosen later replaces it).
 export const EXAMPLES_NAME = "examples.csv";
 let nextKey = 1;
-let pending = null; // the debounce timer of a sync
 
 /** The classes as typed: [{ name, examples }] (blank lines dropped, each line trimmed). */
 function readClasses() {
@@ -83,41 +83,28 @@ function classProblems(classes) {
   return "";
 }
 
-/** Makes the editor's examples the data after a pause in typing (`ms`), or at once with 0. */
-function syncSoon(ms = 400) {
-  clearTimeout(pending);
-  pending = setTimeout(() => {
-    pending = null;
-    sync();
-  }, ms);
-}
+// The editor becomes the data after a pause in typing (`syncing.soon(ms)`, at once with 0).
+const syncing = debounced(() => sync());
+const syncSoon = (ms) => syncing.soon(ms);
 
 /** Drops a pending edit's sync (a file was chosen meanwhile; editing again makes the editor the data). */
-export function cancelExamplesSync() {
-  clearTimeout(pending);
-  pending = null;
-}
+export const cancelExamplesSync = () => syncing.cancel();
 
 /** Applies a pending edit now (Start calls this, so the run trains on what is typed). */
-export async function flushExamples() {
-  if (pending === null) return;
-  clearTimeout(pending);
-  pending = null;
-  await sync();
-}
+export const flushExamples = () => syncing.flush();
 
 async function sync() {
   const classes = readClasses();
   setText("examples-msg", classProblems(classes));
   const rows = editorRows();
   if (!rows.length) {
-    if (state.data?.editor) clearData();
+    if (state.data?.editor === "classes") clearData();
     else showExamplesStatus();
     return;
   }
   const csv = toCsv(rows);
-  if (state.data?.editor && state.data.text === csv) return showExamplesStatus();
-  await useData(EXAMPLES_NAME, csv, { editor: true });
+  if (state.data?.editor === "classes" && state.data.text === csv) return showExamplesStatus();
+  await useData(EXAMPLES_NAME, csv, { editor: "classes" });
 }
 
 /** The editor's status line: how many examples, and whether training uses them or a file. */
@@ -128,7 +115,7 @@ export function showExamplesStatus() {
   const counts = `${classes.length} class${classes.length === 1 ? "" : "es"}, ${fmtInt(n)} example${n === 1 ? "" : "s"}`;
   let text;
   if (!n) text = d ? `Training uses ${d.name}; write examples here to use them instead.` : "No examples yet: name a class and write a few examples of it, one per line.";
-  else if (d?.editor) text = `${counts}: training uses these (as ${EXAMPLES_NAME}).`;
+  else if (d?.editor === "classes") text = `${counts}: training uses these (as ${EXAMPLES_NAME}).`;
   else text = `${counts}; training uses ${d ? d.name : "nothing yet"}. Edit an example here to use these instead.`;
   setText("examples-status", text);
 }

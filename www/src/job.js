@@ -21,6 +21,8 @@ export class Job {
     this.total = null;
     this.run = null;
     this.paused = false;
+    // True between the run's "paused" and "resumed" events: it stands between two steps.
+    this.parked = false;
     this.stopped = false;
     this.abandoned = false;
     this.lastLoss = undefined;
@@ -73,8 +75,13 @@ export class Job {
       this.lastLoss = e.loss;
       ui.step(e, this);
     } else if (e.event === "eval") ui.evaluated(e);
-    else if (e.event === "paused") ui.paused(true);
-    else if (e.event === "resumed") ui.paused(false);
+    else if (e.event === "paused") {
+      this.parked = true;
+      ui.paused(true);
+    } else if (e.event === "resumed") {
+      this.parked = false;
+      ui.paused(false);
+    }
     // Saved one after the other, without holding up the events (the run goes on meanwhile).
     else if (e.event === "checkpoint") this.saving = this.saving.then(() => ui.checkpoint(this, e));
   }

@@ -3,7 +3,7 @@ import { WebPeftError } from "/web/dist/index.js";
 import { $, setText, dropZone, saveAs } from "./dom.js";
 import { fmtBytes } from "./format.js";
 import { showError, clearError } from "./errors.js";
-import { state } from "./state.js";
+import { state, adapterChanged } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 
 const fileStem = () => `webpeft-${$("method").value}-${(state.source?.label ?? "model").replace(/[^\w.-]+/g, "_").slice(0, 40)}`;
@@ -26,12 +26,17 @@ const downloadAdapter = () => download(() => state.tuner.exportAdapter(), "zip",
 /** The LoRA adapter as llama.cpp's GGUF LoRA (the core refuses other methods with a clear error). */
 const downloadGguf = () => download(() => state.tuner.exportAdapterGguf(), "gguf", (name) => `for llama.cpp (--lora ${name}) or Ollama (ADAPTER ./${name} in a Modelfile).`);
 
+/** The paused run as a job that transformers' Trainer + PEFT continue on a GPU machine. */
+const downloadGpuJob = () =>
+  download(() => state.tuner.exportGpuJob(), "gpu-job.zip", () => "unzip it on a GPU machine and run `accelerate launch train.py` in webpeft-job/ (its README says what is inside).");
+
 async function loadAdapterFiles(files) {
   clearError("keep");
   if (!state.tuner) return showError("keep", new WebPeftError("input", "load the base model first (section 1)"));
   try {
     await state.tuner.loadAdapter(files);
     state.adapter = "loaded";
+    adapterChanged();
     $("continue-adapter").checked = true;
     setText("keep-status", `Loaded the adapter from ${files.map((f) => f.name).join(", ")}.`);
   } catch (e) {
@@ -44,6 +49,7 @@ async function loadAdapterFiles(files) {
 export function wireKeep() {
   $("download-adapter").addEventListener("click", downloadAdapter);
   $("download-gguf").addEventListener("click", downloadGguf);
+  $("download-gpu-job").addEventListener("click", downloadGpuJob);
   $("adapter-files").addEventListener("change", () => loadAdapterFiles([...$("adapter-files").files]));
   dropZone($("adapter-drop"), loadAdapterFiles);
 }

@@ -7,12 +7,14 @@ import { state } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 import { wireModel, updateSourceFields } from "./model.js";
 import { wireMethod, updateMethodFields } from "./method.js";
-import { wireData } from "./data.js";
+import { wireData, showEditors } from "./data.js";
 import { wireExamples } from "./examples.js";
+import { wireConversations } from "./conversations.js";
 import { wireEstimate } from "./estimate.js";
 import { wireTraining } from "./train.js";
 import { resetChart } from "./chart.js";
 import { wireCompare } from "./compare.js";
+import { wireChat } from "./chat.js";
 import { wireKeep } from "./keep.js";
 import { offerResume } from "./resume.js";
 
@@ -21,14 +23,17 @@ window.webpeftPage = state; // for debugging in the console
 wireModel();
 wireMethod();
 wireCompare();
+wireChat();
 wireData();
 wireExamples();
+wireConversations();
 wireEstimate();
 wireTraining();
 wireKeep();
 
 updateSourceFields();
 updateMethodFields();
+showEditors();
 refreshButtons();
 resetChart();
 offerResume();

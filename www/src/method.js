@@ -3,7 +3,7 @@ import { $, setText } from "./dom.js";
 import { state } from "./state.js";
 import { DEFAULTS, METHOD_LR } from "./presets.js";
 import { isEncoder, updateEstimate } from "./estimate.js";
-import { checkData, showEvalSplit } from "./data.js";
+import { checkData, showEvalSplit, showEditors } from "./data.js";
 import { fitTryToTask } from "./compare.js";
 
 const defaultLr = () => METHOD_LR[$("method").value] ?? DEFAULTS[$("task").value].lr;
@@ -27,6 +27,7 @@ function applyTaskDefaults() {
   $("seq-len").value = d.seqLen;
   $("eval-every").value = d.evalEvery;
   fitTryToTask($("task").value === "causal-lm");
+  showEditors();
   updateEstimate();
 }
 

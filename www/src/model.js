@@ -3,7 +3,7 @@ import { Tuner, WebPeftError } from "/web/dist/index.js";
 import { $, setText, dropZone } from "./dom.js";
 import { fmtBytes, fmtInt } from "./format.js";
 import { showError, clearError } from "./errors.js";
-import { state } from "./state.js";
+import { state, adapterChanged } from "./state.js";
 import { BUNDLED } from "./presets.js";
 import { refreshButtons } from "./buttons.js";
 import { applyModelDefaults } from "./method.js";
@@ -109,6 +109,7 @@ function dropModel() {
   state.tuner?.dispose();
   state.tuner = null;
   state.adapter = "none";
+  adapterChanged();
   resetResults();
   refreshButtons();
 }

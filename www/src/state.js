@@ -6,9 +6,13 @@ export const state = {
   source: null,
   modelKey: null, // "minilm" | "smollm2" | "hub:<id>" | "files:<names and sizes>"
   baseModel: undefined,
-  data: null, // { name, text, check, editor (the examples editor's), the core check includes its parsed classification rows, `check.examples` }
+  data: null, // { name, text, check, editor: "classes" | "chat" | null (an editor's data, or a file's) }; the core's check includes its parsed classification rows, `check.examples`
   adapter: "none", // "none" | "trained" | "loaded"
   training: null, // the current run's Job (see job.js)
+  chatting: null, // the AbortController of the chat reply being generated (chat.js)
   labels: null,
   suggestion: null, // tuner.suggestOptions for the model and data: { options, why }
 };
+
+/** Says that the adapter on the model changed (trained, loaded, reset, or another model): chat.js starts a new conversation. */
+export const adapterChanged = () => document.dispatchEvent(new CustomEvent("webpeft:adapter-changed"));

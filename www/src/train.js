@@ -3,7 +3,7 @@ import { WebPeftError } from "/web/dist/index.js";
 import { $, setText } from "./dom.js";
 import { fmtInt, fmtTime } from "./format.js";
 import { explain, showError, clearError } from "./errors.js";
-import { state } from "./state.js";
+import { state, adapterChanged } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 import { Job } from "./job.js";
 import { resetChart, restoreChart, plotStep, plotEval } from "./chart.js";
@@ -12,6 +12,7 @@ import { saveCheckpoint, clearCheckpoint } from "./checkpoint.js";
 import { loadModel } from "./model.js";
 import { trainingSplit } from "./data.js";
 import { flushExamples } from "./examples.js";
+import { flushConversations } from "./conversations.js";
 import { resetResults, showResults } from "./results.js";
 
 /** What the page shows of a run's events (the Job calls these). */
@@ -57,8 +58,11 @@ const ui = {
 /** Starts a run; `resumeFrom` ({ meta, files } from OPFS) continues a checkpointed one. */
 export async function startTraining({ resumeFrom } = {}) {
   clearError("train");
-  // What was just typed in the examples editor is the data this run trains on.
-  if (!resumeFrom) await flushExamples();
+  // What was just typed in an editor is the data this run trains on.
+  if (!resumeFrom) {
+    await flushExamples();
+    await flushConversations();
+  }
   if (refuseStart(resumeFrom)) return;
   clearError("data");
   resetResults();
@@ -114,6 +118,7 @@ async function newJob(resumeFrom) {
   if (resumeFrom && state.adapter !== "none") {
     await state.tuner.resetAdapter();
     state.adapter = "none";
+    adapterChanged();
   }
   const meta = resumeFrom?.meta;
   const options = meta?.options ?? readOptions();
@@ -141,6 +146,7 @@ async function prepareChart(job, resumeFrom) {
 
 async function finished(job, summary, t0) {
   state.adapter = "trained";
+  adapterChanged();
   const how = summary.reason === "completed" ? "Finished" : summary.reason === "cancelled" ? "Stopped" : `Ended (${summary.reason})`;
   const seconds = (performance.now() - t0) / 1000;
   // The checkpoint is for runs cut short by a reload; a run that ended on purpose needs none.
@@ -159,7 +165,10 @@ async function failed(job, e) {
   // A failed start leaves the model and its adapter as they were; a run that
   // started and then failed keeps the adapter of its last good step.
   const started = job.total !== null;
-  if (started) state.adapter = "trained";
+  if (started) {
+    state.adapter = "trained";
+    adapterChanged();
+  }
   setText("train-status", started ? `Stopped by an error at step ${job.done}; the adapter keeps its last good values.` : "Not started.");
   if (state.data && e.line) setText("train-msg", fixLine(e.line));
   // Only a crash of the engine loses the model: load it again so the page keeps working.

@@ -852,8 +852,8 @@ pub struct ValidateOptions {
     pub task: Option<Task>,
     /// The training sequence length: truncation is counted against it (default 128, training's default).
     pub seq_len: Option<usize>,
-    /// Also return classification rows as parsed (`examples`), for a caller that splits or shows
-    /// them without a parser of its own (default false).
+    /// Also return classification rows (`examples`) or chat conversations (`conversations`) as
+    /// parsed, for a caller that splits or shows them without a parser of its own (default false).
     pub examples: Option<bool>,
 }
 
@@ -933,6 +933,10 @@ pub struct Validation {
     pub labels: Option<Vec<LabelCount>>,
     /// With the `examples` option, classification data's rows that parsed, in file order; else null.
     pub examples: Option<Vec<LabelledExample>>,
+    /// With the `examples` option, chat data's conversations (`messages` rows) that parsed, in
+    /// file order; else null.
+    #[cfg_attr(test, ts(type = "{ role: string, content: string }[][] | null"))]
+    pub conversations: Option<Vec<Vec<crate::formats::tokenizer::Message>>>,
     /// With a model's tokenizer, when the rows that parsed encode: token counts; else null.
     pub tokens: Option<TokenCounts>,
     /// Training's notes on the data: rows truncated at the sequence length, or skipped.
@@ -957,6 +961,7 @@ pub fn validate(file_name: &str, bytes: &[u8], tok: Option<&TextTokenizer>, opts
         rows: ds.as_ref().map_or(0, Dataset::len),
         labels: None,
         examples: None,
+        conversations: None,
         tokens: None,
         warnings: vec![],
         problems: vec![],
@@ -964,6 +969,9 @@ pub fn validate(file_name: &str, bytes: &[u8], tok: Option<&TextTokenizer>, opts
     };
     if let Some(ds) = ds.filter(|d| !d.is_empty()) {
         let labelled = matches!(ds.records.first(), Some(Record::Labelled { .. }));
+        if opts.examples == Some(true) && matches!(ds.records.first(), Some(Record::Messages(_))) {
+            v.conversations = Some(ds.records.iter().filter_map(|r| if let Record::Messages(m) = r { Some(m.clone()) } else { None }).collect());
+        }
         let task = opts.task.unwrap_or(if labelled { Task::SeqCls } else { Task::CausalLm });
         v.task = Some(task);
         let map = if labelled { Some(label_map(&ds)) } else { None };
@@ -1371,6 +1379,13 @@ mod tests {
         let v2 = validate("q.csv", quoted.as_bytes(), None, &ValidateOptions { examples: Some(true), ..Default::default() });
         let rows: Vec<(&str, &str)> = v2.examples.as_ref().unwrap().iter().map(|e| (e.text.as_str(), e.label.as_str())).collect();
         assert_eq!(rows, [("a, \"quoted\" one", "pos"), ("plain", "neg")]);
+        assert_eq!(v2.conversations, None, "classification data has no conversations");
+        // Chat data: the conversations as parsed, in file order (escapes read, roles kept).
+        let chat = "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\"Hi \\\"you\\\"\"},{\"role\":\"assistant\",\"content\":\"Ahoy\"}]}\n\n{\"messages\":[{\"role\":\"user\",\"content\":\"2\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n";
+        let v3 = validate("c.jsonl", chat.as_bytes(), None, &ValidateOptions { examples: Some(true), ..Default::default() });
+        let convs: Vec<Vec<(&str, &str)>> = v3.conversations.as_ref().unwrap().iter().map(|c| c.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect()).collect();
+        assert_eq!(convs, [vec![("system", "Be brief."), ("user", "Hi \"you\""), ("assistant", "Ahoy")], vec![("user", "2"), ("assistant", "b")]]);
+        assert_eq!((v3.examples, validate("c.jsonl", chat.as_bytes(), None, &ValidateOptions::default()).conversations), (None, None));
         assert_eq!(
             v.problems,
             [Problem {
