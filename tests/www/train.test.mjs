@@ -82,6 +82,12 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   await base.waitFor();
   assert.equal(await adapted.locator("tr").count(), 4);
   assert.match(await adapted.textContent(), /(billing|bug|feature) \d+%/);
+  // With the adapter, the predictions follow the text as it is typed: no button.
+  await page.getByLabel("Texts to classify (one per line)").fill("the invoice charged me twice\nthe app crashes when I log in");
+  await page.waitForFunction(() => document.querySelector('table[aria-label="Adapted predictions"]')?.rows.length === 3, null, { timeout: 30_000 });
+  const live = await adapted.locator("tr").nth(1).textContent();
+  assert.match(live, /^the invoice charged me twice/);
+  assert.equal(await base.locator("tr").count(), 3, "the base column follows too");
   await page.getByRole("heading", { name: "Try it" }).scrollIntoViewIfNeeded();
   await page.screenshot({ path: join(SHOTS, "finished.png"), fullPage: true });
 

@@ -6,6 +6,7 @@ import { state } from "./state.js";
 import { SAMPLES } from "./presets.js";
 import { refreshButtons } from "./buttons.js";
 import { chatFits } from "./chat.js";
+import { debounced } from "./debounce.js";
 
 // The base model's output first, then the adapted one's.
 const PANES = [[false, "base-out"], [true, "adapted-out"]];
@@ -105,7 +106,37 @@ function predictionsTable(texts, results, adapter) {
   return table;
 }
 
+// Classification with an adapter: the predictions follow the text as it is typed, after a
+// pause. One classify at a time: text typed during one is classified when it ends.
+let classifying = false;
+let again = false;
+const live = debounced(async () => {
+  if (classifying) {
+    again = true;
+    return;
+  }
+  const t = state.tuner;
+  const texts = $("try-input").value.split("\n").map((s) => s.trim()).filter(Boolean);
+  if (!t || state.training || state.adapter === "none" || $("task").value !== "seq-cls" || !texts.length) return;
+  classifying = true;
+  clearError("try");
+  try {
+    await compareClassify(t, texts);
+  } catch (e) {
+    showError("try", e);
+  } finally {
+    classifying = false;
+  }
+  if (again) {
+    again = false;
+    live.soon(0);
+  }
+});
+
 export function wireCompare() {
-  $("try-input").addEventListener("input", () => delete $("try-input").dataset.sample);
+  $("try-input").addEventListener("input", () => {
+    delete $("try-input").dataset.sample;
+    live.soon(500);
+  });
   $("compare").addEventListener("click", compare);
 }
