@@ -46,6 +46,8 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   await page.waitForTimeout(1500);
   assert.equal(await chartPoints(page), pausedAt, "no steps while paused");
   assert.ok(await page.getByRole("button", { name: "Resume", exact: true }).isEnabled());
+  // The page says how much browser storage it uses (checkpoints every 5 steps are in OPFS).
+  await page.locator("#storage-use").filter({ hasText: /^Browser storage for this page: [\d.]+ [KMG]?B used of [\d.]+ [KMG]?B/ }).waitFor({ timeout: 10_000 });
   // Paused, the run can move to a GPU machine: a zip whose job resumes at this step.
   const pausedStep = Number((await trainStatus(page).textContent()).match(/^Paused at step (\d+)/)[1]);
   const [job] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Continue on a GPU machine (zip)" }).click()]);

@@ -1,4 +1,5 @@
 // The OPFS checkpoint (section 6): a run's data, its latest checkpoint and the page's metadata, to resume after a reload.
+import { showStorage } from "./keep.js";
 import { $ } from "./dom.js";
 import { state } from "./state.js";
 import { chartUpTo } from "./chart.js";
@@ -39,6 +40,7 @@ export async function saveCheckpoint(job, e) {
   await writeFile(dir, "meta.json", JSON.stringify(checkpointMeta(job, e, folder)));
   job.savedFolder = folder;
   if (old && old !== folder) await dir.removeEntry(old, { recursive: true }).catch(() => {});
+  showStorage();
 }
 
 /** What the page needs besides the package's files to resume: the model to load, the data, the options. */
@@ -90,4 +92,5 @@ export async function clearCheckpoint() {
   } catch {
     // nothing saved
   }
+  showStorage();
 }

@@ -46,7 +46,15 @@ async function loadAdapterFiles(files) {
   }
 }
 
+/** This site's browser storage (OPFS checkpoints, cached models) against its quota, as the browser estimates them. */
+export async function showStorage() {
+  const est = await navigator.storage?.estimate?.().catch(() => null);
+  if (!est || !est.quota) return setText("storage-use", "");
+  setText("storage-use", `Browser storage for this page: ${fmtBytes(est.usage ?? 0)} used of ${fmtBytes(est.quota)} (checkpoints and cached models).`);
+}
+
 export function wireKeep() {
+  showStorage();
   $("download-adapter").addEventListener("click", downloadAdapter);
   $("download-gguf").addEventListener("click", downloadGguf);
   $("download-gpu-job").addEventListener("click", downloadGpuJob);
