@@ -32,6 +32,16 @@ async function compare(page, which = "Adapted predictions") {
   );
 }
 
+/** Loads MiniLM, uploads the tickets and trains 6 LoRA steps (no checkpoints, no evaluation). */
+async function trainSixSteps(page) {
+  await loadMiniLm(page);
+  await uploadTickets(page);
+  await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 6, "Evaluate every N steps (0 = at the end only)": 0, "Checkpoint every N steps (0 = off)": 0 });
+  await page.getByLabel("Learning rate").fill("0.005");
+  await page.getByRole("button", { name: "Start" }).click();
+  await waitStatus(page, /^Finished: 6 steps/, 120_000);
+}
+
 function assertSamePredictions(got, want, tol = 1e-4) {
   assert.equal(got.length, want.length);
   for (let i = 0; i < want.length; i++) {
@@ -50,12 +60,7 @@ test("an adapter downloaded after training, loaded after a reload, predicts the 
   const b = await openPage();
   try {
     const { page } = b;
-    await loadMiniLm(page);
-    await uploadTickets(page);
-    await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 6, "Evaluate every N steps (0 = at the end only)": 0, "Checkpoint every N steps (0 = off)": 0 });
-    await page.getByLabel("Learning rate").fill("0.005");
-    await page.getByRole("button", { name: "Start" }).click();
-    await waitStatus(page, /^Finished: 6 steps/, 120_000);
+    await trainSixSteps(page);
 
     const before = await compare(page);
     const base = await page.getByRole("table", { name: "Base predictions" }).locator("tr[data-probs]").evaluateAll((rows) => rows.map((r) => JSON.parse(r.dataset.probs)));
@@ -86,6 +91,37 @@ test("an adapter downloaded after training, loaded after a reload, predicts the 
     const after = await compare(page);
     assertSamePredictions(after, before);
     assert.deepEqual(b.console.filter((l) => l.startsWith("[pageerror]") || /Failed to load resource/.test(l)), [], "no page errors or missing files");
+  } finally {
+    await b.close();
+  }
+});
+
+test("a run's adapter is kept in the browser: after a reload it goes back on the model and predicts the same", { timeout: 180_000 }, async () => {
+  const b = await openPage();
+  try {
+    const { page } = b;
+    assert.ok(await page.locator("#kept-adapter").isHidden(), "nothing is kept on a first visit");
+    await trainSixSteps(page);
+    await page.locator("#kept-info").filter({ hasText: /^Kept in this browser: a lora adapter trained on all-MiniLM-L6-v2 \(6 steps, last loss/ }).waitFor();
+    const before = await compare(page);
+
+    await page.reload();
+    await page.waitForFunction(() => window.webpeftReady === true, null, { timeout: 30_000 });
+    const load = page.getByRole("button", { name: "Load the kept adapter" });
+    await load.waitFor({ timeout: 10_000 });
+    assert.ok(await load.isDisabled(), "no model yet");
+    await loadMiniLm(page);
+    await load.click();
+    await page.locator("#keep-status").filter({ hasText: /^Loaded the kept adapter/ }).waitFor({ timeout: 30_000 });
+    assert.equal(await page.locator("#keep-msg").textContent(), "");
+    assertSamePredictions(await compare(page), before);
+
+    await page.getByRole("button", { name: "Forget the kept adapter" }).click();
+    await page.locator("#kept-adapter").waitFor({ state: "hidden" });
+    await page.reload();
+    await page.waitForFunction(() => window.webpeftReady === true, null, { timeout: 30_000 });
+    await page.waitForTimeout(500); // the kept adapter, if any, shows after an OPFS read
+    assert.ok(await page.locator("#kept-adapter").isHidden(), "forgotten for good");
   } finally {
     await b.close();
   }

@@ -21,5 +21,6 @@ export function refreshButtons() {
   // A GPU job continues a run from where it stands: between steps, so while it is paused.
   $("download-gpu-job").disabled = !busy || !t.parked;
   $("adapter-files").disabled = busy || chatting || !state.tuner;
+  $("load-kept").disabled = busy || chatting || !state.tuner;
   $("continue-wrap").hidden = state.adapter === "none" || busy;
 }

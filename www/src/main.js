@@ -3,6 +3,7 @@
 // chart, compare base and adapted outputs, export or checkpoint the adapter.
 // Bundled by www/build.mjs (esbuild) with uPlot; the webpeft package itself is
 // imported from /web/dist at run time so the page always uses the built package.
+import { wireKept } from "./kept.js";
 import { state } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 import { wireModel, updateSourceFields } from "./model.js";
@@ -30,6 +31,7 @@ wireConversations();
 wireEstimate();
 wireTraining();
 wireKeep();
+wireKept();
 
 updateSourceFields();
 updateMethodFields();

@@ -1,4 +1,5 @@
 // Section 4, Training: starting, pausing, resuming and stopping a run, and showing its progress as it goes.
+import { keepAdapter } from "./kept.js";
 import { WebPeftError } from "/web/dist/index.js";
 import { $, setText } from "./dom.js";
 import { fmtInt, fmtTime } from "./format.js";
@@ -152,10 +153,11 @@ async function finished(job, summary, t0) {
   // The checkpoint is for runs cut short by a reload; a run that ended on purpose needs none.
   // It is cleared before the status says the run ended, so that "Finished"/"Stopped" and
   // an enabled Start appear together (the caller re-enables the buttons right after).
-  if (job.every > 0) {
-    await clearCheckpoint();
-    setText("keep-status", "The run ended, so its checkpoint was cleared; download the adapter to keep it.");
-  }
+  if (job.every > 0) await clearCheckpoint();
+  // The run's adapter is kept in this browser (replacing the one kept before), so a reload can
+  // put it back without a download.
+  await keepAdapter(job, summary);
+  setText("keep-status", "The run's adapter is kept in this browser (Keep the work); download it to use it elsewhere.");
   setText("train-status", `${how}: ${summary.steps} steps in ${fmtTime(seconds)}${summary.loss !== undefined ? `, last loss ${summary.loss.toFixed(4)}` : ""}.`);
   $("train-progress").value = summary.steps;
 }
