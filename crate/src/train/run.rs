@@ -102,9 +102,8 @@ pub struct Run {
     pub step: usize,
     pub total_steps: usize,
     steps_per_epoch: usize,
-    order: Vec<usize>,
-    cursor: usize,
-    epoch: usize,
+    /// Which rows the next micro-batch takes.
+    batches: Batches,
     tokens: usize,
     session_steps: usize,
     started_at: Option<f64>,
@@ -142,17 +141,16 @@ impl Run {
             }
         };
         let trainer = Trainer::new(model, config.optim.clone());
-        let mut run = Self {
+        let batches = Batches::new(train.len(), config.batch, config.shuffle, config.seed);
+        Ok(Self {
             trainer,
-            order: (0..train.len()).collect(),
+            batches,
             train,
             eval,
             config,
             step: 0,
             total_steps,
             steps_per_epoch,
-            cursor: 0,
-            epoch: 0,
             tokens: 0,
             session_steps: 0,
             started_at: None,
@@ -161,9 +159,7 @@ impl Run {
             finished: false,
             dp,
             last_batch: None,
-        };
-        run.shuffle();
-        Ok(run)
+        })
     }
 
     /// Number of training examples.
@@ -176,10 +172,6 @@ impl Run {
         self.steps_per_epoch
     }
 
-    fn shuffle(&mut self) {
-        self.order = epoch_order(self.train.len(), self.config.shuffle, self.config.seed, self.epoch);
-    }
-
     /// The training examples, as encoded.
     pub fn train_examples(&self) -> &[Example] {
         &self.train
@@ -189,32 +181,13 @@ impl Run {
     /// [`Run::train_examples`], in the order the run feeds them (its per-epoch shuffles included).
     /// Not for DP runs, which sample Poisson batches.
     pub fn micro_batch_plan(&self) -> Vec<Vec<usize>> {
-        let (n, batch) = (self.train.len(), self.config.batch);
-        let mut out = Vec::with_capacity(self.total_steps * self.config.grad_accum);
-        let (mut epoch, mut order, mut cursor) = (0, epoch_order(n, self.config.shuffle, self.config.seed, 0), 0);
-        while out.len() < self.total_steps * self.config.grad_accum {
-            if cursor >= n {
-                epoch += 1;
-                cursor = 0;
-                order = epoch_order(n, self.config.shuffle, self.config.seed, epoch);
-            }
-            let end = (cursor + batch).min(n);
-            out.push(order[cursor..end].to_vec());
-            cursor = end;
-        }
-        out
+        let mut fresh = Batches::new(self.train.len(), self.config.batch, self.config.shuffle, self.config.seed);
+        (0..self.total_steps * self.config.grad_accum).map(|_| fresh.next_rows().to_vec()).collect()
     }
 
     /// The next micro-batch, wrapping into a new epoch as needed.
     fn next_micro(&mut self) -> MicroBatch {
-        if self.cursor >= self.order.len() {
-            self.epoch += 1;
-            self.cursor = 0;
-            self.shuffle();
-        }
-        let end = (self.cursor + self.config.batch).min(self.order.len());
-        let rows: Vec<&Example> = self.order[self.cursor..end].iter().map(|&i| &self.train[i]).collect();
-        self.cursor = end;
+        let rows: Vec<&Example> = self.batches.next_rows().iter().map(|&i| &self.train[i]).collect();
         let b = collate(&rows, self.config.pad_id);
         self.tokens += b.tokens;
         let targets = match self.config.task {
@@ -340,15 +313,44 @@ impl Run {
     }
 }
 
-/// The row order of epoch `epoch`: one seeded permutation per epoch when shuffling, so a
-/// resumed run (and an exported job) sees the same order.
-fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    if shuffle {
-        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(epoch as u64));
-        order.shuffle(&mut rng);
+/// The rows of each micro-batch, epoch after epoch: one seeded permutation per epoch when
+/// shuffling, so a resumed run (and an exported job's plan) sees the same batches. An epoch's
+/// last batch may be short; batches never straddle epochs.
+struct Batches {
+    batch: usize,
+    shuffle: bool,
+    seed: u64,
+    epoch: usize,
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+impl Batches {
+    fn new(n: usize, batch: usize, shuffle: bool, seed: u64) -> Self {
+        let mut b = Self { batch, shuffle, seed, epoch: 0, order: (0..n).collect(), cursor: 0 };
+        b.shuffle_epoch();
+        b
     }
-    order
+
+    fn shuffle_epoch(&mut self) {
+        self.order.sort_unstable();
+        if self.shuffle {
+            let mut rng = StdRng::seed_from_u64(self.seed.wrapping_add(self.epoch as u64));
+            self.order.shuffle(&mut rng);
+        }
+    }
+
+    /// The next micro-batch's rows, wrapping into a new epoch as needed.
+    fn next_rows(&mut self) -> &[usize] {
+        if self.cursor >= self.order.len() {
+            self.epoch += 1;
+            self.cursor = 0;
+            self.shuffle_epoch();
+        }
+        let start = self.cursor;
+        self.cursor = (start + self.batch).min(self.order.len());
+        &self.order[start..self.cursor]
+    }
 }
 
 /// Loss and metrics of `model` on `examples` (no gradients are kept).
