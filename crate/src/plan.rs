@@ -295,10 +295,7 @@ fn is_head(module: &str) -> bool {
 
 /// The facts of the family that loads `model_type`, or the loader's error for one none loads.
 fn family_facts(model_type: &str, file: &str) -> Result<Facts> {
-    facts(model_type).ok_or_else(|| match model_type {
-        "" => Error::format(file, "model_type is missing"),
-        other => Error::unsupported(file, format!("unknown model_type '{other}' (supported: {})", crate::models::model_types().join(", "))),
-    })
+    facts(model_type).ok_or_else(|| crate::models::no_family(model_type, file))
 }
 
 /// The training job's fields, read through its serialised form so the plan

@@ -183,10 +183,15 @@ macro_rules! families {
                 let (net, info) = <$ty as Family>::load(config, w, device)?;
                 return Ok((Network::$variant(net), info));
             })*
-            Err(match model_type {
-                "" => Error::format("config.json", "model_type is missing"),
-                other => Error::unsupported("config.json", format!("unknown model_type '{other}' (supported: {})", model_types().join(", "))),
-            })
+            Err(no_family(model_type, "config.json"))
+        }
+
+        /// The error for a `model_type` no family loads, naming `file` and the supported ones.
+        pub fn no_family(model_type: &str, file: &str) -> Error {
+            match model_type {
+                "" => Error::format(file, "model_type is missing"),
+                other => Error::unsupported(file, format!("unknown model_type '{other}' (supported: {})", model_types().join(", "))),
+            }
         }
     };
 }
