@@ -1,5 +1,6 @@
 // The OPFS checkpoint (section 6): a run's data, its latest checkpoint and the page's metadata, to resume after a reload.
 import { showStorage } from "./keep.js";
+import { writeFile, readFile } from "./opfs.js";
 import { $ } from "./dom.js";
 import { state } from "./state.js";
 import { chartUpTo } from "./chart.js";
@@ -16,14 +17,6 @@ async function ckptDir(create) {
   return root.getDirectoryHandle(CKPT, { create });
 }
 
-async function writeFile(dir, name, data) {
-  const h = await dir.getFileHandle(name, { create: true });
-  const w = await h.createWritable();
-  await w.write(data);
-  await w.close();
-}
-
-const readFile = async (dir, name) => (await dir.getFileHandle(name)).getFile();
 
 export async function saveCheckpoint(job, e) {
   const dir = await ckptDir(true);

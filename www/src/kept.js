@@ -7,6 +7,7 @@ import { showError, clearError } from "./errors.js";
 import { state, adapterChanged } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 import { showStorage } from "./keep.js";
+import { writeFile, readFile } from "./opfs.js";
 
 const DIR = "webpeft-kept-adapter";
 const FILES = ["adapter_config.json", "adapter_model.safetensors", "webpeft.json"];
@@ -19,8 +20,7 @@ async function keptDir(create = false) {
 /** The kept adapter's record ({ model, method, steps, loss, savedAt }), or null. */
 async function readMeta() {
   try {
-    const f = await (await (await keptDir()).getFileHandle("meta.json")).getFile();
-    return JSON.parse(await f.text());
+    return JSON.parse(await (await readFile(await keptDir(), "meta.json")).text());
   } catch {
     return null;
   }
@@ -42,15 +42,9 @@ export async function keepAdapter(job, summary) {
   try {
     const files = await state.tuner.exportAdapterFiles();
     const dir = await keptDir(true);
-    for (const name of FILES) {
-      const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
-      await w.write(files[name]);
-      await w.close();
-    }
+    for (const name of FILES) await writeFile(dir, name, files[name]);
     const meta = { model: state.source?.label ?? "the model", modelKey: state.modelKey, method: job.options.method, steps: summary.steps, loss: summary.loss ?? null, savedAt: new Date().toISOString() };
-    const w = await (await dir.getFileHandle("meta.json", { create: true })).createWritable();
-    await w.write(JSON.stringify(meta));
-    await w.close();
+    await writeFile(dir, "meta.json", JSON.stringify(meta));
   } catch (e) {
     // Keeping is a convenience: the adapter is still on the model and can be downloaded.
     showError("keep", e);
@@ -65,7 +59,7 @@ async function loadKept() {
   try {
     const dir = await keptDir();
     const files = {};
-    for (const name of FILES) files[name] = new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer());
+    for (const name of FILES) files[name] = new Uint8Array(await (await readFile(dir, name)).arrayBuffer());
     await state.tuner.loadAdapter(files);
     state.adapter = "loaded";
     adapterChanged();
