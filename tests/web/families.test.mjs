@@ -47,59 +47,42 @@ test("Gemma 3 GGUF with a SentencePiece vocabulary: transformers' logits and tok
   }
 });
 
-// RoBERTa through the package, as a person loads a directory's files: the class logits of
-// transformers' RobertaForSequenceClassification on both backends (positions after the padding id).
-test("RoBERTa from safetensors: transformers' class logits on WebGPU and the wasm CPU backend", { timeout: 20 * 60_000 }, async () => {
-  const dir = "tests/fixtures/tiny-roberta";
+/**
+ * Loads a tiny model directory through the package on WebGPU and on the wasm CPU backend, as a
+ * person loads a directory's files: it must report `architecture` and give `length` logits
+ * (default: as many as the reference has) within 1e-4 of transformers'.
+ */
+async function checkDirectoryLogits(dir, architecture, length) {
   const ref = readSafetensors(readFileSync(join(ROOT, dir, "reference.safetensors")));
   const ids = ref.input_ids.data;
   for (const backend of ["webgpu", "cpu"]) {
     const loaded = await wp("load", ["config.json", "tokenizer.json", "model.safetensors"].map((f) => `/${dir}/${f}`), { backend });
     assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
     const info = await inPage((t) => t.info);
-    assert.equal(info.value.architecture, "RobertaForSequenceClassification", JSON.stringify(info.value));
+    assert.equal(info.value.architecture, architecture, JSON.stringify(info.value));
     const out = await inPage((t, x) => t.forward(x), ids);
     assert.equal(out.error, undefined, JSON.stringify(out.error));
-    assert.equal(out.value.length, 3);
+    assert.equal(out.value.length, length ?? ref.logits.data.length);
     const diff = maxAbsDiff(out.value, ref.logits.data);
     assert.ok(diff <= 1e-4, `${backend}: max |logits - transformers'| = ${diff}`);
   }
+}
+
+// RoBERTa through the package, as a person loads a directory's files: the class logits of
+// transformers' RobertaForSequenceClassification on both backends (positions after the padding id).
+test("RoBERTa from safetensors: transformers' class logits on WebGPU and the wasm CPU backend", { timeout: 20 * 60_000 }, async () => {
+  await checkDirectoryLogits("tests/fixtures/tiny-roberta", "RobertaForSequenceClassification", 3);
 });
 
 // Phi-3 through the package (fused qkv/gate_up, partial rotary, LongRoPE, sliding window): the
 // whole pass's logits, which use LongRoPE's long factors, on both backends.
 test("Phi-3 from safetensors: transformers' logits on WebGPU and the wasm CPU backend", { timeout: 20 * 60_000 }, async () => {
-  const dir = "tests/fixtures/tiny-phi3";
-  const ref = readSafetensors(readFileSync(join(ROOT, dir, "reference.safetensors")));
-  const ids = ref.input_ids.data;
-  for (const backend of ["webgpu", "cpu"]) {
-    const loaded = await wp("load", ["config.json", "tokenizer.json", "model.safetensors"].map((f) => `/${dir}/${f}`), { backend });
-    assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
-    const info = await inPage((t) => t.info);
-    assert.equal(info.value.architecture, "Phi3ForCausalLM", JSON.stringify(info.value));
-    const out = await inPage((t, x) => t.forward(x), ids);
-    assert.equal(out.error, undefined, JSON.stringify(out.error));
-    assert.equal(out.value.length, ref.logits.data.length);
-    const diff = maxAbsDiff(out.value, ref.logits.data);
-    assert.ok(diff <= 1e-4, `${backend}: max |logits - transformers'| = ${diff}`);
-  }
+  await checkDirectoryLogits("tests/fixtures/tiny-phi3", "Phi3ForCausalLM");
 });
 
 // ModernBERT through the package: local and global layers, mean pooling and the prediction head.
 test("ModernBERT from safetensors: transformers' class logits on WebGPU and the wasm CPU backend", { timeout: 20 * 60_000 }, async () => {
-  const dir = "tests/fixtures/tiny-modernbert";
-  const ref = readSafetensors(readFileSync(join(ROOT, dir, "reference.safetensors")));
-  for (const backend of ["webgpu", "cpu"]) {
-    const loaded = await wp("load", ["config.json", "tokenizer.json", "model.safetensors"].map((f) => `/${dir}/${f}`), { backend });
-    assert.equal(loaded.error, undefined, JSON.stringify(loaded.error));
-    const info = await inPage((t) => t.info);
-    assert.equal(info.value.architecture, "ModernBertForSequenceClassification", JSON.stringify(info.value));
-    const out = await inPage((t, x) => t.forward(x), ref.input_ids.data);
-    assert.equal(out.error, undefined, JSON.stringify(out.error));
-    assert.equal(out.value.length, 3);
-    const diff = maxAbsDiff(out.value, ref.logits.data);
-    assert.ok(diff <= 1e-4, `${backend}: max |logits - transformers'| = ${diff}`);
-  }
+  await checkDirectoryLogits("tests/fixtures/tiny-modernbert", "ModernBertForSequenceClassification", 3);
 });
 
 // QLoRA in the browser: the tiny Qwen2 GGUF's Q8_0, Q5_0 and Q5_1 matrices stay in their blocks
