@@ -9,7 +9,10 @@ use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::generate::read_f32;
 use crate::peft::create::{create_adapter, AdapterSpec, Method};
+use rand::SeedableRng;
+
 use crate::train::data::Task;
+use crate::train::dp::DpPlan;
 use crate::train::{MicroBatch, Targets, TrainOptions, Trainer};
 use crate::{Error, Model, Result};
 
@@ -79,6 +82,34 @@ impl TrainBench {
     /// from the device, so the step has finished when this returns.
     pub async fn step(&mut self) -> Result<f32> {
         Ok(self.trainer.step(&self.micro).await?.loss)
+    }
+
+    /// A DP-SGD step on the same rows, each an example (noise multiplier 1,
+    /// clipping norm 1, the batch as the expected batch size): per-example
+    /// gradients from one batched backward pass, or with `per_example_loop`
+    /// from a backward pass per example. Returns the mean per-example loss.
+    pub async fn dp_step(&mut self, per_example_loop: bool) -> Result<f32> {
+        let examples: Vec<MicroBatch> = self.micro[0]
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let targets = match &self.micro[0].targets {
+                    Targets::Classes(c) => Targets::Classes(vec![c[i]]),
+                    _ => Targets::CausalLm,
+                };
+                MicroBatch { ids: vec![row.clone()], attention_mask: None, targets }
+            })
+            .collect();
+        let rows = examples.len();
+        let plan = DpPlan { accountant: "rdp".into(), target_epsilon: None, delta: 1e-5, noise_multiplier: 1.0, max_grad_norm: 1.0, sample_rate: 0.5, expected_batch_size: rows as f64, steps: 1 };
+        *self.trainer.dp_per_example.borrow_mut() = per_example_loop.then(|| "benchmark: one pass per example".to_string());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let stats = self.trainer.dp_step(&examples, &plan, &mut rng).await?;
+        if !per_example_loop && self.trainer.dp_per_example.borrow().is_some() {
+            return Err(Error::input("benchmark", "the batched DP pass fell back to one pass per example"));
+        }
+        Ok(stats.loss)
     }
 }
 

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::error::Result;
 pub use crate::models::blocks::BlockWeight;
 use crate::formats::safetensors::{HostTensor, WeightMap};
+use crate::models::taps::{self, Rule};
 use crate::peft::ia3::Ia3Layer;
 use crate::peft::lora::LoraLayer;
 
@@ -165,9 +166,17 @@ impl Linear {
 
     /// Applies the layer (and any adapter on it) to the last dimension of `x`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let recording = taps::recording();
         let ia3 = self.ia3.as_ref().filter(|l| l.enabled);
         let x = match ia3 {
-            Some(l) if l.feedforward => x * l.vector.val().unsqueeze::<D>(),
+            Some(l) if l.feedforward => {
+                let scaled = x.clone() * l.vector.val().unsqueeze::<D>();
+                if recording {
+                    taps::tap(scaled, taps::trained(&l.vector).map(|id| (id, Rule::Scale, Some(x))).into_iter().collect())
+                } else {
+                    scaled
+                }
+            }
             _ => x,
         };
         let bias = self.bias.as_ref().map(|b| b.val());
@@ -178,13 +187,28 @@ impl Linear {
                 None => b.linear(x.clone()),
             },
         };
+        if recording {
+            let mut uses = vec![];
+            if let LinearWeight::Dense(w) = &self.weight {
+                uses.extend(taps::trained(w).map(|id| (id, Rule::Weight, Some(x.clone()))));
+            }
+            uses.extend(self.bias.as_ref().and_then(taps::trained).map(|id| (id, Rule::Bias, None)));
+            y = taps::tap(y, uses);
+        }
         if let Some(lora) = self.lora.as_ref().filter(|l| l.enabled) {
             // DoRA's weight norm needs W itself; plain LoRA never reads it.
             let w = if lora.magnitude.is_some() { Some(self.weight()) } else { None };
             y = lora.forward(x, y, w, bias);
         }
         match ia3 {
-            Some(l) if !l.feedforward => y * l.vector.val().unsqueeze::<D>(),
+            Some(l) if !l.feedforward => {
+                let scaled = y.clone() * l.vector.val().unsqueeze::<D>();
+                if recording {
+                    taps::tap(scaled, taps::trained(&l.vector).map(|id| (id, Rule::Scale, Some(y))).into_iter().collect())
+                } else {
+                    scaled
+                }
+            }
             _ => y,
         }
     }
@@ -285,11 +309,19 @@ impl LayerNorm {
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let (var, mean) = x.clone().var_mean_bias(2);
-        let x = (x - mean) * (var + self.eps).sqrt().recip() * self.weight.val().unsqueeze::<3>();
-        match &self.bias {
-            Some(b) => x + b.val().unsqueeze::<3>(),
-            None => x,
+        let normed = (x - mean) * (var + self.eps).sqrt().recip();
+        let y = normed.clone() * self.weight.val().unsqueeze::<3>();
+        let y = match &self.bias {
+            Some(b) => y + b.val().unsqueeze::<3>(),
+            None => y,
+        };
+        if !taps::recording() {
+            return y;
         }
+        // BitFit trains the bias (and some setups the weight): per-example gradients for DP.
+        let mut uses: Vec<_> = taps::trained(&self.weight).map(|id| (id, Rule::Scale, Some(normed))).into_iter().collect();
+        uses.extend(self.bias.as_ref().and_then(taps::trained).map(|id| (id, Rule::Bias, None)));
+        taps::tap(y, uses)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod layers;
 pub mod llama;
 pub mod modernbert;
 pub mod phi3;
+pub mod taps;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -10,6 +10,8 @@ use burn::tensor::module::linear;
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::models::taps::{self, Rule};
+
 /// `adapter_config.json` of a LoRA adapter (PEFT's field names; the fields webpeft uses).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoraConfig {
@@ -100,10 +102,19 @@ impl LoraLayer {
         } else {
             x
         };
-        let delta = linear(linear(x, self.lora_a.val(), None), self.lora_b.val(), None) * self.scaling;
         let Some(m) = &self.magnitude else {
-            return base_out + delta;
+            let h = linear(x.clone(), self.lora_a.val(), None);
+            if !taps::recording() {
+                return base_out + linear(h, self.lora_b.val(), None) * self.scaling;
+            }
+            // DP's per-example gradients: A acts on x, B on h = A(x).
+            let h = taps::tap(h, taps::trained(&self.lora_a).map(|id| (id, Rule::Weight, Some(x))).into_iter().collect());
+            let u = linear(h.clone(), self.lora_b.val(), None);
+            let u = taps::tap(u, taps::trained(&self.lora_b).map(|id| (id, Rule::Weight, Some(h))).into_iter().collect());
+            return base_out + u * self.scaling;
         };
+        // DoRA is not tapped (its norm couples the rows of A and B): DP falls back to a pass per example.
+        let delta = linear(linear(x, self.lora_a.val(), None), self.lora_b.val(), None) * self.scaling;
         // DoRA: y = b + (m / ||W + s B A||) * (x W + s B A x), with the norm
         // (over the input dimension) detached, as PEFT and the paper do.
         let weight = weight.expect("DoRA is given the base weight");

@@ -19,7 +19,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::error::{Error, Result};
 use crate::generate::read_f32;
 use crate::models::layers::FrozenHead;
-use crate::models::{ForwardOutput, Model};
+use crate::models::{taps, ForwardOutput, Model};
 pub use optim::{count_trainable, Grads, Optimizer, OptimizerKind};
 
 /// What a batch is trained to predict.
@@ -45,6 +45,47 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[u32]) -> Tensor<1> {
     log_softmax(logits, 1).gather(1, idx).mean().neg()
 }
 
+/// `Σ w_i x_i` of `x` `[n]`.
+fn weighted_sum(x: Tensor<1>, weights: &[f32]) -> Tensor<1> {
+    let w = Tensor::<1>::from_data(TensorData::new(weights.to_vec(), [weights.len()]), &x.device());
+    (x * w).sum()
+}
+
+/// Weighted sum of the negative log-likelihoods of `labels` under `logits` `[n, classes]`.
+fn weighted_cross_entropy(logits: Tensor<2>, labels: &[u32], weights: &[f32]) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    let idx: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [n, 1]), &logits.device());
+    weighted_sum(log_softmax(logits, 1).gather(1, idx).reshape([n]), weights).neg()
+}
+
+/// How a batch's losses are combined into the one that is back-propagated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    /// The mean over every scored token (or row), as HF's models compute their loss.
+    Mean,
+    /// Each row's mean, summed over the rows: DP-SGD's per-example losses, whose
+    /// per-example gradients one backward pass gives ([`crate::models::taps`]).
+    SumOfRowMeans,
+}
+
+impl Reduction {
+    /// Per-item weights for items that belong to rows `rows_of` (`None`: a plain mean).
+    fn weights(self, rows_of: impl Iterator<Item = usize>) -> Option<Vec<f32>> {
+        match self {
+            Self::Mean => None,
+            Self::SumOfRowMeans => {
+                let rows: Vec<usize> = rows_of.collect();
+                let mut count = std::collections::HashMap::new();
+                for &r in &rows {
+                    *count.entry(r).or_insert(0usize) += 1;
+                }
+                Some(rows.iter().map(|r| 1.0 / count[r] as f32).collect())
+            }
+        }
+    }
+}
+
 /// Most logits one chunk of the training loss holds (16 MB as f32): with a
 /// frozen LM head, training never holds more of `[batch, seq, vocab]` at once.
 pub const LOGITS_CHUNK: usize = 1 << 22;
@@ -58,6 +99,12 @@ pub const LOGITS_CHUNK: usize = 1 << 22;
 /// is exactly `value` and its gradient with respect to `hidden` is `G`. What
 /// autodiff keeps is `hidden` and `G` (`[n, h]` each), not `[n, vocab]`.
 pub fn chunked_cross_entropy(hidden: Tensor<2>, head: FrozenHead, labels: &[u32], chunk_values: usize) -> Tensor<1> {
+    chunked_nll(hidden, head, labels, None, chunk_values)
+}
+
+/// [`chunked_cross_entropy`], or with `weights` (one per row) the weighted sum of the rows'
+/// negative log-likelihoods instead of their mean.
+fn chunked_nll(hidden: Tensor<2>, head: FrozenHead, labels: &[u32], weights: Option<&[f32]>, chunk_values: usize) -> Tensor<1> {
     let [n, _] = hidden.dims();
     let vocab = head.vocab();
     let rows = (chunk_values / vocab.max(1)).clamp(1, n.max(1));
@@ -70,7 +117,11 @@ pub fn chunked_cross_entropy(hidden: Tensor<2>, head: FrozenHead, labels: &[u32]
         let idx: Vec<i64> = labels[start..start + len].iter().map(|&l| l as i64).collect();
         let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [len, 1]), &device);
         let logits = head.logits(x.clone());
-        let part = log_softmax(logits, 1).gather(1, idx).sum().neg().div_scalar(n as f64);
+        let picked = log_softmax(logits, 1).gather(1, idx);
+        let part = match weights {
+            None => picked.sum().neg().div_scalar(n as f64),
+            Some(w) => weighted_sum(picked.reshape([len]), &w[start..start + len]).neg(),
+        };
         let g = part.backward();
         grads.push(x.grad(&g).expect("the chunk's rows require a gradient"));
         let part = part.inner();
@@ -134,7 +185,7 @@ pub fn checkpointed(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Ve
     // Whole logits where the head is trained or soft-capped, else the chunked loss.
     let token_logits = head.is_none().then(|| stack.lm_logits(hidden.clone()));
     let out = ForwardOutput { last_hidden_state: hidden, token_logits, class_logits: None, virtual_tokens };
-    let loss = loss_of(model, out, head, ids, targets)?;
+    let loss = loss_of(model, out, head, ids, targets, Reduction::Mean)?;
     let mut g = (loss.clone() * scale).backward();
     collect_grads(model, grads, &mut g);
     let mut up = top.grad(&g).expect("the top layer's output requires a gradient");
@@ -157,6 +208,11 @@ pub fn checkpointed(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Ve
 /// The training loss of `model` on a batch of equal-length rows
 /// (`attention_mask`: 1 = real token; `None` means all real).
 pub fn loss(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, targets: &Targets) -> Result<Tensor<1>> {
+    loss_with(model, ids, attention_mask, targets, Reduction::Mean)
+}
+
+/// [`loss`], reduced as `reduction` says.
+pub fn loss_with(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>, targets: &Targets, reduction: Reduction) -> Result<Tensor<1>> {
     // A frozen LM head: the loss is taken chunk by chunk from the hidden states.
     let head = match targets {
         Targets::Classes(_) => None,
@@ -166,12 +222,12 @@ pub fn loss(model: &Model, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>
         Some(_) => model.forward_hidden(ids, attention_mask)?,
         None => model.forward(ids, attention_mask, None, None)?,
     };
-    loss_of(model, out, head, ids, targets)
+    loss_of(model, out, head, ids, targets, reduction)
 }
 
 /// The loss of a forward pass's output (`head`: the frozen LM head, when the loss is taken
 /// chunk by chunk from the hidden states).
-fn loss_of(model: &Model, out: ForwardOutput, head: Option<FrozenHead>, ids: &[Vec<u32>], targets: &Targets) -> Result<Tensor<1>> {
+fn loss_of(model: &Model, out: ForwardOutput, head: Option<FrozenHead>, ids: &[Vec<u32>], targets: &Targets, reduction: Reduction) -> Result<Tensor<1>> {
     match targets {
         Targets::CausalLm | Targets::Tokens(_) => {
             let [b, p, _] = out.last_hidden_state.dims();
@@ -196,13 +252,20 @@ fn loss_of(model: &Model, out: ForwardOutput, head: Option<FrozenHead>, ids: &[V
                 return Err(Error::input("train", format!("label {bad} is outside the vocabulary of {v}")));
             }
             let n = rows.len();
+            let weights = reduction.weights(rows.iter().map(|&r| r as usize / p));
             let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &model.device);
             match (head, out.token_logits) {
                 (Some(head), _) => {
                     let h = out.last_hidden_state.dims()[2];
-                    Ok(chunked_cross_entropy(out.last_hidden_state.reshape([b * p, h]).select(0, idx), head, &want, LOGITS_CHUNK))
+                    Ok(chunked_nll(out.last_hidden_state.reshape([b * p, h]).select(0, idx), head, &want, weights.as_deref(), LOGITS_CHUNK))
                 }
-                (None, Some(logits)) => Ok(cross_entropy(logits.reshape([b * p, v]).select(0, idx), &want)),
+                (None, Some(logits)) => {
+                    let logits = logits.reshape([b * p, v]).select(0, idx);
+                    Ok(match weights {
+                        None => cross_entropy(logits, &want),
+                        Some(w) => weighted_cross_entropy(logits, &want, &w),
+                    })
+                }
                 (None, None) => Err(Error::input("train", "causal-lm training needs a causal LM")),
             }
         }
@@ -212,7 +275,10 @@ fn loss_of(model: &Model, out: ForwardOutput, head: Option<FrozenHead>, ids: &[V
             if let Some(bad) = labels.iter().find(|&&l| l as usize >= n) {
                 return Err(Error::input("train", format!("label {bad} is outside the model's {n} classes")));
             }
-            Ok(cross_entropy(logits, labels))
+            Ok(match reduction.weights(0..labels.len()) {
+                None => cross_entropy(logits, labels),
+                Some(w) => weighted_cross_entropy(logits, labels, &w),
+            })
         }
     }
 }
@@ -314,13 +380,15 @@ pub struct Trainer {
     pub opts: TrainOptions,
     /// Micro-batches run with gradient checkpointing (others fell back to one backward pass).
     pub checkpointed: std::cell::Cell<usize>,
+    /// Why DP-SGD takes a backward pass per example in this run, once a step found it must.
+    pub dp_per_example: std::cell::RefCell<Option<String>>,
 }
 
 impl Trainer {
     /// Starts training `model` (already frozen, with its adapter attached).
     pub fn new(mut model: Model, mut opts: TrainOptions) -> Self {
         opts.lora_dropout_in_use = model.named_layers().linears.iter().any(|(_, l)| l.lora.as_ref().is_some_and(|l| l.dropout > 0.0));
-        Self { model: Some(model), optimizer: Optimizer::new(opts.optimizer.clone()), opts, checkpointed: Default::default() }
+        Self { model: Some(model), optimizer: Optimizer::new(opts.optimizer.clone()), opts, checkpointed: Default::default(), dp_per_example: Default::default() }
     }
 
     /// The model being trained.
@@ -439,22 +507,130 @@ impl Trainer {
 }
 
 /// What the per-example pass of a DP-SGD step gives: the clipped gradients
-/// summed over the examples (no noise yet), and the per-example losses and
-/// unclipped gradient norms, all on the device.
+/// summed over the examples (no noise yet), and, for a non-empty batch, the
+/// mean per-example loss `[1]` and the unclipped per-example gradient norms
+/// `[examples]`, all on the device.
 pub struct ClippedSum {
     pub grads: Grads,
-    pub losses: Vec<Tensor<1>>,
-    pub norms: Vec<Tensor<1>>,
+    pub stats: Option<(Tensor<1>, Tensor<1>)>,
+    /// True when one batched backward pass gave the per-example gradients
+    /// ([`crate::models::taps`]); false for a backward pass per example.
+    pub batched: bool,
+}
+
+/// The rows of single-row micro-batches as one right-padded batch (pad id 0,
+/// masked; causal targets become labels with -100 on the padding), or `None`
+/// when they don't combine.
+fn merge_rows(examples: &[MicroBatch]) -> Option<MicroBatch> {
+    if examples.is_empty() || examples.iter().any(|e| e.ids.len() != 1) {
+        return None;
+    }
+    let width = examples.iter().map(|e| e.ids[0].len()).max()?;
+    let pad = |mut row: Vec<u32>, with: u32| {
+        row.resize(width, with);
+        row
+    };
+    let ids = examples.iter().map(|e| pad(e.ids[0].clone(), 0)).collect();
+    let mask = examples.iter().map(|e| pad(e.attention_mask.as_ref().map_or_else(|| vec![1; e.ids[0].len()], |m| m[0].clone()), 0)).collect();
+    let targets = if examples.iter().all(|e| matches!(e.targets, Targets::Classes(_))) {
+        Targets::Classes(examples.iter().flat_map(|e| if let Targets::Classes(c) = &e.targets { c.clone() } else { vec![] }).collect())
+    } else {
+        let mut labels = Vec::with_capacity(examples.len());
+        for e in examples {
+            let mut row: Vec<i32> = match &e.targets {
+                Targets::CausalLm => e.ids[0].iter().map(|&t| t as i32).collect(),
+                Targets::Tokens(l) => l[0].clone(),
+                Targets::Classes(_) => return None,
+            };
+            row.resize(width, IGNORE);
+            labels.push(row);
+        }
+        Targets::Tokens(labels)
+    };
+    Some(MicroBatch { ids, attention_mask: Some(mask), targets })
 }
 
 impl Trainer {
-    /// DP-SGD's per-example pass: one backward per example (each
-    /// `MicroBatch` holds one row), each gradient clipped over all trainable
-    /// tensors together with Opacus's factor `min(1, C / (norm + 1e-6))`, then
-    /// summed. Every trainable parameter gets an entry, zero when the batch is
-    /// empty. Nothing is read from the device.
+    /// DP-SGD's per-example pass over `examples` (each `MicroBatch` holds one
+    /// row): each example's gradient clipped over all trainable tensors
+    /// together with Opacus's factor `min(1, C / (norm + 1e-6))`, then summed.
+    /// Every trainable parameter gets an entry, zero when the batch is empty.
+    /// Nothing is read from the device.
+    ///
+    /// The examples run as one padded batch with one backward pass when every
+    /// trainable tensor has a per-example rule ([`crate::models::taps`]: LoRA,
+    /// (IA)³, biases, LayerNorms, trained linear heads) and gradient
+    /// checkpointing is off; otherwise (DoRA, prompt or prefix tuning, or to
+    /// keep one example's activations at a time) one backward per example.
     pub fn clipped_sum(&self, examples: &[MicroBatch], max_grad_norm: f64) -> Result<ClippedSum> {
         let model = self.model();
+        let batched = if self.opts.gradient_checkpointing || self.dp_per_example.borrow().is_some() { None } else { merge_rows(examples) };
+        let mut sum = match batched {
+            Some(batch) => match self.clipped_sum_batched(&batch, examples.len(), max_grad_norm)? {
+                Ok(sum) => sum,
+                Err(why) => {
+                    // Decided once per run: the trainable set does not change.
+                    *self.dp_per_example.borrow_mut() = Some(why);
+                    self.clipped_sum_looped(examples, max_grad_norm)?
+                }
+            },
+            None => self.clipped_sum_looped(examples, max_grad_norm)?,
+        };
+        sum.grads.zeros_for(&model.network);
+        if let Some(p) = &model.prompt {
+            sum.grads.zeros_for(p);
+        }
+        if let Some(p) = &model.prefix {
+            sum.grads.zeros_for(p);
+        }
+        if sum.grads.map.is_empty() {
+            return Err(Error::input("train", "the model has no trainable parameters (attach an adapter)"));
+        }
+        Ok(sum)
+    }
+
+    /// The clipped sum from one forward and backward pass over `batch` (`rows`
+    /// examples): per-example gradients from the taps, their norms, and the
+    /// clip factors applied as one `[1, rows] x [rows, numel]` product per
+    /// tensor. `Err(why)` when some trainable tensor has no tap.
+    fn clipped_sum_batched(&self, batch: &MicroBatch, rows: usize, max_grad_norm: f64) -> Result<std::result::Result<ClippedSum, String>> {
+        let model = self.model();
+        taps::start(rows);
+        let l = match loss_with(model, &batch.ids, batch.attention_mask.as_deref(), &batch.targets, Reduction::SumOfRowMeans) {
+            Ok(l) => l,
+            Err(e) => {
+                taps::abandon();
+                return Err(e);
+            }
+        };
+        let mut g = l.clone().backward();
+        let per = taps::finish(&g);
+        let mut whole = Grads::default();
+        collect_grads(model, &mut whole, &mut g);
+        let per = match per {
+            Ok(per) => per,
+            Err(why) => return Ok(Err(why)),
+        };
+        if whole.map.keys().any(|id| !per.contains_key(id)) {
+            let missing = whole.map.keys().filter(|id| !per.contains_key(id)).count();
+            return Ok(Err(format!("{missing} trainable tensors (DoRA, prompt or prefix tables, embeddings) have no per-example rule")));
+        }
+        let squares = per.values().map(|p| p.clone().square().sum_dim(1)).reduce(|a, b| a + b).expect("the trainable tensors have taps");
+        let norms = squares.sqrt().reshape([rows]);
+        let factor = ((norms.clone() + 1e-6).recip() * max_grad_norm).clamp_max(1.0).reshape([1, rows]);
+        let mut grads = Grads::default();
+        for (id, p) in per {
+            if whole.map.contains_key(&id) {
+                let n = p.dims()[1];
+                grads.map.insert(id, factor.clone().matmul(p).reshape([n]));
+            }
+        }
+        let mean_loss = l.detach().inner() / rows as f64;
+        Ok(Ok(ClippedSum { grads, stats: Some((mean_loss, norms)), batched: true }))
+    }
+
+    /// The clipped sum with one backward pass per example.
+    fn clipped_sum_looped(&self, examples: &[MicroBatch], max_grad_norm: f64) -> Result<ClippedSum> {
         let mut sum = Grads::default();
         let (mut losses, mut norms) = (Vec::with_capacity(examples.len()), Vec::with_capacity(examples.len()));
         for ex in examples {
@@ -466,17 +642,8 @@ impl Trainer {
             losses.push(l.detach().inner());
             norms.push(norm);
         }
-        sum.zeros_for(&model.network);
-        if let Some(p) = &model.prompt {
-            sum.zeros_for(p);
-        }
-        if let Some(p) = &model.prefix {
-            sum.zeros_for(p);
-        }
-        if sum.map.is_empty() {
-            return Err(Error::input("train", "the model has no trainable parameters (attach an adapter)"));
-        }
-        Ok(ClippedSum { grads: sum, losses, norms })
+        let stats = (!examples.is_empty()).then(|| (Tensor::cat(losses, 0).mean(), Tensor::cat(norms, 0)));
+        Ok(ClippedSum { grads: sum, stats, batched: false })
     }
 
     /// One DP-SGD step on a Poisson-sampled batch (`examples`, one row each,
@@ -493,11 +660,11 @@ impl Trainer {
         if self.opts.lora_dropout_in_use {
             set_training(self.model_mut(), false);
         }
-        let ClippedSum { mut grads, losses, norms } = result?;
-        let (loss_value, grad_norm) = if examples.is_empty() {
-            (f32::NAN, f32::NAN)
-        } else {
-            let stats = read_f32(Tensor::cat(vec![Tensor::cat(losses, 0).mean(), Tensor::cat(norms, 0).mean()], 0)).await?;
+        let ClippedSum { mut grads, stats, .. } = result?;
+        let (loss_value, grad_norm) = match stats {
+            None => (f32::NAN, f32::NAN),
+            Some((loss, norms)) => {
+            let stats = read_f32(Tensor::cat(vec![loss, norms.mean()], 0)).await?;
             if !stats[0].is_finite() || !stats[1].is_finite() {
                 return Err(Error::input(
                     "train",
@@ -505,6 +672,7 @@ impl Trainer {
                 ));
             }
             (stats[0], stats[1])
+            }
         };
         // Parameters in creation order, so a seeded run draws the same noise for the same tensor.
         let mut ids: Vec<_> = grads.map.keys().copied().collect();

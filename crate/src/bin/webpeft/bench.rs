@@ -56,6 +56,10 @@ pub enum BenchCommand {
         /// Recompute each decoder layer in the backward pass (`--gradient-checkpointing` of train).
         #[arg(long)]
         gradient_checkpointing: bool,
+        /// Also time DP-SGD steps on the same rows: per-example gradients from one batched
+        /// backward pass, and from a backward pass per example.
+        #[arg(long)]
+        dp: bool,
     },
 }
 
@@ -86,22 +90,29 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
-        BenchCommand::Train { models, configs, devices, iters, matmul, gradient_checkpointing } => {
-            println!("{:<22} {:<6} {:<26} {:>10} {:>10} {:>14}", "model", "device", "workload", "ms/step", "tokens/s", "peak RSS MiB");
+        BenchCommand::Train { models, configs, devices, iters, matmul, gradient_checkpointing, dp } => {
+            println!("{:<22} {:<6} {:<34} {:>10} {:>10} {:>14}", "model", "device", "workload", "ms/step", "tokens/s", "peak RSS MiB");
             for dev in devices.split(',') {
                 let backend: Backend = dev.trim().parse()?;
                 for cfg in configs.split(',') {
                     let (path, task, name) = config(cfg)?;
                     let (batch, seq) = default_shape(task);
-                    let ms = train_steps(&models.join(path), backend, task, batch, seq, iters, gradient_checkpointing)?;
-                    let work = format!("LoRA {} {batch}x{seq}", task.name());
-                    println!("{:<22} {:<6} {:<26} {:>10.1} {:>10.1} {:>14}", name, dev, work, ms, (batch * seq) as f64 / (ms / 1000.0), peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.0}")));
+                    let modes: &[Option<bool>] = if dp { &[None, Some(false), Some(true)] } else { &[None] };
+                    for &mode in modes {
+                        let ms = train_steps(&models.join(path), backend, task, batch, seq, iters, gradient_checkpointing, mode)?;
+                        let work = format!("LoRA {} {batch}x{seq}{}", task.name(), match mode {
+                            None => "",
+                            Some(false) => " DP batched",
+                            Some(true) => " DP per-example",
+                        });
+                        println!("{:<22} {:<6} {:<34} {:>10.1} {:>10.1} {:>14}", name, dev, work, ms, (batch * seq) as f64 / (ms / 1000.0), peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.0}")));
+                    }
                 }
                 if matmul > 0 {
                     let probe = MatmulProbe::new(&webpeft::device::native(backend)?, matmul);
                     let reps = 4;
                     let ms = time(1, || block(probe.run(reps)))? / reps as f64;
-                    println!("{:<22} {:<6} {:<26} {:>10.1} {:>10.1} GFLOPS", "matmul probe", dev, format!("f32 {matmul}x{matmul}"), ms, probe.flops() / (ms / 1000.0) / 1e9);
+                    println!("{:<22} {:<6} {:<34} {:>10.1} {:>10.1} GFLOPS", "matmul probe", dev, format!("f32 {matmul}x{matmul}"), ms, probe.flops() / (ms / 1000.0) / 1e9);
                 }
             }
             Ok(())
@@ -122,11 +133,16 @@ fn config(name: &str) -> Result<(&'static str, Task, &'static str)> {
 
 /// Mean milliseconds of one LoRA training step (forward, backward, AdamW,
 /// loss read back) on fixed token rows: the workload of `webpeft::bench`.
-fn train_steps(path: &std::path::Path, backend: Backend, task: Task, batch: usize, seq: usize, iters: usize, checkpointing: bool) -> Result<f64> {
+/// `dp`: a DP-SGD step instead, `Some(true)` with a backward pass per example.
+#[allow(clippy::too_many_arguments)]
+fn train_steps(path: &std::path::Path, backend: Backend, task: Task, batch: usize, seq: usize, iters: usize, checkpointing: bool, dp: Option<bool>) -> Result<f64> {
     let device = webpeft::device::native(backend)?.autodiff();
     let m = freeze(crate::load_files(&crate::read_model_files(path)?, &device)?);
     let mut bench = TrainBench::new(m, task, batch, seq, checkpointing)?;
-    time(iters, || block(bench.step()).map(|_| ()))
+    match dp {
+        None => time(iters, || block(bench.step()).map(|_| ())),
+        Some(per_example) => time(iters, || block(bench.dp_step(per_example)).map(|_| ())),
+    }
 }
 
 /// The process's peak resident memory (Linux `VmHWM`).

@@ -5,9 +5,11 @@
 //! the expected batch size; Poisson-sampled batches; and the [`accountant`]
 //! that turns the run into (epsilon, delta).
 //!
-//! Per-example gradients take one backward pass per example (no ghost norms
-//! yet). The clip factors stay on the device as tensor ops, so the step reads
-//! nothing synchronously (wasm-safe).
+//! Per-example gradients come from one backward pass over the padded batch
+//! where every trainable tensor has a closed form ([`crate::models::taps`]:
+//! LoRA, (IA)³, biases, LayerNorms, trained heads), else from a backward pass
+//! per example (`Trainer::clipped_sum`). The clip factors stay on the device
+//! as tensor ops, so the step reads nothing synchronously (wasm-safe).
 
 pub mod accountant;
 

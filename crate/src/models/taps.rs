@@ -1,0 +1,152 @@
+//! Per-example gradients in one backward pass, for DP-SGD (what Opacus's
+//! `GradSampleModule` does with hooks, done here with "probe" tensors).
+//!
+//! While a recording is open, each layer with trainable tensors adds a zero
+//! leaf tensor (a probe) to the output those tensors produce, and records the
+//! input they act on. After one backward pass of the summed per-example
+//! losses, a probe's gradient is that output's gradient, row by row, and each
+//! tensor's per-example gradient follows from it in closed form (`Rule`).
+//! Rows of a batch never mix in these models (attention is masked per row),
+//! so row `b`'s gradient is example `b`'s.
+//!
+//! Layers whose trainable tensors have no closed form here (DoRA, prompt and
+//! prefix tables, embeddings) record nothing; the trainer sees the missing
+//! tensors and falls back to one backward pass per example. A layer that sees
+//! rows it cannot tell apart (a batch flattened to `[rows * seq, dim]`) marks
+//! the recording unusable, for the same fallback.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use burn::module::{Param, ParamId};
+use burn::tensor::{Gradients, Tensor};
+
+/// How a tensor's per-example gradient follows from its layer's input `a`
+/// `[rows, n, in]` and output gradient `g` `[rows, n, out]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A weight `[in, out]` of `y = a W`: `a_bᵀ g_b`.
+    Weight,
+    /// A bias `[out]` of `y = ... + c`: `Σ_n g_b`.
+    Bias,
+    /// A scale `[out]` of `y = a ∘ v`: `Σ_n a_b ∘ g_b`.
+    Scale,
+}
+
+struct Tap {
+    param: ParamId,
+    rule: Rule,
+    /// `[rows, n, in]`, outside the autodiff graph (none for a bias).
+    input: Option<Tensor<3>>,
+    probe: usize,
+}
+
+struct Recording {
+    rows: usize,
+    /// The zero leaves, `[rows, n, out]`.
+    probes: Vec<Tensor<3>>,
+    taps: Vec<Tap>,
+    /// Why the recording cannot give per-example gradients.
+    unusable: Option<String>,
+}
+
+thread_local! {
+    // The trainer opens and closes it around one forward pass on this thread.
+    static OPEN: RefCell<Option<Recording>> = const { RefCell::new(None) };
+}
+
+/// Opens a recording for a batch of `rows` examples.
+pub fn start(rows: usize) {
+    OPEN.with(|r| *r.borrow_mut() = Some(Recording { rows, probes: vec![], taps: vec![], unusable: None }));
+}
+
+/// `t` viewed as `[rows, n, last]`, when its leading dimension is the batch's rows.
+fn by_row<const D: usize>(t: Tensor<D>, rows: usize) -> Option<Tensor<3>> {
+    let dims = t.dims();
+    let last = dims[D - 1];
+    let n = dims.iter().product::<usize>() / last.max(1);
+    let ok = (D >= 2 && dims[0] == rows) || rows == 1;
+    ok.then(|| t.reshape([rows, n / rows, last]))
+}
+
+/// True while a recording is open (layers skip their taps otherwise).
+pub fn recording() -> bool {
+    OPEN.with(|r| r.borrow().is_some())
+}
+
+/// `param`'s id when it is trained.
+pub fn trained<const K: usize>(param: &Param<Tensor<K>>) -> Option<ParamId> {
+    param.val().is_require_grad().then_some(param.id)
+}
+
+/// Adds a probe to `y` for `uses`: trained tensors (see [`trained`]), each
+/// with its rule and the input it acts on (shaped like `y` but for the last
+/// dimension; none for a bias). Returns `y` unchanged when no recording is
+/// open or `uses` is empty.
+pub fn tap<const D: usize>(y: Tensor<D>, uses: Vec<(ParamId, Rule, Option<Tensor<D>>)>) -> Tensor<D> {
+    OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        let Some(rec) = open.as_mut() else { return y };
+        if uses.is_empty() || rec.unusable.is_some() {
+            return y;
+        }
+        let shape = y.shape();
+        let Some(rows_y) = by_row(y.clone(), rec.rows) else {
+            rec.unusable = Some(format!("a layer's output {:?} is not split by the batch's {} rows", shape.dims::<D>(), rec.rows));
+            return y;
+        };
+        let mut taps = Vec::with_capacity(uses.len());
+        for (param, rule, input) in uses {
+            let input = match input.map(|a| by_row(a.detach(), rec.rows)) {
+                None => None,
+                Some(Some(a)) => Some(a.inner()),
+                Some(None) => {
+                    rec.unusable = Some("a layer's input is not split by the batch's rows".into());
+                    return y;
+                }
+            };
+            taps.push(Tap { param, rule, input, probe: rec.probes.len() });
+        }
+        rec.taps.extend(taps);
+        let probe = Tensor::<3>::zeros(rows_y.shape(), &y.device()).require_grad();
+        rec.probes.push(probe.clone());
+        y + probe.reshape(shape)
+    })
+}
+
+/// Per-example gradients of the tapped tensors, each `[rows, numel]` (a
+/// tensor's flat layout, outside the autodiff graph), summed over a tensor's
+/// taps; or why there are none. Closes the recording.
+pub fn finish(grads: &Gradients) -> std::result::Result<HashMap<ParamId, Tensor<2>>, String> {
+    let rec = OPEN.with(|r| r.borrow_mut().take()).ok_or("no recording was open")?;
+    if let Some(why) = rec.unusable {
+        return Err(why);
+    }
+    let outs: Vec<Option<Tensor<3>>> = rec.probes.iter().map(|p| p.grad(grads)).collect();
+    let mut per: HashMap<ParamId, Tensor<2>> = HashMap::new();
+    for tap in rec.taps {
+        // A probe without a gradient: its output did not reach the loss.
+        let Some(g) = outs[tap.probe].clone() else { continue };
+        let [rows, _, out] = g.dims();
+        let grad = match (tap.rule, tap.input) {
+            (Rule::Weight, Some(a)) => {
+                let [_, _, inp] = a.dims();
+                a.swap_dims(1, 2).matmul(g).reshape([rows, inp * out])
+            }
+            (Rule::Bias, _) => g.sum_dim(1).reshape([rows, out]),
+            (Rule::Scale, Some(a)) => (a * g).sum_dim(1).reshape([rows, out]),
+            (rule, None) => return Err(format!("a {rule:?} tap without its input")),
+        };
+        let grad = match per.remove(&tap.param) {
+            Some(acc) => acc + grad,
+            None => grad,
+        };
+        per.insert(tap.param, grad);
+    }
+    Ok(per)
+}
+
+/// Closes a recording without using it (after an error in the forward pass).
+pub fn abandon() {
+    OPEN.with(|r| r.borrow_mut().take());
+}
