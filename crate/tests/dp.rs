@@ -179,39 +179,63 @@ fn dp_sgd_matches_opacus_bitfit() {
 /// Rows of different lengths (the batched pass pads them), causal rows with
 /// prompt tokens labelled -100, and the classifier heads: the per-example
 /// norms and the clipped sum from one batched backward pass equal those of a
-/// backward pass per example, for LoRA and (IA)³ on every family. DoRA,
-/// prompt and prefix tuning fall back to the per-example passes.
+/// backward pass per example, for LoRA and (IA)³ on every family, BitFit,
+/// DoRA, and prompt and prefix tuning.
 #[test]
 fn batched_per_example_gradients_equal_one_pass_per_example() {
     batched_equals_looped(Backend::Cpu, &[
 
-        ("llama", "llama-lora", true),
-        ("llama", "llama-ia3", true),
-        ("llama", "llama-seqcls-lora", true),
-        ("gpt2", "gpt2-lora", true),
-        ("gpt2", "gpt2-ia3", true),
-        ("gpt2", "gpt2-seqcls-lora", true),
-        ("gpt2", "gpt2-bitfit", true),
-        ("bert", "bert-lora", true),
-        ("bert", "bert-ia3", true),
-        ("qwen3", "qwen3-lora", true),
-        ("gemma3", "gemma3-lora", true),
-        ("phi3", "phi3-lora", true),
-        ("modernbert", "modernbert-lora", true),
-        ("llama", "llama-dora", false),
-        ("llama", "llama-prompt", false),
-        ("gpt2", "gpt2-prefix", false),
+        ("llama", "llama-lora"),
+        ("llama", "llama-ia3"),
+        ("llama", "llama-seqcls-lora"),
+        ("gpt2", "gpt2-lora"),
+        ("gpt2", "gpt2-ia3"),
+        ("gpt2", "gpt2-seqcls-lora"),
+        ("gpt2", "gpt2-bitfit"),
+        ("bert", "bert-lora"),
+        ("bert", "bert-ia3"),
+        ("qwen3", "qwen3-lora"),
+        ("gemma3", "gemma3-lora"),
+        ("phi3", "phi3-lora"),
+        ("modernbert", "modernbert-lora"),
+        ("llama", "llama-dora"),
+        ("bert", "bert-dora"),
+        ("phi3", "phi3-dora"),
+        ("llama", "llama-prompt"),
+        ("bert", "bert-prompt"),
+        ("gpt2", "gpt2-prefix"),
+        ("gemma3", "gemma3-prefix"),
     ]);
+}
+
+/// A tensor without a per-example rule (here biases trained under DoRA,
+/// which uses them three times) sends DP-SGD to a backward pass per example,
+/// and says why.
+#[test]
+fn dp_falls_back_to_a_pass_per_example_without_a_rule() {
+    use webpeft::peft::create::{create_adapter, AdapterSpec, Method};
+    let device = device(Backend::Cpu).autodiff();
+    let mut m = freeze(Model::load(&files(&fixture("tiny-gpt2")), &device).unwrap());
+    let mut spec = AdapterSpec::new(Method::Dora);
+    spec.bias = Some("all".into());
+    create_adapter(&mut m, &spec).unwrap();
+    let t = Trainer::new(m, TrainOptions::default());
+    let examples: Vec<MicroBatch> = [4usize, 7].iter().map(|&n| MicroBatch { ids: vec![(2..2 + n as u32).collect()], attention_mask: None, targets: Targets::CausalLm }).collect();
+    let sum = t.clipped_sum(&examples, 1.0).unwrap();
+    assert!(!sum.batched);
+    let why = t.dp_per_example.borrow().clone().unwrap();
+    assert!(why.contains("a trained bias under DoRA"), "{why}");
+    assert_eq!(host(sum.stats.unwrap().1).len(), 2);
 }
 
 /// The same on wgpu (lavapipe here), for a decoder, an encoder and BitFit.
 #[test]
 fn batched_per_example_gradients_equal_one_pass_per_example_on_gpu() {
-    batched_equals_looped(Backend::Gpu, &[("llama", "llama-lora", true), ("bert", "bert-ia3", true), ("gpt2", "gpt2-bitfit", true)]);
+    batched_equals_looped(Backend::Gpu, &[("llama", "llama-lora"), ("bert", "bert-ia3"), ("gpt2", "gpt2-bitfit")]);
 }
 
-fn batched_equals_looped(backend: Backend, cases: &[(&str, &str, bool)]) {
-    for &(model, case, batched) in cases {
+fn batched_equals_looped(backend: Backend, cases: &[(&str, &str)]) {
+    for &(model, case) in cases {
         let t = trainer_on(backend, model, case, 0.1);
         let classes = t.model().info.task == "seq-cls";
         let lens = [5usize, 12, 3, 9];
@@ -232,11 +256,7 @@ fn batched_equals_looped(backend: Backend, cases: &[(&str, &str, bool)]) {
             })
             .collect();
         let one = t.clipped_sum(&examples, 0.05).unwrap();
-        assert_eq!(one.batched, batched, "{case}: batched pass ({:?})", t.dp_per_example.borrow());
-        if !batched {
-            assert!(t.dp_per_example.borrow().as_ref().unwrap().contains("no per-example rule"), "{case}");
-            continue;
-        }
+        assert!(one.batched, "{case}: no batched pass ({:?})", t.dp_per_example.borrow());
         *t.dp_per_example.borrow_mut() = Some("test: one pass per example".into());
         let each = t.clipped_sum(&examples, 0.05).unwrap();
         assert!(!each.batched);

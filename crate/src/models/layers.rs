@@ -196,6 +196,10 @@ impl Linear {
             y = taps::tap(y, uses);
         }
         if let Some(lora) = self.lora.as_ref().filter(|l| l.enabled) {
+            if recording && lora.magnitude.is_some() && self.bias.as_ref().and_then(taps::trained).is_some() {
+                // DoRA uses the bias three times; its tap above sees only one of them.
+                taps::unusable("a trained bias under DoRA");
+            }
             // DoRA's weight norm needs W itself; plain LoRA never reads it.
             let w = if lora.magnitude.is_some() { Some(self.weight()) } else { None };
             y = lora.forward(x, y, w, bias);

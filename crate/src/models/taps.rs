@@ -9,9 +9,9 @@
 //! Rows of a batch never mix in these models (attention is masked per row),
 //! so row `b`'s gradient is example `b`'s.
 //!
-//! Layers whose trainable tensors have no closed form here (DoRA, prompt and
-//! prefix tables, embeddings) record nothing; the trainer sees the missing
-//! tensors and falls back to one backward pass per example. A layer that sees
+//! Trainable tensors with no rule here (embeddings, RMSNorm weights, a bias
+//! under DoRA) get no tap; the trainer sees the missing tensors (or the
+//! recording marked unusable) and falls back to one backward pass per example. A layer that sees
 //! rows it cannot tell apart (a batch flattened to `[rows * seq, dim]`) marks
 //! the recording unusable, for the same fallback.
 
@@ -31,6 +31,9 @@ pub enum Rule {
     Bias,
     /// A scale `[out]` of `y = a ∘ v`: `Σ_n a_b ∘ g_b`.
     Scale,
+    /// A table `[n, out]` that every row gets a copy of (prompt and prefix
+    /// tuning's virtual tokens): `g_b`.
+    Copy,
 }
 
 struct Tap {
@@ -135,6 +138,10 @@ pub fn finish(grads: &Gradients) -> std::result::Result<HashMap<ParamId, Tensor<
             }
             (Rule::Bias, _) => g.sum_dim(1).reshape([rows, out]),
             (Rule::Scale, Some(a)) => (a * g).sum_dim(1).reshape([rows, out]),
+            (Rule::Copy, _) => {
+                let n = g.dims()[1];
+                g.reshape([rows, n * out])
+            }
             (rule, None) => return Err(format!("a {rule:?} tap without its input")),
         };
         let grad = match per.remove(&tap.param) {
@@ -144,6 +151,16 @@ pub fn finish(grads: &Gradients) -> std::result::Result<HashMap<ParamId, Tensor<
         per.insert(tap.param, grad);
     }
     Ok(per)
+}
+
+/// Marks an open recording unusable: a layer uses a trained tensor in a way
+/// the rules don't cover.
+pub fn unusable(why: &str) {
+    OPEN.with(|r| {
+        if let Some(rec) = r.borrow_mut().as_mut() {
+            rec.unusable.get_or_insert_with(|| why.to_string());
+        }
+    });
 }
 
 /// Closes a recording without using it (after an error in the forward pass).

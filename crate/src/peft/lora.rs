@@ -102,33 +102,38 @@ impl LoraLayer {
         } else {
             x
         };
+        let recording = taps::recording();
+        let h = linear(x.clone(), self.lora_a.val(), None);
+        // DP's per-example gradients: A acts on x, B on h = A(x).
+        let h = if recording { taps::tap(h, taps::trained(&self.lora_a).map(|id| (id, Rule::Weight, Some(x))).into_iter().collect()) } else { h };
+        let u = linear(h.clone(), self.lora_b.val(), None);
+        let u = if recording { taps::tap(u, taps::trained(&self.lora_b).map(|id| (id, Rule::Weight, Some(h))).into_iter().collect()) } else { u };
+        let delta = u * self.scaling;
         let Some(m) = &self.magnitude else {
-            let h = linear(x.clone(), self.lora_a.val(), None);
-            if !taps::recording() {
-                return base_out + linear(h, self.lora_b.val(), None) * self.scaling;
-            }
-            // DP's per-example gradients: A acts on x, B on h = A(x).
-            let h = taps::tap(h, taps::trained(&self.lora_a).map(|id| (id, Rule::Weight, Some(x))).into_iter().collect());
-            let u = linear(h.clone(), self.lora_b.val(), None);
-            let u = taps::tap(u, taps::trained(&self.lora_b).map(|id| (id, Rule::Weight, Some(h))).into_iter().collect());
-            return base_out + u * self.scaling;
+            return base_out + delta;
         };
-        // DoRA is not tapped (its norm couples the rows of A and B): DP falls back to a pass per example.
-        let delta = linear(linear(x, self.lora_a.val(), None), self.lora_b.val(), None) * self.scaling;
         // DoRA: y = b + (m / ||W + s B A||) * (x W + s B A x), with the norm
         // (over the input dimension) detached, as PEFT and the paper do.
         let weight = weight.expect("DoRA is given the base weight");
         let full = weight + self.lora_a.val().matmul(self.lora_b.val()) * self.scaling;
         let norm = full.square().sum_dim(0).sqrt().detach();
         let out = norm.dims()[1];
-        let scale = (m.val().reshape([1, out]) / norm).reshape([out]).unsqueeze::<D>();
-        match bias {
-            Some(b) => {
-                let b = b.unsqueeze::<D>();
-                (base_out - b.clone() + delta) * scale + b
-            }
-            None => (base_out + delta) * scale,
+        let scale = (m.val().reshape([1, out]) / norm.clone()).reshape([out]).unsqueeze::<D>();
+        let (unscaled, b) = match bias {
+            Some(b) => (base_out - b.clone().unsqueeze::<D>() + delta, Some(b)),
+            None => (base_out + delta, None),
+        };
+        let y = unscaled.clone() * scale;
+        let y = match b {
+            Some(b) => y + b.unsqueeze::<D>(),
+            None => y,
+        };
+        if !recording {
+            return y;
         }
+        // The magnitude scales each output by 1 / norm (a constant, detached).
+        let per_unit = unscaled / norm.reshape([out]).unsqueeze::<D>();
+        taps::tap(y, taps::trained(m).map(|id| (id, Rule::Scale, Some(per_unit))).into_iter().collect())
     }
 }
 

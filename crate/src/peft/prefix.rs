@@ -11,6 +11,8 @@ use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::models::taps::{self, Rule};
+
 use crate::models::KvCache;
 
 /// `adapter_config.json` of a prefix-tuning adapter (the fields webpeft uses).
@@ -49,6 +51,13 @@ impl PrefixEncoder {
     /// each `[batch, kv_heads, T, head_dim]`.
     pub fn cache(&self, batch: usize) -> KvCache {
         let (t, l, h, d) = (self.len(), self.num_layers, self.kv_heads, self.head_dim);
+        if let Some(id) = taps::trained(&self.weight).filter(|_| taps::recording()) {
+            // DP's per-example gradients: each row gets its own copy of the table, tapped.
+            let rows = taps::tap(self.weight.val().unsqueeze::<3>().expand([batch, t, l * 2 * h * d]), vec![(id, Rule::Copy, None)]);
+            let kv = rows.reshape([batch, t, l * 2, h, d]).permute([2, 0, 3, 1, 4]); // [2L, B, H, T, D]
+            let take = |j: usize| Some(kv.clone().slice_dim(0, j..j + 1).reshape([batch, h, t, d]));
+            return KvCache { layers: (0..l).map(|i| take(2 * i).zip(take(2 * i + 1))).collect() };
+        }
         let kv = self.weight.val().reshape([t, l * 2, h, d]).permute([1, 2, 0, 3]); // [2L, H, T, D]
         let layers = (0..l)
             .map(|i| {

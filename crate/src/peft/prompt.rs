@@ -9,6 +9,8 @@ use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::models::taps::{self, Rule};
+
 /// `adapter_config.json` of a prompt-tuning adapter (the fields webpeft uses).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PromptTuningConfig {
@@ -45,6 +47,11 @@ impl PromptEmbedding {
         let [b, _, h] = embeds.dims();
         let t = self.len();
         let virtual_tokens = self.weight.val().unsqueeze::<3>().expand([b, t, h]);
+        // DP's per-example gradients: each row's copy of the table.
+        let virtual_tokens = match taps::trained(&self.weight).filter(|_| taps::recording()) {
+            Some(id) => taps::tap(virtual_tokens, vec![(id, Rule::Copy, None)]),
+            None => virtual_tokens,
+        };
         Tensor::cat(vec![virtual_tokens, embeds], 1)
     }
 }

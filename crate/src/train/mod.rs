@@ -559,9 +559,10 @@ impl Trainer {
     ///
     /// The examples run as one padded batch with one backward pass when every
     /// trainable tensor has a per-example rule ([`crate::models::taps`]: LoRA,
-    /// (IA)³, biases, LayerNorms, trained linear heads) and gradient
-    /// checkpointing is off; otherwise (DoRA, prompt or prefix tuning, or to
-    /// keep one example's activations at a time) one backward per example.
+    /// DoRA, (IA)³, biases, LayerNorms, trained linear heads, prompt and prefix
+    /// tables) and gradient checkpointing is off; otherwise (a tensor without
+    /// a rule, or to keep one example's activations at a time) one backward
+    /// pass per example.
     pub fn clipped_sum(&self, examples: &[MicroBatch], max_grad_norm: f64) -> Result<ClippedSum> {
         let model = self.model();
         let batched = if self.opts.gradient_checkpointing || self.dp_per_example.borrow().is_some() { None } else { merge_rows(examples) };
@@ -613,7 +614,7 @@ impl Trainer {
         };
         if whole.map.keys().any(|id| !per.contains_key(id)) {
             let missing = whole.map.keys().filter(|id| !per.contains_key(id)).count();
-            return Ok(Err(format!("{missing} trainable tensors (DoRA, prompt or prefix tables, embeddings) have no per-example rule")));
+            return Ok(Err(format!("{missing} trainable tensors (such as embeddings or RMSNorm weights) have no per-example rule")));
         }
         let squares = per.values().map(|p| p.clone().square().sum_dim(1)).reduce(|a, b| a + b).expect("the trainable tensors have taps");
         let norms = squares.sqrt().reshape([rows]);

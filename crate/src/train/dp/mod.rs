@@ -7,8 +7,8 @@
 //!
 //! Per-example gradients come from one backward pass over the padded batch
 //! where every trainable tensor has a closed form ([`crate::models::taps`]:
-//! LoRA, (IA)³, biases, LayerNorms, trained heads), else from a backward pass
-//! per example (`Trainer::clipped_sum`). The clip factors stay on the device
+//! LoRA, DoRA, (IA)³, biases, LayerNorms, trained heads, prompt and prefix
+//! tables), else from a backward pass per example (`Trainer::clipped_sum`). The clip factors stay on the device
 //! as tensor ops, so the step reads nothing synchronously (wasm-safe).
 
 pub mod accountant;
