@@ -12,7 +12,7 @@ export function refreshButtons() {
   $("resume").disabled = !busy || !t.paused;
   $("stop").disabled = !busy;
   $("load-model").disabled = busy || chatting;
-  $("compare").disabled = busy || !state.tuner;
+  $("compare").disabled = busy || !state.tuner || state.comparing;
   $("chat-send").disabled = busy || chatting || !state.tuner;
   $("chat-stop").disabled = !chatting;
   $("chat-new").disabled = chatting;

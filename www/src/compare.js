@@ -6,7 +6,7 @@ import { state } from "./state.js";
 import { SAMPLES } from "./presets.js";
 import { refreshButtons } from "./buttons.js";
 import { chatFits } from "./chat.js";
-import { debounced } from "./debounce.js";
+import { debounced, oneAtATime } from "./debounce.js";
 
 // The base model's output first, then the adapted one's.
 const PANES = [[false, "base-out"], [true, "adapted-out"]];
@@ -40,16 +40,24 @@ async function compare() {
   if (!t) return;
   const input = $("try-input").value.trim();
   if (!input) return showError("try", new WebPeftError("input", "type a prompt or some texts first"));
-  $("compare").disabled = true;
+  // The button's comparison replaces a live one still waiting for the typing to pause, and comes
+  // after one already running (their tables would otherwise interleave).
+  live.cancel();
+  state.comparing = true;
+  refreshButtons();
   try {
     if ($("task").value === "causal-lm") await compareGenerate(t, input);
-    else await compareClassify(t, input.split("\n").map((s) => s.trim()).filter(Boolean));
+    else await inTurn(() => compareClassify(t, input.split("\n").map((s) => s.trim()).filter(Boolean)));
   } catch (e) {
     showError("try", e);
   } finally {
+    state.comparing = false;
     refreshButtons();
   }
 }
+
+// Classifying comparisons (the button's and the live ones) run one after the other.
+const inTurn = oneAtATime();
 
 async function compareGenerate(t, prompt) {
   const opts = { chat: t.info.hasChatTemplate, maxNewTokens: 48 };
@@ -121,7 +129,7 @@ const live = debounced(async () => {
   classifying = true;
   clearError("try");
   try {
-    await compareClassify(t, texts);
+    await inTurn(() => compareClassify(t, texts));
   } catch (e) {
     showError("try", e);
   } finally {

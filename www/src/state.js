@@ -9,6 +9,7 @@ export const state = {
   data: null, // { name, text, check, editor: "classes" | "chat" | null (an editor's data, or a file's) }; the core's check includes its parsed classification rows, `check.examples`
   adapter: "none", // "none" | "trained" | "loaded"
   training: null, // the current run's Job (see job.js)
+  comparing: false, // a "Compare base and adapted" under Try it is running (compare.js)
   chatting: null, // the AbortController of the chat reply being generated (chat.js)
   labels: null,
   suggestion: null, // tuner.suggestOptions for the model and data: { options, why }
