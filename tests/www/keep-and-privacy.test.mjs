@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { openPage, loadMiniLm, advanced, waitStatus, ROOT, OUT } from "./helpers.mjs";
+import { openPage, loadMiniLm, advanced, waitStatus, reloadPage, comparePredictions, assertSamePredictions, ROOT, OUT } from "./helpers.mjs";
 
 const TEXTS = ["I was charged twice this month", "The app freezes when I upload a file", "Please add an export to PDF"];
 
@@ -16,21 +16,7 @@ async function uploadTickets(page) {
   await page.locator("#data-status").filter({ hasText: /CSV, 60 rows.*billing, bug, feature/ }).waitFor();
 }
 
-/** Types TEXTS into "Try it", compares, and reads one predictions table: [{ text, label, probs }]. */
-async function compare(page, which = "Adapted predictions") {
-  await page.getByLabel("Texts to classify (one per line)").fill(TEXTS.join("\n"));
-  const button = page.getByRole("button", { name: "Compare base and adapted" });
-  await button.click(); // disables itself until both panes are filled
-  await page.waitForFunction(() => !document.getElementById("compare").disabled, null, { timeout: 60_000 });
-  const table = page.getByRole("table", { name: which });
-  if (!(await table.count())) {
-    // Say what the page showed instead (an error in the pane or under "Try it").
-    throw new Error(`no "${which}" table; the page shows: ${(await page.locator("#try-section").innerText()).slice(0, 600)}`);
-  }
-  return table.locator("tr[data-probs]").evaluateAll((rows) =>
-    rows.map((r) => ({ text: r.cells[0].textContent, label: r.cells[1].textContent, probs: JSON.parse(r.dataset.probs) })),
-  );
-}
+const compare = (page, which) => comparePredictions(page, TEXTS, which);
 
 /** Loads MiniLM, uploads the tickets and trains 6 LoRA steps (no checkpoints, no evaluation). */
 async function trainSixSteps(page) {
@@ -40,18 +26,6 @@ async function trainSixSteps(page) {
   await page.getByLabel("Learning rate").fill("0.005");
   await page.getByRole("button", { name: "Start" }).click();
   await waitStatus(page, /^Finished: 6 steps/, 120_000);
-}
-
-function assertSamePredictions(got, want, tol = 1e-4) {
-  assert.equal(got.length, want.length);
-  for (let i = 0; i < want.length; i++) {
-    assert.equal(got[i].text, want[i].text);
-    assert.equal(got[i].label, want[i].label, `label of "${want[i].text}"`);
-    assert.deepEqual(Object.keys(got[i].probs).sort(), Object.keys(want[i].probs).sort());
-    for (const [k, p] of Object.entries(want[i].probs)) {
-      assert.ok(Math.abs(got[i].probs[k] - p) <= tol, `"${want[i].text}" ${k}: ${got[i].probs[k]} vs ${p}`);
-    }
-  }
 }
 
 // This once crashed the core when the comparison switched a loaded adapter off
@@ -76,8 +50,7 @@ test("an adapter downloaded after training, loaded after a reload, predicts the 
     await dl.saveAs(zipPath);
 
     // A new visit: nothing of the run is left but the zip on disk.
-    await page.reload();
-    await page.waitForFunction(() => window.webpeftReady === true, null, { timeout: 30_000 });
+    await reloadPage(page);
     await page.waitForTimeout(500); // the resume offer, if any, appears after an OPFS read
     const offer = page.getByRole("region", { name: "Resume previous run?" });
     if (await offer.isVisible()) await page.getByRole("button", { name: "Discard checkpoint" }).click();
@@ -96,32 +69,44 @@ test("an adapter downloaded after training, loaded after a reload, predicts the 
   }
 });
 
-test("a run's adapter is kept in the browser: after a reload it goes back on the model and predicts the same", { timeout: 180_000 }, async () => {
+// Earlier versions of the page kept the last run's adapter in OPFS (webpeft-kept-adapter/); it
+// is now a project's run (projects.test.mjs): the kept one moves into a project of its own, and
+// still goes back on the model after a reload with the same predictions.
+test("an adapter an earlier version of the page kept becomes a project: after a reload it goes back on the model and predicts the same", { timeout: 180_000 }, async () => {
   const b = await openPage();
   try {
     const { page } = b;
-    assert.ok(await page.locator("#kept-adapter").isHidden(), "nothing is kept on a first visit");
     await trainSixSteps(page);
-    await page.locator("#kept-info").filter({ hasText: /^Kept in this browser: a lora adapter trained on all-MiniLM-L6-v2 \(6 steps, last loss/ }).waitFor();
     const before = await compare(page);
+    // The storage an earlier version left: the adapter's files and its record, no projects.
+    await page.evaluate(async () => {
+      const root = await navigator.storage.getDirectory();
+      const dir = await root.getDirectoryHandle("webpeft-kept-adapter", { create: true });
+      const files = await window.webpeftPage.tuner.exportAdapterFiles();
+      const meta = { model: "all-MiniLM-L6-v2", modelKey: "minilm", method: "lora", steps: 6, loss: 0.5, savedAt: new Date().toISOString() };
+      for (const [name, data] of [...Object.entries(files), ["meta.json", JSON.stringify(meta)]]) {
+        const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
+        await w.write(data);
+        await w.close();
+      }
+      await root.removeEntry("webpeft-projects", { recursive: true });
+    });
 
-    await page.reload();
-    await page.waitForFunction(() => window.webpeftReady === true, null, { timeout: 30_000 });
-    const load = page.getByRole("button", { name: "Load the kept adapter" });
-    await load.waitFor({ timeout: 10_000 });
-    assert.ok(await load.isDisabled(), "no model yet");
-    await loadMiniLm(page);
-    await load.click();
-    await page.locator("#keep-status").filter({ hasText: /^Loaded the kept adapter/ }).waitFor({ timeout: 30_000 });
+    await reloadPage(page);
+    const item = page.locator("#project-list li").filter({ hasText: "Kept adapter (lora on all-MiniLM-L6-v2)" });
+    await item.waitFor({ timeout: 10_000 });
+    assert.match(await item.innerText(), /all-MiniLM-L6-v2 · 1 run/);
+    assert.equal(await page.locator("#project-list li").count(), 1);
+    await page.getByRole("button", { name: "Open project Kept adapter (lora on all-MiniLM-L6-v2)" }).click();
+    await page.locator("#projects-status").filter({ hasText: /^Opened/ }).waitFor({ timeout: 60_000 });
+    assert.match(await page.locator("#model-status").textContent(), /^Loaded all-MiniLM-L6-v2/);
+    await page.getByRole("button", { name: "Load run 1's adapter", exact: true }).click();
+    await page.locator("#keep-status").filter({ hasText: /^Loaded run 1's adapter/ }).waitFor({ timeout: 30_000 });
     assert.equal(await page.locator("#keep-msg").textContent(), "");
     assertSamePredictions(await compare(page), before);
-
-    await page.getByRole("button", { name: "Forget the kept adapter" }).click();
-    await page.locator("#kept-adapter").waitFor({ state: "hidden" });
-    await page.reload();
-    await page.waitForFunction(() => window.webpeftReady === true, null, { timeout: 30_000 });
-    await page.waitForTimeout(500); // the kept adapter, if any, shows after an OPFS read
-    assert.ok(await page.locator("#kept-adapter").isHidden(), "forgotten for good");
+    // Moved, not copied: the old folder is gone.
+    const left = await page.evaluate(async () => (await navigator.storage.getDirectory()).getDirectoryHandle("webpeft-kept-adapter").then(() => true, () => false));
+    assert.equal(left, false);
   } finally {
     await b.close();
   }

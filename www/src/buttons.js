@@ -21,6 +21,8 @@ export function refreshButtons() {
   // A GPU job continues a run from where it stands: between steps, so while it is paused.
   $("download-gpu-job").disabled = !busy || !t.parked;
   $("adapter-files").disabled = busy || chatting || !state.tuner;
-  $("load-kept").disabled = busy || chatting || !state.tuner;
+  // A project's runs and the projects list (projects.js): loading an adapter needs the model; opening loads one.
+  for (const b of document.querySelectorAll(".load-run")) b.disabled = busy || chatting || !state.tuner;
+  for (const b of document.querySelectorAll(".open-project")) b.disabled = busy || chatting;
   $("continue-wrap").hidden = state.adapter === "none" || busy;
 }

@@ -23,6 +23,9 @@ export function chartUpTo(step) {
   return Object.fromEntries(Object.entries(series).map(([k, v]) => [k, v.slice(0, series.x.lastIndexOf(step) + 1)]));
 }
 
+/** The whole chart as drawn (a run's record keeps it). */
+export const chartSeries = () => chartUpTo(series.x.at(-1));
+
 export function plotStep(e) {
   series.x.push(e.step);
   series.loss.push(e.loss);

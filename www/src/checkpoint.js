@@ -1,6 +1,6 @@
 // The OPFS checkpoint (section 6): a run's data, its latest checkpoint and the page's metadata, to resume after a reload.
 import { showStorage } from "./keep.js";
-import { writeFile, readFile } from "./opfs.js";
+import { writeFile, readFile, opfsDir, removeOpfsDir } from "./opfs.js";
 import { $ } from "./dom.js";
 import { state } from "./state.js";
 import { chartUpTo } from "./chart.js";
@@ -12,11 +12,7 @@ import { chartUpTo } from "./chart.js";
 const CKPT = "webpeft-checkpoint";
 const CKPT_FILES = ["config", "weights", "sidecar", "optimizer", "state"];
 
-async function ckptDir(create) {
-  const root = await navigator.storage.getDirectory();
-  return root.getDirectoryHandle(CKPT, { create });
-}
-
+const ckptDir = (create) => opfsDir(CKPT, create);
 
 export async function saveCheckpoint(job, e) {
   const dir = await ckptDir(true);
@@ -43,6 +39,8 @@ function checkpointMeta(job, e, folder) {
     version: 3,
     savedAt: new Date().toISOString(),
     model: { key: state.modelKey, label: state.source?.label, backend: $("backend").value },
+    // The project the run belongs to (projects.js): a resumed run's record goes there.
+    project: state.project?.id ?? null,
     dataName: job.data.name,
     options: job.options,
     checkpointEvery: job.every,
@@ -79,11 +77,6 @@ export async function readCheckpointData(ck) {
 }
 
 export async function clearCheckpoint() {
-  try {
-    const root = await navigator.storage.getDirectory();
-    await root.removeEntry(CKPT, { recursive: true });
-  } catch {
-    // nothing saved
-  }
+  await removeOpfsDir(CKPT).catch(() => {});
   showStorage();
 }

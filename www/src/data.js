@@ -3,7 +3,7 @@ import { Tuner } from "/web/dist/index.js";
 import { $, setText, dropZone } from "./dom.js";
 import { fmtInt } from "./format.js";
 import { showError, clearError } from "./errors.js";
-import { state } from "./state.js";
+import { state, workChanged } from "./state.js";
 import { SAMPLES } from "./presets.js";
 import { refreshButtons } from "./buttons.js";
 import { updateEstimate } from "./estimate.js";
@@ -136,6 +136,7 @@ export async function useData(name, text, opts = {}) {
   showHoldOut();
   showEditors();
   refreshButtons();
+  workChanged();
   await checkData();
 }
 
@@ -149,6 +150,7 @@ export function clearData() {
   showHoldOut();
   showEditors();
   refreshButtons();
+  workChanged();
 }
 
 /** The classification rows of the chosen data as the core's check parsed them; null for other data or data with problems. */

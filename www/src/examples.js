@@ -133,24 +133,25 @@ function exportAs(kind) {
 }
 
 /**
- * Reads a CSV (text,label) or JSONL (text and label) file into the editor,
- * replacing what is there. The core checks it first, so a file the page would
- * refuse to train on is refused here with its lines named.
+ * Reads a CSV (text,label) or JSONL (text and label) file (or a project's examples) into the
+ * editor, replacing what is there. The core checks it first, so a file the page would refuse
+ * to train on is refused here with its lines named. True once imported.
  */
-async function importFile(file) {
+export async function importExamples(name, text) {
   clearError("examples");
-  const text = await file.text();
   let v;
   try {
-    v = await validate(file.name, text);
+    v = await validate(name, text);
   } catch (e) {
-    return showError("examples", e);
+    showError("examples", e);
+    return false;
   }
+  const refuse = (why) => (setText("examples-msg", `Not imported: ${why}`), false);
   const rowProblems = v.problems.filter((p) => p.line !== null);
-  if (rowProblems.length || !v.format) return setText("examples-msg", `Not imported: ${problemsLine(file.name, v.problems)}`);
-  if (!LABELLED_FORMATS.has(v.format)) return setText("examples-msg", `Not imported: ${file.name} has no labels; the editor reads CSV with a text,label header or JSON lines with "text" and "label".`);
+  if (rowProblems.length || !v.format) return refuse(problemsLine(name, v.problems));
+  if (!LABELLED_FORMATS.has(v.format)) return refuse(`${name} has no labels; the editor reads CSV with a text,label header or JSON lines with "text" and "label".`);
   const rows = v.examples ?? [];
-  if (!rows.length) return setText("examples-msg", `Not imported: ${file.name} holds no examples.`);
+  if (!rows.length) return refuse(`${name} holds no examples.`);
   // One example a line: a line break inside an example becomes a space.
   let joined = 0;
   $("classes").replaceChildren();
@@ -160,7 +161,8 @@ async function importFile(file) {
   cancelExamplesSync();
   await sync();
   const note = joined ? ` (${joined} example${joined === 1 ? "" : "s"} had line breaks, now spaces)` : "";
-  setText("examples-status", `Imported ${fmtInt(rows.length)} examples in ${byLabel(rows).length} classes from ${file.name}${note}; training uses them (as ${EXAMPLES_NAME}).`);
+  setText("examples-status", `Imported ${fmtInt(rows.length)} examples in ${byLabel(rows).length} classes from ${name}${note}; training uses them (as ${EXAMPLES_NAME}).`);
+  return true;
 }
 
 export function wireExamples() {
@@ -173,7 +175,7 @@ export function wireExamples() {
   $("export-jsonl").addEventListener("click", () => exportAs("jsonl"));
   $("examples-import").addEventListener("change", async () => {
     const f = $("examples-import").files[0];
-    if (f) await importFile(f);
+    if (f) await importExamples(f.name, await f.text());
     $("examples-import").value = ""; // the same file again is a new import
   });
 }

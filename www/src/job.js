@@ -73,6 +73,7 @@ export class Job {
     } else if (e.event === "step") {
       this.done = e.step;
       this.lastLoss = e.loss;
+      this.lastEpsilon = e.epsilon; // privacy spent so far (DP runs)
       ui.step(e, this);
     } else if (e.event === "eval") ui.evaluated(e);
     else if (e.event === "paused") {

@@ -1,4 +1,4 @@
-// Section 6, Keep the work: downloading the adapter as a PEFT zip or a GGUF LoRA, and loading an adapter's files onto the model.
+// Section 6, Keep the work: downloading the adapter as a PEFT zip or a GGUF LoRA, loading an adapter onto the model, and the storage used.
 import { WebPeftError } from "/web/dist/index.js";
 import { $, setText, dropZone, saveAs } from "./dom.js";
 import { fmtBytes } from "./format.js";
@@ -6,14 +6,15 @@ import { showError, clearError } from "./errors.js";
 import { state, adapterChanged } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 
-const fileStem = () => `webpeft-${$("method").value}-${(state.source?.label ?? "model").replace(/[^\w.-]+/g, "_").slice(0, 40)}`;
+/** A download's file name stem: the method and the model (`label`, default the loaded one's). */
+export const fileStem = (method = $("method").value, label = state.source?.label) => `webpeft-${method}-${(label ?? "model").replace(/[^\w.-]+/g, "_").slice(0, 40)}`;
 
-/** Saves what `exportFn` makes under the file stem with `ext`, saying what it is for. */
-async function download(exportFn, ext, whatFor) {
+/** Saves what `exportFn` makes as `stem`.`ext`, saying what it is for. */
+export async function download(exportFn, ext, whatFor, stem = fileStem()) {
   clearError("keep");
   try {
     const blob = await exportFn();
-    const name = `${fileStem()}.${ext}`;
+    const name = `${stem}.${ext}`;
     saveAs(blob, name);
     setText("keep-status", `Saved ${name} (${fmtBytes(blob.size)}): ${whatFor(name)}`);
   } catch (e) {
@@ -30,7 +31,8 @@ const downloadGguf = () => download(() => state.tuner.exportAdapterGguf(), "gguf
 const downloadGpuJob = () =>
   download(() => state.tuner.exportGpuJob(), "gpu-job.zip", () => "unzip it on a GPU machine and run `accelerate launch train.py` in webpeft-job/ (its README says what is inside).");
 
-async function loadAdapterFiles(files) {
+/** Loads an adapter (what `tuner.loadAdapter` takes) onto the model; `what` names it in the status line. */
+export async function putAdapter(files, what) {
   clearError("keep");
   if (!state.tuner) return showError("keep", new WebPeftError("input", "load the base model first (section 1)"));
   try {
@@ -38,7 +40,7 @@ async function loadAdapterFiles(files) {
     state.adapter = "loaded";
     adapterChanged();
     $("continue-adapter").checked = true;
-    setText("keep-status", `Loaded the adapter from ${files.map((f) => f.name).join(", ")}.`);
+    setText("keep-status", `Loaded ${what} onto the model.`);
   } catch (e) {
     showError("keep", e);
   } finally {
@@ -46,11 +48,13 @@ async function loadAdapterFiles(files) {
   }
 }
 
-/** This site's browser storage (OPFS checkpoints, cached models) against its quota, as the browser estimates them. */
+const loadAdapterFiles = (files) => putAdapter(files, `the adapter from ${files.map((f) => f.name).join(", ")}`);
+
+/** This site's browser storage (OPFS projects and checkpoints, cached models) against its quota, as the browser estimates them. */
 export async function showStorage() {
   const est = await navigator.storage?.estimate?.().catch(() => null);
   if (!est || !est.quota) return setText("storage-use", "");
-  setText("storage-use", `Browser storage for this page: ${fmtBytes(est.usage ?? 0)} used of ${fmtBytes(est.quota)} (checkpoints and cached models).`);
+  setText("storage-use", `Browser storage for this page: ${fmtBytes(est.usage ?? 0)} used of ${fmtBytes(est.quota)} (projects, checkpoints and cached models).`);
 }
 
 export function wireKeep() {

@@ -3,7 +3,6 @@
 // chart, compare base and adapted outputs, export or checkpoint the adapter.
 // Bundled by www/build.mjs (esbuild) with uPlot; the webpeft package itself is
 // imported from /web/dist at run time so the page always uses the built package.
-import { wireKept } from "./kept.js";
 import { state } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 import { wireModel, updateSourceFields } from "./model.js";
@@ -17,6 +16,7 @@ import { resetChart } from "./chart.js";
 import { wireCompare } from "./compare.js";
 import { wireChat } from "./chat.js";
 import { wireKeep } from "./keep.js";
+import { wireProjects } from "./projects.js";
 import { offerResume } from "./resume.js";
 
 window.webpeftPage = state; // for debugging in the console
@@ -31,7 +31,7 @@ wireConversations();
 wireEstimate();
 wireTraining();
 wireKeep();
-wireKept();
+wireProjects();
 
 updateSourceFields();
 updateMethodFields();

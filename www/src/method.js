@@ -1,6 +1,6 @@
 // Section 3, Method: the task and method settings, their defaults for a model, and the train options they make.
 import { $, setText } from "./dom.js";
-import { state } from "./state.js";
+import { state, workChanged } from "./state.js";
 import { DEFAULTS, METHOD_LR } from "./presets.js";
 import { isEncoder, updateEstimate } from "./estimate.js";
 import { checkData, showEvalSplit, showEditors } from "./data.js";
@@ -123,6 +123,7 @@ function applySuggestion(s) {
   set("steps", o.steps ?? 0);
   updateMethodFields();
   updateEstimate();
+  workChanged();
 }
 
 function showSuggestion() {

@@ -3,7 +3,7 @@ import { Tuner, WebPeftError } from "/web/dist/index.js";
 import { $, setText, dropZone } from "./dom.js";
 import { fmtBytes, fmtInt } from "./format.js";
 import { showError, clearError } from "./errors.js";
-import { state, adapterChanged } from "./state.js";
+import { state, adapterChanged, workChanged } from "./state.js";
 import { BUNDLED } from "./presets.js";
 import { refreshButtons } from "./buttons.js";
 import { applyModelDefaults } from "./method.js";
@@ -47,9 +47,10 @@ function describeChoice() {
   return { source: { files }, key: `files:${files.map((f) => `${f.name}:${f.size}`).join(",")}`, label: files.map((f) => f.name).join(", "), baseModel: undefined };
 }
 
-/** Selects a model saved by its key (bundled or Hub; local files cannot be chosen for the user) and its backend. */
+/** Selects a model saved by its key and its backend (local files: the source only; the person picks the files again). */
 export function selectModel(key, backend) {
-  const radio = document.querySelector(`input[name="model-source"][value="${BUNDLED[key] ? key : "hub"}"]`);
+  const kind = BUNDLED[key] ? key : key.startsWith("files:") ? "files" : "hub";
+  const radio = document.querySelector(`input[name="model-source"][value="${kind}"]`);
   radio.checked = true;
   if (key.startsWith("hub:")) {
     const [, id, f] = key.split(":");
@@ -135,6 +136,7 @@ async function useModel(tuner, choice, t0) {
   showModelFacts(tuner);
   if (!sameModel) applyModelDefaults(tuner);
   else updateEstimate();
+  workChanged();
   // With the model's tokenizer and task the check also counts tokens.
   await checkData();
 }

@@ -8,6 +8,7 @@ import { useData } from "./data.js";
 import { writeOptions } from "./method.js";
 import { startTraining } from "./train.js";
 import { readCheckpoint, readCheckpointFiles, readCheckpointData, clearCheckpoint } from "./checkpoint.js";
+import { adoptProject } from "./projects.js";
 
 export async function offerResume() {
   const ck = await readCheckpoint();
@@ -33,6 +34,8 @@ async function resumeRun(ck, local) {
   const m = ck.meta;
   clearError("model");
   try {
+    // The resumed run belongs to the project it started in: its record goes there when it ends.
+    await adoptProject(m.project);
     if (!local) {
       selectModel(m.model.key, m.model.backend);
       await loadModel();

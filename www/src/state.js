@@ -13,7 +13,11 @@ export const state = {
   chatting: null, // the AbortController of the chat reply being generated (chat.js)
   labels: null,
   suggestion: null, // tuner.suggestOptions for the model and data: { options, why }
+  project: null, // the project the current work is saved in (projects.js), or null before there is one
 };
 
 /** Says that the adapter on the model changed (trained, loaded, reset, or another model): chat.js starts a new conversation. */
 export const adapterChanged = () => document.dispatchEvent(new CustomEvent("webpeft:adapter-changed"));
+
+/** Says that the work changed (the model loaded, the data, a setting): projects.js saves the project soon. */
+export const workChanged = () => document.dispatchEvent(new CustomEvent("webpeft:work-changed"));

@@ -1,5 +1,4 @@
 // Section 4, Training: starting, pausing, resuming and stopping a run, and showing its progress as it goes.
-import { keepAdapter } from "./kept.js";
 import { WebPeftError } from "/web/dist/index.js";
 import { $, setText } from "./dom.js";
 import { fmtInt, fmtTime } from "./format.js";
@@ -14,7 +13,21 @@ import { loadModel } from "./model.js";
 import { trainingSplit } from "./data.js";
 import { flushExamples } from "./examples.js";
 import { flushConversations } from "./conversations.js";
-import { resetResults, showResults } from "./results.js";
+import { resetResults, showResults, showSavedResults } from "./results.js";
+import { flushProject, saveRun, saveRunResults } from "./projects.js";
+
+/** An evaluation's metrics as the Eval line shows them. */
+const evalText = (m) => `loss ${m.loss.toFixed(4)}${m.accuracy !== undefined ? ` · accuracy ${(m.accuracy * 100).toFixed(0)}%` : ""}${m.perplexity !== undefined ? ` · perplexity ${m.perplexity.toFixed(1)}` : ""}`;
+
+/** How a run ended, in the status line's words. */
+const endText = (reason) => (reason === "completed" ? "Finished" : reason === "cancelled" ? "Stopped" : reason ? `Ended (${reason})` : "Ended");
+
+/** Privacy spent as the line shows it: ε of the budget, and δ. */
+const epsilonText = (eps, dp) => (eps !== undefined && eps !== null && dp ? `ε = ${eps.toFixed(2)} of ${dp.targetEpsilon} (δ = ${dp.delta})` : "not private");
+
+/** The status line of an ended run: "Finished: 6 steps in 12 s, last loss 0.9876." */
+const endLine = (reason, steps, seconds, loss) =>
+  `${endText(reason)}: ${steps ?? "?"} steps${Number.isFinite(seconds) ? ` in ${fmtTime(seconds)}` : ""}${loss !== undefined && loss !== null ? `, last loss ${loss.toFixed(4)}` : ""}.`;
 
 /** What the page shows of a run's events (the Job calls these). */
 const ui = {
@@ -34,12 +47,11 @@ const ui = {
     setText("train-status", `Step ${e.step} / ${job.total}${epochs} · ETA ${fmtTime(e.etaS)}`);
     setText("stat-loss", e.loss.toFixed(4));
     setText("stat-tps", fmtInt(e.tokensPerS));
-    setText("stat-epsilon", e.epsilon !== undefined ? `ε = ${e.epsilon.toFixed(2)} of ${job.options.dp.targetEpsilon} (δ = ${job.options.dp.delta})` : "not private");
+    setText("stat-epsilon", epsilonText(e.epsilon, job.options.dp));
   },
   evaluated(e) {
     plotEval(e);
-    const m = e.metrics;
-    setText("stat-eval", `loss ${m.loss.toFixed(4)}${m.accuracy !== undefined ? ` · accuracy ${(m.accuracy * 100).toFixed(0)}%` : ""}${m.perplexity !== undefined ? ` · perplexity ${m.perplexity.toFixed(1)}` : ""}`);
+    setText("stat-eval", evalText(e.metrics));
   },
   paused(p) {
     if (p) setText("train-status", `Paused at step ${$("train-progress").value} / ${$("train-progress").max}.`);
@@ -65,6 +77,8 @@ export async function startTraining({ resumeFrom } = {}) {
     await flushConversations();
   }
   if (refuseStart(resumeFrom)) return;
+  // The project holds the data and settings this run starts with (its checkpoint names it).
+  if (!resumeFrom) await flushProject();
   clearError("data");
   resetResults();
   const job = await newJob(resumeFrom);
@@ -87,8 +101,12 @@ export async function startTraining({ resumeFrom } = {}) {
     if (state.training === job) state.training = null;
     refreshButtons();
   }
-  // A classification run (finished or stopped) is then judged on the rows it held out.
-  if (summary && job.split) await showResults(job.split, summary);
+  // A classification run (finished or stopped) is then judged on the rows it held out, and its
+  // record in the project keeps what that showed.
+  if (summary && job.split) {
+    const results = await showResults(job.split, summary);
+    if (results && job.record) await saveRunResults(job.record, results);
+  }
 }
 
 const fixLine = (line) => `Training did not start: fix line ${line} of ${state.data.name} (see Data).`;
@@ -148,18 +166,36 @@ async function prepareChart(job, resumeFrom) {
 async function finished(job, summary, t0) {
   state.adapter = "trained";
   adapterChanged();
-  const how = summary.reason === "completed" ? "Finished" : summary.reason === "cancelled" ? "Stopped" : `Ended (${summary.reason})`;
   const seconds = (performance.now() - t0) / 1000;
   // The checkpoint is for runs cut short by a reload; a run that ended on purpose needs none.
   // It is cleared before the status says the run ended, so that "Finished"/"Stopped" and
   // an enabled Start appear together (the caller re-enables the buttons right after).
   if (job.every > 0) await clearCheckpoint();
-  // The run's adapter is kept in this browser (replacing the one kept before), so a reload can
-  // put it back without a download.
-  await keepAdapter(job, summary);
-  setText("keep-status", "The run's adapter is kept in this browser (Keep the work); download it to use it elsewhere.");
-  setText("train-status", `${how}: ${summary.steps} steps in ${fmtTime(seconds)}${summary.loss !== undefined ? `, last loss ${summary.loss.toFixed(4)}` : ""}.`);
+  // The run, its chart and metrics and its adapter go into the project (Keep the work), so a
+  // reload or a later visit can show it and put the adapter back without a download.
+  job.record = await saveRun(job, summary, seconds);
+  setText("train-status", endLine(summary.reason, summary.steps, seconds, summary.loss));
   $("train-progress").value = summary.steps;
+}
+
+/** Shows a saved run (`projects.js`'s record) here: its end, its last numbers, its chart and its held-out results; null: no run yet. */
+export function showRun(run, projectName) {
+  resetResults();
+  if (!run) {
+    resetChart();
+    $("train-progress").value = 0;
+    setText("train-status", "Not started.");
+    for (const id of ["stat-loss", "stat-eval", "stat-epsilon"]) setText(id, "–");
+    return;
+  }
+  restoreChart(run.series);
+  $("train-progress").max = run.total ?? run.steps;
+  $("train-progress").value = run.steps;
+  setText("train-status", `Run ${run.n} of “${projectName}”, ${new Date(run.at).toLocaleString()}: ${endLine(run.reason, run.steps, run.seconds, run.loss)}`);
+  setText("stat-loss", run.loss !== undefined && run.loss !== null ? run.loss.toFixed(4) : "–");
+  setText("stat-eval", run.eval ? evalText(run.eval) : "–");
+  setText("stat-epsilon", epsilonText(run.epsilon, run.settings?.dp));
+  if (run.results) showSavedResults(run.results);
 }
 
 async function failed(job, e) {

@@ -1,0 +1,416 @@
+// Section 6, Keep the work: the current work as a project in this browser's OPFS (the model choice, the data, the settings, and each finished or stopped run with its chart, metrics and adapter), saved as the person works; opening and renaming a project; its runs shown, loaded onto the model and downloaded.
+import { WebPeftError } from "/web/dist/index.js";
+import { $, setText } from "./dom.js";
+import { explain, showError, clearError } from "./errors.js";
+import { state, adapterChanged } from "./state.js";
+import { refreshButtons } from "./buttons.js";
+import { debounced, oneAtATime } from "./debounce.js";
+import { opfsDir, writeFile, readFile } from "./opfs.js";
+import { showStorage, putAdapter, download, fileStem } from "./keep.js";
+import { selectModel, loadModel } from "./model.js";
+import { readOptions, writeOptions } from "./method.js";
+import { useData, clearData } from "./data.js";
+import { importExamples } from "./examples.js";
+import { importConversations } from "./conversations.js";
+import { showRun } from "./train.js";
+import { chartSeries } from "./chart.js";
+import { resultsSummary } from "./results.js";
+import { refreshList, wireProjectList } from "./project-list.js";
+
+// The current work is a project: once there is data (or a run), the model choice, the data and
+// the settings are saved into it a moment after each change, and each run that ends (finished or
+// stopped) adds its record and its adapter. Opening a project makes it the current one.
+//
+// The list of all projects, their deletion and the move of the adapter earlier versions kept are
+// project-list.js's.
+//
+// OPFS: webpeft-projects/<id>/{project.json, data-<k>.txt, run-<n>.zip}. project.json names the
+// data file and the runs' adapters and is written after them, so a reload in the middle of a save
+// finds the project as it was before; changed data goes into a new data file, and the old one is
+// removed once project.json names the new one.
+export const DIR = "webpeft-projects";
+export const VERSION = 1;
+// The adapter files of a run kept by an earlier version of this page (project-list.js moves it into a project).
+export const LEGACY_FILES = ["adapter_config.json", "adapter_model.safetensors", "webpeft.json"];
+const METHODS = { lora: "LoRA", dora: "DoRA", bitfit: "BitFit", ia3: "(IA)³", prompt: "prompt tuning", prefix: "prefix tuning" };
+
+// While a project opens, its model, data and settings are put back: nothing is saved meanwhile.
+let opening = false;
+// An Open in progress (from the click: the current work is saved before `opening`).
+let openingNow = false;
+// The data text in the current project's data file, so that an unchanged text is not written again.
+let savedData = { id: null, file: null, text: null };
+// Saves, deletions and the list's refreshes run one after the other.
+export const queued = oneAtATime();
+// The work is saved this long after the last change.
+const saving = debounced(() => queued(saveNow));
+
+/** The folder of all projects in OPFS, and one project's folder. */
+export const projectsDir = (create = false) => opfsDir(DIR, create);
+export const projectDir = async (id, create = false) => (await projectsDir(create)).getDirectoryHandle(id, { create });
+export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+export const when = (iso) => new Date(iso).toLocaleString();
+
+export function newProject() {
+  const now = new Date().toISOString();
+  const id = `p-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+  return { version: VERSION, id, name: "", named: false, createdAt: now, updatedAt: now, model: null, data: null, settings: null, runs: [] };
+}
+
+/** The loaded model as a project keeps it (how to load it again), or null when none is loaded. */
+function currentModel() {
+  if (!state.tuner || !state.modelKey) return null;
+  return { key: state.modelKey, label: state.source?.label ?? state.modelKey, backend: $("backend").value };
+}
+
+/** A project's name until the person gives it one: what it trains on, and on which model. */
+function defaultName(p) {
+  const d = p.data;
+  const labels = state.labels?.length ? `${state.labels.slice(0, 3).join(", ")}${state.labels.length > 3 ? ", …" : ""}` : "typed examples";
+  const what = !d ? "No data" : d.editor === "classes" ? labels : d.editor === "chat" ? "Typed conversations" : d.name.replace(/\.[^.]*$/, "");
+  return p.model ? `${what} on ${p.model.label}` : what;
+}
+
+/** Puts the current work into its project (a new one once there is data) and writes it. */
+async function save() {
+  if (opening) return;
+  if (!state.project) {
+    if (!state.data) return;
+    state.project = newProject();
+  }
+  const p = state.project;
+  // Without a loaded model (local files not picked again yet, a failed load) the project keeps its own.
+  p.model = currentModel() ?? p.model;
+  p.data = state.data ? { name: state.data.name, editor: state.data.editor, file: p.data?.file ?? null } : null;
+  p.settings = { options: readOptions(), checkpointEvery: Number($("checkpoint-every").value) };
+  if (!p.named) p.name = defaultName(p);
+  p.updatedAt = new Date().toISOString();
+  await write(p, state.data?.text);
+}
+
+/** Writes project `p` (and `text`, its data, when it changed) to OPFS: the data file first, project.json last. */
+async function write(p, text) {
+  const dir = await projectDir(p.id, true);
+  if (p.data && !(savedData.id === p.id && savedData.file === p.data.file && savedData.text === text)) {
+    const file = `data-${Date.now().toString(36)}.txt`;
+    await writeFile(dir, file, text);
+    p.data.file = file;
+    savedData = { id: p.id, file, text };
+  }
+  await writeFile(dir, "project.json", JSON.stringify(p));
+  // Data files project.json no longer names.
+  for await (const [name, h] of dir.entries()) {
+    if (h.kind === "file" && /^data-.*\.txt$/.test(name) && name !== p.data?.file) await dir.removeEntry(name).catch(() => {});
+  }
+}
+
+/** What a failed write says: a full quota in words a person can act on. */
+function saveFailed(e, what) {
+  const full = e?.name === "QuotaExceededError";
+  const why = full
+    ? "this browser's storage for the page is full. Delete projects you no longer need (Projects in this browser) or download what you want to keep; nothing on the page is lost while it stays open"
+    : explain(e);
+  setText("project-msg", `${what} was not saved in this browser: ${why}.`);
+  console.error(e);
+}
+
+async function saveNow() {
+  try {
+    await save();
+    clearError("project");
+  } catch (e) {
+    saveFailed(e, `The project “${state.project?.name ?? "current work"}”`);
+  }
+  showProject();
+  await refreshList();
+  showStorage();
+}
+
+/** Saves the current work now (a run starts with its project saved, so its checkpoint can name it). */
+export async function flushProject() {
+  saving.cancel();
+  await queued(saveNow);
+}
+
+/**
+ * Adds a run that ended (finished or stopped) to the current project (a new one if there is
+ * none): its settings, chart, metrics and time, and its adapter (the package's zip) next to it.
+ * Returns the run's record (its held-out results are added by `saveRunResults`).
+ */
+export function saveRun(job, summary, seconds) {
+  return queued(async () => {
+    state.project ??= newProject();
+    const p = state.project;
+    const n = Math.max(0, ...p.runs.map((r) => r.n)) + 1;
+    const run = {
+      n,
+      at: new Date().toISOString(),
+      reason: summary.reason,
+      steps: summary.steps,
+      total: job.total,
+      seconds,
+      loss: summary.loss ?? null,
+      eval: summary.eval ?? null,
+      epsilon: job.lastEpsilon ?? null,
+      settings: job.options,
+      dataName: job.data.name,
+      model: currentModel(),
+      series: chartSeries(),
+      results: null,
+      adapter: null,
+    };
+    try {
+      const zip = await state.tuner.exportAdapter();
+      await writeFile(await projectDir(p.id, true), `run-${n}.zip`, zip);
+      run.adapter = `run-${n}.zip`;
+    } catch (e) {
+      saveFailed(e, `Run ${n}'s adapter (it is still on the model: Download adapter keeps it)`);
+    }
+    p.runs.push(run);
+    try {
+      await save();
+      if (run.adapter) {
+        clearError("project");
+        setText("keep-status", `Run ${n} and its adapter are saved in the project “${p.name}” in this browser; download the adapter to use it elsewhere.`);
+      } else setText("keep-status", `Run ${n} is saved in the project “${p.name}” without its adapter; download the adapter to keep it.`);
+    } catch (e) {
+      saveFailed(e, `Run ${n} of “${p.name}”`);
+    }
+    showProject();
+    await refreshList();
+    showStorage();
+    return run;
+  });
+}
+
+/** Adds a run's held-out results (results.js's record of what it showed) to its project. */
+export function saveRunResults(run, results) {
+  run.results = results;
+  if (state.project?.runs.includes(run)) return queued(saveNow);
+}
+
+/** Reads project `id` (its project.json); throws when it is missing or not a project this page reads. */
+export async function readProject(id) {
+  const p = JSON.parse(await (await readFile(await projectDir(id), "project.json")).text());
+  if (p?.version !== VERSION || typeof p.name !== "string" || !Array.isArray(p.runs)) throw new Error("not a project file this page can read");
+  p.id = id;
+  return p;
+}
+
+const readData = async (p) => (p.data?.file ? (await readFile(await projectDir(p.id), p.data.file)).text() : null);
+
+/** Makes project `id` the current one without putting anything back (a resumed run restores its own). */
+export async function adoptProject(id) {
+  if (!id) return;
+  try {
+    const p = await readProject(id);
+    savedData = { id, file: p.data?.file ?? null, text: await readData(p) };
+    state.project = p;
+  } catch {
+    // Deleted meanwhile: the run goes into a new project.
+  }
+  showProject();
+  queued(refreshList);
+}
+
+// ---- Opening a project -------------------------------------------------------------------
+
+export async function openProject(id) {
+  if (openingNow) return;
+  openingNow = true;
+  try {
+    await openNow(id);
+  } finally {
+    openingNow = false;
+  }
+}
+
+async function openNow(id) {
+  clearError("projects");
+  if (state.training) return showError("projects", new WebPeftError("input", "stop the run first (Training), then open the project"));
+  // The current work is saved first.
+  await saving.flush();
+  await queued.idle();
+  let p;
+  let text;
+  try {
+    p = await readProject(id);
+    text = await readData(p);
+  } catch (e) {
+    showError("projects", new WebPeftError("io", `${DIR}/${id} could not be read: ${explain(e)}`));
+    return;
+  }
+  opening = true;
+  try {
+    state.project = p;
+    savedData = { id, file: p.data?.file ?? null, text };
+    showProject();
+    setText("projects-status", `Opening “${p.name}”…`);
+    await restoreModel(p.model);
+    if (p.settings) {
+      writeOptions(p.settings.options);
+      $("checkpoint-every").value = p.settings.checkpointEvery;
+    }
+    await restoreData(p.data, text);
+    showRun(p.runs.at(-1) ?? null, p.name);
+    const runs = p.runs.length ? ` Its last run is shown under Training; load a run's adapter below to try it.` : "";
+    setText("projects-status", `Opened “${p.name}”.${runs}`);
+  } catch (e) {
+    setText("projects-status", "");
+    showError("projects", e);
+  } finally {
+    opening = false;
+    // What opening put back is the project as saved: nothing to save.
+    saving.cancel();
+  }
+  showProject();
+  await queued(refreshList);
+  $("project-title").focus();
+}
+
+/** Loads the project's model as the model section would (bundled or Hub); local files the person picks again. */
+async function restoreModel(m) {
+  if (!m) return;
+  if (state.tuner && state.modelKey === m.key) {
+    // The same model: only the adapter of the work before goes.
+    if (state.adapter !== "none") {
+      try {
+        await state.tuner.resetAdapter();
+        state.adapter = "none";
+        adapterChanged();
+      } catch (e) {
+        showError("model", e);
+      }
+      refreshButtons();
+    }
+    return;
+  }
+  selectModel(m.key, m.backend);
+  if (m.key.startsWith("files:")) {
+    setText("model-status", `This project's model came from files on this computer (${m.label}): choose them again above and press Load model; files cannot be reopened from the browser's storage.`);
+    return;
+  }
+  await loadModel().catch(() => {}); // the model section shows its own error; the data and settings still come back
+}
+
+/** Puts the project's data back where it was: in its editor, else as the file it was. */
+async function restoreData(d, text) {
+  if (!d || text === null) return clearData();
+  if (d.editor === "classes" && (await importExamples(d.name, text))) return;
+  if (d.editor === "chat" && (await importConversations(d.name, text))) return;
+  await useData(d.name, text);
+}
+
+/** Deletes project `id` from OPFS; the open one's work stays on the page (a change after this saves it as a new project). True if it was the open one. */
+export async function deleteProject(id) {
+  const wasOpen = state.project?.id === id;
+  if (wasOpen) saving.cancel();
+  await queued(async () => {
+    await (await projectsDir()).removeEntry(id, { recursive: true });
+    if (state.project?.id === id) {
+      state.project = null;
+      savedData = { id: null, file: null, text: null };
+    }
+  });
+  showProject();
+  return wasOpen;
+}
+
+// ---- This project: its name and its runs --------------------------------------------------
+
+function showProject() {
+  const p = state.project;
+  const name = $("project-name");
+  name.disabled = !p;
+  if (document.activeElement !== name) name.value = p?.name ?? "";
+  setText("project-status", p ? `Saved in this browser, ${when(p.updatedAt)}.` : "Not saved yet: your work becomes a project once you choose data.");
+  const list = $("project-runs");
+  list.hidden = !p?.runs.length;
+  list.replaceChildren(...(p?.runs ?? []).map((run) => runItem(p, run)).reverse());
+  refreshButtons();
+}
+
+/** A saved run's settings and metrics in one line. */
+function runText(run) {
+  const o = run.settings ?? {};
+  const parts = [
+    run.reason === "completed" ? "finished" : run.reason === "cancelled" ? "stopped" : run.reason ? `ended (${run.reason})` : "kept by an earlier version of this page",
+    run.steps !== null && run.steps !== undefined ? plural(run.steps, "step") : null,
+    o.method ? `${METHODS[o.method] ?? o.method}${o.r ? ` r ${o.r}` : ""}${o.lr ? `, learning rate ${o.lr}` : ""}${o.dp ? ", private (DP-SGD)" : ""}` : null,
+    run.dataName ? `on ${run.dataName}` : null,
+    run.loss !== null && run.loss !== undefined ? `last loss ${run.loss.toFixed(4)}` : null,
+    run.eval ? `eval loss ${run.eval.loss.toFixed(4)}${run.eval.accuracy !== undefined ? `, accuracy ${Math.round(run.eval.accuracy * 100)}%` : ""}${run.eval.perplexity !== undefined ? `, perplexity ${run.eval.perplexity.toFixed(1)}` : ""}` : null,
+    run.results ? resultsSummary(run.results) : null,
+    when(run.at),
+  ];
+  return parts.filter(Boolean).join(" · ");
+}
+
+/** A secondary button with `cls` (buttons.js enables some by class) that calls `onClick`. */
+export function button(text, cls, onClick) {
+  const b = Object.assign(document.createElement("button"), { type: "button", className: `secondary ${cls}`, textContent: text });
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function runItem(p, run) {
+  const li = document.createElement("li");
+  const head = document.createElement("p");
+  head.append(Object.assign(document.createElement("strong"), { textContent: `Run ${run.n}` }), `: ${runText(run)}`);
+  const row = Object.assign(document.createElement("div"), { className: "row" });
+  row.append(button(`Show run ${run.n}`, "show-run", () => {
+    showRun(run, p.name);
+    setText("keep-status", `Run ${run.n} is shown under Training (section 4).`);
+  }));
+  if (run.adapter || run.adapterDir) row.append(button(`Load run ${run.n}'s adapter`, "load-run", () => loadRun(p, run)));
+  if (run.adapter) {
+    const stem = `${fileStem(run.settings?.method, run.model?.label ?? p.model?.label)}-run-${run.n}`;
+    const zip = async () => readFile(await projectDir(p.id), run.adapter);
+    row.append(button(`Download run ${run.n}'s adapter`, "download-run", () => download(zip, "zip", () => `run ${run.n}'s adapter: the PEFT files and a README with the Python to load it.`, stem)));
+  }
+  li.append(head, row);
+  if (!run.adapter && !run.adapterDir) li.append(Object.assign(document.createElement("p"), { className: "hint", textContent: "Its adapter could not be saved." }));
+  if (run.adapterDir) li.append(Object.assign(document.createElement("p"), { className: "hint", textContent: "To download it, load it onto the model and press Download adapter." }));
+  return li;
+}
+
+/** Puts a saved run's adapter on the model (which must be the run's model). */
+async function loadRun(p, run) {
+  const m = run.model ?? p.model;
+  if (state.tuner && m && state.modelKey !== m.key) {
+    return showError("keep", new WebPeftError("input", `run ${run.n} was trained on ${m.label}: load that model first (Open the project loads it)`));
+  }
+  let files;
+  try {
+    const dir = await projectDir(p.id);
+    if (run.adapter) files = await readFile(dir, run.adapter);
+    else {
+      const sub = await dir.getDirectoryHandle(run.adapterDir);
+      files = Object.fromEntries(await Promise.all(LEGACY_FILES.map(async (f) => [f, await readFile(sub, f)])));
+    }
+  } catch (e) {
+    return showError("keep", new WebPeftError("io", `run ${run.n}'s adapter could not be read from ${DIR}/${p.id}: ${explain(e)}`));
+  }
+  await putAdapter(files, `run ${run.n}'s adapter (“${p.name}”)`);
+}
+
+export function wireProjects() {
+  // After a change, and after the data's check (the default name reads the classes it found).
+  for (const kind of ["webpeft:work-changed", "webpeft:data-checked"]) document.addEventListener(kind, () => saving.soon(800));
+  for (const kind of ["input", "change"]) $("method-section").addEventListener(kind, () => saving.soon(800));
+  $("eval-split").addEventListener("input", () => saving.soon(800));
+  $("project-name").addEventListener("input", () => {
+    const p = state.project;
+    if (!p) return;
+    const v = $("project-name").value.trim();
+    p.named = !!v;
+    p.name = v || defaultName(p);
+    saving.soon(800);
+  });
+  $("project-name").addEventListener("change", () => {
+    // An emptied name goes back to the default one.
+    if (state.project && !$("project-name").value.trim()) $("project-name").value = state.project.name;
+  });
+  showProject();
+  wireProjectList();
+}
