@@ -609,16 +609,17 @@ impl Session {
 
     /// One-button training settings for `rows` rows of data (`train::suggest`): the options
     /// (snake_case, as `startTraining` reads them) and one sentence saying what was chosen and
-    /// why. `task` defaults to the model's (`seq-cls` for a classifier, else `causal-lm`).
+    /// why. `task` defaults to the model's (`seq-cls` for a classifier, else `causal-lm`);
+    /// `held_out`: the rows the caller holds out itself, if it does.
     #[wasm_bindgen(js_name = suggestOptions)]
-    pub fn suggest_options(&self, task: Option<String>, rows: usize) -> std::result::Result<JsValue, JsValue> {
+    pub fn suggest_options(&self, task: Option<String>, rows: usize, held_out: Option<usize>) -> std::result::Result<JsValue, JsValue> {
         let m = self.model().map_err(js_error)?;
         let task = match task {
             Some(t) => Task::parse(&t).map_err(js_error)?,
             None if m.info.task == "seq-cls" || m.facts().encoder => Task::SeqCls,
             None => Task::CausalLm,
         };
-        to_js(&crate::train::suggest::suggest(&m.info, task, rows))
+        to_js(&crate::train::suggest::suggest(&m.info, task, rows, held_out))
     }
 
     /// Class probabilities for each text (sequence classification).

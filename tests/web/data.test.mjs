@@ -181,13 +181,21 @@ test("tuner.suggestOptions: one-button settings for the model and the data's row
     const t = window.wpTuner();
     const small = await t.suggestOptions({ rows: 60, task: "seq-cls" });
     const lm = await t.suggestOptions({ rows: 40 });
+    // A caller that holds out its own rows (the page's per-class split).
+    const own = await t.suggestOptions({ rows: 60, task: "seq-cls", heldOut: 6 });
     let bad;
     try {
       await t.suggestOptions({ rows: 0 });
     } catch (e) {
       bad = { kind: e.kind, message: e.message };
     }
-    return { small, lm, bad };
+    let badHeld;
+    try {
+      await t.suggestOptions({ rows: 60, heldOut: -1 });
+    } catch (e) {
+      badHeld = { kind: e.kind, message: e.message };
+    }
+    return { small, lm, own, bad, badHeld };
   });
   // 48 training rows in batches of 8: 10 passes make 60 steps; a fifth held out.
   assert.deepEqual(
@@ -196,6 +204,9 @@ test("tuner.suggestOptions: one-button settings for the model and the data's row
   );
   assert.ok(!("adapter" in s.small.options) && !("dp" in s.small.options), "unset options are left out");
   assert.match(s.small.why, /new classifier head.*10 passes over 48 examples \(60 steps of 8.*12 held out/);
+  assert.match(s.own.why, /9 passes over 54 examples \(63 steps of 8.*, 6 held out/);
+  assert.equal(s.own.options.evalSplit, 0.1);
+  assert.equal(s.badHeld?.kind, "input", JSON.stringify(s.badHeld));
   // The model's own task (tiny-llama is a language model) when none is given.
   assert.equal(s.lm.options.task, "causal-lm");
   assert.equal(s.bad.kind, "input");

@@ -118,9 +118,15 @@ test("training on the typed examples with the suggested settings: at least 85% h
   // and the page says what and why in one line.
   await page.locator("#settings-why").filter({ hasText: /^Start trains with settings picked for this model and data: LoRA \(rank 8\) with a new classifier head, learning rate 5e-3, \d+ passes over \d+ examples/ }).waitFor({ timeout: 30_000 });
   assert.equal(await page.getByLabel("Learning rate").inputValue(), "0.005");
+  // The sentence counts what the run trains on: the rows the page does not hold out.
+  const why = await page.locator("#settings-why").textContent();
+  const [, examples, planned] = why.match(/passes over (\d+) examples \((\d+) steps/);
+  assert.equal(Number(examples), 18 - held, why);
+  assert.ok(why.includes(`, ${held} held out to check it`), why);
   await page.getByRole("button", { name: "Start" }).click();
   await waitStatus(page, /^Finished: \d+ steps/, 150_000);
   const steps = Number((await trainStatus(page).textContent()).match(/Finished: (\d+) steps/)[1]);
+  assert.equal(steps, Number(planned), "the run takes the steps the sentence said");
   assert.equal(await chartPoints(page), steps);
 
   const results = page.getByRole("region", { name: "How well it classifies the held-out examples" });

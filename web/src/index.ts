@@ -753,14 +753,17 @@ export class Tuner {
    * small data for about 60 steps, a learning rate per task, a fifth held out for evaluation
    * when there are 10 rows or more, and gradient checkpointing above 0.3B parameters. `task`
    * defaults to the model's. A "Train" button can pass `options` to `train` as they are.
+   * `heldOut`: how many of the rows the caller holds out itself (for example a per-class split
+   * passed to `train` as `evalData`); the sentence and the passes then count the rest.
    */
-  async suggestOptions(data: { rows: number; task?: Task }): Promise<TrainSuggestion> {
+  async suggestOptions(data: { rows: number; task?: Task; heldOut?: number }): Promise<TrainSuggestion> {
     this.#check();
-    const opts = optionsOf(data, "data") as { rows: number; task?: Task };
+    const opts = optionsOf(data, "data") as { rows: number; task?: Task; heldOut?: number };
     const rows = optNumber(opts.rows, "rows", { min: 1, integer: true });
     if (rows === undefined) bad("rows", "expected the number of rows of data, got undefined");
+    const heldOut = optNumber(opts.heldOut, "heldOut", { min: 0, integer: true });
     if (opts.task !== undefined && opts.task !== "causal-lm" && opts.task !== "seq-cls") bad("task", `expected "causal-lm" or "seq-cls", got ${show(opts.task)}`);
-    return this.#conn.request<TrainSuggestion>({ op: "suggest", task: opts.task, rows: rows! });
+    return this.#conn.request<TrainSuggestion>({ op: "suggest", task: opts.task, rows: rows!, heldOut });
   }
 
   /** Token ids of `text` with the model's tokenizer (with its special tokens, such as BOS, unless `specialTokens: false`). */

@@ -438,7 +438,7 @@ export type Request =
   | { op: "tokenize"; text: string; specialTokens: boolean }
   | { op: "classify"; texts: string[]; adapter: boolean }
   | { op: "forward"; ids: number[] }
-  | { op: "suggest"; task?: Task; rows: number }
+  | { op: "suggest"; task?: Task; rows: number; heldOut?: number }
   | { op: "exportFiles" }
   | { op: "exportZip" }
   | { op: "gpuJob" }

@@ -86,7 +86,7 @@ declare module "webpeft-wasm" {
     /** Token ids of `text` (with the special tokens, such as BOS, when `specialTokens`). */
     tokenize(text: string, specialTokens: boolean): Uint32Array;
     /** One-button train options for `rows` rows (`train::suggest`): snake_case options, unset ones null, and why. */
-    suggestOptions(task: Task | undefined, rows: number): { options: Record<string, unknown>; why: string };
+    suggestOptions(task: Task | undefined, rows: number, heldOut: number | undefined): { options: Record<string, unknown>; why: string };
     classify(texts: string[]): Promise<Classification[]>;
     forward(ids: Uint32Array): Promise<Float32Array>;
     checkpoint(): Promise<AdapterFiles & { optimizer: Uint8Array; state: Uint8Array }>;

@@ -924,7 +924,7 @@ async function perform(id: number, msg: Request, signal: AbortSignal): Promise<{
       if (typeof (s as { suggestOptions?: unknown }).suggestOptions !== "function") {
         throw new WebPeftError("unsupported", "suggestOptions: this build of the core has no Session.suggestOptions", "suggestOptions");
       }
-      const raw = s.suggestOptions(msg.task, msg.rows) as { options: Record<string, unknown>; why: string };
+      const raw = s.suggestOptions(msg.task, msg.rows, msg.heldOut) as { options: Record<string, unknown>; why: string };
       // Only what the suggestion sets: unset options (null) are left to train's defaults.
       const options = Object.fromEntries(Object.entries(raw.options).filter(([, v]) => v !== null && v !== undefined));
       return { result: { options: camel(options), why: raw.why } };

@@ -194,6 +194,19 @@ function showHoldOut() {
   );
 }
 
+/**
+ * How many rows a run of the checked data will hold out: the page's per-class split for
+ * classification, else the core's (`round(share x rows)`, at least one and never all).
+ */
+export function heldOutCount() {
+  const d = state.data;
+  const f = Number($("eval-split").value);
+  const rows = $("task").value === "seq-cls" ? labelledRows(d) : null;
+  if (rows) return holdOut(rows, f, Number($("seed").value) || 0).held.length;
+  const n = d?.check?.rows ?? 0;
+  return f > 0 && n >= 2 ? Math.min(Math.max(Math.round(f * n), 1), n - 1) : 0;
+}
+
 export const showEvalSplit = () => setText("eval-split-value", `${Math.round($("eval-split").value * 100)}%`);
 
 export function wireData() {

@@ -3,7 +3,7 @@ import { $, setText } from "./dom.js";
 import { state, workChanged } from "./state.js";
 import { DEFAULTS, METHOD_LR } from "./presets.js";
 import { isEncoder, updateEstimate } from "./estimate.js";
-import { checkData, showEvalSplit, showEditors } from "./data.js";
+import { checkData, showEvalSplit, showEditors, heldOutCount } from "./data.js";
 import { fitTryToTask } from "./compare.js";
 
 const defaultLr = () => METHOD_LR[$("method").value] ?? DEFAULTS[$("task").value].lr;
@@ -105,7 +105,8 @@ async function suggestSettings() {
   if (!t || !d?.check?.ok || state.training || typeof t.suggestOptions !== "function") return;
   let s;
   try {
-    s = await t.suggestOptions({ rows: d.check.rows, task: $("task").value });
+    // The page's own held-out rows, so the sentence counts the examples the run trains on.
+    s = await t.suggestOptions({ rows: d.check.rows, task: $("task").value, heldOut: heldOutCount() });
   } catch {
     return; // the form keeps its values
   }
@@ -134,6 +135,8 @@ function showSuggestion() {
 
 export function wireMethod() {
   document.addEventListener("webpeft:data-checked", () => suggestSettings());
+  // The held-out rows change what is trained on: suggest again for the rest.
+  for (const id of ["eval-split", "seed"]) $(id).addEventListener("change", () => suggestSettings());
   // A person's edit (not the page's own writes, which fire no events) keeps their settings.
   for (const id of SUGGESTED) {
     for (const kind of ["input", "change"]) {

@@ -201,7 +201,7 @@ fn run(command: Command) -> Result<()> {
             if let Some(p) = v.problems.first() {
                 return Err(Error::input(&shown, p.message.clone()));
             }
-            let s = webpeft::train::suggest::suggest(&m.info, v.task.unwrap_or(Task::CausalLm), v.rows);
+            let s = webpeft::train::suggest::suggest(&m.info, v.task.unwrap_or(Task::CausalLm), v.rows, None);
             println!("{}", serde_json::to_string_pretty(&s).expect("a suggestion serialises"));
         }
         Command::Tokenize { model, text } => {
