@@ -232,8 +232,10 @@ fn read_gguf(f: &FileHead) -> Result<(Dims, Vec<Meta>)> {
         Some(v) => v,
         None => g.metadata.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()).ok_or_else(|| Error::format(&f.name, "missing vocab_size and tokenizer.ggml.tokens"))?,
     };
+    let family = crate::models::gguf_family(&arch).ok_or_else(|| crate::models::no_gguf_family(&arch, &f.name))?;
+    let model_type = family.architectures().iter().map(|(a, _)| *a).find(|a| *a == arch).map_or("", |a| family.model_type(a));
     let dims = Dims {
-        facts: family_facts(gguf::hf_model_type(&arch), &f.name)?,
+        facts: family_facts(model_type, &f.name)?,
         model_type: arch.clone(),
         hidden,
         layers: need("block_count")?,
@@ -263,7 +265,7 @@ fn read_gguf(f: &FileHead) -> Result<(Dims, Vec<Meta>)> {
         let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
         let float = !matches!(t.dtype, GgmlType::Other(_));
         // Tensors with no HF counterpart (rope_freqs) are read but not kept.
-        let name = gguf::hf_name(&arch, &t.name, dims.layers as u64).unwrap_or_else(|| format!("(gguf) {}", t.name));
+        let name = family.tensor_name(&arch, &t.name, dims.layers as u64).unwrap_or_else(|| format!("(gguf) {}", t.name));
         metas.push(Meta { name, shape, dtype: t.dtype.name(), stored, file: f.name.clone(), float });
     }
     Ok((dims, metas))

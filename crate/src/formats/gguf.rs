@@ -1,5 +1,6 @@
 //! GGUF (llama.cpp's model format, versions 2 and 3, little-endian): parsing, dequantisation, and
-//! the mapping of a `llama`, `qwen2`, `qwen3` or `gemma3` architecture file onto Hugging Face conventions
+//! the mapping of a file onto Hugging Face conventions, through the family that reads its
+//! architecture ([`GgufFamily`], implemented in `models/llama.rs` and `models/gemma3.rs`)
 //! (config.json, tensor names and layouts, tokenizer), matching what transformers builds with
 //! `from_pretrained(dir, gguf_file=...)`.
 //!
@@ -507,7 +508,8 @@ impl<'a> Gguf<'a> {
         &self.source
     }
 
-    fn invalid(&self, msg: impl Into<String>) -> GgufError {
+    /// An error about this file.
+    pub fn invalid(&self, msg: impl Into<String>) -> GgufError {
         GgufError::Invalid {
             file: self.source.clone(),
             msg: msg.into(),
@@ -601,7 +603,7 @@ impl<'a> Gguf<'a> {
     }
 
     /// The value of `key` converted by `get`, None when absent, an error when of another type.
-    fn meta_as<'s, T>(
+    pub fn meta_as<'s, T>(
         &'s self,
         key: &str,
         want: &str,
@@ -613,10 +615,10 @@ impl<'a> Gguf<'a> {
             .map(|v| get(v).ok_or_else(wrong))
             .transpose()
     }
-    fn meta_u64(&self, key: &str) -> Result<Option<u64>, GgufError> {
+    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, GgufError> {
         self.meta_as(key, "a non-negative integer", GgufValue::as_u64)
     }
-    fn meta_str(&self, key: &str) -> Result<Option<&str>, GgufError> {
+    pub fn meta_str(&self, key: &str) -> Result<Option<&str>, GgufError> {
         self.meta_as(key, "a string", GgufValue::as_str)
     }
     fn meta_strs(&self, key: &str) -> Result<Option<Vec<&str>>, GgufError> {
@@ -624,7 +626,7 @@ impl<'a> Gguf<'a> {
             v.as_array()?.iter().map(GgufValue::as_str).collect()
         })
     }
-    fn required_u64(&self, key: &str) -> Result<u64, GgufError> {
+    pub fn required_u64(&self, key: &str) -> Result<u64, GgufError> {
         self.meta_u64(key)?
             .ok_or_else(|| self.invalid(format!("missing metadata {key}")))
     }
@@ -779,28 +781,51 @@ pub struct HfFromGguf {
     pub eos_token: Option<String>,
 }
 
-/// GGUF architectures [`to_hf`] maps, with the transformers class each becomes. The
-/// `general.architecture` string is also the HF `model_type` and the metadata key prefix.
-pub const ARCHITECTURES: [(&str, &str); 4] = [
-    ("llama", "LlamaForCausalLM"),
-    ("qwen2", "Qwen2ForCausalLM"),
-    ("qwen3", "Qwen3ForCausalLM"),
-    ("gemma3", "Gemma3ForCausalLM"),
-];
+/// How one model family reads llama.cpp's GGUF files. Each family that does implements it in
+/// its own file (`models/<family>.rs`); the models' registry finds it by `general.architecture`
+/// ([`crate::models::gguf_family`]). This module keeps what every family shares: parsing,
+/// dequantisation, llama.cpp's standard tensor names and the tokenizer.
+pub trait GgufFamily: Sync {
+    /// The `general.architecture` values it reads (also their metadata key prefix), each with
+    /// the transformers class it becomes.
+    fn architectures(&self) -> &'static [(&'static str, &'static str)];
 
-/// The HF `model_type` of GGUF architecture `arch` (Gemma 3's text model is `gemma3_text`).
-pub fn hf_model_type(arch: &str) -> &str {
-    match arch {
-        "gemma3" => "gemma3_text",
-        a => a,
+    /// The HF `model_type` of architecture `arch` (the same string unless the family says
+    /// otherwise: Gemma 3's text model is `gemma3_text`).
+    fn model_type(&self, arch: &'static str) -> &'static str {
+        arch
+    }
+
+    /// transformers' config.json from the metadata (`integrations/ggml.py`'s
+    /// `GGUF_CONFIG_MAPPING` and the config class's defaults). `n_tokens`: the tokenizer's
+    /// vocabulary when it has one; `has_output`: whether the file has an untied `output.weight`.
+    fn config(&self, g: &Gguf, arch: &str, class: &str, n_tokens: Option<usize>, has_output: bool) -> Result<Value, GgufError>;
+
+    /// The HF name of tensor `name`, or None when it has no place in the HF model. Layer
+    /// indices must be below `n_layers`.
+    fn tensor_name(&self, arch: &str, name: &str, n_layers: u64) -> Option<String>;
+
+    /// For a projection llama.cpp's converter permuted for ggml's interleaved RoPE (its llama
+    /// converter permutes q/k): how many heads to undo it over, from the HF config.
+    fn permuted_heads(&self, _arch: &str, _hf_name: &str, _config: &Value) -> Option<usize> {
+        None
+    }
+
+    /// Turns a dequantised tensor's values back into HF's (llama.cpp stores Gemma's norm
+    /// weights as `1 + w`).
+    fn fix_values(&self, _arch: &str, _gguf_name: &str, _values: &mut [f32]) {}
+
+    /// Tensors that the config already took in and that have no HF weight (Llama 3's
+    /// `rope_freqs.weight`).
+    fn skipped(&self, _arch: &str, _gguf_name: &str) -> bool {
+        false
     }
 }
 
-/// The HF name of a GGUF tensor of architecture `arch` (transformers' mapping through gguf-py's
-/// tensor name map), or None for names with no HF counterpart in that architecture: q/k/v
-/// biases exist only in `qwen2`, per-head q/k norms only in `qwen3`. Layer indices must be
-/// below `n_layers`.
-pub fn hf_name(arch: &str, name: &str, n_layers: u64) -> Option<String> {
+/// llama.cpp's standard names for a decoder's tensors (gguf-py's tensor name map), as HF
+/// names; `layer_part` maps what varies by family (`(part, kind)` of `blk.N.part.kind`),
+/// tried before the shared names. Layer indices must be below `n_layers`.
+pub fn decoder_tensor_name(name: &str, n_layers: u64, layer_part: impl Fn(&str, &str) -> Option<&'static str>) -> Option<String> {
     match name {
         "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
         "output_norm.weight" => return Some("model.norm.weight".into()),
@@ -810,25 +835,35 @@ pub fn hf_name(arch: &str, name: &str, n_layers: u64) -> Option<String> {
     let (layer, rest) = name.strip_prefix("blk.")?.split_once('.')?;
     let (part, kind) = rest.rsplit_once('.')?;
     let layer: u64 = layer.parse().ok().filter(|&l| l < n_layers)?;
-    let hf = match (part, kind, arch) {
-        ("attn_q", "weight", _) | ("attn_q", "bias", "qwen2") => "self_attn.q_proj",
-        ("attn_k", "weight", _) | ("attn_k", "bias", "qwen2") => "self_attn.k_proj",
-        ("attn_v", "weight", _) | ("attn_v", "bias", "qwen2") => "self_attn.v_proj",
-        ("attn_output", "weight", _) => "self_attn.o_proj",
-        ("attn_q_norm", "weight", "qwen3" | "gemma3") => "self_attn.q_norm",
-        ("attn_k_norm", "weight", "qwen3" | "gemma3") => "self_attn.k_norm",
-        // Gemma 3 norms the attention and MLP outputs too; its ffn_norm is the pre-MLP norm.
-        ("post_attention_norm", "weight", "gemma3") => "post_attention_layernorm",
-        ("ffn_norm", "weight", "gemma3") => "pre_feedforward_layernorm",
-        ("post_ffw_norm", "weight", "gemma3") => "post_feedforward_layernorm",
-        ("ffn_gate", "weight", _) => "mlp.gate_proj",
-        ("ffn_up", "weight", _) => "mlp.up_proj",
-        ("ffn_down", "weight", _) => "mlp.down_proj",
-        ("attn_norm", "weight", _) => "input_layernorm",
-        ("ffn_norm", "weight", _) => "post_attention_layernorm",
-        _ => return None,
+    let hf = match layer_part(part, kind) {
+        Some(hf) => hf,
+        None => match (part, kind) {
+            ("attn_q", "weight") => "self_attn.q_proj",
+            ("attn_k", "weight") => "self_attn.k_proj",
+            ("attn_v", "weight") => "self_attn.v_proj",
+            ("attn_output", "weight") => "self_attn.o_proj",
+            ("ffn_gate", "weight") => "mlp.gate_proj",
+            ("ffn_up", "weight") => "mlp.up_proj",
+            ("ffn_down", "weight") => "mlp.down_proj",
+            ("attn_norm", "weight") => "input_layernorm",
+            ("ffn_norm", "weight") => "post_attention_layernorm",
+            _ => return None,
+        },
     };
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// The vocabulary size: `{arch}.vocab_size`, else the tokenizer's.
+pub fn vocab_size(g: &Gguf, arch: &str, n_tokens: Option<usize>) -> Result<u64, GgufError> {
+    match g.meta_u64(&format!("{arch}.vocab_size"))? {
+        Some(v) => Ok(v),
+        None => Ok(n_tokens.ok_or_else(|| g.invalid(format!("missing {arch}.vocab_size and tokenizer.ggml.tokens")))? as u64),
+    }
+}
+
+/// The file's `general.architecture` (empty when missing).
+pub fn architecture<'s>(g: &'s Gguf) -> Result<&'s str, GgufError> {
+    Ok(g.meta_str("general.architecture")?.unwrap_or(""))
 }
 
 /// Undoes llama.cpp's q/k permutation. Its converter reorders each head's rows from HF's
@@ -861,63 +896,33 @@ pub fn unpermuted_order(rows: usize, n_head: usize) -> Option<Vec<usize>> {
     Some(order)
 }
 
-/// Maps a GGUF of one of the [`ARCHITECTURES`] onto what transformers'
-/// `from_pretrained(dir, gguf_file=...)` builds: config, dequantised f32 tensors under HF names
-/// and layouts, and the tokenizer.
-pub fn to_hf(g: &Gguf) -> Result<HfFromGguf, GgufError> {
-    to_hf_with(g, false)
-}
-
-/// [`to_hf`], keeping quantized matrices (linear weights, the embedding table) in their blocks
-/// when `keep_blocks` is set instead of dequantising them.
-pub fn to_hf_with(g: &Gguf, keep_blocks: bool) -> Result<HfFromGguf, GgufError> {
-    let arch = g.meta_str("general.architecture")?.unwrap_or("");
-    let Some(&(arch, class)) = ARCHITECTURES.iter().find(|(a, _)| *a == arch) else {
-        let names: Vec<&str> = ARCHITECTURES.iter().map(|(a, _)| *a).collect();
-        return Err(g.invalid(format!(
-            "unsupported GGUF architecture '{arch}' (general.architecture; supported: {})",
-            names.join(", ")
-        )));
+/// Maps a GGUF of one of `family`'s architectures onto what transformers'
+/// `from_pretrained(dir, gguf_file=...)` builds: config, f32 tensors under HF names and
+/// layouts, and the tokenizer; quantized matrices (linear weights, the embedding table) stay
+/// in their blocks when `keep_blocks` is set instead of being dequantised.
+pub fn to_hf_with(g: &Gguf, family: &dyn GgufFamily, keep_blocks: bool) -> Result<HfFromGguf, GgufError> {
+    let arch = architecture(g)?;
+    let Some(&(arch, class)) = family.architectures().iter().find(|(a, _)| *a == arch) else {
+        return Err(g.invalid(format!("general.architecture '{arch}' is not one of this family's")));
     };
     let tokens = g.meta_strs("tokenizer.ggml.tokens")?;
     let has_output = g.tensors.iter().any(|t| t.name == "output.weight");
-    let config = match arch {
-        "gemma3" => gemma3_config(g, tokens.as_ref().map(Vec::len), has_output)?,
-        _ => llama_config(g, arch, class, tokens.as_ref().map(Vec::len), has_output)?,
-    };
+    let config = family.config(g, arch, class, tokens.as_ref().map(Vec::len), has_output)?;
     let n_layers = config["num_hidden_layers"].as_u64().unwrap_or(0);
-    // 0 (from a count that does not fit) makes the q/k un-permute below fail with an error.
-    let count = |k: &str| {
-        config[k]
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0)
-    };
-    let (n_head, n_kv_head) = (count("num_attention_heads"), count("num_key_value_heads"));
-
     let mut tensors = Vec::with_capacity(g.tensors.len());
     let mut kept = Vec::new();
     for t in &g.tensors {
-        if arch == "llama" && t.name == "rope_freqs.weight" {
-            continue; // Llama 3 RoPE scaling, already turned into config.rope_scaling
+        if family.skipped(arch, &t.name) {
+            continue;
         }
-        let hf = hf_name(arch, &t.name, n_layers).ok_or_else(|| {
+        let hf = family.tensor_name(arch, &t.name, n_layers).ok_or_else(|| {
             g.invalid(format!(
                 "tensor {} has no place in a Hugging Face {class}",
                 t.name
             ))
         })?;
-        // Only llama.cpp's llama converter permutes q/k (for ggml's interleaved RoPE); qwen2 and
-        // qwen3 use NeoX-style RoPE and keep HF's layout.
-        let heads = if arch != "llama" {
-            None
-        } else if hf.ends_with("q_proj.weight") {
-            Some(n_head)
-        } else if hf.ends_with("k_proj.weight") {
-            Some(n_kv_head)
-        } else {
-            None
-        };
+        // 0 heads (from a count that does not fit) makes the un-permute below fail with an error.
+        let heads = family.permuted_heads(arch, &hf, &config);
         let bad_heads = |shape: &[usize], heads: usize| {
             g.invalid(format!(
                 "tensor {} of shape {shape:?} does not split into {heads} heads",
@@ -938,10 +943,7 @@ pub fn to_hf_with(g: &Gguf, keep_blocks: bool) -> Result<HfFromGguf, GgufError> 
             values = unpermute_rows(&values, shape.first().copied().unwrap_or(0), heads)
                 .ok_or_else(|| bad_heads(&shape, heads))?;
         }
-        // llama.cpp's Gemma converters store norm weights as (1 + w); HF keeps w.
-        if arch == "gemma3" && t.name.ends_with("norm.weight") {
-            values.iter_mut().for_each(|v| *v -= 1.0);
-        }
+        family.fix_values(arch, &t.name, &mut values);
         tensors.push((hf, shape, values));
     }
 
@@ -956,184 +958,6 @@ pub fn to_hf_with(g: &Gguf, keep_blocks: bool) -> Result<HfFromGguf, GgufError> 
         bos_token,
         eos_token,
     })
-}
-
-/// transformers' GGUF config for `arch` (integrations/ggml.py `GGUF_CONFIG_MAPPING`: the keys
-/// are `{arch}.*`), with the config class's defaults for optional keys.
-fn llama_config(g: &Gguf, arch: &str, class: &str, n_tokens: Option<usize>, has_output: bool) -> Result<Value, GgufError> {
-    let key = |k: &str| format!("{arch}.{k}");
-    let hidden = g.required_u64(&key("embedding_length"))?;
-    let n_head = g.required_u64(&key("attention.head_count"))?;
-    if n_head == 0 {
-        return Err(g.invalid(format!("{arch}.attention.head_count is 0")));
-    }
-    let n_kv_head = g
-        .meta_u64(&key("attention.head_count_kv"))?
-        .unwrap_or(n_head);
-    // transformers maps rope.dimension_count to head_dim for llama only; Qwen2 derives it, and
-    // Qwen3 reads no head_dim from GGUF, so its config default (128) applies. llama.cpp writes
-    // Qwen3's as attention.key_length, which we prefer when present.
-    let head_dim = match arch {
-        "llama" => g.meta_u64(&key("rope.dimension_count"))?.unwrap_or(hidden / n_head),
-        "qwen3" => g.meta_u64(&key("attention.key_length"))?.unwrap_or(128),
-        _ => hidden / n_head,
-    };
-    let rope_theta = g
-        .meta_as(&key("rope.freq_base"), "a number", GgufValue::as_f64)?
-        .unwrap_or(10000.0);
-    let vocab_size = match g.meta_u64(&key("vocab_size"))? {
-        Some(v) => v,
-        None => n_tokens
-            .ok_or_else(|| g.invalid(format!("missing {arch}.vocab_size and tokenizer.ggml.tokens")))?
-            as u64,
-    };
-    let rope_scaling = llama3_rope_scaling(g, arch, rope_theta, head_dim)?;
-    let mut rope_parameters = json!({"rope_type": "default", "rope_theta": rope_theta});
-    if let (Some(Value::Object(s)), Value::Object(p)) = (&rope_scaling, &mut rope_parameters) {
-        p.extend(s.clone());
-    }
-    let mut config = json!({
-        "architectures": [class],
-        "model_type": arch,
-        "hidden_size": hidden,
-        "intermediate_size": g.required_u64(&key("feed_forward_length"))?,
-        "num_hidden_layers": g.required_u64(&key("block_count"))?,
-        "num_attention_heads": n_head,
-        "num_key_value_heads": n_kv_head,
-        "head_dim": head_dim,
-        "rms_norm_eps": g.meta_as(&key("attention.layer_norm_rms_epsilon"), "a number", GgufValue::as_f64)?.unwrap_or(1e-6),
-        "rope_theta": rope_theta,
-        "rope_scaling": rope_scaling,
-        "rope_parameters": rope_parameters,
-        "max_position_embeddings": g.meta_u64(&key("context_length"))?.unwrap_or(2048),
-        "vocab_size": vocab_size,
-        "tie_word_embeddings": !has_output,
-        "bos_token_id": g.meta_u64("tokenizer.ggml.bos_token_id")?.unwrap_or(1),
-        "eos_token_id": g.meta_u64("tokenizer.ggml.eos_token_id")?.unwrap_or(2),
-        "hidden_act": "silu",
-        "attention_bias": false,
-        "mlp_bias": false,
-        "torch_dtype": "float32",
-        "dtype": "float32",
-    });
-    for (gguf_key, hf_key) in [
-        ("tokenizer.ggml.padding_token_id", "pad_token_id"),
-        ("tokenizer.ggml.unknown_token_id", "unk_token_id"),
-    ] {
-        if let (Some(id), Value::Object(c)) = (g.meta_u64(gguf_key)?, &mut config) {
-            c.insert(hf_key.into(), id.into());
-        }
-    }
-    Ok(config)
-}
-
-/// transformers' `Gemma3TextConfig` from `gemma3.*` metadata. Values GGUF does not store take
-/// llama.cpp's choices, which are also transformers' defaults for every released size but 27B:
-/// global layers every 6th (`sliding_window_pattern`), a local RoPE base of 10000, and
-/// `query_pre_attn_scalar = head_dim` (llama.cpp uses hidden/heads for the 62-layer 27B, where
-/// transformers' default of 256 is wrong; we follow llama.cpp).
-fn gemma3_config(g: &Gguf, n_tokens: Option<usize>, has_output: bool) -> Result<Value, GgufError> {
-    let key = |k: &str| format!("gemma3.{k}");
-    let hidden = g.required_u64(&key("embedding_length"))?;
-    let n_head = g.required_u64(&key("attention.head_count"))?;
-    if n_head == 0 {
-        return Err(g.invalid("gemma3.attention.head_count is 0"));
-    }
-    let n_layers = g.required_u64(&key("block_count"))?;
-    let head_dim = g.meta_u64(&key("attention.key_length"))?.unwrap_or(256);
-    let scalar = if n_layers == 62 { hidden / n_head } else { head_dim };
-    let vocab_size = match g.meta_u64(&key("vocab_size"))? {
-        Some(v) => v,
-        None => n_tokens.ok_or_else(|| g.invalid("missing gemma3.vocab_size and tokenizer.ggml.tokens"))? as u64,
-    };
-    if let Some(kind) = g.meta_str(&key("rope.scaling.type"))? {
-        if kind != "none" {
-            return Err(g.invalid(format!("unsupported RoPE scaling '{kind}' (gemma3.rope.scaling.type)")));
-        }
-    }
-    let theta = g.meta_as(&key("rope.freq_base"), "a number", GgufValue::as_f64)?.unwrap_or(1_000_000.0);
-    let mut config = json!({
-        "architectures": ["Gemma3ForCausalLM"],
-        "model_type": hf_model_type("gemma3"),
-        "hidden_size": hidden,
-        "intermediate_size": g.required_u64(&key("feed_forward_length"))?,
-        "num_hidden_layers": n_layers,
-        "num_attention_heads": n_head,
-        "num_key_value_heads": g.meta_u64(&key("attention.head_count_kv"))?.unwrap_or(n_head),
-        "head_dim": head_dim,
-        "query_pre_attn_scalar": scalar,
-        "rms_norm_eps": g.meta_as(&key("attention.layer_norm_rms_epsilon"), "a number", GgufValue::as_f64)?.unwrap_or(1e-6),
-        "sliding_window": g.meta_u64(&key("attention.sliding_window"))?.unwrap_or(4096),
-        "sliding_window_pattern": 6,
-        "layer_types": (0..n_layers).map(|i| if (i + 1) % 6 == 0 { "full_attention" } else { "sliding_attention" }).collect::<Vec<_>>(),
-        "rope_parameters": {
-            "full_attention": {"rope_type": "default", "rope_theta": theta},
-            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
-        },
-        "max_position_embeddings": g.meta_u64(&key("context_length"))?.unwrap_or(131_072),
-        "vocab_size": vocab_size,
-        "tie_word_embeddings": !has_output,
-        "bos_token_id": g.meta_u64("tokenizer.ggml.bos_token_id")?.unwrap_or(2),
-        "eos_token_id": g.meta_u64("tokenizer.ggml.eos_token_id")?.unwrap_or(1),
-        "hidden_activation": "gelu_pytorch_tanh",
-        "attention_bias": false,
-        "final_logit_softcapping": null,
-        "torch_dtype": "float32",
-        "dtype": "float32",
-    });
-    if let (Some(id), Value::Object(c)) = (g.meta_u64("tokenizer.ggml.padding_token_id")?, &mut config) {
-        c.insert("pad_token_id".into(), id.into());
-    }
-    Ok(config)
-}
-
-/// llama.cpp stores Llama 3.x RoPE scaling not as metadata but as a `rope_freqs.weight` tensor of
-/// per-frequency divisors (convert_hf_to_gguf.py, LlamaModel). transformers ignores it; we turn it
-/// back into HF's `rope_scaling`, accepting only the parameters every Llama 3.x release uses
-/// (low_freq_factor 1, high_freq_factor 4, original context 8192) and checking they reproduce it.
-fn llama3_rope_scaling(g: &Gguf, arch: &str, theta: f64, head_dim: u64) -> Result<Option<Value>, GgufError> {
-    if let Some(kind) = g.meta_str(&format!("{arch}.rope.scaling.type"))? {
-        if kind != "none" {
-            return Err(g.invalid(format!(
-                "unsupported RoPE scaling '{kind}' ({arch}.rope.scaling.type)"
-            )));
-        }
-    }
-    // Qwen files carry no rope_freqs; one there is refused by the tensor mapping.
-    if arch != "llama" || !g.tensors.iter().any(|t| t.name == "rope_freqs.weight") {
-        return Ok(None);
-    }
-    let (_, stored) = g.tensor_f32("rope_freqs.weight")?;
-    let factor = f64::from(stored.last().copied().unwrap_or(0.0));
-    let (low, high, original) = (1.0f64, 4.0f64, 8192.0f64);
-    let dim = head_dim as f64;
-    let expected = (0..head_dim / 2).map(|i| {
-        let wavelen = 2.0 * std::f64::consts::PI * theta.powf(2.0 * i as f64 / dim);
-        if wavelen < original / high {
-            1.0
-        } else if wavelen > original / low {
-            factor
-        } else {
-            let smooth = (original / wavelen - low) / (high - low);
-            1.0 / ((1.0 - smooth) / factor + smooth)
-        }
-    });
-    let matches = stored.len() as u64 == head_dim / 2
-        && factor >= 1.0
-        && stored
-            .iter()
-            .zip(expected)
-            .all(|(&s, e)| (f64::from(s) - e).abs() <= 1e-3 * e.abs().max(1.0));
-    if !matches {
-        return Err(g.invalid("rope_freqs.weight does not match Llama 3 RoPE scaling (low_freq_factor 1, high_freq_factor 4, original context 8192)"));
-    }
-    Ok(Some(json!({
-        "rope_type": "llama3",
-        "factor": factor,
-        "low_freq_factor": low,
-        "high_freq_factor": high,
-        "original_max_position_embeddings": original as u64,
-    })))
 }
 
 /// GPT-2's byte-to-character table: each byte is spelled as one printable character.
@@ -1457,6 +1281,19 @@ impl Writer {
 pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    /// [`to_hf_with`] through the family the models' registry has for the file's
+    /// architecture (the loader's path), dequantising everything; errors as text.
+    fn to_hf(g: &Gguf) -> Result<HfFromGguf, String> {
+        let arch = architecture(g).map_err(|e| e.to_string())?;
+        let family = crate::models::gguf_family(arch).ok_or_else(|| crate::models::no_gguf_family(arch, g.source()).to_string())?;
+        to_hf_with(g, family, false).map_err(|e| e.to_string())
+    }
+
+    /// The family's HF name of a GGUF tensor.
+    fn hf_name(arch: &str, name: &str, n_layers: u64) -> Option<String> {
+        crate::models::gguf_family(arch)?.tensor_name(arch, name, n_layers)
+    }
 
     impl Writer {
         /// A two-layer llama's metadata with a six-token byte-level vocabulary (no tensors).

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::layers::{FrozenHead, KvCache, LayerStack, Linear, NamedTensor, WeightLayout};
 use super::{ForwardOutput, ModelInfo, NamedLayers};
 use crate::error::Result;
+use crate::formats::gguf::GgufFamily;
 use crate::formats::safetensors::WeightMap;
 
 /// A forward pass's inputs besides the input embeddings.
@@ -90,6 +91,15 @@ pub trait Family {
     fn facts(model_type: &str) -> Facts
     where
         Self: Sized;
+
+    /// How the family reads llama.cpp's GGUF files (config from metadata, tensor names), if
+    /// it does.
+    fn gguf() -> Option<&'static dyn GgufFamily>
+    where
+        Self: Sized,
+    {
+        None
+    }
 
     /// Token embeddings of `[batch, seq]` ids, as the family scales them.
     fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3>;

@@ -21,7 +21,9 @@ use super::layers::{causal_mask_window, merge_heads, param, repeat_kv, split_hea
 use super::family::{head_tensors, score_head, decoder_info, decoder_output, Facts, Family, Inputs};
 use super::{ForwardOutput, ModelInfo, NamedLayers};
 use crate::error::{Error, Result};
+use crate::formats::gguf::{self, Gguf, GgufError, GgufFamily, GgufValue};
 use crate::formats::safetensors::WeightMap;
+use serde_json::{json, Value};
 
 /// `config.json` of a Gemma 3 text model (the fields webpeft uses), with `Gemma3TextConfig`'s defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -436,6 +438,10 @@ impl Family for Gemma3ForCausalLM {
         &["gemma3_text"]
     }
 
+    fn gguf() -> Option<&'static dyn GgufFamily> {
+        Some(&Gemma3Gguf)
+    }
+
     fn facts(_model_type: &str) -> Facts {
         Facts {
             lora_targets: &["q_proj", "v_proj"],
@@ -474,5 +480,94 @@ impl Family for Gemma3ForCausalLM {
     fn attach_head(&mut self, labels: usize, hidden: usize, new_linear: &mut dyn FnMut(usize, usize, bool) -> Linear, _architecture: &str) -> Result<String> {
         self.score = Some(new_linear(labels, hidden, false));
         Ok("Gemma3TextForSequenceClassification".into())
+    }
+}
+
+/// How llama.cpp's `gemma3` GGUFs map onto this family.
+pub struct Gemma3Gguf;
+
+impl GgufFamily for Gemma3Gguf {
+    fn architectures(&self) -> &'static [(&'static str, &'static str)] {
+        &[("gemma3", "Gemma3ForCausalLM")]
+    }
+
+    fn model_type(&self, _arch: &'static str) -> &'static str {
+        "gemma3_text"
+    }
+
+    /// transformers' `Gemma3TextConfig` from `gemma3.*` metadata. Values GGUF does not store take
+    /// llama.cpp's choices, which are also transformers' defaults for every released size but 27B:
+    /// global layers every 6th (`sliding_window_pattern`), a local RoPE base of 10000, and
+    /// `query_pre_attn_scalar = head_dim` (llama.cpp uses hidden/heads for the 62-layer 27B, where
+    /// transformers' default of 256 is wrong; we follow llama.cpp).
+    fn config(&self, g: &Gguf, _arch: &str, _class: &str, n_tokens: Option<usize>, has_output: bool) -> std::result::Result<Value, GgufError> {
+        let key = |k: &str| format!("gemma3.{k}");
+        let hidden = g.required_u64(&key("embedding_length"))?;
+        let n_head = g.required_u64(&key("attention.head_count"))?;
+        if n_head == 0 {
+            return Err(g.invalid("gemma3.attention.head_count is 0"));
+        }
+        let n_layers = g.required_u64(&key("block_count"))?;
+        let head_dim = g.meta_u64(&key("attention.key_length"))?.unwrap_or(256);
+        let scalar = if n_layers == 62 { hidden / n_head } else { head_dim };
+        let vocab_size = gguf::vocab_size(g, "gemma3", n_tokens)?;
+        if let Some(kind) = g.meta_str(&key("rope.scaling.type"))? {
+            if kind != "none" {
+                return Err(g.invalid(format!("unsupported RoPE scaling '{kind}' (gemma3.rope.scaling.type)")));
+            }
+        }
+        let theta = g.meta_as(&key("rope.freq_base"), "a number", GgufValue::as_f64)?.unwrap_or(1_000_000.0);
+        let mut config = json!({
+            "architectures": ["Gemma3ForCausalLM"],
+            "model_type": "gemma3_text",
+            "hidden_size": hidden,
+            "intermediate_size": g.required_u64(&key("feed_forward_length"))?,
+            "num_hidden_layers": n_layers,
+            "num_attention_heads": n_head,
+            "num_key_value_heads": g.meta_u64(&key("attention.head_count_kv"))?.unwrap_or(n_head),
+            "head_dim": head_dim,
+            "query_pre_attn_scalar": scalar,
+            "rms_norm_eps": g.meta_as(&key("attention.layer_norm_rms_epsilon"), "a number", GgufValue::as_f64)?.unwrap_or(1e-6),
+            "sliding_window": g.meta_u64(&key("attention.sliding_window"))?.unwrap_or(4096),
+            "sliding_window_pattern": 6,
+            "layer_types": (0..n_layers).map(|i| if (i + 1) % 6 == 0 { "full_attention" } else { "sliding_attention" }).collect::<Vec<_>>(),
+            "rope_parameters": {
+                "full_attention": {"rope_type": "default", "rope_theta": theta},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            },
+            "max_position_embeddings": g.meta_u64(&key("context_length"))?.unwrap_or(131_072),
+            "vocab_size": vocab_size,
+            "tie_word_embeddings": !has_output,
+            "bos_token_id": g.meta_u64("tokenizer.ggml.bos_token_id")?.unwrap_or(2),
+            "eos_token_id": g.meta_u64("tokenizer.ggml.eos_token_id")?.unwrap_or(1),
+            "hidden_activation": "gelu_pytorch_tanh",
+            "attention_bias": false,
+            "final_logit_softcapping": null,
+            "torch_dtype": "float32",
+            "dtype": "float32",
+        });
+        if let (Some(id), Value::Object(c)) = (g.meta_u64("tokenizer.ggml.padding_token_id")?, &mut config) {
+            c.insert("pad_token_id".into(), id.into());
+        }
+        Ok(config)
+    }
+
+    /// Gemma 3 norms the attention and MLP outputs too, and its `ffn_norm` is the pre-MLP norm.
+    fn tensor_name(&self, _arch: &str, name: &str, n_layers: u64) -> Option<String> {
+        gguf::decoder_tensor_name(name, n_layers, |part, kind| match (part, kind) {
+            ("attn_q_norm", "weight") => Some("self_attn.q_norm"),
+            ("attn_k_norm", "weight") => Some("self_attn.k_norm"),
+            ("post_attention_norm", "weight") => Some("post_attention_layernorm"),
+            ("ffn_norm", "weight") => Some("pre_feedforward_layernorm"),
+            ("post_ffw_norm", "weight") => Some("post_feedforward_layernorm"),
+            _ => None,
+        })
+    }
+
+    /// llama.cpp's Gemma converters store norm weights as (1 + w); HF keeps w.
+    fn fix_values(&self, _arch: &str, gguf_name: &str, values: &mut [f32]) {
+        if gguf_name.ends_with("norm.weight") {
+            values.iter_mut().for_each(|v| *v -= 1.0);
+        }
     }
 }

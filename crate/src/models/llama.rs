@@ -12,7 +12,9 @@ use super::layers::{NamedTensor, attention, causal_mask, merge_heads, repeat_kv,
 use super::family::{head_tensors, score_head, decoder_info, decoder_output, Facts, Family, Inputs};
 use super::{ForwardOutput, ModelInfo};
 use crate::error::{Error, Result};
+use crate::formats::gguf::{self, Gguf, GgufError, GgufFamily, GgufValue};
 use crate::formats::safetensors::WeightMap;
+use serde_json::{json, Value};
 use super::NamedLayers;
 
 /// `config.json` of a Llama, Qwen2 or Qwen3 model (the fields webpeft uses).
@@ -319,6 +321,10 @@ impl Family for LlamaForCausalLM {
         &["llama", "qwen2", "qwen3"]
     }
 
+    fn gguf() -> Option<&'static dyn GgufFamily> {
+        Some(&LlamaGguf)
+    }
+
     fn facts(model_type: &str) -> Facts {
         Facts {
             lora_targets: &["q_proj", "v_proj"],
@@ -413,3 +419,154 @@ impl Family for LlamaForCausalLM {
         Ok(architecture.replace("ForCausalLM", "ForSequenceClassification"))
     }
 }
+
+/// How llama.cpp's `llama`, `qwen2` and `qwen3` GGUFs map onto this family.
+pub struct LlamaGguf;
+
+impl GgufFamily for LlamaGguf {
+    fn architectures(&self) -> &'static [(&'static str, &'static str)] {
+        &[("llama", "LlamaForCausalLM"), ("qwen2", "Qwen2ForCausalLM"), ("qwen3", "Qwen3ForCausalLM")]
+    }
+
+    /// transformers' `LlamaConfig`, `Qwen2Config` or `Qwen3Config` from `{arch}.*` metadata,
+    /// with the config class's defaults for optional keys.
+    fn config(&self, g: &Gguf, arch: &str, class: &str, n_tokens: Option<usize>, has_output: bool) -> std::result::Result<Value, GgufError> {
+        let key = |k: &str| format!("{arch}.{k}");
+        let hidden = g.required_u64(&key("embedding_length"))?;
+        let n_head = g.required_u64(&key("attention.head_count"))?;
+        if n_head == 0 {
+            return Err(g.invalid(format!("{arch}.attention.head_count is 0")));
+        }
+        let n_kv_head = g
+            .meta_u64(&key("attention.head_count_kv"))?
+            .unwrap_or(n_head);
+        // transformers maps rope.dimension_count to head_dim for llama only; Qwen2 derives it, and
+        // Qwen3 reads no head_dim from GGUF, so its config default (128) applies. llama.cpp writes
+        // Qwen3's as attention.key_length, which we prefer when present.
+        let head_dim = match arch {
+            "llama" => g.meta_u64(&key("rope.dimension_count"))?.unwrap_or(hidden / n_head),
+            "qwen3" => g.meta_u64(&key("attention.key_length"))?.unwrap_or(128),
+            _ => hidden / n_head,
+        };
+        let rope_theta = g
+            .meta_as(&key("rope.freq_base"), "a number", GgufValue::as_f64)?
+            .unwrap_or(10000.0);
+        let vocab_size = gguf::vocab_size(g, arch, n_tokens)?;
+        let rope_scaling = llama3_rope_scaling(g, arch, rope_theta, head_dim)?;
+        let mut rope_parameters = json!({"rope_type": "default", "rope_theta": rope_theta});
+        if let (Some(Value::Object(s)), Value::Object(p)) = (&rope_scaling, &mut rope_parameters) {
+            p.extend(s.clone());
+        }
+        let mut config = json!({
+            "architectures": [class],
+            "model_type": arch,
+            "hidden_size": hidden,
+            "intermediate_size": g.required_u64(&key("feed_forward_length"))?,
+            "num_hidden_layers": g.required_u64(&key("block_count"))?,
+            "num_attention_heads": n_head,
+            "num_key_value_heads": n_kv_head,
+            "head_dim": head_dim,
+            "rms_norm_eps": g.meta_as(&key("attention.layer_norm_rms_epsilon"), "a number", GgufValue::as_f64)?.unwrap_or(1e-6),
+            "rope_theta": rope_theta,
+            "rope_scaling": rope_scaling,
+            "rope_parameters": rope_parameters,
+            "max_position_embeddings": g.meta_u64(&key("context_length"))?.unwrap_or(2048),
+            "vocab_size": vocab_size,
+            "tie_word_embeddings": !has_output,
+            "bos_token_id": g.meta_u64("tokenizer.ggml.bos_token_id")?.unwrap_or(1),
+            "eos_token_id": g.meta_u64("tokenizer.ggml.eos_token_id")?.unwrap_or(2),
+            "hidden_act": "silu",
+            "attention_bias": false,
+            "mlp_bias": false,
+            "torch_dtype": "float32",
+            "dtype": "float32",
+        });
+        for (gguf_key, hf_key) in [
+            ("tokenizer.ggml.padding_token_id", "pad_token_id"),
+            ("tokenizer.ggml.unknown_token_id", "unk_token_id"),
+        ] {
+            if let (Some(id), Value::Object(c)) = (g.meta_u64(gguf_key)?, &mut config) {
+                c.insert(hf_key.into(), id.into());
+            }
+        }
+        Ok(config)
+    }
+
+    /// q/k/v biases exist only in `qwen2`, per-head q/k norms only in `qwen3`.
+    fn tensor_name(&self, arch: &str, name: &str, n_layers: u64) -> Option<String> {
+        gguf::decoder_tensor_name(name, n_layers, |part, kind| match (part, kind, arch) {
+            ("attn_q", "bias", "qwen2") => Some("self_attn.q_proj"),
+            ("attn_k", "bias", "qwen2") => Some("self_attn.k_proj"),
+            ("attn_v", "bias", "qwen2") => Some("self_attn.v_proj"),
+            ("attn_q_norm", "weight", "qwen3") => Some("self_attn.q_norm"),
+            ("attn_k_norm", "weight", "qwen3") => Some("self_attn.k_norm"),
+            _ => None,
+        })
+    }
+
+    /// Only llama.cpp's llama converter permutes q/k (for ggml's interleaved RoPE); qwen2 and
+    /// qwen3 use NeoX-style RoPE and keep HF's layout.
+    fn permuted_heads(&self, arch: &str, hf_name: &str, config: &Value) -> Option<usize> {
+        let count = |k: &str| config[k].as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+        match arch {
+            "llama" if hf_name.ends_with("q_proj.weight") => Some(count("num_attention_heads")),
+            "llama" if hf_name.ends_with("k_proj.weight") => Some(count("num_key_value_heads")),
+            _ => None,
+        }
+    }
+
+    /// Llama 3's RoPE scaling, already turned into `config.rope_scaling`.
+    fn skipped(&self, arch: &str, gguf_name: &str) -> bool {
+        arch == "llama" && gguf_name == "rope_freqs.weight"
+    }
+}
+
+/// llama.cpp stores Llama 3.x RoPE scaling not as metadata but as a `rope_freqs.weight` tensor of
+/// per-frequency divisors (convert_hf_to_gguf.py, LlamaModel). transformers ignores it; we turn it
+/// back into HF's `rope_scaling`, accepting only the parameters every Llama 3.x release uses
+/// (low_freq_factor 1, high_freq_factor 4, original context 8192) and checking they reproduce it.
+fn llama3_rope_scaling(g: &Gguf, arch: &str, theta: f64, head_dim: u64) -> std::result::Result<Option<Value>, GgufError> {
+    if let Some(kind) = g.meta_str(&format!("{arch}.rope.scaling.type"))? {
+        if kind != "none" {
+            return Err(g.invalid(format!(
+                "unsupported RoPE scaling '{kind}' ({arch}.rope.scaling.type)"
+            )));
+        }
+    }
+    // Qwen files carry no rope_freqs; one there is refused by the tensor mapping.
+    if arch != "llama" || !g.tensors.iter().any(|t| t.name == "rope_freqs.weight") {
+        return Ok(None);
+    }
+    let (_, stored) = g.tensor_f32("rope_freqs.weight")?;
+    let factor = f64::from(stored.last().copied().unwrap_or(0.0));
+    let (low, high, original) = (1.0f64, 4.0f64, 8192.0f64);
+    let dim = head_dim as f64;
+    let expected = (0..head_dim / 2).map(|i| {
+        let wavelen = 2.0 * std::f64::consts::PI * theta.powf(2.0 * i as f64 / dim);
+        if wavelen < original / high {
+            1.0
+        } else if wavelen > original / low {
+            factor
+        } else {
+            let smooth = (original / wavelen - low) / (high - low);
+            1.0 / ((1.0 - smooth) / factor + smooth)
+        }
+    });
+    let matches = stored.len() as u64 == head_dim / 2
+        && factor >= 1.0
+        && stored
+            .iter()
+            .zip(expected)
+            .all(|(&s, e)| (f64::from(s) - e).abs() <= 1e-3 * e.abs().max(1.0));
+    if !matches {
+        return Err(g.invalid("rope_freqs.weight does not match Llama 3 RoPE scaling (low_freq_factor 1, high_freq_factor 4, original context 8192)"));
+    }
+    Ok(Some(json!({
+        "rope_type": "llama3",
+        "factor": factor,
+        "low_freq_factor": low,
+        "high_freq_factor": high,
+        "original_max_position_embeddings": original as u64,
+    })))
+}
+

@@ -25,7 +25,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::formats::gguf;
+use crate::formats::gguf::{self, GgufFamily};
 use crate::formats::source::{self, ByteSource};
 use crate::formats::safetensors::{shard_files, HostTensor, WeightMap};
 use crate::formats::tokenizer::TextTokenizer;
@@ -185,6 +185,34 @@ macro_rules! families {
                 return Ok((Network::$variant(net), info));
             })*
             Err(no_family(model_type, "config.json"))
+        }
+
+        /// The family that reads GGUF `general.architecture` `arch`, if one is registered.
+        pub fn gguf_family(arch: &str) -> Option<&'static dyn GgufFamily> {
+            $(if let Some(f) = <$ty as Family>::gguf().filter(|f| f.architectures().iter().any(|(a, _)| *a == arch)) {
+                return Some(f);
+            })*
+            None
+        }
+
+        /// The GGUF architecture of HF `model_type` and the family that writes it (GGUF LoRA export).
+        pub fn gguf_architecture(model_type: &str) -> Option<(&'static str, &'static dyn GgufFamily)> {
+            $(if let Some(f) = <$ty as Family>::gguf() {
+                if let Some((a, _)) = f.architectures().iter().find(|(a, _)| f.model_type(a) == model_type || *a == model_type) {
+                    return Some((a, f));
+                }
+            })*
+            None
+        }
+
+        /// The GGUF architectures every family reads.
+        pub fn gguf_architectures() -> Vec<&'static str> {
+            [$(<$ty as Family>::gguf().map_or(&[][..], |f| f.architectures())),*].concat().iter().map(|(a, _)| *a).collect()
+        }
+
+        /// The error for a GGUF architecture no family reads, naming `file` and the supported ones.
+        pub fn no_gguf_family(arch: &str, file: &str) -> Error {
+            Error::unsupported(file, format!("unsupported GGUF architecture '{arch}' (general.architecture; supported: {})", gguf_architectures().join(", ")))
         }
 
         /// The error for a `model_type` no family loads, naming `file` and the supported ones.
@@ -481,7 +509,9 @@ impl Model {
         let mut dtypes: Vec<String> = g.tensors.iter().map(|t| format!("{:?}", t.dtype)).collect();
         dtypes.sort();
         dtypes.dedup();
-        let hf = gguf::to_hf_with(&g, opts.quantize != Quantize::F32).map_err(|e| {
+        let arch = gguf::architecture(&g).map_err(|e| Error::format(name, strip_source(&e.to_string(), name)))?;
+        let family = gguf_family(arch).ok_or_else(|| no_gguf_family(arch, name))?;
+        let hf = gguf::to_hf_with(&g, family, opts.quantize != Quantize::F32).map_err(|e| {
             let msg = strip_source(&e.to_string(), name);
             if msg.contains("unsupported") {
                 Error::unsupported(name, msg)

@@ -12,29 +12,18 @@
 //! is 0, which llama.cpp reads as a scale of 1.
 
 use crate::error::{Error, Result};
-use crate::formats::gguf::{self, GgmlType, Writer};
+use crate::formats::gguf::{self, GgmlType, GgufFamily, Writer};
 use crate::generate::read_f32;
-use crate::models::Model;
-
-/// The GGUF architecture of a model llama.cpp can take a LoRA for, from its `model_type`.
-fn arch(model_type: &str) -> Option<&'static str> {
-    Some(match model_type {
-        "llama" => "llama",
-        "qwen2" => "qwen2",
-        "qwen3" => "qwen3",
-        "gemma3_text" | "gemma3" => "gemma3",
-        _ => return None,
-    })
-}
+use crate::models::{gguf_architecture, gguf_architectures, Model};
 
 /// The base GGUF's tensor name of an HF linear module (`model.layers.3.mlp.up_proj` ->
-/// `blk.3.ffn_up.weight`), the inverse of `gguf::hf_name`.
-fn gguf_name(arch: &str, module: &str, n_layers: u64) -> Option<String> {
+/// `blk.3.ffn_up.weight`), the inverse of the family's `GgufFamily::tensor_name`.
+fn gguf_name(family: &dyn GgufFamily, arch: &str, module: &str, n_layers: u64) -> Option<String> {
     let layer: u64 = module.strip_prefix("model.layers.")?.split('.').next()?.parse().ok()?;
     ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
         .iter()
         .map(|part| format!("blk.{layer}.{part}.weight"))
-        .find(|g| gguf::hf_name(arch, g, n_layers).as_deref() == Some(&format!("{module}.weight")))
+        .find(|g| family.tensor_name(arch, g, n_layers).as_deref() == Some(&format!("{module}.weight")))
 }
 
 /// Serialises the model's LoRA adapter as a GGUF LoRA (see the module docs).
@@ -44,27 +33,22 @@ pub async fn export_gguf_lora(model: &mut Model) -> Result<Vec<u8>> {
     if config.get("peft_type").and_then(|v| v.as_str()) != Some("LORA") {
         return Err(unsupported("llama.cpp's GGUF adapters are LoRA only; this adapter is not LoRA".into()));
     }
-    let arch = arch(&model.info.model_type).ok_or_else(|| unsupported(format!("llama.cpp GGUF LoRA export supports llama, qwen2, qwen3 and gemma3 models; this is {}", model.info.model_type)))?;
+    let (arch, family) = gguf_architecture(&model.info.model_type).ok_or_else(|| unsupported(format!("llama.cpp GGUF LoRA export supports {} models (the GGUF architectures webpeft reads); this is {}", gguf_architectures().join(", "), model.info.model_type)))?;
     let n_layers = model.info.num_layers as u64;
-    let heads = |k: &str| model.config.get(k).and_then(|v| v.as_u64()).map(|n| n as usize);
-    let (n_head, n_kv) = (heads("num_attention_heads").unwrap_or(1), heads("num_key_value_heads").or(heads("num_attention_heads")).unwrap_or(1));
+    let config_json = model.config.clone();
     let mut tensors = Vec::new();
     for (module, lin) in model.named_layers().linears {
         let Some(l) = &lin.lora else { continue };
         if l.magnitude.is_some() {
             return Err(unsupported("llama.cpp has no DoRA; merge the adapter instead (webpeft merge)".into()));
         }
-        let name = gguf_name(arch, &module, n_layers).ok_or_else(|| unsupported(format!("module {module} has no llama.cpp LoRA tensor (only the decoder layers' projections do)")))?;
+        let name = gguf_name(family, arch, &module, n_layers).ok_or_else(|| unsupported(format!("module {module} has no llama.cpp LoRA tensor (only the decoder layers' projections do)")))?;
         let [d_in, r] = l.lora_a.dims();
         let d_out = l.lora_b.dims()[1];
         let a = read_f32(l.lora_a.val().transpose()).await?; // PEFT's lora_A [r, in]
         let mut b = read_f32(l.lora_b.val().transpose()).await?; // lora_B [out, r]
-        // llama.cpp's llama converter permutes q/k rows for its interleaved RoPE.
-        let permute = match (arch, name.contains(".attn_q."), name.contains(".attn_k.")) {
-            ("llama", true, _) => Some(n_head),
-            ("llama", _, true) => Some(n_kv),
-            _ => None,
-        };
+        // Rows llama.cpp's converter permuted for its interleaved RoPE (llama's q/k) go back.
+        let permute = family.permuted_heads(arch, &format!("{module}.weight"), &config_json);
         if let Some(h) = permute {
             let order = gguf::unpermuted_order(d_out, h).ok_or_else(|| unsupported(format!("{module}: {d_out} rows do not split into {h} heads")))?;
             let mut file = vec![0f32; b.len()];
