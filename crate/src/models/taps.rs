@@ -53,6 +53,9 @@ struct Recording {
     unusable: Option<String>,
 }
 
+/// The most values one tensor's per-example gradients may hold (1 GiB of f32).
+pub const MAX_PER_EXAMPLE_VALUES: usize = 1 << 28;
+
 thread_local! {
     // The trainer opens and closes it around one forward pass on this thread.
     static OPEN: RefCell<Option<Recording>> = const { RefCell::new(None) };
@@ -100,6 +103,15 @@ pub fn tap<const D: usize>(y: Tensor<D>, uses: Vec<(ParamId, Rule, Option<Tensor
         };
         let mut taps = Vec::with_capacity(uses.len());
         for (param, rule, input) in uses {
+            // A weight's per-example gradients hold `rows` copies of it: a trained vocabulary-wide
+            // head would not fit, so such a model takes a pass per example instead.
+            if let (Rule::Weight, Some(a)) = (rule, &input) {
+                let values = rec.rows * a.dims()[D - 1] * shape.dims::<D>()[D - 1];
+                if values > MAX_PER_EXAMPLE_VALUES {
+                    rec.unusable = Some(format!("per-example gradients of a {} x {} weight for {} examples ({values} values) would not fit", a.dims()[D - 1], shape.dims::<D>()[D - 1], rec.rows));
+                    return y;
+                }
+            }
             let input = match input.map(|a| by_row(a.detach(), rec.rows)) {
                 None => None,
                 Some(Some(a)) => Some(a.inner()),
@@ -166,4 +178,28 @@ pub fn unusable(why: &str) {
 /// Closes a recording without using it (after an error in the forward pass).
 pub fn abandon() {
     OPEN.with(|r| r.borrow_mut().take());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_weight_too_large_to_copy_per_example_makes_the_recording_unusable() {
+        let device = crate::device::cpu().autodiff();
+        let side = 1 << 14; // 2 rows x 2^14 x 2^14 = 2^29 values, over the limit
+        start(2);
+        let x = Tensor::<3>::zeros([2, 1, side], &device);
+        let y = tap(x.clone(), vec![(ParamId::new(), Rule::Weight, Some(x))]);
+        assert_eq!(y.dims(), [2, 1, side]);
+        let grads = Tensor::<1>::ones([1], &device).require_grad().sum().backward();
+        let why = finish(&grads).unwrap_err();
+        assert!(why.contains("16384 x 16384 weight for 2 examples") && why.contains("would not fit"), "{why}");
+        // One row fits (2^28 values): the probe is added and its gradient read.
+        start(1);
+        let x = Tensor::<3>::zeros([1, 1, side], &device);
+        let y = tap(x.clone(), vec![(ParamId::new(), Rule::Bias, None)]);
+        let grads = y.sum().backward();
+        assert_eq!(finish(&grads).unwrap().len(), 1);
+    }
 }
