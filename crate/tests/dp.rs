@@ -183,7 +183,7 @@ fn dp_sgd_matches_opacus_bitfit() {
 /// Rows of different lengths (the batched pass pads them), causal rows with
 /// prompt tokens labelled -100, and the classifier heads: the per-example
 /// norms and the clipped sum from one batched backward pass equal those of a
-/// backward pass per example, for LoRA and (IA)³ on every family, BitFit,
+/// backward pass per example, for LoRA on every family, (IA)³ on Llama, GPT-2 and BERT, BitFit,
 /// DoRA, and prompt and prefix tuning.
 #[test]
 fn batched_per_example_gradients_equal_one_pass_per_example() {
