@@ -7,10 +7,11 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::generate::read_f32;
-use crate::peft::create::{create_adapter, AdapterSpec, Method};
 use rand::SeedableRng;
 
+use crate::generate::read_f32;
+
+use crate::peft::create::{create_adapter, AdapterSpec, Method};
 use crate::train::data::Task;
 use crate::train::dp::DpPlan;
 use crate::train::{MicroBatch, Targets, TrainOptions, Trainer};

@@ -169,14 +169,7 @@ impl Linear {
         let recording = taps::recording();
         let ia3 = self.ia3.as_ref().filter(|l| l.enabled);
         let x = match ia3 {
-            Some(l) if l.feedforward => {
-                let scaled = x.clone() * l.vector.val().unsqueeze::<D>();
-                if recording {
-                    taps::tap(scaled, taps::trained(&l.vector).map(|id| (id, Rule::Scale, Some(x))).into_iter().collect())
-                } else {
-                    scaled
-                }
-            }
+            Some(l) if l.feedforward => taps::tap_one(x.clone() * l.vector.val().unsqueeze::<D>(), &l.vector, Rule::Scale, Some(x)),
             _ => x,
         };
         let bias = self.bias.as_ref().map(|b| b.val());
@@ -205,14 +198,7 @@ impl Linear {
             y = lora.forward(x, y, w, bias);
         }
         match ia3 {
-            Some(l) if !l.feedforward => {
-                let scaled = y.clone() * l.vector.val().unsqueeze::<D>();
-                if recording {
-                    taps::tap(scaled, taps::trained(&l.vector).map(|id| (id, Rule::Scale, Some(y))).into_iter().collect())
-                } else {
-                    scaled
-                }
-            }
+            Some(l) if !l.feedforward => taps::tap_one(y.clone() * l.vector.val().unsqueeze::<D>(), &l.vector, Rule::Scale, Some(y)),
             _ => y,
         }
     }

@@ -129,6 +129,14 @@ pub fn tap<const D: usize>(y: Tensor<D>, uses: Vec<(ParamId, Rule, Option<Tensor
     })
 }
 
+/// [`tap`] for one tensor: `y` unchanged unless a recording is open and `param` is trained.
+pub fn tap_one<const D: usize, const K: usize>(y: Tensor<D>, param: &Param<Tensor<K>>, rule: Rule, input: Option<Tensor<D>>) -> Tensor<D> {
+    match trained(param).filter(|_| recording()) {
+        Some(id) => tap(y, vec![(id, rule, input)]),
+        None => y,
+    }
+}
+
 /// Per-example gradients of the tapped tensors, each `[rows, numel]` (a
 /// tensor's flat layout, outside the autodiff graph), summed over a tensor's
 /// taps; or why there are none. Closes the recording.

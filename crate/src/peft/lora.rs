@@ -102,12 +102,11 @@ impl LoraLayer {
         } else {
             x
         };
-        let recording = taps::recording();
         let h = linear(x.clone(), self.lora_a.val(), None);
         // DP's per-example gradients: A acts on x, B on h = A(x).
-        let h = if recording { taps::tap(h, taps::trained(&self.lora_a).map(|id| (id, Rule::Weight, Some(x))).into_iter().collect()) } else { h };
+        let h = taps::tap_one(h, &self.lora_a, Rule::Weight, Some(x));
         let u = linear(h.clone(), self.lora_b.val(), None);
-        let u = if recording { taps::tap(u, taps::trained(&self.lora_b).map(|id| (id, Rule::Weight, Some(h))).into_iter().collect()) } else { u };
+        let u = taps::tap_one(u, &self.lora_b, Rule::Weight, Some(h));
         let delta = u * self.scaling;
         let Some(m) = &self.magnitude else {
             return base_out + delta;
@@ -128,12 +127,12 @@ impl LoraLayer {
             Some(b) => y + b.unsqueeze::<D>(),
             None => y,
         };
-        if !recording {
+        if !taps::recording() {
             return y;
         }
         // The magnitude scales each output by 1 / norm (a constant, detached).
         let per_unit = unscaled / norm.reshape([out]).unsqueeze::<D>();
-        taps::tap(y, taps::trained(m).map(|id| (id, Rule::Scale, Some(per_unit))).into_iter().collect())
+        taps::tap_one(y, m, Rule::Scale, Some(per_unit))
     }
 }
 

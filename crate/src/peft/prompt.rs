@@ -48,10 +48,7 @@ impl PromptEmbedding {
         let t = self.len();
         let virtual_tokens = self.weight.val().unsqueeze::<3>().expand([b, t, h]);
         // DP's per-example gradients: each row's copy of the table.
-        let virtual_tokens = match taps::trained(&self.weight).filter(|_| taps::recording()) {
-            Some(id) => taps::tap(virtual_tokens, vec![(id, Rule::Copy, None)]),
-            None => virtual_tokens,
-        };
+        let virtual_tokens = taps::tap_one(virtual_tokens, &self.weight, Rule::Copy, None);
         Tensor::cat(vec![virtual_tokens, embeds], 1)
     }
 }
