@@ -233,9 +233,8 @@ fn read_gguf(f: &FileHead) -> Result<(Dims, Vec<Meta>)> {
         None => g.metadata.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()).ok_or_else(|| Error::format(&f.name, "missing vocab_size and tokenizer.ggml.tokens"))?,
     };
     let family = crate::models::gguf_family(&arch).ok_or_else(|| crate::models::no_gguf_family(&arch, &f.name))?;
-    let model_type = family.architectures().iter().map(|(a, _)| *a).find(|a| *a == arch).map_or("", |a| family.model_type(a));
     let dims = Dims {
-        facts: family_facts(model_type, &f.name)?,
+        facts: family_facts(family.model_type(&arch), &f.name)?,
         model_type: arch.clone(),
         hidden,
         layers: need("block_count")?,

@@ -791,9 +791,9 @@ pub trait GgufFamily: Sync {
     fn architectures(&self) -> &'static [(&'static str, &'static str)];
 
     /// The HF `model_type` of architecture `arch` (the same string unless the family says
-    /// otherwise: Gemma 3's text model is `gemma3_text`).
-    fn model_type(&self, arch: &'static str) -> &'static str {
-        arch
+    /// otherwise: Gemma 3's text model is `gemma3_text`); empty for one it does not read.
+    fn model_type(&self, arch: &str) -> &'static str {
+        self.architectures().iter().find(|(a, _)| *a == arch).map_or("", |(a, _)| a)
     }
 
     /// transformers' config.json from the metadata (`integrations/ggml.py`'s

@@ -491,7 +491,7 @@ impl GgufFamily for Gemma3Gguf {
         &[("gemma3", "Gemma3ForCausalLM")]
     }
 
-    fn model_type(&self, _arch: &'static str) -> &'static str {
+    fn model_type(&self, _arch: &str) -> &'static str {
         "gemma3_text"
     }
 
