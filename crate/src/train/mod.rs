@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::generate::read_f32;
 use crate::models::layers::FrozenHead;
 use crate::models::{taps, ForwardOutput, Model};
-pub use optim::{count_trainable, Grads, Optimizer, OptimizerKind};
+pub use optim::{clip_factor, count_trainable, Grads, Optimizer, OptimizerKind};
 
 /// What a batch is trained to predict.
 #[derive(Debug, Clone)]
@@ -38,11 +38,15 @@ pub const IGNORE: i32 = -100;
 
 /// Mean cross-entropy of `logits` `[n, classes]` against `labels`.
 pub fn cross_entropy(logits: Tensor<2>, labels: &[u32]) -> Tensor<1> {
+    picked_log_probs(logits, labels).mean().neg()
+}
+
+/// The log-probability of each row's label under `logits` `[n, classes]`, `[n, 1]`.
+fn picked_log_probs(logits: Tensor<2>, labels: &[u32]) -> Tensor<2> {
     let [n, _] = logits.dims();
-    let device = logits.device();
     let idx: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-    let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [n, 1]), &device);
-    log_softmax(logits, 1).gather(1, idx).mean().neg()
+    let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [n, 1]), &logits.device());
+    log_softmax(logits, 1).gather(1, idx)
 }
 
 /// `Σ w_i x_i` of `x` `[n]`.
@@ -53,10 +57,8 @@ fn weighted_sum(x: Tensor<1>, weights: &[f32]) -> Tensor<1> {
 
 /// Weighted sum of the negative log-likelihoods of `labels` under `logits` `[n, classes]`.
 fn weighted_cross_entropy(logits: Tensor<2>, labels: &[u32], weights: &[f32]) -> Tensor<1> {
-    let [n, _] = logits.dims();
-    let idx: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-    let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [n, 1]), &logits.device());
-    weighted_sum(log_softmax(logits, 1).gather(1, idx).reshape([n]), weights).neg()
+    let n = labels.len();
+    weighted_sum(picked_log_probs(logits, labels).reshape([n]), weights).neg()
 }
 
 /// How a batch's losses are combined into the one that is back-propagated.
@@ -108,16 +110,12 @@ fn chunked_nll(hidden: Tensor<2>, head: FrozenHead, labels: &[u32], weights: Opt
     let [n, _] = hidden.dims();
     let vocab = head.vocab();
     let rows = (chunk_values / vocab.max(1)).clamp(1, n.max(1));
-    let device = hidden.device();
     let (values, head) = (hidden.clone().inner(), head.inner());
     let (mut total, mut grads) = (None, Vec::with_capacity(n.div_ceil(rows)));
     for start in (0..n).step_by(rows) {
         let len = rows.min(n - start);
         let x = Tensor::from_inner(values.clone().narrow(0, start, len)).require_grad();
-        let idx: Vec<i64> = labels[start..start + len].iter().map(|&l| l as i64).collect();
-        let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [len, 1]), &device);
-        let logits = head.logits(x.clone());
-        let picked = log_softmax(logits, 1).gather(1, idx);
+        let picked = picked_log_probs(head.logits(x.clone()), &labels[start..start + len]);
         let part = match weights {
             None => picked.sum().neg().div_scalar(n as f64),
             Some(w) => weighted_sum(picked.reshape([len]), &w[start..start + len]).neg(),
@@ -612,13 +610,13 @@ impl Trainer {
             Ok(per) => per,
             Err(why) => return Ok(Err(why)),
         };
-        if whole.map.keys().any(|id| !per.contains_key(id)) {
-            let missing = whole.map.keys().filter(|id| !per.contains_key(id)).count();
+        let missing = whole.map.keys().filter(|id| !per.contains_key(id)).count();
+        if missing > 0 {
             return Ok(Err(format!("{missing} trainable tensors (such as embeddings or RMSNorm weights) have no per-example rule")));
         }
         let squares = per.values().map(|p| p.clone().square().sum_dim(1)).reduce(|a, b| a + b).expect("the trainable tensors have taps");
         let norms = squares.sqrt().reshape([rows]);
-        let factor = ((norms.clone() + 1e-6).recip() * max_grad_norm).clamp_max(1.0).reshape([1, rows]);
+        let factor = clip_factor(norms.clone(), max_grad_norm).reshape([1, rows]);
         let mut grads = Grads::default();
         for (id, p) in per {
             if whole.map.contains_key(&id) {
@@ -638,7 +636,7 @@ impl Trainer {
             let mut own = Grads::default();
             let l = self.loss_backward(ex, 1.0, &mut own)?;
             let norm = own.norm().ok_or_else(|| Error::input("train", "the model has no trainable parameters (attach an adapter)"))?;
-            let factor = ((norm.clone() + 1e-6).recip() * max_grad_norm).clamp_max(1.0);
+            let factor = clip_factor(norm.clone(), max_grad_norm);
             sum.add_scaled(own, factor);
             losses.push(l.detach().inner());
             norms.push(norm);

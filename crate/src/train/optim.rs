@@ -103,9 +103,15 @@ impl Grads {
     /// `clip_grad_norm_`: scales the gradients so their global norm is at
     /// most `max_norm`, given the norm already computed. Stays on the device.
     pub fn clip(&mut self, norm: Tensor<1>, max_norm: f64) {
-        let coef = ((norm + 1e-6).recip() * max_norm).clamp_max(1.0);
-        self.scale(coef);
+        self.scale(clip_factor(norm, max_norm));
     }
+}
+
+/// The factor that brings gradients of L2 norm `norm` (any shape: one per
+/// example for DP-SGD) to at most `max_norm`: `min(1, max_norm / (norm + 1e-6))`,
+/// PyTorch's `clip_grad_norm_` and Opacus's per-example clipping alike.
+pub fn clip_factor<const D: usize>(norm: Tensor<D>, max_norm: f64) -> Tensor<D> {
+    ((norm + 1e-6).recip() * max_norm).clamp_max(1.0)
 }
 
 struct Collect<'a> {
