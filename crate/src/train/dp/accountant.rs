@@ -196,18 +196,28 @@ pub fn get_noise_multiplier(target_epsilon: f64, delta: f64, sample_rate: f64, s
     if target_epsilon < get_privacy_spent(&orders, &vec![0.0; orders.len()], delta).0 {
         return None;
     }
+    let search = search_noise_multiplier(target_epsilon, epsilon_tolerance, |sigma| Ok::<_, std::convert::Infallible>(epsilon(sigma, sample_rate, steps, delta)));
+    search.unwrap_or_else(|never| match never {})
+}
+
+/// The search of Opacus's `get_noise_multiplier` (`accountants/utils.py`)
+/// over any accountant's `epsilon(sigma)`: double sigma from 20 until epsilon
+/// is at most the target, then bisect until it is within `epsilon_tolerance`
+/// below it, returning the upper end. `Ok(None)` past `MAX_SIGMA` ("The
+/// privacy budget is too low"); an accountant's error ends the search.
+pub fn search_noise_multiplier<E>(target_epsilon: f64, epsilon_tolerance: f64, mut epsilon: impl FnMut(f64) -> Result<f64, E>) -> Result<Option<f64>, E> {
     let mut eps_high = f64::INFINITY;
     let (mut sigma_low, mut sigma_high) = (0.0f64, 10.0f64);
     while eps_high > target_epsilon {
         sigma_high *= 2.0;
-        eps_high = epsilon(sigma_high, sample_rate, steps, delta);
+        eps_high = epsilon(sigma_high)?;
         if sigma_high > MAX_SIGMA {
-            return None;
+            return Ok(None);
         }
     }
     while target_epsilon - eps_high > epsilon_tolerance {
         let sigma = (sigma_low + sigma_high) / 2.0;
-        let eps = epsilon(sigma, sample_rate, steps, delta);
+        let eps = epsilon(sigma)?;
         if eps < target_epsilon {
             sigma_high = sigma;
             eps_high = eps;
@@ -215,7 +225,7 @@ pub fn get_noise_multiplier(target_epsilon: f64, delta: f64, sample_rate: f64, s
             sigma_low = sigma;
         }
     }
-    Some(sigma_high)
+    Ok(Some(sigma_high))
 }
 
 /// Opacus's steps for a number of epochs: `int(epochs / sample_rate)`.

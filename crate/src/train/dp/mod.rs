@@ -12,6 +12,9 @@
 //! as tensor ops, so the step reads nothing synchronously (wasm-safe).
 
 pub mod accountant;
+pub mod fourier;
+pub mod prv;
+pub mod quad;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
