@@ -120,6 +120,7 @@ pub(crate) mod typescript {
         decl::<AdapterMode>(&cfg, &mut out);
         decl::<Schedule>(&cfg, &mut out);
         decl::<OptimizerName>(&cfg, &mut out);
+        decl::<crate::train::dp::Accountant>(&cfg, &mut out);
         decl::<DpSpec>(&cfg, &mut out);
         decl::<TrainSpec>(&cfg, &mut out);
         decl::<Prepared>(&cfg, &mut out);

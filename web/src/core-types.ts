@@ -42,14 +42,19 @@ export type Schedule = "constant" | "linear" | "cosine";
 export type Optimizer = "adamw" | "sgd";
 
 /**
+ * The privacy accountant of a DP run, named as Opacus's `mechanism()` names it.
+ */
+export type Accountant = "prv" | "rdp";
+
+/**
  * The `dp` option of a training job (its fields cased like the rest of `TrainSpec`).
  * The CLI takes these flags after `--dp`.
  */
 export type DpOptions = { 
 /**
  * The epsilon to reach at the end of the run; the noise multiplier is
- * found with Opacus's `get_noise_multiplier` (RDP). Ignored when
- * `noise_multiplier` is given.
+ * found with Opacus's `get_noise_multiplier` and `accountant`. Ignored
+ * when `noise_multiplier` is given.
  */
 targetEpsilon?: number, delta: number, 
 /**
@@ -65,7 +70,12 @@ noiseMultiplier?: number,
  * knows the seed can subtract the noise, which voids the guarantee. Unset,
  * both come from the operating system's entropy.
  */
-seed?: number, };
+seed?: number, 
+/**
+ * The accountant that calibrates the noise and reports epsilon: `prv`
+ * (Opacus's `PrivacyEngine` default) or `rdp`.
+ */
+accountant: Accountant, };
 
 /**
  * A training job: the CLI's flags (snake_case here and in JSON, camelCase in
@@ -191,7 +201,7 @@ export type StepReport = { step: number, totalSteps: number,
  */
 epoch: number, loss: number, lr: number, gradNorm: number, tokensPerS: number, elapsedS: number, etaS: number, 
 /**
- * DP runs: epsilon spent so far (at the run's delta, RDP accountant).
+ * DP runs: epsilon spent so far (at the run's delta, by the run's accountant).
  */
 epsilon?: number, 
 /**

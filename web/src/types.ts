@@ -7,6 +7,7 @@ import type { Snake } from "./casing.js";
 import type { AdapterChoice, CoreErrorKind, Quantize, CoreEvent, DpOptions as DpSpec, EvalMetrics, Method, Task, TrainSpec, TrainStart, ValidateSpec } from "./core-types.js";
 
 export type {
+  Accountant,
   AdapterChoice,
   Classification,
   CoreErrorKind,
@@ -187,8 +188,8 @@ export interface TrainOptions extends Partial<Omit<TrainSpec, "dp" | "adapter">>
   /**
    * Differentially private training (DP-SGD as Opacus does it): per-example
    * gradients clipped to `maxGradNorm`, Gaussian noise, Poisson-sampled
-   * batches of expected size `batch`, and Opacus's RDP accountant. Not with
-   * `gradAccum` or `clip`.
+   * batches of expected size `batch`, and Opacus's PRV accountant (or its RDP
+   * one: `accountant: "rdp"`). Not with `gradAccum` or `clip`.
    */
   dp?: DpOptions;
   /** The data's format when it is given as a string or Blob without a file name (default: guessed). */

@@ -140,6 +140,5 @@ pub fn load_state(run: &mut Run, optimizer_bytes: &[u8], state_json: &[u8]) -> R
         return Err(Error::format(FILE, "no optimiser state matches this adapter's parameters"));
     }
     run.trainer.optimizer.state = restored;
-    run.fast_forward(state.step);
-    Ok(())
+    run.fast_forward(state.step)
 }

@@ -51,7 +51,7 @@ pub struct StepEvent {
     pub tokens_per_s: f64,
     pub elapsed_s: f64,
     pub eta_s: f64,
-    /// DP runs: epsilon spent so far (at the run's delta, RDP accountant).
+    /// DP runs: epsilon spent so far (at the run's delta, by the run's accountant).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(test, ts(optional))]
     pub epsilon: Option<f64>,
@@ -112,6 +112,10 @@ pub struct Run {
     finished: bool,
     /// DP runs: the resolved settings and the random source of the sampling and noise.
     dp: Option<(DpPlan, rand::rngs::StdRng)>,
+    /// DP runs: epsilon spent by the `step` steps taken (the accountant runs
+    /// once per step, before it, so a failing accountant stops the run
+    /// before it spends privacy it cannot account for).
+    dp_spent: f64,
     last_batch: Option<usize>,
 }
 
@@ -158,6 +162,7 @@ impl Run {
             bad_evals: 0,
             finished: false,
             dp,
+            dp_spent: 0.0,
             last_batch: None,
         })
     }
@@ -204,12 +209,17 @@ impl Run {
 
     /// What `webpeft.json` records about a DP run so far.
     pub fn dp_record(&self) -> Option<dp::DpRecord> {
-        self.dp_plan().map(|p| p.record(self.step))
+        self.dp_plan().map(|p| p.record_spent(self.step, self.dp_spent))
     }
 
     /// Epsilon spent so far by a DP run.
     pub fn epsilon(&self) -> Option<f64> {
-        self.dp_plan().map(|p| p.epsilon(self.step))
+        self.dp_plan().map(|_| self.dp_spent)
+    }
+
+    /// Epsilon a DP run will have spent after `steps` steps (0 for other runs).
+    fn epsilon_at(&self, steps: usize) -> Result<f64> {
+        self.dp_plan().map_or(Ok(0.0), |p| p.epsilon(steps))
     }
 
     /// One DP step: a Poisson-sampled batch, one micro-batch per example.
@@ -232,13 +242,15 @@ impl Run {
     }
 
     /// Skips `steps` optimiser steps of data (resuming from a checkpoint).
-    pub fn fast_forward(&mut self, steps: usize) {
+    pub fn fast_forward(&mut self, steps: usize) -> Result<()> {
+        self.dp_spent = self.epsilon_at(steps)?;
         for _ in 0..steps * self.config.grad_accum {
             self.next_micro();
         }
         self.step = steps;
         self.trainer.optimizer.steps = steps;
         self.tokens = 0;
+        Ok(())
     }
 
     /// True once the run has finished (all steps, or early stopping).
@@ -255,7 +267,10 @@ impl Run {
         }
         self.started_at.get_or_insert_with(clock);
         let StepStats { loss, grad_norm, lr } = if self.dp.is_some() {
-            self.dp_step().await?
+            let spent = self.epsilon_at(self.step + 1)?;
+            let stats = self.dp_step().await?;
+            self.dp_spent = spent;
+            stats
         } else {
             let micro: Vec<MicroBatch> = (0..self.config.grad_accum).map(|_| self.next_micro()).collect();
             self.trainer.step(&micro).await?

@@ -45,7 +45,7 @@ pub struct TrainArgs {
     /// Resume from a checkpoint directory written by --save-every.
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Differentially private training (DP-SGD with Poisson sampling, Opacus's RDP accounting).
+    /// Differentially private training (DP-SGD with Poisson sampling, Opacus's accounting: PRV, or RDP with --accountant rdp).
     #[arg(long)]
     pub dp: bool,
     #[command(flatten)]
@@ -170,7 +170,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if let Some(p) = run.dp_plan() {
         eprintln!(
             "DP-SGD: noise multiplier {}, max grad norm {}, sample rate {:.6}, delta {:e}; epsilon after {} steps: {:.4} ({} accountant)",
-            p.noise_multiplier, p.max_grad_norm, p.sample_rate, p.delta, p.steps, p.epsilon(p.steps), p.accountant
+            p.noise_multiplier, p.max_grad_norm, p.sample_rate, p.delta, p.steps, p.epsilon(p.steps)?, p.accountant.name()
         );
     }
     let clock = Instant::now();

@@ -2,8 +2,9 @@
 //! gradients clipped to `max_grad_norm` over all trainable tensors together
 //! (flat clipping), summed, Gaussian noise of std
 //! `noise_multiplier * max_grad_norm` on every trainable value, divided by
-//! the expected batch size; Poisson-sampled batches; and the [`accountant`]
-//! that turns the run into (epsilon, delta).
+//! the expected batch size; Poisson-sampled batches; and the accountant that
+//! turns the run into (epsilon, delta): Opacus's [`prv`] (the default, as in
+//! Opacus's `PrivacyEngine`) or its RDP [`accountant`].
 //!
 //! Per-example gradients come from one backward pass over the padded batch
 //! where every trainable tensor has a closed form ([`crate::models::taps`]:
@@ -22,6 +23,47 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The privacy accountant of a DP run, named as Opacus's `mechanism()` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub enum Accountant {
+    /// Privacy loss random variables composed numerically (Gopi et al. 2021):
+    /// Opacus's `PrivacyEngine` default, and tighter than RDP.
+    #[default]
+    Prv,
+    /// Rényi DP over Opacus's default orders (Opacus's `get_noise_multiplier` default).
+    Rdp,
+}
+
+impl Accountant {
+    /// The name Opacus's `mechanism()` gives (`prv`, `rdp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Accountant::Prv => prv::MECHANISM,
+            Accountant::Rdp => accountant::MECHANISM,
+        }
+    }
+
+    /// Epsilon spent after `steps` steps at (`noise_multiplier`, `sample_rate`) for `delta`.
+    pub fn epsilon(self, noise_multiplier: f64, sample_rate: f64, steps: u64, delta: f64) -> Result<f64> {
+        match self {
+            Accountant::Prv => prv::epsilon(noise_multiplier, sample_rate, steps, delta),
+            Accountant::Rdp => Ok(accountant::epsilon(noise_multiplier, sample_rate, steps, delta)),
+        }
+    }
+
+    /// Opacus's `get_noise_multiplier(accountant=name, epsilon_tolerance=0.01)`;
+    /// `None` when the budget is too low.
+    pub fn noise_multiplier(self, target_epsilon: f64, delta: f64, sample_rate: f64, steps: u64) -> Result<Option<f64>> {
+        match self {
+            Accountant::Prv => prv::get_noise_multiplier(target_epsilon, delta, sample_rate, steps, 0.01),
+            Accountant::Rdp => Ok(accountant::get_noise_multiplier(target_epsilon, delta, sample_rate, steps, 0.01)),
+        }
+    }
+}
+
 /// The `dp` option of a training job (its fields cased like the rest of `TrainSpec`).
 /// The CLI takes these flags after `--dp`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,8 +72,8 @@ use crate::error::{Error, Result};
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DpOptions", rename_all = "camelCase", optional_fields))]
 pub struct DpSpec {
     /// The epsilon to reach at the end of the run; the noise multiplier is
-    /// found with Opacus's `get_noise_multiplier` (RDP). Ignored when
-    /// `noise_multiplier` is given.
+    /// found with Opacus's `get_noise_multiplier` and `accountant`. Ignored
+    /// when `noise_multiplier` is given.
     #[cfg_attr(feature = "cli", arg(long, requires = "dp"))]
     pub target_epsilon: Option<f64>,
     #[cfg_attr(feature = "cli", arg(long, requires = "dp", default_value_t = DpSpec::default().delta))]
@@ -47,19 +89,23 @@ pub struct DpSpec {
     /// both come from the operating system's entropy.
     #[cfg_attr(feature = "cli", arg(long = "dp-seed", id = "dp_seed", requires = "dp", hide = true))]
     pub seed: Option<u64>,
+    /// The accountant that calibrates the noise and reports epsilon: `prv`
+    /// (Opacus's `PrivacyEngine` default) or `rdp`.
+    #[cfg_attr(feature = "cli", arg(long, requires = "dp", value_enum, default_value_t = DpSpec::default().accountant))]
+    pub accountant: Accountant,
 }
 
 impl Default for DpSpec {
     fn default() -> Self {
-        Self { target_epsilon: None, delta: 1e-5, max_grad_norm: 1.0, noise_multiplier: None, seed: None }
+        Self { target_epsilon: None, delta: 1e-5, max_grad_norm: 1.0, noise_multiplier: None, seed: None, accountant: Accountant::default() }
     }
 }
 
 /// A DP run's resolved settings, as `webpeft.json` records them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DpPlan {
-    /// The accountant (`rdp`).
-    pub accountant: String,
+    /// The accountant (serialised as its name, `prv` or `rdp`).
+    pub accountant: Accountant,
     pub target_epsilon: Option<f64>,
     pub delta: f64,
     pub noise_multiplier: f64,
@@ -90,13 +136,14 @@ impl DpPlan {
         let noise_multiplier = match (spec.noise_multiplier, spec.target_epsilon) {
             (Some(s), _) if s >= 0.0 && s.is_finite() => s,
             (Some(s), _) => return bad("noise_multiplier", format!("{s} must be a non-negative number")),
-            (None, Some(eps)) if eps > 0.0 && eps.is_finite() => accountant::get_noise_multiplier(eps, spec.delta, sample_rate, steps as u64, 0.01)
-                .ok_or_else(|| Error::input("dp.target_epsilon", format!("epsilon {eps} at delta {} over {steps} steps is too low a budget (Opacus: \"The privacy budget is too low\")", spec.delta)))?,
+            (None, Some(eps)) if eps > 0.0 && eps.is_finite() => spec.accountant.noise_multiplier(eps, spec.delta, sample_rate, steps as u64)?.ok_or_else(|| {
+                Error::input("dp.target_epsilon", format!("epsilon {eps} at delta {} over {steps} steps is too low a budget (Opacus: \"The privacy budget is too low\")", spec.delta))
+            })?,
             (None, Some(eps)) => return bad("target_epsilon", format!("{eps} must be a positive number")),
             (None, None) => return bad("target_epsilon", "give target_epsilon or noise_multiplier".into()),
         };
-        Ok(Self {
-            accountant: accountant::MECHANISM.into(),
+        let plan = Self {
+            accountant: spec.accountant,
             target_epsilon: spec.noise_multiplier.is_none().then_some(spec.target_epsilon).flatten(),
             delta: spec.delta,
             noise_multiplier,
@@ -104,12 +151,19 @@ impl DpPlan {
             sample_rate,
             expected_batch_size: batch as f64,
             steps,
-        })
+        };
+        if spec.noise_multiplier.is_some() {
+            // A calibrated noise has been accounted for at `steps` already; a
+            // given one is checked here, before training, not at a late step.
+            plan.epsilon(steps)?;
+        }
+        Ok(plan)
     }
 
-    /// Epsilon spent after `steps` steps.
-    pub fn epsilon(&self, steps: usize) -> f64 {
-        accountant::epsilon(self.noise_multiplier, self.sample_rate, steps as u64, self.delta)
+    /// Epsilon spent after `steps` steps, by the plan's accountant (an error
+    /// where Opacus's accountant raises).
+    pub fn epsilon(&self, steps: usize) -> Result<f64> {
+        self.accountant.epsilon(self.noise_multiplier, self.sample_rate, steps as u64, self.delta)
     }
 }
 
@@ -119,7 +173,8 @@ pub struct DpRecord {
     /// Epsilon spent by the steps taken, at `delta`.
     pub epsilon: f64,
     pub delta: f64,
-    /// `rdp` (Opacus's RDP accountant, its default orders).
+    /// The accountant's name: `prv` (Opacus's PRV accountant, eps_error 0.01,
+    /// the upper bound) or `rdp` (its RDP accountant, default orders).
     pub accountant: String,
     pub noise_multiplier: f64,
     pub max_grad_norm: f64,
@@ -132,11 +187,17 @@ pub struct DpRecord {
 
 impl DpPlan {
     /// The record of a run that took `steps` steps.
-    pub fn record(&self, steps: usize) -> DpRecord {
+    pub fn record(&self, steps: usize) -> Result<DpRecord> {
+        Ok(self.record_spent(steps, self.epsilon(steps)?))
+    }
+
+    /// The record of a run that took `steps` steps and spent `epsilon` (as
+    /// [`DpPlan::epsilon`] gave it).
+    pub fn record_spent(&self, steps: usize, epsilon: f64) -> DpRecord {
         DpRecord {
-            epsilon: self.epsilon(steps),
+            epsilon,
             delta: self.delta,
-            accountant: self.accountant.clone(),
+            accountant: self.accountant.name().into(),
             noise_multiplier: self.noise_multiplier,
             max_grad_norm: self.max_grad_norm,
             sample_rate: self.sample_rate,
