@@ -2,7 +2,7 @@
 # Quality with differential privacy, webpeft's side: LoRA (r 8, alpha 16, query/value) on
 # all-MiniLM-L6-v2 and the Rotten Tomatoes snippets (scripts/fetch-data.sh) with DP-SGD at
 # epsilon 1, 3 and 8 (delta 1e-5, max grad norm 1.0, Poisson sampling with q = 16 / 2000,
-# RDP accountant), otherwise the hyper-parameters of scripts/quality_webpeft.sh (3 epochs =
+# RDP accountant: --accountant rdp, as the Opacus side), otherwise the hyper-parameters of scripts/quality_webpeft.sh (3 epochs =
 # 375 steps, AdamW lr 1e-3, linear schedule with 38 warm-up steps, seed 0). The reference
 # side is scripts/quality_dp.py (Opacus + PEFT). Writes docs/quality-dp-webpeft.json.
 # Epsilon "inf" is the same run without --dp (quality_webpeft.sh's LoRA run).
@@ -31,7 +31,7 @@ first=1
 for eps in $epsilons; do
   start=$(date +%s)
   if [ "$eps" = inf ]; then dp=(); else
-    dp=(--dp --target-epsilon "$eps" --delta "$delta" --max-grad-norm 1.0); fi
+    dp=(--dp --target-epsilon "$eps" --delta "$delta" --max-grad-norm 1.0 --accountant rdp); fi
   "$WEBPEFT_BIN" train "${common[@]}" "${dp[@]}" --out "$tmp/eps$eps" > "$tmp/eps$eps.log"
   secs=$(( $(date +%s) - start ))
   metrics=$("$WEBPEFT_BIN" eval models/all-MiniLM-L6-v2 --adapter "$tmp/eps$eps" --data data/rotten_tomatoes/eval.jsonl --seq-len 64)

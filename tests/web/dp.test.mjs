@@ -46,7 +46,7 @@ test("DP-SGD in the browser: epsilon in the step events and in webpeft.json", { 
   const side = await wp("exportSidecar");
   assert.equal(side.error, undefined, JSON.stringify(side.error));
   assert.ok(side.dp, `webpeft.json has a dp record: ${JSON.stringify(side)}`);
-  assert.equal(side.dp.accountant, "rdp");
+  assert.equal(side.dp.accountant, "prv", "Opacus's PrivacyEngine default accountant");
   assert.equal(side.dp.delta, dp.delta);
   assert.equal(side.dp.max_grad_norm, dp.maxGradNorm);
   assert.equal(side.dp.steps, 6);
