@@ -13,7 +13,7 @@ use crate::generate::read_f32;
 
 use crate::peft::create::{create_adapter, AdapterSpec, Method};
 use crate::train::data::Task;
-use crate::train::dp::DpPlan;
+use crate::train::dp::{Accountant, DpPlan};
 use crate::train::{MicroBatch, Targets, TrainOptions, Trainer};
 use crate::{Error, Model, Result};
 
@@ -103,7 +103,7 @@ impl TrainBench {
             })
             .collect();
         let rows = examples.len();
-        let plan = DpPlan { accountant: "rdp".into(), target_epsilon: None, delta: 1e-5, noise_multiplier: 1.0, max_grad_norm: 1.0, sample_rate: 0.5, expected_batch_size: rows as f64, steps: 1 };
+        let plan = DpPlan { accountant: Accountant::Rdp, target_epsilon: None, delta: 1e-5, noise_multiplier: 1.0, max_grad_norm: 1.0, sample_rate: 0.5, expected_batch_size: rows as f64, steps: 1 };
         *self.trainer.dp_per_example.borrow_mut() = per_example_loop.then(|| "benchmark: one pass per example".to_string());
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let stats = self.trainer.dp_step(&examples, &plan, &mut rng).await?;
