@@ -36,6 +36,12 @@ export async function putAdapter(files, what) {
   clearError("keep");
   if (!state.tuner) return showError("keep", new WebPeftError("input", "load the base model first (section 1)"));
   try {
+    // The model holds one adapter at a time: the one on it now goes first.
+    if (state.adapter !== "none") {
+      await state.tuner.resetAdapter();
+      state.adapter = "none";
+      adapterChanged();
+    }
     await state.tuner.loadAdapter(files);
     state.adapter = "loaded";
     adapterChanged();
