@@ -5,7 +5,10 @@
 // adapter download.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { unzipSync } from "fflate";
 import { openPage, loadMiniLm, advanced, waitStatus, reloadPage, comparePredictions, assertSamePredictions, ROOT, OUT } from "./helpers.mjs";
 
 const TEXTS = ["I was charged twice this month", "The app freezes when I upload a file", "Please add an export to PDF"];
@@ -70,19 +73,22 @@ test("an adapter downloaded after training, loaded after a reload, predicts the 
 });
 
 // Earlier versions of the page kept the last run's adapter in OPFS (webpeft-kept-adapter/); it
-// is now a project's run (projects.test.mjs): the kept one moves into a project of its own, and
-// still goes back on the model after a reload with the same predictions.
-test("an adapter an earlier version of the page kept becomes a project: after a reload it goes back on the model and predicts the same", { timeout: 180_000 }, async () => {
+// is now a project's run (projects.test.mjs): the kept one moves into a project of its own,
+// downloads as a zip of its files without being loaded first, and still goes back on the model
+// after a reload with the same predictions.
+test("an adapter an earlier version of the page kept becomes a project: after a reload it downloads as it is, goes back on the model and predicts the same", { timeout: 180_000 }, async () => {
   const b = await openPage();
   try {
     const { page } = b;
     await trainSixSteps(page);
     const before = await compare(page);
     // The storage an earlier version left: the adapter's files and its record, no projects.
-    await page.evaluate(async () => {
+    // Returns the SHA-256 of each adapter file it kept.
+    const kept = await page.evaluate(async () => {
       const root = await navigator.storage.getDirectory();
       const dir = await root.getDirectoryHandle("webpeft-kept-adapter", { create: true });
       const files = await window.webpeftPage.tuner.exportAdapterFiles();
+      delete files["README.md"]; // earlier versions kept the adapter's three files
       const meta = { model: "all-MiniLM-L6-v2", modelKey: "minilm", method: "lora", steps: 6, loss: 0.5, savedAt: new Date().toISOString() };
       for (const [name, data] of [...Object.entries(files), ["meta.json", JSON.stringify(meta)]]) {
         const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
@@ -90,6 +96,8 @@ test("an adapter an earlier version of the page kept becomes a project: after a 
         await w.close();
       }
       await root.removeEntry("webpeft-projects", { recursive: true });
+      const hex = (buf) => [...new Uint8Array(buf)].map((x) => x.toString(16).padStart(2, "0")).join("");
+      return Object.fromEntries(await Promise.all(Object.entries(files).map(async ([name, data]) => [name, hex(await crypto.subtle.digest("SHA-256", data))])));
     });
 
     await reloadPage(page);
@@ -100,6 +108,22 @@ test("an adapter an earlier version of the page kept becomes a project: after a 
     await page.getByRole("button", { name: "Open project Kept adapter (lora on all-MiniLM-L6-v2)" }).click();
     await page.locator("#projects-status").filter({ hasText: /^Opened/ }).waitFor({ timeout: 60_000 });
     assert.match(await page.locator("#model-status").textContent(), /^Loaded all-MiniLM-L6-v2/);
+
+    // Its adapter downloads as it is, without loading it onto the model first: a zip of the kept files.
+    assert.ok(await page.getByRole("button", { name: "Download adapter", exact: true }).isDisabled(), "no adapter on the model yet");
+    const [dl] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download run 1's adapter" }).click()]);
+    assert.equal(dl.suggestedFilename(), "webpeft-lora-all-MiniLM-L6-v2-run-1.zip");
+    const zipPath = join(OUT, "kept-run-1.zip");
+    await dl.saveAs(zipPath);
+    await page.locator("#keep-status").filter({ hasText: /^Saved webpeft-lora-all-MiniLM-L6-v2-run-1\.zip \(.+\): run 1's adapter: the PEFT files and webpeft\.json, as an earlier version of this page kept them\.$/ }).waitFor({ timeout: 10_000 });
+    const zip = unzipSync(new Uint8Array(readFileSync(zipPath)));
+    const sha = (bytes) => createHash("sha256").update(bytes).digest("hex");
+    assert.deepEqual(Object.fromEntries(Object.entries(zip).map(([name, bytes]) => [name, sha(bytes)])), kept, "the kept files, byte for byte");
+    // The zip goes on the model as any adapter zip does, and predicts as before.
+    await page.getByLabel("Load a saved adapter (zip, or its files)").setInputFiles(zipPath);
+    await page.locator("#keep-status").filter({ hasText: /^Loaded the adapter from kept-run-1\.zip/ }).waitFor({ timeout: 30_000 });
+    assertSamePredictions(await compare(page), before);
+
     await page.getByRole("button", { name: "Load run 1's adapter", exact: true }).click();
     await page.locator("#keep-status").filter({ hasText: /^Loaded run 1's adapter/ }).waitFor({ timeout: 30_000 });
     assert.equal(await page.locator("#keep-msg").textContent(), "");

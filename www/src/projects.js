@@ -1,5 +1,6 @@
 // Section 6, Keep the work: the current work as a project in this browser's OPFS (the model choice, the data, the settings, and each finished or stopped run with its chart, metrics and adapter), saved as the person works; opening and renaming a project; its runs shown, loaded onto the model and downloaded.
 import { WebPeftError } from "/web/dist/index.js";
+import { zipSync } from "fflate";
 import { $, setText } from "./dom.js";
 import { explain, showError, clearError } from "./errors.js";
 import { state, adapterChanged } from "./state.js";
@@ -362,16 +363,37 @@ function runItem(p, run) {
     showRun(run, p.name);
     setText("keep-status", `Run ${run.n} is shown under Training (section 4).`);
   }));
-  if (run.adapter || run.adapterDir) row.append(button(`Load run ${run.n}'s adapter`, "load-run", () => loadRun(p, run)));
-  if (run.adapter) {
+  if (run.adapter || run.adapterDir) {
     const stem = `${fileStem(run.settings?.method, run.model?.label ?? p.model?.label)}-run-${run.n}`;
-    const zip = async () => readFile(await projectDir(p.id), run.adapter);
-    row.append(button(`Download run ${run.n}'s adapter`, "download-run", () => download(zip, "zip", () => `run ${run.n}'s adapter: the PEFT files and a README with the Python to load it.`, stem)));
+    const what = run.adapter ? "the PEFT files and a README with the Python to load it" : "the PEFT files and webpeft.json, as an earlier version of this page kept them";
+    row.append(
+      button(`Load run ${run.n}'s adapter`, "load-run", () => loadRun(p, run)),
+      button(`Download run ${run.n}'s adapter`, "download-run", () => download(() => runZip(p, run), "zip", () => `run ${run.n}'s adapter: ${what}.`, stem)),
+    );
   }
   li.append(head, row);
   if (!run.adapter && !run.adapterDir) li.append(Object.assign(document.createElement("p"), { className: "hint", textContent: "Its adapter could not be saved." }));
-  if (run.adapterDir) li.append(Object.assign(document.createElement("p"), { className: "hint", textContent: "To download it, load it onto the model and press Download adapter." }));
   return li;
+}
+
+/** A saved run's adapter as `tuner.loadAdapter` takes it: the zip saved with the run, or the files an earlier version of the page kept. */
+async function runAdapter(p, run) {
+  try {
+    const dir = await projectDir(p.id);
+    if (run.adapter) return await readFile(dir, run.adapter);
+    const sub = await dir.getDirectoryHandle(run.adapterDir);
+    return Object.fromEntries(await Promise.all(LEGACY_FILES.map(async (f) => [f, await readFile(sub, f)])));
+  } catch (e) {
+    throw new WebPeftError("io", `run ${run.n}'s adapter could not be read from ${DIR}/${p.id}: ${explain(e)}`);
+  }
+}
+
+/** A saved run's adapter as a zip to download, without loading it: kept files are zipped here (the model's exportAdapter is not needed). */
+async function runZip(p, run) {
+  const a = await runAdapter(p, run);
+  if (a instanceof Blob) return a;
+  const files = await Promise.all(Object.entries(a).map(async ([name, f]) => [name, new Uint8Array(await f.arrayBuffer())]));
+  return new Blob([zipSync(Object.fromEntries(files))], { type: "application/zip" });
 }
 
 /** Puts a saved run's adapter on the model (which must be the run's model). */
@@ -382,14 +404,9 @@ async function loadRun(p, run) {
   }
   let files;
   try {
-    const dir = await projectDir(p.id);
-    if (run.adapter) files = await readFile(dir, run.adapter);
-    else {
-      const sub = await dir.getDirectoryHandle(run.adapterDir);
-      files = Object.fromEntries(await Promise.all(LEGACY_FILES.map(async (f) => [f, await readFile(sub, f)])));
-    }
+    files = await runAdapter(p, run);
   } catch (e) {
-    return showError("keep", new WebPeftError("io", `run ${run.n}'s adapter could not be read from ${DIR}/${p.id}: ${explain(e)}`));
+    return showError("keep", e);
   }
   await putAdapter(files, `run ${run.n}'s adapter (“${p.name}”)`);
 }
