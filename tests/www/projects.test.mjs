@@ -2,7 +2,8 @@
 // a reload lists the project, opening it brings back the model, the data, the settings and the
 // run with its metrics, chart and adapter (the same predictions as before the reload); it can be
 // renamed and deleted. A typed examples editor comes back as typed, a corrupt project file is
-// named in the list without breaking it, and a full quota says so.
+// named in the list without breaking it, and a full quota says so. New project saves the work
+// and starts afresh on the loaded model; the project before opens again as it was.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -134,7 +135,7 @@ test("a project is saved while working: listed after a reload, reopened with its
   }
 });
 
-test("typed examples come back in the editor; a corrupt project file is named in the list; a full quota says so", { timeout: 120_000 }, async () => {
+test("typed examples come back in the editor; a corrupt project file is named in the list; a full quota says so, and New project then keeps the work", { timeout: 120_000 }, async () => {
   const b = await openPage();
   try {
     const { page } = b;
@@ -157,6 +158,11 @@ test("typed examples come back in the editor; a corrupt project file is named in
     await field(page, "Learning rate").fill("0.002");
     const msg = page.locator("#project-msg");
     await msg.filter({ hasText: /^The project “billing, bug” was not saved in this browser: this browser's storage for the page is full\. Delete projects you no longer need/ }).waitFor({ timeout: 10_000 });
+    // New project then keeps the work on the page rather than lose it.
+    await page.getByRole("button", { name: "New project" }).click();
+    await page.locator("#projects-msg").filter({ hasText: /^The current project could not be saved \(see This project\), so the page keeps it: make room in this browser's storage, then press New project again\.$/ }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.getByLabel("Class 1 name").inputValue(), "billing");
+    assert.equal(await field(page, "Project name").inputValue(), "billing, bug");
     await page.evaluate(() => (FileSystemWritableFileStream.prototype.write = window.realWrite));
     await field(page, "Learning rate").fill("0.003");
     await page.waitForFunction(() => document.getElementById("project-msg").textContent === "", null, { timeout: 10_000 });
@@ -191,6 +197,87 @@ test("typed examples come back in the editor; a corrupt project file is named in
     await broken.waitFor({ state: "detached", timeout: 10_000 });
     assert.equal(await list.locator("li").count(), 1);
     assert.equal((await storedProjects(page)).length, 1);
+  } finally {
+    await b.close();
+  }
+});
+
+test("New project saves the work and starts afresh with the model still loaded; the project before opens again intact", { timeout: 240_000 }, async () => {
+  const b = await openPage();
+  try {
+    const { page } = b;
+    const downloads = () => b.server.log.filter((l) => l.endsWith("/models/all-MiniLM-L6-v2/model.safetensors")).length;
+    await loadMiniLm(page);
+    await page.getByLabel("Training data file").setInputFiles(join(ROOT, "www/samples/ticket-labels.csv"));
+    await page.locator("#data-status").filter({ hasText: /CSV, 60 rows/ }).waitFor();
+    await advanced(page, { "Steps (overrides epochs; 0 = use epochs)": 4, "Evaluate every N steps (0 = at the end only)": 0, "Checkpoint every N steps (0 = off)": 0 });
+    await field(page, "Learning rate").fill("0.004");
+    await field(page, "LoRA rank (r)").fill("4");
+    await page.getByRole("button", { name: "Start" }).click();
+    await waitStatus(page, /^Finished: 4 steps/, 120_000);
+    const runLine = page.getByRole("list", { name: "Runs of this project" }).locator("li");
+    await runLine.filter({ hasText: /^Run 1: finished · 4 steps .* right on \d+ held-out examples/ }).waitFor({ timeout: 60_000 });
+    const table = await page.getByRole("table", { name: "Per-class accuracy on the held-out examples" }).innerText();
+    const before = await comparePredictions(page, TEXTS);
+    await page.evaluate(() => (window.tunerBefore = window.webpeftPage.tuner));
+    const loads = downloads();
+
+    // A change made just before is saved with it (New project saves first, as Open does).
+    await field(page, "Learning rate").fill("0.005");
+    await page.getByRole("button", { name: "New project" }).click();
+    await page.locator("#projects-status").filter({ hasText: `“${NAME}” is saved (Open below brings it back). A new project started: all-MiniLM-L6-v2 is still loaded; choose data in section 2 to begin.` }).waitFor({ timeout: 30_000 });
+    assert.equal(await page.evaluate(() => document.activeElement.id), "data-title", "the focus goes to the Data section, where the new work starts");
+    // The model stays: the same one, not downloaded or loaded again, without the run's adapter.
+    assert.match(await page.locator("#model-status").textContent(), /^Loaded all-MiniLM-L6-v2/);
+    assert.ok(await page.evaluate(() => window.webpeftPage.tuner === window.tunerBefore), "the same loaded model");
+    assert.equal(downloads(), loads);
+    assert.ok(await page.getByRole("button", { name: "Download adapter", exact: true }).isDisabled(), "no adapter on the model");
+    // Data, settings, the run and what it showed are cleared.
+    assert.equal(await page.locator("#data-status").textContent(), "No data chosen.");
+    assert.equal(await page.getByLabel("Class 1 name").inputValue(), "");
+    assert.equal(await field(page, "Learning rate").inputValue(), "0.001");
+    assert.equal(await field(page, "LoRA rank (r)").inputValue(), "8");
+    assert.equal(await field(page, "Steps (overrides epochs; 0 = use epochs)").inputValue(), "0");
+    assert.equal(await field(page, "Checkpoint every N steps (0 = off)").inputValue(), "10");
+    assert.equal(await page.locator("#train-status").textContent(), "Not started.");
+    assert.equal(await page.locator("#stat-loss").textContent(), "–");
+    assert.equal(await chartPoints(page), 0);
+    assert.equal(await page.locator("#results").isVisible(), false);
+    assert.equal(await page.locator("#adapted-out").textContent(), "");
+    // A new unnamed project, not saved until there is data; the one before is listed.
+    assert.equal(await field(page, "Project name").inputValue(), "");
+    assert.ok(await field(page, "Project name").isDisabled());
+    assert.match(await page.locator("#project-status").textContent(), /^Not saved yet/);
+    assert.equal(await page.getByRole("list", { name: "Runs of this project" }).isVisible(), false);
+    await projectList(page).locator("li").filter({ hasText: NAME }).waitFor();
+    assert.equal(await projectList(page).locator("li").count(), 1);
+    assert.doesNotMatch(await projectList(page).innerText(), /open now/);
+    assert.equal((await storedProjects(page)).length, 1);
+
+    // Data makes the new work a project of its own.
+    await page.getByLabel("Class 1 name").fill("billing");
+    await page.getByLabel("Class 1 examples (one per line)").fill("charged twice\nrefund please");
+    await page.getByLabel("Class 2 name").fill("bug");
+    await page.getByLabel("Class 2 examples (one per line)").fill("app crashes\nerror on login");
+    await page.locator("#project-status").filter({ hasText: /^Saved in this browser/ }).waitFor({ timeout: 30_000 });
+    await page.waitForFunction(() => document.getElementById("project-name").value === "billing, bug on all-MiniLM-L6-v2", null, { timeout: 10_000 });
+    await projectList(page).locator("li").filter({ hasText: "billing, bug on all-MiniLM-L6-v2" }).waitFor({ timeout: 10_000 });
+    assert.equal((await storedProjects(page)).length, 2);
+
+    // The project before opens with everything intact: data, settings (the last change too), run and adapter.
+    await page.getByRole("button", { name: `Open project ${NAME}` }).click();
+    await page.locator("#projects-status").filter({ hasText: `Opened “${NAME}”.` }).waitFor({ timeout: 60_000 });
+    await page.locator("#data-status").filter({ hasText: /^ticket-labels\.csv: CSV, 60 rows/ }).waitFor({ timeout: 30_000 });
+    assert.equal(await field(page, "Learning rate").inputValue(), "0.005");
+    assert.equal(await field(page, "LoRA rank (r)").inputValue(), "4");
+    assert.match(await page.locator("#train-status").textContent(), /^Run 1 of “ticket-labels on all-MiniLM-L6-v2”, .+: Finished: 4 steps/);
+    assert.equal(await chartPoints(page), 4);
+    assert.equal(await page.getByRole("table", { name: "Per-class accuracy on the held-out examples" }).innerText(), table);
+    await page.getByRole("button", { name: "Load run 1's adapter", exact: true }).click();
+    await page.locator("#keep-status").filter({ hasText: /^Loaded run 1's adapter/ }).waitFor({ timeout: 30_000 });
+    assertSamePredictions(await comparePredictions(page, TEXTS), before);
+    assert.equal(await projectList(page).locator("li").count(), 2);
+    assert.deepEqual(b.console.filter((l) => l.startsWith("[pageerror]") || /Failed to load resource/.test(l)), [], "no page errors or missing files");
   } finally {
     await b.close();
   }

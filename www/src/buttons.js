@@ -24,5 +24,6 @@ export function refreshButtons() {
   // A project's runs and the projects list (projects.js): loading an adapter needs the model; opening loads one.
   for (const b of document.querySelectorAll(".load-run")) b.disabled = busy || chatting || !state.tuner;
   for (const b of document.querySelectorAll(".open-project")) b.disabled = busy || chatting;
+  $("new-project").disabled = busy || chatting;
   $("continue-wrap").hidden = state.adapter === "none" || busy;
 }

@@ -141,6 +141,12 @@ const live = debounced(async () => {
   }
 });
 
+/** Empties both panes (a new project: their outputs were the work before's). */
+export function clearPanes() {
+  live.cancel();
+  for (const [, id] of PANES) $(id).replaceChildren();
+}
+
 export function wireCompare() {
   $("try-input").addEventListener("input", () => {
     delete $("try-input").dataset.sample;

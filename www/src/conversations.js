@@ -226,9 +226,18 @@ export async function importConversations(name, text) {
   return true;
 }
 
-export function wireConversations() {
+/** The editor as a fresh page has it: one empty conversation (a new project starts here too). */
+export function resetConversations() {
+  cancelConversationsSync();
+  $("conversation-list").replaceChildren();
   addConversation();
+  lineConversation = [];
+  setText("conversations-msg", "");
   showConversationsStatus();
+}
+
+export function wireConversations() {
+  resetConversations();
   $("conversation-list").addEventListener("input", () => syncSoon());
   $("add-conversation").addEventListener("click", () => {
     addConversation().querySelector(".system-prompt").focus();

@@ -165,10 +165,18 @@ export async function importExamples(name, text) {
   return true;
 }
 
-export function wireExamples() {
+/** The editor as a fresh page has it: two empty classes (a new project starts here too). */
+export function resetExamples() {
+  cancelExamplesSync();
+  $("classes").replaceChildren();
   addClass();
   addClass();
+  setText("examples-msg", "");
   showExamplesStatus();
+}
+
+export function wireExamples() {
+  resetExamples();
   $("classes").addEventListener("input", () => syncSoon());
   $("add-class").addEventListener("click", () => addClass().querySelector("input").focus());
   $("export-csv").addEventListener("click", () => exportAs("csv"));

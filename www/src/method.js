@@ -133,6 +133,22 @@ function showSuggestion() {
   $("use-suggested").hidden = !s || !touched;
 }
 
+/** The settings as a fresh page has them: the form's own defaults, then the loaded model's; no suggestion until there is data. */
+export function resetOptions() {
+  for (const el of [...$("method-section").querySelectorAll("input, select"), $("eval-split")]) {
+    if (el.type === "checkbox") el.checked = el.defaultChecked;
+    else if (el.tagName === "SELECT") el.selectedIndex = Math.max(0, [...el.options].findIndex((o) => o.defaultSelected));
+    else el.value = el.defaultValue;
+  }
+  touched = false;
+  state.suggestion = null;
+  showSuggestion();
+  if (state.tuner) applyModelDefaults(state.tuner);
+  else updateEstimate();
+  showEvalSplit();
+  updateMethodFields();
+}
+
 export function wireMethod() {
   document.addEventListener("webpeft:data-checked", () => suggestSettings());
   // The held-out rows change what is trained on: suggest again for the rest.

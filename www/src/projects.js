@@ -1,4 +1,4 @@
-// Section 6, Keep the work: the current work as a project in this browser's OPFS (the model choice, the data, the settings, and each finished or stopped run with its chart, metrics and adapter), saved as the person works; opening and renaming a project; its runs shown, loaded onto the model and downloaded.
+// Section 6, Keep the work: the current work as a project in this browser's OPFS (the model choice, the data, the settings, and each finished or stopped run with its chart, metrics and adapter), saved as the person works; opening, renaming and starting a new project; its runs shown, loaded onto the model and downloaded.
 import { WebPeftError } from "/web/dist/index.js";
 import { zipSync } from "fflate";
 import { $, setText } from "./dom.js";
@@ -9,11 +9,13 @@ import { debounced, oneAtATime } from "./debounce.js";
 import { opfsDir, writeFile, readFile } from "./opfs.js";
 import { showStorage, putAdapter, download, fileStem } from "./keep.js";
 import { selectModel, loadModel } from "./model.js";
-import { readOptions, writeOptions } from "./method.js";
+import { readOptions, writeOptions, resetOptions } from "./method.js";
 import { useData, clearData } from "./data.js";
-import { importExamples } from "./examples.js";
-import { importConversations } from "./conversations.js";
+import { importExamples, flushExamples, resetExamples } from "./examples.js";
+import { importConversations, flushConversations, resetConversations } from "./conversations.js";
 import { showRun } from "./train.js";
+import { clearPanes } from "./compare.js";
+import { newConversation } from "./chat.js";
 import { chartSeries } from "./chart.js";
 import { resultsSummary } from "./results.js";
 import { refreshList, wireProjectList } from "./project-list.js";
@@ -35,14 +37,16 @@ export const VERSION = 1;
 export const LEGACY_FILES = ["adapter_config.json", "adapter_model.safetensors", "webpeft.json"];
 const METHODS = { lora: "LoRA", dora: "DoRA", bitfit: "BitFit", ia3: "(IA)³", prompt: "prompt tuning", prefix: "prefix tuning" };
 
-// While a project opens, its model, data and settings are put back: nothing is saved meanwhile.
+// While a project opens (its model, data and settings are put back) or a new one starts: nothing is saved meanwhile.
 let opening = false;
-// An Open in progress (from the click: the current work is saved before `opening`).
+// An Open or New project in progress (from the click: the current work is saved before `opening`).
 let openingNow = false;
 // The data text in the current project's data file, so that an unchanged text is not written again.
 let savedData = { id: null, file: null, text: null };
 // Saves, deletions and the list's refreshes run one after the other.
 export const queued = oneAtATime();
+// Whether the last save of the current work was written (a full quota: not).
+let lastSaveOk = true;
 // The work is saved this long after the last change.
 const saving = debounced(() => queued(saveNow));
 
@@ -118,8 +122,10 @@ function saveFailed(e, what) {
 async function saveNow() {
   try {
     await save();
+    lastSaveOk = true;
     clearError("project");
   } catch (e) {
+    lastSaveOk = false;
     saveFailed(e, `The project “${state.project?.name ?? "current work"}”`);
   }
   showProject();
@@ -226,12 +232,26 @@ export async function openProject(id) {
   }
 }
 
+/**
+ * Saves the current work (what was just typed in an editor too) before another project takes the
+ * page; throws when it could not be saved, so that the page keeps it (`then`: what to do again).
+ */
+async function saveFirst(then) {
+  await flushExamples();
+  await flushConversations();
+  await saving.flush();
+  await queued.idle();
+  if (!lastSaveOk) throw new Error(`The current project could not be saved (see This project), so the page keeps it: make room in this browser's storage, then ${then} again.`);
+}
+
 async function openNow(id) {
   clearError("projects");
   if (state.training) return showError("projects", new WebPeftError("input", "stop the run first (Training), then open the project"));
-  // The current work is saved first.
-  await saving.flush();
-  await queued.idle();
+  try {
+    await saveFirst("open the project");
+  } catch (e) {
+    return showError("projects", e);
+  }
   let p;
   let text;
   try {
@@ -272,20 +292,8 @@ async function openNow(id) {
 /** Loads the project's model as the model section would (bundled or Hub); local files the person picks again. */
 async function restoreModel(m) {
   if (!m) return;
-  if (state.tuner && state.modelKey === m.key) {
-    // The same model: only the adapter of the work before goes.
-    if (state.adapter !== "none") {
-      try {
-        await state.tuner.resetAdapter();
-        state.adapter = "none";
-        adapterChanged();
-      } catch (e) {
-        showError("model", e);
-      }
-      refreshButtons();
-    }
-    return;
-  }
+  // The same model stays loaded: only the adapter of the work before goes.
+  if (state.tuner && state.modelKey === m.key) return dropAdapter();
   selectModel(m.key, m.backend);
   if (m.key.startsWith("files:")) {
     setText("model-status", `This project's model came from files on this computer (${m.label}): choose them again above and press Load model; files cannot be reopened from the browser's storage.`);
@@ -294,12 +302,70 @@ async function restoreModel(m) {
   await loadModel().catch(() => {}); // the model section shows its own error; the data and settings still come back
 }
 
+/** Takes the adapter of the work before off the model; the model stays loaded. */
+async function dropAdapter() {
+  if (state.adapter === "none") return;
+  try {
+    await state.tuner.resetAdapter();
+    state.adapter = "none";
+    adapterChanged();
+  } catch (e) {
+    showError("model", e);
+  }
+  refreshButtons();
+}
+
 /** Puts the project's data back where it was: in its editor, else as the file it was. */
 async function restoreData(d, text) {
   if (!d || text === null) return clearData();
   if (d.editor === "classes" && (await importExamples(d.name, text))) return;
   if (d.editor === "chat" && (await importConversations(d.name, text))) return;
   await useData(d.name, text);
+}
+
+// ---- A new project ------------------------------------------------------------------------
+
+/**
+ * Saves the current work, then starts afresh on the loaded model (which stays loaded): no data,
+ * the default settings, no run or results shown, no adapter on the model. As on a fresh page,
+ * the new work becomes a project once it has data; the one before stays listed, to Open again.
+ */
+export async function startNewProject() {
+  if (openingNow) return;
+  clearError("projects");
+  if (state.training) return showError("projects", new WebPeftError("input", "stop the run first (Training), then start a new project"));
+  openingNow = true;
+  try {
+    await saveFirst("press New project");
+    const before = state.project;
+    // Nothing is saved while the page is cleared: the work before is saved, the new one is empty.
+    opening = true;
+    try {
+      state.project = null;
+      savedData = { id: null, file: null, text: null };
+      await dropAdapter();
+      resetExamples();
+      resetConversations();
+      clearData();
+      resetOptions();
+      showRun(null);
+      clearPanes();
+      newConversation();
+    } finally {
+      opening = false;
+      saving.cancel();
+    }
+    showProject();
+    await queued(refreshList);
+    const kept = before ? `“${before.name}” is saved (Open below brings it back). ` : "";
+    const model = state.tuner ? `${state.source.label} is still loaded; ` : "";
+    setText("projects-status", `${kept}A new project started: ${model}choose data in section 2 to begin.`);
+  } catch (e) {
+    return showError("projects", e);
+  } finally {
+    openingNow = false;
+  }
+  $("data-title").focus();
 }
 
 /** Deletes project `id` from OPFS; the open one's work stays on the page (a change after this saves it as a new project). True if it was the open one. */
@@ -428,6 +494,7 @@ export function wireProjects() {
     // An emptied name goes back to the default one.
     if (state.project && !$("project-name").value.trim()) $("project-name").value = state.project.name;
   });
+  $("new-project").addEventListener("click", startNewProject);
   showProject();
   wireProjectList();
 }
