@@ -31,8 +31,8 @@ const downloadGguf = () => download(() => state.tuner.exportAdapterGguf(), "gguf
 const downloadGpuJob = () =>
   download(() => state.tuner.exportGpuJob(), "gpu-job.zip", () => "unzip it on a GPU machine and run `accelerate launch train.py` in webpeft-job/ (its README says what is inside).");
 
-/** Loads an adapter (what `tuner.loadAdapter` takes) onto the model; `what` names it in the status line. */
-export async function putAdapter(files, what) {
+/** Loads an adapter (what `tuner.loadAdapter` takes) onto the model; `what` names it in the status line, `run` is its project's run (state.adapterRun). */
+export async function putAdapter(files, what, run = null) {
   clearError("keep");
   if (!state.tuner) return showError("keep", new WebPeftError("input", "load the base model first (section 1)"));
   try {
@@ -44,7 +44,7 @@ export async function putAdapter(files, what) {
     }
     await state.tuner.loadAdapter(files);
     state.adapter = "loaded";
-    adapterChanged();
+    adapterChanged(run);
     $("continue-adapter").checked = true;
     setText("keep-status", `Loaded ${what} onto the model.`);
   } catch (e) {

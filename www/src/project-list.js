@@ -7,7 +7,7 @@ import { state } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 import { opfsDir, removeOpfsDir, writeFile, readFile, dirBytes } from "./opfs.js";
 import { showStorage } from "./keep.js";
-import { DIR, LEGACY_FILES, projectsDir, projectDir, newProject, readProject, openProject, deleteProject, queued, button, plural, when } from "./projects.js";
+import { DIR, LEGACY_FILES, projectsDir, projectDir, newProject, readProject, unreadable, openProject, deleteProject, queued, button, plural, when } from "./projects.js";
 
 // The one adapter that earlier versions of this page kept (the last run's).
 const LEGACY = "webpeft-kept-adapter";
@@ -30,8 +30,7 @@ export async function refreshList() {
       try {
         items.push({ id, p: await readProject(id), bytes });
       } catch (e) {
-        const why = e?.name === "NotFoundError" ? "it is missing" : e instanceof SyntaxError ? `it is not valid JSON (${e.message})` : explain(e);
-        items.push({ id, bytes, error: `${DIR}/${id}/project.json could not be read: ${why}. The other projects are not affected; delete this one to free its space.` });
+        items.push({ id, bytes, error: `${DIR}/${id}/project.json could not be read: ${unreadable(e)}. The other projects are not affected; delete this one to free its space.` });
       }
     }
   }

@@ -15,22 +15,24 @@ import { importExamples, flushExamples, resetExamples } from "./examples.js";
 import { importConversations, flushConversations, resetConversations } from "./conversations.js";
 import { showRun } from "./train.js";
 import { clearPanes } from "./compare.js";
-import { newConversation } from "./chat.js";
+import { newConversation, restoreConversation, chatTranscript } from "./chat.js";
+import { transcriptJson, readTranscript } from "./transcript.js";
 import { chartSeries } from "./chart.js";
 import { resultsSummary } from "./results.js";
 import { refreshList, wireProjectList } from "./project-list.js";
 
-// The current work is a project: once there is data (or a run), the model choice, the data and
-// the settings are saved into it a moment after each change, and each run that ends (finished or
-// stopped) adds its record and its adapter. Opening a project makes it the current one.
+// The current work is a project: once there is data (or a run), the model choice, the data, the
+// settings and the chat's conversation are saved into it a moment after each change, and each run
+// that ends (finished or stopped) adds its record and its adapter. Opening a project makes it the
+// current one.
 //
 // The list of all projects, their deletion and the move of the adapter earlier versions kept are
 // project-list.js's.
 //
-// OPFS: webpeft-projects/<id>/{project.json, data-<k>.txt, run-<n>.zip}. project.json names the
-// data file and the runs' adapters and is written after them, so a reload in the middle of a save
-// finds the project as it was before; changed data goes into a new data file, and the old one is
-// removed once project.json names the new one.
+// OPFS: webpeft-projects/<id>/{project.json, data-<k>.txt, chat-<k>.json, run-<n>.zip}.
+// project.json names the data and chat files and the runs' adapters and is written after them, so
+// a reload in the middle of a save finds the project as it was before; a changed text goes into a
+// new file, and the old one is removed once project.json names the new one.
 export const DIR = "webpeft-projects";
 export const VERSION = 1;
 // The adapter files of a run kept by an earlier version of this page (project-list.js moves it into a project).
@@ -41,8 +43,8 @@ const METHODS = { lora: "LoRA", dora: "DoRA", bitfit: "BitFit", ia3: "(IA)³", p
 let opening = false;
 // An Open or New project in progress (from the click: the current work is saved before `opening`).
 let openingNow = false;
-// The data text in the current project's data file, so that an unchanged text is not written again.
-let savedData = { id: null, file: null, text: null };
+// What the current project's data and chat files hold ({ id, file, text } each), so that an unchanged text is not written again.
+let written = { data: {}, chat: {} };
 // Saves, deletions and the list's refreshes run one after the other.
 export const queued = oneAtATime();
 // Whether the last save of the current work was written (a full quota: not).
@@ -53,6 +55,8 @@ const saving = debounced(() => queued(saveNow));
 /** The folder of all projects in OPFS, and one project's folder. */
 export const projectsDir = (create = false) => opfsDir(DIR, create);
 export const projectDir = async (id, create = false) => (await projectsDir(create)).getDirectoryHandle(id, { create });
+/** Names a run's adapter on the model (state.adapterRun): "<project id>/<run n>". */
+export const runKey = (p, run) => `${p.id}/${run.n}`;
 export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 export const when = (iso) => new Date(iso).toLocaleString();
 
@@ -90,23 +94,31 @@ async function save() {
   p.settings = { options: readOptions(), checkpointEvery: Number($("checkpoint-every").value) };
   if (!p.named) p.name = defaultName(p);
   p.updatedAt = new Date().toISOString();
-  await write(p, state.data?.text);
+  const chat = chatTranscript();
+  await write(p, state.data?.text, chat && transcriptJson(chat));
 }
 
-/** Writes project `p` (and `text`, its data, when it changed) to OPFS: the data file first, project.json last. */
-async function write(p, text) {
+/** Writes project `p` to OPFS with its data and chat texts (each when it changed): those files first, project.json last. */
+async function write(p, dataText, chatText) {
   const dir = await projectDir(p.id, true);
-  if (p.data && !(savedData.id === p.id && savedData.file === p.data.file && savedData.text === text)) {
-    const file = `data-${Date.now().toString(36)}.txt`;
-    await writeFile(dir, file, text);
-    p.data.file = file;
-    savedData = { id: p.id, file, text };
-  }
+  if (p.data) p.data.file = await writePart(dir, p, "data", p.data.file, dataText);
+  p.chat = await writePart(dir, p, "chat", p.chat ?? null, chatText);
   await writeFile(dir, "project.json", JSON.stringify(p));
-  // Data files project.json no longer names.
+  // Data and chat files project.json no longer names.
   for await (const [name, h] of dir.entries()) {
-    if (h.kind === "file" && /^data-.*\.txt$/.test(name) && name !== p.data?.file) await dir.removeEntry(name).catch(() => {});
+    if (h.kind === "file" && /^(data|chat)-/.test(name) && name !== p.data?.file && name !== p.chat) await dir.removeEntry(name).catch(() => {});
   }
+}
+
+/** Writes `text` as project `p`'s `kind` file (data-<k>.txt, chat-<k>.json) unless its file `file` holds it already; returns the file's name (null: no text). */
+async function writePart(dir, p, kind, file, text) {
+  if (text === null || text === undefined) return null;
+  const w = written[kind];
+  if (w.id === p.id && w.file === file && w.text === text) return file;
+  const name = `${kind}-${Date.now().toString(36)}.${kind === "data" ? "txt" : "json"}`;
+  await writeFile(dir, name, text);
+  written[kind] = { id: p.id, file: name, text };
+  return name;
 }
 
 /** What a failed write says: a full quota in words a person can act on. */
@@ -196,6 +208,9 @@ export function saveRunResults(run, results) {
   if (state.project?.runs.includes(run)) return queued(saveNow);
 }
 
+/** Why a project's file could not be read, in words (its path goes before). */
+export const unreadable = (e) => (e?.name === "NotFoundError" ? "it is missing" : e instanceof SyntaxError ? `it is not valid JSON (${e.message})` : explain(e));
+
 /** Reads project `id` (its project.json); throws when it is missing or not a project this page reads. */
 export async function readProject(id) {
   const p = JSON.parse(await (await readFile(await projectDir(id), "project.json")).text());
@@ -211,7 +226,7 @@ export async function adoptProject(id) {
   if (!id) return;
   try {
     const p = await readProject(id);
-    savedData = { id, file: p.data?.file ?? null, text: await readData(p) };
+    written = { data: { id, file: p.data?.file ?? null, text: await readData(p) }, chat: {} };
     state.project = p;
   } catch {
     // Deleted meanwhile: the run goes into a new project.
@@ -261,10 +276,11 @@ async function openNow(id) {
     showError("projects", new WebPeftError("io", `${DIR}/${id} could not be read: ${explain(e)}`));
     return;
   }
+  const chat = await readChat(p);
   opening = true;
   try {
     state.project = p;
-    savedData = { id, file: p.data?.file ?? null, text };
+    written = { data: { id, file: p.data?.file ?? null, text }, chat: { id, file: p.chat ?? null, text: chat.text } };
     showProject();
     setText("projects-status", `Opening “${p.name}”…`);
     await restoreModel(p.model);
@@ -274,8 +290,13 @@ async function openNow(id) {
     }
     await restoreData(p.data, text);
     showRun(p.runs.at(-1) ?? null, p.name);
+    if (chat.transcript) restoreConversation(chat.transcript);
+    else newConversation();
     const runs = p.runs.length ? ` Its last run is shown under Training; load a run's adapter below to try it.` : "";
-    setText("projects-status", `Opened “${p.name}”.${runs}`);
+    const talk = chat.transcript ? " Its conversation is back under Try it." : "";
+    setText("projects-status", `Opened “${p.name}”.${runs}${talk}`);
+    // An unreadable conversation is said, and the rest of the project opens.
+    if (chat.error) setText("projects-msg", chat.error);
   } catch (e) {
     setText("projects-status", "");
     showError("projects", e);
@@ -287,6 +308,19 @@ async function openNow(id) {
   showProject();
   await queued(refreshList);
   $("project-title").focus();
+}
+
+/** Project `p`'s saved conversation: its file's text and the transcript in it, or why it could not be read (`error`). */
+async function readChat(p) {
+  if (!p.chat) return { text: null, transcript: null, error: null };
+  let text = null;
+  try {
+    text = await (await readFile(await projectDir(p.id), p.chat)).text();
+    return { text, transcript: readTranscript(text), error: null };
+  } catch (e) {
+    const error = `${DIR}/${p.id}/${p.chat} could not be read: ${unreadable(e)}. The rest of the project opened; its saved conversation is not shown, and the project's next save leaves it out.`;
+    return { text, transcript: null, error };
+  }
 }
 
 /** Loads the project's model as the model section would (bundled or Hub); local files the person picks again. */
@@ -342,7 +376,7 @@ export async function startNewProject() {
     opening = true;
     try {
       state.project = null;
-      savedData = { id: null, file: null, text: null };
+      written = { data: {}, chat: {} };
       await dropAdapter();
       resetExamples();
       resetConversations();
@@ -376,7 +410,7 @@ export async function deleteProject(id) {
     await (await projectsDir()).removeEntry(id, { recursive: true });
     if (state.project?.id === id) {
       state.project = null;
-      savedData = { id: null, file: null, text: null };
+      written = { data: {}, chat: {} };
     }
   });
   showProject();
@@ -474,7 +508,7 @@ async function loadRun(p, run) {
   } catch (e) {
     return showError("keep", e);
   }
-  await putAdapter(files, `run ${run.n}'s adapter (“${p.name}”)`);
+  await putAdapter(files, `run ${run.n}'s adapter (“${p.name}”)`, runKey(p, run));
 }
 
 export function wireProjects() {

@@ -8,6 +8,7 @@ export const state = {
   baseModel: undefined,
   data: null, // { name, text, check, editor: "classes" | "chat" | null (an editor's data, or a file's) }; the core's check includes its parsed classification rows, `check.examples`
   adapter: "none", // "none" | "trained" | "loaded"
+  adapterRun: null, // the project's run whose adapter is on the model ("<project id>/<run n>"), or null (none, or one no project keeps)
   training: null, // the current run's Job (see job.js)
   comparing: false, // a "Compare base and adapted" under Try it is running (compare.js)
   chatting: null, // the AbortController of the chat reply being generated (chat.js)
@@ -16,8 +17,15 @@ export const state = {
   project: null, // the project the current work is saved in (projects.js), or null before there is one
 };
 
-/** Says that the adapter on the model changed (trained, loaded, reset, or another model): chat.js starts a new conversation. */
-export const adapterChanged = () => document.dispatchEvent(new CustomEvent("webpeft:adapter-changed"));
+/**
+ * Says that the adapter on the model changed (trained, loaded, reset, or another model), and
+ * which project's run it is (`run`, "<project id>/<run n>"; null for none or one no project
+ * keeps): chat.js starts a new conversation, or goes on with one held with that run's adapter.
+ */
+export function adapterChanged(run = null) {
+  state.adapterRun = run;
+  document.dispatchEvent(new CustomEvent("webpeft:adapter-changed"));
+}
 
 /** Says that the work changed (the model loaded, the data, a setting): projects.js saves the project soon. */
 export const workChanged = () => document.dispatchEvent(new CustomEvent("webpeft:work-changed"));

@@ -14,7 +14,7 @@ import { trainingSplit } from "./data.js";
 import { flushExamples } from "./examples.js";
 import { flushConversations } from "./conversations.js";
 import { resetResults, showResults, showSavedResults } from "./results.js";
-import { flushProject, saveRun, saveRunResults } from "./projects.js";
+import { flushProject, saveRun, saveRunResults, runKey } from "./projects.js";
 
 /** An evaluation's metrics as the Eval line shows them. */
 const evalText = (m) => `loss ${m.loss.toFixed(4)}${m.accuracy !== undefined ? ` · accuracy ${(m.accuracy * 100).toFixed(0)}%` : ""}${m.perplexity !== undefined ? ` · perplexity ${m.perplexity.toFixed(1)}` : ""}`;
@@ -165,7 +165,6 @@ async function prepareChart(job, resumeFrom) {
 
 async function finished(job, summary, t0) {
   state.adapter = "trained";
-  adapterChanged();
   const seconds = (performance.now() - t0) / 1000;
   // The checkpoint is for runs cut short by a reload; a run that ended on purpose needs none.
   // It is cleared before the status says the run ended, so that "Finished"/"Stopped" and
@@ -174,6 +173,8 @@ async function finished(job, summary, t0) {
   // The run, its chart and metrics and its adapter go into the project (Keep the work), so a
   // reload or a later visit can show it and put the adapter back without a download.
   job.record = await saveRun(job, summary, seconds);
+  // Saved with its adapter, the run names the adapter on the model (a chat held with it goes on when it is loaded again).
+  adapterChanged(job.record.adapter ? runKey(state.project, job.record) : null);
   setText("train-status", endLine(summary.reason, summary.steps, seconds, summary.loss));
   $("train-progress").value = summary.steps;
 }
