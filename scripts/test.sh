@@ -4,14 +4,16 @@
 # browser tests (headless Chromium on WebGPU and the wasm CPU backend) and the
 # web page's tests.
 set -euo pipefail
+# Tests build the native side with the `ci` profile (scripts/env.sh).
+export WEBPEFT_PROFILE="${WEBPEFT_PROFILE:-ci}"
 source "$(dirname "$0")/env.sh"
 cd "$WEBPEFT_ROOT"
 bash scripts/setup.sh
 
 log="$(mktemp)"
-echo "== native tests (cargo test --release)"
+echo "== native tests (cargo test --profile $WEBPEFT_PROFILE)"
 # Two test threads: the GPU tests run on lavapipe, which uses every core anyway.
-cargo test --release --features cli -p webpeft -- --test-threads=2 2>&1 | tee "$log"
+cargo test --profile "$WEBPEFT_PROFILE" --features cli -p webpeft -- --test-threads=2 2>&1 | tee "$log"
 
 echo "== browser: wasm build, npm package, tests"
 weblog="$(mktemp)"

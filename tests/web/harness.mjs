@@ -18,7 +18,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const OUT = join(ROOT, "tests/out");
 export const WEBPEFT_BIN =
   process.env.WEBPEFT_BIN ||
-  join(process.env.CARGO_TARGET_DIR || join(homedir(), ".cache/webpeft/target"), "release/webpeft");
+  join(process.env.CARGO_TARGET_DIR || join(homedir(), ".cache/webpeft/target"), `${process.env.WEBPEFT_PROFILE || "ci"}/webpeft`);
 export const PAGE = "/tests/web/page/index.html";
 
 /** Serves `root` on 127.0.0.1 (a free port) with COOP/COEP (unless `isolated` is false), correct MIME types, no caching: `npm start`'s server. */
