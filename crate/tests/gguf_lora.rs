@@ -40,7 +40,7 @@ fn llama_permute(b: &[f32], out: usize, r: usize, n_head: usize) -> Vec<f32> {
 
 #[test]
 fn peft_lora_adapters_export_as_llama_cpp_gguf_loras() {
-    let hf_to_gguf = [("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down")];
+    let hf_to_gguf = [("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down"), ("self_attn.qkv_proj", "attn_qkv"), ("mlp.gate_up_proj", "ffn_up")];
     for (model, adapter, arch) in [
         ("tiny-llama", "llama-lora", "llama"),
         ("tiny-llama", "llama-rslora", "llama"),
@@ -48,6 +48,9 @@ fn peft_lora_adapters_export_as_llama_cpp_gguf_loras() {
         ("tiny-qwen2", "qwen2-lora", "qwen2"),
         ("tiny-qwen3", "qwen3-lora", "qwen3"),
         ("tiny-gemma3", "gemma3-lora", "gemma3"),
+        // Phi-3's fused projections keep their fused GGUF names (attn_qkv, ffn_up).
+        ("tiny-phi3", "phi3-lora", "phi3"),
+        ("tiny-phi3", "phi3-lora-targets", "phi3"),
     ] {
         let (ok, bytes, err) = export(model, adapter);
         assert!(ok, "{adapter}: {err}");
@@ -96,7 +99,7 @@ fn peft_lora_adapters_export_as_llama_cpp_gguf_loras() {
     let (ok, _, err) = export("tiny-llama", "llama-dora");
     assert!(!ok && err.contains("DoRA"), "{err}");
     let (ok, _, err) = export("tiny-gpt2", "gpt2-lora");
-    assert!(!ok && err.contains("supports llama, qwen2, qwen3, gemma3 models"), "{err}");
+    assert!(!ok && err.contains("supports llama, qwen2, qwen3, gemma3, phi3 models"), "{err}");
     let (ok, _, err) = export("tiny-llama", "llama-ia3");
     assert!(!ok && err.contains("LoRA only"), "{err}");
 }

@@ -196,6 +196,20 @@ fn gguf_llama_tied_llama3_rope_freqs() {
     assert_eq!(m.config["rope_scaling"]["rope_type"], serde_json::json!("llama3"));
 }
 
+/// Phi-3 from GGUF as llama.cpp's converter writes it: fused `attn_qkv` and `ffn_up` (gate then
+/// up), the rotated part of each head from `rope.dimension_count` (3/4), LongRoPE factors stored
+/// as tensors with the attention factor, a sliding window, tied embeddings. The reference is
+/// transformers on the file's dequantised weights (its GGUF loader drops those RoPE settings).
+#[test]
+fn gguf_phi3_fused_longrope() {
+    check_gguf("phi3", "Phi3ForCausalLM");
+    let m = load(&fixture("gguf/tiny-phi3/model.gguf"), Backend::Cpu);
+    let rope = &m.config["rope_parameters"];
+    assert_eq!((rope["rope_type"].as_str(), rope["partial_rotary_factor"].as_f64()), (Some("longrope"), Some(0.75)));
+    assert_eq!(rope["long_factor"], serde_json::json!([1.5, 2.0, 3.0, 5.0, 8.0, 13.0]));
+    assert_eq!((m.config["sliding_window"].as_u64(), m.config["tie_word_embeddings"].as_bool()), (Some(6), Some(true)));
+}
+
 #[test]
 fn gguf_qwen2_qkv_bias() {
     check_gguf("qwen2", "Qwen2ForCausalLM");

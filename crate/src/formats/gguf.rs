@@ -1528,7 +1528,7 @@ pub(crate) mod tests {
         let at = other.windows(5).position(|w| w == b"llama").unwrap();
         other[at..at + 5].copy_from_slice(b"phi3x");
         let e = to_hf(&parse(&other, "p.gguf").unwrap()).err().unwrap().to_string();
-        assert_eq!(e, "p.gguf: unsupported GGUF architecture 'phi3x' (general.architecture; supported: llama, qwen2, qwen3, gemma3)");
+        assert_eq!(e, "p.gguf: unsupported GGUF architecture 'phi3x' (general.architecture; supported: llama, qwen2, qwen3, gemma3, phi3)");
     }
 
     #[test]

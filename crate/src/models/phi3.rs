@@ -13,12 +13,13 @@ use burn::module::Module;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::family::{head_tensors, score_head, decoder_info, decoder_output, Facts, Family, Inputs};
 use super::layers::{attention, causal_mask_window, merge_heads, repeat_kv, split_heads, DecoderMasks, Embedding, FrozenHead, KvCache, LayerStack, Linear, NamedTensor, RmsNorm, Rope, WeightLayout};
 use super::{ForwardOutput, ModelInfo, NamedLayers};
 use crate::error::{Error, Result};
+use crate::formats::gguf::{self, Gguf, GgufError, GgufFamily, GgufValue};
 use crate::formats::safetensors::WeightMap;
 
 /// `config.json` of a Phi-3 model (the fields webpeft uses), with `Phi3Config`'s defaults.
@@ -336,6 +337,10 @@ impl Family for Phi3ForCausalLM {
         &["phi3"]
     }
 
+    fn gguf() -> Option<&'static dyn GgufFamily> {
+        Some(&Phi3Gguf)
+    }
+
     /// PEFT has no default LoRA or (IA)³ targets for `phi3` (it asks for them). webpeft takes the
     /// fused `qkv_proj`, the counterpart of the q/v projections PEFT picks for Llama, and for
     /// (IA)³ also the MLP's `down_proj` (feed-forward); the adapter config names them.
@@ -416,5 +421,99 @@ impl Family for Phi3ForCausalLM {
     fn attach_head(&mut self, labels: usize, hidden: usize, new_linear: &mut dyn FnMut(usize, usize, bool) -> Linear, _architecture: &str) -> Result<String> {
         self.score = Some(new_linear(labels, hidden, false));
         Ok("Phi3ForSequenceClassification".into())
+    }
+}
+
+/// How llama.cpp's `phi3` GGUFs (Phi-3, Phi-3.5, Phi-4-mini) map onto this family.
+pub struct Phi3Gguf;
+
+impl GgufFamily for Phi3Gguf {
+    fn architectures(&self) -> &'static [(&'static str, &'static str)] {
+        &[("phi3", "Phi3ForCausalLM")]
+    }
+
+    /// transformers' `Phi3Config` from what llama.cpp's `Phi3MiniModel` converter writes:
+    /// `rope.dimension_count` is the rotated part of each head (Phi-4-mini rotates 3/4), a
+    /// `sliding_window` of 0 means none, and a longrope model's factors are the
+    /// `rope_factors_long`/`rope_factors_short` tensors with `rope.scaling.attn_factor`.
+    /// (transformers' own GGUF loader reads none of these for `phi3`.)
+    fn config(&self, g: &Gguf, _arch: &str, _class: &str, n_tokens: Option<usize>, has_output: bool) -> std::result::Result<Value, GgufError> {
+        let key = |k: &str| format!("phi3.{k}");
+        let hidden = g.required_u64(&key("embedding_length"))?;
+        let n_head = g.required_u64(&key("attention.head_count"))?;
+        if n_head == 0 || hidden % n_head != 0 {
+            return Err(g.invalid(format!("phi3.embedding_length {hidden} does not split into {n_head} heads (phi3.attention.head_count)")));
+        }
+        let head_dim = hidden / n_head;
+        let rotated = g.meta_u64(&key("rope.dimension_count"))?.unwrap_or(head_dim);
+        if rotated == 0 || rotated > head_dim {
+            return Err(g.invalid(format!("phi3.rope.dimension_count {rotated} is not within the head size {head_dim}")));
+        }
+        let theta = g.meta_as(&key("rope.freq_base"), "a number", GgufValue::as_f64)?.unwrap_or(10000.0);
+        let max_pos = g.meta_u64(&key("context_length"))?.unwrap_or(4096);
+        let original = g.meta_u64(&key("rope.scaling.original_context_length"))?.unwrap_or(max_pos);
+        let mut rope = json!({
+            "rope_type": "default",
+            "rope_theta": theta,
+            "partial_rotary_factor": rotated as f64 / head_dim as f64,
+            "original_max_position_embeddings": original,
+        });
+        let has = |name: &str| g.tensors.iter().any(|t| t.name == name);
+        if has("rope_factors_long.weight") || has("rope_factors_short.weight") {
+            let factors = |name: &str| -> std::result::Result<Vec<f32>, GgufError> {
+                let (_, v) = g.tensor_f32(name)?;
+                if v.len() as u64 != rotated / 2 {
+                    return Err(g.invalid(format!("{name} has {} values; {rotated} rotated dimensions need {}", v.len(), rotated / 2)));
+                }
+                Ok(v)
+            };
+            let p = rope.as_object_mut().expect("an object");
+            p.insert("rope_type".into(), "longrope".into());
+            p.insert("long_factor".into(), json!(factors("rope_factors_long.weight")?));
+            p.insert("short_factor".into(), json!(factors("rope_factors_short.weight")?));
+            if let Some(f) = g.meta_as(&key("rope.scaling.attn_factor"), "a number", GgufValue::as_f64)? {
+                p.insert("attention_factor".into(), f.into());
+            }
+        }
+        let window = g.meta_u64(&key("attention.sliding_window"))?.filter(|&w| w > 0);
+        let mut config = json!({
+            "architectures": ["Phi3ForCausalLM"],
+            "model_type": "phi3",
+            "hidden_size": hidden,
+            "intermediate_size": g.required_u64(&key("feed_forward_length"))?,
+            "num_hidden_layers": g.required_u64(&key("block_count"))?,
+            "num_attention_heads": n_head,
+            "num_key_value_heads": g.meta_u64(&key("attention.head_count_kv"))?.unwrap_or(n_head),
+            "rms_norm_eps": g.meta_as(&key("attention.layer_norm_rms_epsilon"), "a number", GgufValue::as_f64)?.unwrap_or(1e-5),
+            "rope_parameters": rope,
+            "max_position_embeddings": max_pos,
+            "original_max_position_embeddings": original,
+            "sliding_window": window,
+            "vocab_size": gguf::vocab_size(g, "phi3", n_tokens)?,
+            "tie_word_embeddings": !has_output,
+            "bos_token_id": g.meta_u64("tokenizer.ggml.bos_token_id")?.unwrap_or(1),
+            "eos_token_id": g.meta_u64("tokenizer.ggml.eos_token_id")?.unwrap_or(32000),
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+            "dtype": "float32",
+        });
+        if let (Some(id), Value::Object(c)) = (g.meta_u64("tokenizer.ggml.padding_token_id")?, &mut config) {
+            c.insert("pad_token_id".into(), id.into());
+        }
+        Ok(config)
+    }
+
+    /// Phi-3's fused projections: `attn_qkv` (queries, keys, values) and `ffn_up` (gate, then up).
+    fn tensor_name(&self, _arch: &str, name: &str, n_layers: u64) -> Option<String> {
+        gguf::decoder_tensor_name(name, n_layers, |part, kind| match (part, kind) {
+            ("attn_qkv", "weight") => Some("self_attn.qkv_proj"),
+            ("ffn_up", "weight") => Some("mlp.gate_up_proj"),
+            _ => None,
+        })
+    }
+
+    /// The longrope factors, already in the config.
+    fn skipped(&self, _arch: &str, gguf_name: &str) -> bool {
+        matches!(gguf_name, "rope_factors_long.weight" | "rope_factors_short.weight")
     }
 }
