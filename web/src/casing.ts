@@ -61,7 +61,7 @@ const TRAIN_KEYS: Record<keyof TrainSpec, true> = {
   shuffle: true, gradAccum: true, clip: true, evalEvery: true, evalSplit: true, patience: true, baseModel: true, dp: true,
   gradientCheckpointing: true,
 };
-const DP_KEYS: Record<keyof DpSpec, true> = { targetEpsilon: true, delta: true, maxGradNorm: true, noiseMultiplier: true, seed: true };
+const DP_KEYS: Record<keyof DpSpec, true> = { targetEpsilon: true, delta: true, maxGradNorm: true, noiseMultiplier: true, seed: true, accountant: true };
 
 /**
  * An error `source` that names a training option as the core does (`seq_len`,
