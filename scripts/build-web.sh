@@ -20,17 +20,21 @@ fi
 # tests after the browser tests) reuses it. The features are those rustc's
 # wasm32 target emits, plus simd128 (and threads for the threads build).
 opt_keys=""
+# npm's binaryen, not Debian's (108): that one's -O2 output fails to instantiate
+# (WebAssembly.Table.set rejects wasm-bindgen's externref table entries).
+wasm_opt=node_modules/.bin/wasm-opt
 optimise() {
   local file="$1"; shift
   [ "${WEBPEFT_WASM_OPT:-1}" != "0" ] || return 0
   local key cached
-  key=$(sha256sum "$file" | cut -c1-16)
+  # Keyed by the input and the tool's version (binaryen versions give different outputs).
+  key=$({ sha256sum < "$file"; "$wasm_opt" --version; } | sha256sum | cut -c1-16)
   opt_keys="$opt_keys $key"
   cached="$CARGO_TARGET_DIR/wasm-opt/$key.wasm"
   if [ ! -f "$cached" ]; then
-    echo "== wasm-opt -O2 $file (binaryen $(node -p 'require("binaryen/package.json").version'))"
+    echo "== wasm-opt -O2 $file ($("$wasm_opt" --version))"
     mkdir -p "$(dirname "$cached")"
-    node_modules/.bin/wasm-opt -O2 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+    "$wasm_opt" -O2 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
       --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue "$@" \
       "$file" -o "$cached.tmp"
     mv "$cached.tmp" "$cached"
