@@ -3,7 +3,7 @@ import { WebPeftError } from "/web/dist/index.js";
 import { $, setText, dropZone, saveAs } from "./dom.js";
 import { fmtBytes } from "./format.js";
 import { showError, clearError } from "./errors.js";
-import { state, adapterChanged } from "./state.js";
+import { state, adapterChanged, takeAdapterOff } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 
 /** A download's file name stem: the method and the model (`label`, default the loaded one's). */
@@ -37,11 +37,7 @@ export async function putAdapter(files, what, run = null) {
   if (!state.tuner) return showError("keep", new WebPeftError("input", "load the base model first (section 1)"));
   try {
     // The model holds one adapter at a time: the one on it now goes first.
-    if (state.adapter !== "none") {
-      await state.tuner.resetAdapter();
-      state.adapter = "none";
-      adapterChanged();
-    }
+    await takeAdapterOff();
     await state.tuner.loadAdapter(files);
     state.adapter = "loaded";
     adapterChanged(run);

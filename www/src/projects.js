@@ -3,7 +3,7 @@ import { WebPeftError } from "/web/dist/index.js";
 import { zipSync } from "fflate";
 import { $, setText } from "./dom.js";
 import { explain, showError, clearError } from "./errors.js";
-import { state, adapterChanged } from "./state.js";
+import { state, takeAdapterOff } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 import { debounced, oneAtATime } from "./debounce.js";
 import { opfsDir, writeFile, readFile } from "./opfs.js";
@@ -340,9 +340,7 @@ async function restoreModel(m) {
 async function dropAdapter() {
   if (state.adapter === "none") return;
   try {
-    await state.tuner.resetAdapter();
-    state.adapter = "none";
-    adapterChanged();
+    await takeAdapterOff();
   } catch (e) {
     showError("model", e);
   }

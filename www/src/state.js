@@ -27,5 +27,13 @@ export function adapterChanged(run = null) {
   document.dispatchEvent(new CustomEvent("webpeft:adapter-changed"));
 }
 
+/** Takes the adapter off the model, when one is on it, and says so; throws what the core throws. */
+export async function takeAdapterOff() {
+  if (state.adapter === "none") return;
+  await state.tuner.resetAdapter();
+  state.adapter = "none";
+  adapterChanged();
+}
+
 /** Says that the work changed (the model loaded, the data, a setting): projects.js saves the project soon. */
 export const workChanged = () => document.dispatchEvent(new CustomEvent("webpeft:work-changed"));

@@ -3,7 +3,7 @@ import { WebPeftError } from "/web/dist/index.js";
 import { $, setText } from "./dom.js";
 import { fmtInt, fmtTime } from "./format.js";
 import { explain, showError, clearError } from "./errors.js";
-import { state, adapterChanged } from "./state.js";
+import { state, adapterChanged, takeAdapterOff } from "./state.js";
 import { refreshButtons } from "./buttons.js";
 import { Job } from "./job.js";
 import { resetChart, restoreChart, plotStep, plotEval } from "./chart.js";
@@ -134,11 +134,7 @@ async function newJob(resumeFrom) {
   // this run continues it or trains a new one (the package's `adapter` option;
   // a failed start keeps the current adapter). A resumed run brings its own
   // adapter, so the current one is dropped first.
-  if (resumeFrom && state.adapter !== "none") {
-    await state.tuner.resetAdapter();
-    state.adapter = "none";
-    adapterChanged();
-  }
+  if (resumeFrom) await takeAdapterOff();
   const meta = resumeFrom?.meta;
   const options = meta?.options ?? readOptions();
   if (!resumeFrom && state.adapter !== "none") options.adapter = $("continue-adapter").checked ? "continue" : "new";
