@@ -861,6 +861,17 @@ pub fn vocab_size(g: &Gguf, arch: &str, n_tokens: Option<usize>) -> Result<u64, 
     }
 }
 
+/// Copies the token ids the metadata has (`tokenizer.ggml.padding_token_id` as `pad_token_id`,
+/// ...) into an HF config; ids it lacks stay out, as transformers leaves them.
+pub fn insert_token_ids(g: &Gguf, config: &mut Value, keys: &[(&str, &str)]) -> Result<(), GgufError> {
+    for (gguf_key, hf_key) in keys {
+        if let (Some(id), Value::Object(c)) = (g.meta_u64(gguf_key)?, &mut *config) {
+            c.insert((*hf_key).into(), id.into());
+        }
+    }
+    Ok(())
+}
+
 /// The file's `general.architecture` (empty when missing).
 pub fn architecture<'s>(g: &'s Gguf) -> Result<&'s str, GgufError> {
     Ok(g.meta_str("general.architecture")?.unwrap_or(""))

@@ -481,14 +481,7 @@ impl GgufFamily for LlamaGguf {
             "torch_dtype": "float32",
             "dtype": "float32",
         });
-        for (gguf_key, hf_key) in [
-            ("tokenizer.ggml.padding_token_id", "pad_token_id"),
-            ("tokenizer.ggml.unknown_token_id", "unk_token_id"),
-        ] {
-            if let (Some(id), Value::Object(c)) = (g.meta_u64(gguf_key)?, &mut config) {
-                c.insert(hf_key.into(), id.into());
-            }
-        }
+        gguf::insert_token_ids(g, &mut config, &[("tokenizer.ggml.padding_token_id", "pad_token_id"), ("tokenizer.ggml.unknown_token_id", "unk_token_id")])?;
         Ok(config)
     }
 

@@ -497,9 +497,7 @@ impl GgufFamily for Phi3Gguf {
             "torch_dtype": "float32",
             "dtype": "float32",
         });
-        if let (Some(id), Value::Object(c)) = (g.meta_u64("tokenizer.ggml.padding_token_id")?, &mut config) {
-            c.insert("pad_token_id".into(), id.into());
-        }
+        gguf::insert_token_ids(g, &mut config, &[("tokenizer.ggml.padding_token_id", "pad_token_id")])?;
         Ok(config)
     }
 
