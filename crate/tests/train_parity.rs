@@ -77,7 +77,7 @@ fn train_case_with(model: &str, method: &str, gradient_checkpointing: bool) {
 }
 
 /// Every parameter of the network by its module path (`model.layers.0.mlp.up_proj.weight`,
-/// `transformer.h.1.attn.c_attn.lora.lora_a`): trainable or not, and its values.
+/// `transformer.h.1.attn.c_attn.adapters.0.matrices.0`): trainable or not, and its values.
 struct Params {
     path: Vec<String>,
     out: BTreeMap<String, (bool, Vec<f32>)>,
@@ -112,8 +112,7 @@ fn params(m: &Model) -> BTreeMap<String, (bool, Vec<f32>)> {
 fn snapshot_frozen(m: &Model, case: &str, method: &str) -> BTreeMap<String, Vec<f32>> {
     let trainable = |name: &str| {
         let parts: Vec<&str> = name.split('.').collect();
-        parts.contains(&"lora")
-            || parts.contains(&"ia3")
+        parts.contains(&"adapters")
             || matches!(parts[0], "score" | "classifier")
             // RoBERTa's head keeps its dense layer (`classifier.dense`) in the pooler's place.
             || (case.contains("roberta") && name.starts_with("bert.pooler."))

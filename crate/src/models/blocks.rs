@@ -511,7 +511,7 @@ impl BlockWeight {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use burn::tensor::Tensor;
 
     use crate::device;
@@ -519,10 +519,7 @@ mod tests {
     use crate::formats::gguf::Writer;
     use crate::formats::gguf::GgmlType;
     use crate::models::blocks::BlockWeight;
-    use crate::models::layers::LinearWeight;
-    use crate::models::{LoadOptions, Model, ModelFiles, Quantize};
-    use crate::peft::create::{create_adapter, AdapterSpec, Method};
-    use crate::train::{freeze, loss, Targets};
+    use crate::models::ModelFiles;
 
     /// A random tensor of `ty` whose scales are small, so the network's values stay in range.
     fn sane(rng: &mut XorShift, ty: GgmlType, values: usize) -> Vec<u8> {
@@ -556,7 +553,7 @@ mod tests {
 
     /// A two-layer Llama (tied embeddings) whose matrices use every block format, plus F16 and
     /// BF16, in the sizes K-quants need (rows of 256).
-    fn all_formats() -> ModelFiles {
+    pub(crate) fn all_formats() -> ModelFiles {
         use GgmlType::*;
         let mut rng = XorShift(0x5EED_B10C);
         let (hidden, kv, ffn, vocab) = (256u64, 128u64, 512u64, 6u64);
@@ -589,63 +586,14 @@ mod tests {
         files
     }
 
-    fn values(t: Tensor<1>) -> Vec<f32> {
+    pub(crate) fn values(t: Tensor<1>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()
     }
 
-    fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    pub(crate) fn max_rel(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
         let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
         a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-    }
-
-    /// Logits, LoRA loss and the LoRA gradients of every layer.
-    fn run(quantize: Quantize, device: &burn::tensor::Device) -> (Vec<f32>, f32, Vec<f32>, usize) {
-        let mut m = freeze(Model::load_with(&all_formats(), device, &LoadOptions { quantize, ..Default::default() }).unwrap());
-        let blocks = m.named_layers().linears.iter().filter(|(_, l)| matches!(l.weight, LinearWeight::Blocks(_))).count();
-        let ids = vec![vec![1u32, 2, 3, 4, 5, 1, 2, 0], vec![3, 3, 5, 1, 0, 2, 4, 4]];
-        let logits = m.forward(&ids, None, None, None).unwrap().token_logits.unwrap();
-        let n: usize = logits.dims().iter().product();
-        let logits = values(logits.reshape([n]));
-        let mut spec = AdapterSpec::new(Method::Lora);
-        spec.r = Some(4);
-        spec.gaussian_init = true;
-        create_adapter(&mut m, &spec).unwrap();
-        // B starts at zero; give it values so the gradients reach A and every layer's input.
-        for (_, l) in m.named_layers().linears {
-            if let Some(lora) = l.lora.as_mut() {
-                let [r, o] = lora.lora_b.dims();
-                let b = Tensor::<2>::ones([r, o], device) * 0.01;
-                lora.lora_b = burn::module::Param::from_tensor(b).set_require_grad(true);
-            }
-        }
-        let l = loss(&m, &ids, None, &Targets::CausalLm).unwrap();
-        let value = values(l.clone())[0];
-        let grads = l.backward();
-        let mut g = Vec::new();
-        for (_, lin) in m.named_layers().linears {
-            if let Some(lora) = &lin.lora {
-                for p in [&lora.lora_a, &lora.lora_b] {
-                    let t = p.val().grad(&grads).expect("a LoRA gradient");
-                    let n: usize = t.dims().iter().product();
-                    g.extend(values(t.reshape([n])));
-                }
-            }
-        }
-        (logits, value, g, blocks)
-    }
-
-    /// LoRA on the block-quantized base gives the logits, loss and gradients of the same base
-    /// dequantised to f32, for every block format (only the summation order may differ).
-    fn matches_f32(device: burn::tensor::Device) {
-        let (l32, v32, g32, b32) = run(Quantize::F32, &device);
-        let (lq, vq, gq, bq) = run(Quantize::None, &device);
-        assert_eq!(b32, 0, "the f32 reference holds no block weights");
-        assert_eq!(bq, 14, "every quantized, F16 and BF16 projection stays in blocks");
-        assert!(l32.iter().all(|v| v.is_finite()) && g32.iter().any(|v| *v != 0.0));
-        assert!(max_rel(&lq, &l32) < 1e-4, "logits differ by {}", max_rel(&lq, &l32));
-        assert!(((vq - v32) / v32).abs() < 1e-4, "loss {vq} vs {v32}");
-        assert!(max_rel(&gq, &g32) < 1e-4, "LoRA gradients differ by {}", max_rel(&gq, &g32));
     }
 
     /// A weight held in several parts (rows split across buffers) gives the single part's
@@ -734,14 +682,4 @@ mod tests {
         decodes_exactly(device::gpu().expect("wgpu (lavapipe in CI)"), true);
     }
 
-    #[test]
-    fn block_base_matches_dequantised_f32_on_cpu() {
-        matches_f32(device::cpu().autodiff());
-    }
-
-    #[cfg(feature = "gpu")]
-    #[test]
-    fn block_base_matches_dequantised_f32_on_wgpu() {
-        matches_f32(device::gpu().expect("wgpu (lavapipe in CI)").autodiff());
-    }
 }

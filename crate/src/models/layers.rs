@@ -9,8 +9,7 @@ use crate::error::Result;
 pub use crate::models::blocks::BlockWeight;
 use crate::formats::safetensors::{HostTensor, WeightMap};
 use crate::models::taps::{self, Rule};
-use crate::peft::ia3::Ia3Layer;
-use crate::peft::lora::LoraLayer;
+use crate::models::hooks::{by_rows, LinearAdapter};
 
 /// Uploads a host tensor to `device` as a parameter.
 pub fn param<const D: usize>(t: HostTensor, device: &Device) -> Param<Tensor<D>> {
@@ -32,10 +31,8 @@ pub struct Linear {
     pub weight: LinearWeight,
     /// `[out]`.
     pub bias: Option<Param<Tensor<1>>>,
-    /// A LoRA / DoRA adapter, when one targets this layer.
-    pub lora: Option<LoraLayer>,
-    /// An (IA)^3 vector, when one targets this layer.
-    pub ia3: Option<Ia3Layer>,
+    /// The PEFT adapters on this layer (LoRA, (IA)³...), applied in order.
+    pub adapters: Vec<LinearAdapter>,
 }
 
 /// A linear layer's weight: f32 `[in, out]`, or frozen quantized blocks (HF's `[out, in]`).
@@ -58,7 +55,7 @@ impl Linear {
     /// The `[in, out]` weight when the layer is a plain frozen projection (no
     /// bias, no adapter, no gradient).
     pub fn frozen_weight(&self) -> Option<FrozenHead> {
-        let plain = self.bias.is_none() && self.lora.is_none() && self.ia3.is_none();
+        let plain = self.bias.is_none() && self.adapters.is_empty();
         match &self.weight {
             LinearWeight::Dense(w) => (plain && !w.val().is_require_grad()).then(|| FrozenHead::Dense(w.val())),
             LinearWeight::Blocks(b) => plain.then(|| FrozenHead::Blocks(b.clone())),
@@ -147,7 +144,7 @@ impl Linear {
             WeightLayout::InOut => LinearWeight::Dense(param(w.take(&format!("{prefix}.weight"), &[d_in, d_out], why)?.into_f32(), device)),
         };
         let bias = if bias { Some(param(w.take(&format!("{prefix}.bias"), &[d_out], why)?.into_f32(), device)) } else { None };
-        Ok(Self { weight, bias, lora: None, ia3: None })
+        Ok(Self { weight, bias, adapters: vec![] })
     }
 
     /// Input and output sizes.
@@ -166,41 +163,43 @@ impl Linear {
 
     /// Applies the layer (and any adapter on it) to the last dimension of `x`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let recording = taps::recording();
-        let ia3 = self.ia3.as_ref().filter(|l| l.enabled);
-        let x = match ia3 {
-            Some(l) if l.feedforward => taps::tap_one(x.clone() * l.vector.val().unsqueeze::<D>(), &l.vector, Rule::Scale, Some(x)),
-            _ => x,
-        };
+        let on: Vec<&LinearAdapter> = self.adapters.iter().filter(|a| a.enabled).collect();
+        if on.is_empty() {
+            return self.base(x);
+        }
+        // Adapters see `[rows, positions, features]`; other ranks are reshaped there and back.
+        let mut dims = x.dims();
+        let mut x = by_rows(x);
+        for a in &on {
+            x = a.method.input(a, x);
+        }
+        let mut y = self.base(x.clone());
+        for a in &on {
+            y = a.method.output(a, self, x.clone(), y);
+        }
+        dims[D - 1] = y.dims()[2];
+        y.reshape(dims)
+    }
+
+    /// `x W + b` without the adapters, with DP's taps on a trained weight or bias.
+    fn base<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let bias = self.bias.as_ref().map(|b| b.val());
-        let mut y = match &self.weight {
-            LinearWeight::Dense(w) => burn::tensor::module::linear(x.clone(), w.val(), bias.clone()),
-            LinearWeight::Blocks(b) => match bias.clone() {
+        let y = match &self.weight {
+            LinearWeight::Dense(w) => burn::tensor::module::linear(x.clone(), w.val(), bias),
+            LinearWeight::Blocks(b) => match bias {
                 Some(bias) => b.linear(x.clone()) + bias.unsqueeze::<D>(),
                 None => b.linear(x.clone()),
             },
         };
-        if recording {
-            let mut uses = vec![];
-            if let LinearWeight::Dense(w) = &self.weight {
-                uses.extend(taps::trained(w).map(|id| (id, Rule::Weight, Some(x.clone()))));
-            }
-            uses.extend(self.bias.as_ref().and_then(taps::trained).map(|id| (id, Rule::Bias, None)));
-            y = taps::tap(y, uses);
+        if !taps::recording() {
+            return y;
         }
-        if let Some(lora) = self.lora.as_ref().filter(|l| l.enabled) {
-            if recording && lora.magnitude.is_some() && self.bias.as_ref().and_then(taps::trained).is_some() {
-                // DoRA uses the bias three times; its tap above sees only one of them.
-                taps::unusable("a trained bias under DoRA");
-            }
-            // DoRA's weight norm needs W itself; plain LoRA never reads it.
-            let w = if lora.magnitude.is_some() { Some(self.weight()) } else { None };
-            y = lora.forward(x, y, w, bias);
+        let mut uses = vec![];
+        if let LinearWeight::Dense(w) = &self.weight {
+            uses.extend(taps::trained(w).map(|id| (id, Rule::Weight, Some(x))));
         }
-        match ia3 {
-            Some(l) if !l.feedforward => taps::tap_one(y.clone() * l.vector.val().unsqueeze::<D>(), &l.vector, Rule::Scale, Some(y)),
-            _ => y,
-        }
+        uses.extend(self.bias.as_ref().and_then(taps::trained).map(|id| (id, Rule::Bias, None)));
+        taps::tap(y, uses)
     }
 }
 
@@ -220,16 +219,12 @@ impl NamedTensor {
 }
 
 impl Linear {
-    /// The weight and bias with any adapter folded in (LoRA/DoRA, then (IA)^3,
-    /// the order in which they apply), `[in, out]`.
+    /// The weight and bias with the adapters folded in, in the order they apply, `[in, out]`.
     pub fn merged(&self) -> (Tensor<2>, Option<Tensor<1>>) {
         let mut w = self.weight();
         let mut b = self.bias.as_ref().map(|b| b.val());
-        if let Some(l) = &self.lora {
-            w = l.merge(w);
-        }
-        if let Some(v) = &self.ia3 {
-            (w, b) = v.merge(w, b);
+        for a in &self.adapters {
+            (w, b) = a.method.merge(a, w, b);
         }
         (w, b)
     }

@@ -10,6 +10,7 @@ pub mod blocks;
 pub mod family;
 pub mod gemma3;
 pub mod gpt2;
+pub mod hooks;
 pub mod layers;
 pub mod llama;
 pub mod modernbert;
@@ -31,8 +32,7 @@ use crate::formats::safetensors::{shard_files, HostTensor, WeightMap};
 use crate::formats::tokenizer::TextTokenizer;
 pub use family::{Facts, Family};
 pub use layers::{FrozenHead, KvCache};
-use crate::peft::prefix::PrefixEncoder;
-use crate::peft::prompt::PromptEmbedding;
+use hooks::{TokenPlace, VirtualTokens};
 
 /// The files of one model by file name: in memory, or read on demand (a weight file on disk, or
 /// a buffer the JavaScript side keeps) so that loading reads it a tensor at a time.
@@ -317,10 +317,8 @@ pub struct Model {
     /// `config.json` as loaded (or as mapped from GGUF metadata).
     pub config: serde_json::Value,
     pub device: Device,
-    /// Prompt tuning's virtual tokens, when such an adapter is attached.
-    pub prompt: Option<PromptEmbedding>,
-    /// Prefix tuning's per-layer keys and values, when such an adapter is attached.
-    pub prefix: Option<PrefixEncoder>,
+    /// Prompt or prefix tuning's virtual tokens, when such an adapter is attached.
+    pub virtual_tokens: Option<VirtualTokens>,
     /// The files it was loaded from and how its weights are held, for `webpeft.json`.
     pub base: BaseRecord,
     /// `adapter_config.json` of the attached adapter (what an export writes back).
@@ -560,7 +558,7 @@ impl Model {
             has_chat_template: tokenizer.as_ref().is_some_and(|t| t.chat_template.is_some()),
             ..info
         };
-        Ok(Self { network, tokenizer, info, config, device: device.clone(), prompt: None, prefix: None, base: BaseRecord::default(), adapter_config: None, adapter_extras: vec![], adapter_originals: vec![], adapter_enabled: true })
+        Ok(Self { network, tokenizer, info, config, device: device.clone(), virtual_tokens: None, base: BaseRecord::default(), adapter_config: None, adapter_extras: vec![], adapter_originals: vec![], adapter_enabled: true })
     }
 
     /// The network's dense and norm layers by HF module path.
@@ -588,12 +586,22 @@ impl Model {
         self.info.num_layers
     }
 
+    /// The attached virtual tokens that prepend embeddings (prompt tuning), while switched on.
+    pub fn prompt(&self) -> Option<&VirtualTokens> {
+        self.virtual_tokens.as_ref().filter(|v| self.adapter_enabled && v.method.place() == TokenPlace::Embeddings)
+    }
+
+    /// The attached virtual tokens that fill the key/value cache (prefix tuning), while switched on.
+    pub fn prefix(&self) -> Option<&VirtualTokens> {
+        self.virtual_tokens.as_ref().filter(|v| self.adapter_enabled && v.method.place() == TokenPlace::KeyValues)
+    }
+
     /// Positions a prompt- or prefix-tuning adapter adds before the real tokens.
     pub fn extra_positions(&self) -> usize {
         if !self.adapter_enabled {
             return 0;
         }
-        self.prompt.as_ref().map_or(0, |p| p.len()) + self.prefix.as_ref().map_or(0, |p| p.len())
+        self.virtual_tokens.as_ref().map_or(0, |v| v.len())
     }
 
     /// Switches the attached adapter off (the base model's outputs) or back on,
@@ -608,11 +616,8 @@ impl Model {
         let mut linears: std::collections::HashMap<String, &mut layers::Linear> = named.linears.into_iter().collect();
         let mut norms: std::collections::HashMap<String, &mut layers::LayerNorm> = named.norms.into_iter().collect();
         for lin in linears.values_mut() {
-            if let Some(l) = lin.lora.as_mut() {
-                l.enabled = on;
-            }
-            if let Some(v) = lin.ia3.as_mut() {
-                v.enabled = on;
+            for a in lin.adapters.iter_mut() {
+                a.enabled = on;
             }
         }
         // Swap each replaced tensor with its stored counterpart.
@@ -697,7 +702,7 @@ impl Model {
         if let Some(bad) = ids.iter().flatten().find(|&&t| t as usize >= self.info.vocab_size) {
             return Err(Error::input("input", format!("token id {bad} is outside the vocabulary of {}", self.info.vocab_size)));
         }
-        if self.prefix.is_some() && self.adapter_enabled && !self.is_causal() {
+        if self.prefix().is_some() && !self.is_causal() {
             return Err(Error::unsupported("adapter", "prefix tuning needs a decoder's key/value cache; encoders are not supported (as in PEFT)"));
         }
         Ok(())
@@ -715,15 +720,15 @@ impl Model {
     /// the number of those positions, and the attention mask extended over them.
     pub fn embed_stage(&self, ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>) -> Result<Option<(&dyn layers::LayerStack, Tensor<3>, usize, Option<Vec<Vec<u32>>>)>> {
         let Some(stack) = self.network.layer_stack() else { return Ok(None) };
-        if self.prefix.is_some() && self.adapter_enabled {
+        if self.prefix().is_some() {
             return Ok(None);
         }
         self.check_input(ids, 0)?;
         let x = self.network.embed(int_tensor(ids, &self.device)).expect("a decoder embeds tokens");
-        let prompt = self.prompt.as_ref().filter(|_| self.adapter_enabled);
+        let prompt = self.prompt();
         let virtual_tokens = prompt.map_or(0, |p| p.len());
         let x = match prompt {
-            Some(p) => p.prepend(x),
+            Some(p) => p.method.prepend(p, x),
             None => x,
         };
         Ok(Some((stack, x, virtual_tokens, attention_mask.map(|m| self.extend_mask(m)))))
@@ -745,17 +750,17 @@ impl Model {
             m => m,
         };
         let input = int_tensor(ids, &self.device);
-        let prompt = self.prompt.as_ref().filter(|_| fresh && self.adapter_enabled);
+        let prompt = self.prompt().filter(|_| fresh);
         let virtual_tokens = prompt.map_or(0, |p| p.len());
         // Prefix tuning: the learned keys and values fill the cache first.
         let mut local = None;
-        let prefix = self.prefix.as_ref().filter(|_| self.adapter_enabled);
+        let prefix = self.prefix();
         let cache = match (cache, prefix) {
             (Some(c), Some(p)) if fresh => {
-                *c = p.cache(batch);
+                *c = p.method.key_values(p, batch);
                 Some(c)
             }
-            (None, Some(p)) => Some(local.insert(p.cache(batch))),
+            (None, Some(p)) => Some(local.insert(p.method.key_values(p, batch))),
             (c, _) => c,
         };
         // Token types: the virtual tokens get type 0, as PEFT pads them.
@@ -766,7 +771,7 @@ impl Model {
         let family = self.network.family();
         let x = family.embed(input);
         let x = match prompt {
-            Some(p) => p.prepend(x),
+            Some(p) => p.method.prepend(p, x),
             None => x,
         };
         let inputs = family::Inputs {

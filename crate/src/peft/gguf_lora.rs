@@ -14,6 +14,7 @@
 use crate::error::{Error, Result};
 use crate::formats::gguf::{self, GgmlType, GgufFamily, Writer};
 use crate::generate::read_f32;
+use super::lora::Lora;
 use crate::models::{gguf_architecture, gguf_architectures, Model};
 
 /// The base GGUF's tensor name of an HF linear module (`model.layers.3.mlp.up_proj` ->
@@ -38,15 +39,15 @@ pub async fn export_gguf_lora(model: &mut Model) -> Result<Vec<u8>> {
     let config_json = model.config.clone();
     let mut tensors = Vec::new();
     for (module, lin) in model.named_layers().linears {
-        let Some(l) = &lin.lora else { continue };
+        let Some(l) = Lora::of(lin) else { continue };
         if l.magnitude.is_some() {
             return Err(unsupported("llama.cpp has no DoRA; merge the adapter instead (webpeft merge)".into()));
         }
         let name = gguf_name(family, arch, &module, n_layers).ok_or_else(|| unsupported(format!("module {module} has no llama.cpp LoRA tensor (only the decoder layers' projections do)")))?;
-        let [d_in, r] = l.lora_a.dims();
-        let d_out = l.lora_b.dims()[1];
-        let a = read_f32(l.lora_a.val().transpose()).await?; // PEFT's lora_A [r, in]
-        let mut b = read_f32(l.lora_b.val().transpose()).await?; // lora_B [out, r]
+        let [d_in, r] = l.a.dims();
+        let d_out = l.b.dims()[1];
+        let a = read_f32(l.a.val().transpose()).await?; // PEFT's lora_A [r, in]
+        let mut b = read_f32(l.b.val().transpose()).await?; // lora_B [out, r]
         // Rows llama.cpp's converter permuted for its interleaved RoPE (llama's q/k) go back.
         let permute = family.permuted_heads(arch, &format!("{module}.weight"), &config_json);
         if let Some(h) = permute {
@@ -57,7 +58,7 @@ pub async fn export_gguf_lora(model: &mut Model) -> Result<Vec<u8>> {
             }
             b = file;
         }
-        tensors.push((name, l.scaling, r, d_in, d_out, a, b));
+        tensors.push((name, l.lora.scaling, r, d_in, d_out, a, b));
     }
     if tensors.is_empty() {
         return Err(Error::input("adapter", "the adapter adapts no module"));

@@ -14,7 +14,7 @@ use crate::models::Model;
 /// name. LoRA, DoRA, (IA)³ and BitFit merge; prompt and prefix tuning have
 /// no weights to fold into (PEFT cannot merge them either).
 pub async fn merge(model: &Model) -> Result<Vec<(String, Vec<u8>)>> {
-    if model.prompt.is_some() || model.prefix.is_some() {
+    if model.virtual_tokens.is_some() {
         return Err(Error::unsupported("merge", "prompt and prefix tuning add virtual tokens and cannot be merged into the weights (as in PEFT); use the adapter directly"));
     }
     let named = model.network.family().hf_tensors();

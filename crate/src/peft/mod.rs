@@ -1,7 +1,12 @@
 //! Parameter-efficient fine-tuning methods with Hugging Face PEFT's file
-//! format and semantics. Each method has its own module (config, layer);
-//! this file reads an adapter (`adapter_config.json` +
-//! `adapter_model.safetensors`) and attaches it to a model by PEFT's names.
+//! format and semantics.
+//!
+//! Each method is one module, like PEFT's `tuners/<method>/`: its config (PEFT's field
+//! names), its layer (the code behind a [`crate::models::hooks`] trait), and its
+//! create/load/export, behind the [`Tuner`] trait. [`METHODS`] registers them. This file
+//! holds what the methods share: reading an adapter (`adapter_config.json` +
+//! `adapter_model.safetensors`) and attaching it by PEFT's names, and the base tensors
+//! an adapter replaces (trained biases, `modules_to_save` heads).
 
 pub mod create;
 pub mod export;
@@ -15,20 +20,18 @@ pub mod prompt;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::formats::safetensors::{HostTensor, WeightMap};
-use crate::models::layers::{param, LayerNorm, Linear, LinearWeight};
+use crate::models::layers::{param, LayerNorm, Linear, LinearWeight, NamedTensor};
 use crate::models::{Model, Original};
-use ia3::{Ia3Config, Ia3Layer};
-use lora::{LoraConfig, LoraLayer};
-use prefix::{PrefixEncoder, PrefixTuningConfig};
-use prompt::{PromptEmbedding, PromptTuningConfig};
+use create::{AdapterSpec, Method, NewAdapter};
 
-const CONFIG: &str = "adapter_config.json";
+pub(crate) const CONFIG: &str = "adapter_config.json";
 /// The PEFT release whose file format webpeft reads and writes (`peft_version`).
 pub const PEFT_VERSION: &str = "0.21.2";
-const WEIGHTS: &str = "adapter_model.safetensors";
+pub(crate) const WEIGHTS: &str = "adapter_model.safetensors";
 
 /// `target_modules`: a list of names (matched as PEFT does, by `.`-suffix) or a regex
 /// (matched against the whole module path).
@@ -37,6 +40,98 @@ const WEIGHTS: &str = "adapter_model.safetensors";
 pub enum TargetModules {
     Names(Vec<String>),
     Regex(String),
+}
+
+/// The registry: each method's name in the CLI and the package (the [`Method`] option)
+/// and the module that implements it. DoRA and BitFit are PEFT's LoRA with other settings.
+pub const METHODS: &[(Method, &dyn Tuner)] = &[
+    (Method::Lora, &lora::LoraTuner),
+    (Method::Dora, &lora::LoraTuner),
+    (Method::Bitfit, &lora::LoraTuner),
+    (Method::Ia3, &ia3::Ia3Tuner),
+    (Method::Prompt, &prompt::PromptTuner),
+    (Method::Prefix, &prefix::PrefixTuner),
+];
+
+impl Method {
+    /// The module that implements this method ([`METHODS`]).
+    pub fn tuner(self) -> &'static dyn Tuner {
+        METHODS.iter().find(|(m, _)| *m == self).map(|(_, t)| *t).expect("every method is registered")
+    }
+}
+
+/// The registered method for PEFT's `peft_type`.
+pub fn tuner_for(peft_type: &str) -> Option<&'static dyn Tuner> {
+    METHODS.iter().map(|(_, t)| *t).find(|t| t.peft_type() == peft_type)
+}
+
+/// The `peft_type`s webpeft reads, in registry order.
+fn peft_types() -> Vec<&'static str> {
+    let mut types: Vec<&str> = METHODS.iter().map(|(_, t)| t.peft_type()).collect();
+    types.dedup();
+    types
+}
+
+/// A method's tensors in a loaded adapter file, by module path (`""` for prompt learning's
+/// table) and then by key suffix (`lora_A.weight`).
+pub type Owned = BTreeMap<String, BTreeMap<&'static str, HostTensor>>;
+
+/// A PEFT method: what `peft/tuners/<method>/` gives PEFT. Classification heads, trained
+/// biases and `modules_to_save` are handled around it, the same for every method.
+pub trait Tuner: Sync {
+    /// PEFT's `peft_type` (`LORA`).
+    fn peft_type(&self) -> &'static str;
+
+    /// True for prompt learning (PEFT's `is_prompt_learning`): its keys start `base_model.`,
+    /// not `base_model.model.`, and it lists a head twice in `modules_to_save`.
+    fn prompt_learning(&self) -> bool {
+        false
+    }
+
+    /// The key suffixes of its tensors in `adapter_model.safetensors` (`lora_A.weight`), or
+    /// a whole key (`prompt_embeddings`).
+    fn tensor_keys(&self) -> &'static [&'static str];
+
+    /// Checks a loaded `adapter_config.json` against the model before anything changes.
+    fn check(&self, model: &Model, config: &Value) -> Result<()>;
+
+    /// Attaches a new adapter of `spec` to `model` and returns its `adapter_config.json`.
+    fn create(&self, model: &mut Model, spec: &AdapterSpec, new: &mut NewAdapter) -> Result<Value>;
+
+    /// Attaches a loaded adapter's own tensors (already checked to be this method's).
+    fn load(&self, model: &mut Model, config: &Value, own: Owned) -> Result<()>;
+
+    /// Its tensors under PEFT's keys (`base_model.model.<module>.lora_A.weight`), in PEFT's layouts.
+    fn export(&self, model: &mut Model) -> Result<Vec<NamedTensor>>;
+}
+
+/// The module path `key` names with `suffix` (a whole key gives `""`).
+fn split_key<'a>(key: &'a str, suffix: &str) -> Option<&'a str> {
+    if key == suffix {
+        return Some("");
+    }
+    key.strip_suffix(suffix)?.strip_suffix('.')
+}
+
+/// `(suffix, tuner)` when `key` is a registered method's tensor, trying `first` before the rest.
+fn method_key(key: &str, first: &'static dyn Tuner) -> Option<(String, &'static str, &'static dyn Tuner)> {
+    let tuners = std::iter::once(first).chain(METHODS.iter().map(|(_, t)| *t));
+    tuners.flat_map(|t| t.tensor_keys().iter().map(move |s| (t, *s))).find_map(|(t, s)| split_key(key, s).map(|m| (m.to_string(), s, t)))
+}
+
+pub(crate) fn shape_err(key: &str, got: &[usize], want: &[usize], why: &str) -> Error {
+    Error::format(WEIGHTS, format!("tensor {key} has shape {got:?}, but {why} implies {want:?}"))
+}
+
+/// Prompt learning's one table, `prompt_embeddings`.
+pub(crate) fn take_table(mut own: Owned) -> Result<HostTensor> {
+    own.remove("").and_then(|mut m| m.remove("prompt_embeddings")).ok_or_else(|| Error::format(WEIGHTS, "prompt_embeddings is missing"))
+}
+
+/// Prompt learning's export: the virtual-token table as `prompt_embeddings`.
+pub(crate) fn export_table(model: &Model) -> Result<Vec<NamedTensor>> {
+    let v = model.virtual_tokens.as_ref().ok_or_else(|| Error::input("adapter", "the adapter has no prompt table"))?;
+    Ok(vec![NamedTensor::new("prompt_embeddings", v.table.val())])
 }
 
 /// What an adapter load attached.
@@ -51,69 +146,21 @@ pub struct AdapterSummary {
     pub virtual_tokens: usize,
 }
 
-/// The kinds of tensor an adapter file holds, recognised by PEFT's key suffixes.
-enum Part {
-    LoraA,
-    LoraB,
-    Magnitude,
-    Ia3,
-    /// A whole tensor of the base model (trained bias, saved head): `weight` or `bias`.
-    Base(&'static str),
-    /// Prompt or prefix tuning's table.
-    PromptEmbeddings,
-}
-
-fn classify(key: &str) -> (String, Part) {
-    if key == "prompt_embeddings" {
-        return (String::new(), Part::PromptEmbeddings);
-    }
-    for (suffix, part) in [
-        (".lora_A.weight", Part::LoraA),
-        (".lora_B.weight", Part::LoraB),
-        (".lora_magnitude_vector", Part::Magnitude),
-        (".ia3_l", Part::Ia3),
-        (".base_layer.bias", Part::Base("bias")),
-        (".base_layer.weight", Part::Base("weight")),
-        (".bias", Part::Base("bias")),
-        (".weight", Part::Base("weight")),
-    ] {
-        if let Some(module) = key.strip_suffix(suffix) {
-            return (module.to_string(), part);
-        }
-    }
-    (key.to_string(), Part::Base(""))
-}
-
 /// Reads a PEFT adapter and attaches it to `model`.
 ///
-/// Supported: LoRA (with rsLoRA, DoRA, `rank_pattern`/`alpha_pattern`, trained
-/// biases from `bias="all"|"lora_only"`) and (IA)^3, plus `modules_to_save`
-/// heads. Every tensor must find its module, with the shape the config implies.
+/// Supported: the methods in [`METHODS`], plus trained biases (`bias="all"|"lora_only"`)
+/// and `modules_to_save` heads. Every tensor must find its module, with the shape the
+/// config implies.
 pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Result<AdapterSummary> {
-    let config: serde_json::Value =
-        serde_json::from_slice(config_json).map_err(|e| Error::format(CONFIG, format!("invalid JSON: {e}")))?;
+    let config: Value = serde_json::from_slice(config_json).map_err(|e| Error::format(CONFIG, format!("invalid JSON: {e}")))?;
     let peft_type = config.get("peft_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
-    let parse_err = |e: serde_json::Error| Error::format(CONFIG, e.to_string());
-    let (mut lora_cfg, mut ia3_cfg, mut prompt_cfg, mut prefix_cfg) = (None, None, None, None);
-    match peft_type.as_str() {
-        "LORA" => lora_cfg = Some(serde_json::from_value::<LoraConfig>(config.clone()).map_err(parse_err)?),
-        "IA3" => ia3_cfg = Some(serde_json::from_value::<Ia3Config>(config.clone()).map_err(parse_err)?),
-        "PROMPT_TUNING" => prompt_cfg = Some(serde_json::from_value::<PromptTuningConfig>(config.clone()).map_err(parse_err)?),
-        "PREFIX_TUNING" => prefix_cfg = Some(serde_json::from_value::<PrefixTuningConfig>(config.clone()).map_err(parse_err)?),
+    let tuner = match peft_type.as_str() {
         "" => return Err(Error::format(CONFIG, "peft_type is missing")),
-        other => {
-            return Err(Error::unsupported(
-                CONFIG,
-                format!("peft_type {other} is not supported yet (supported: LORA, IA3, PROMPT_TUNING, PREFIX_TUNING)"),
-            ))
-        }
+        other => tuner_for(other).ok_or_else(|| {
+            Error::unsupported(CONFIG, format!("peft_type {other} is not supported yet (supported: {})", peft_types().join(", ")))
+        })?,
     };
-    if prefix_cfg.as_ref().is_some_and(|_| model.kv_layout().is_none()) {
-        return Err(Error::unsupported(CONFIG, format!("prefix tuning needs a decoder; {} has no key/value cache (PEFT refuses it too)", model.info.architecture)));
-    }
-    if lora_cfg.as_ref().is_some_and(|c| c.lora_bias) {
-        return Err(Error::unsupported(CONFIG, "lora_bias=true is not supported yet"));
-    }
+    tuner.check(model, &config)?;
 
     let mut w = WeightMap::new(WEIGHTS);
     w.add_safetensors(WEIGHTS, weights)?;
@@ -142,14 +189,8 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
     let mut linears: HashMap<String, &mut Linear> = named.linears.into_iter().collect();
     let mut norms: HashMap<String, &mut LayerNorm> = named.norms.into_iter().collect();
 
-    let shape_err = |key: &str, got: &[usize], want: &[usize], why: &str| {
-        Error::format(WEIGHTS, format!("tensor {key} has shape {got:?}, but {why} implies {want:?}"))
-    };
-    // LoRA factors arrive as separate tensors; collect them per module first.
-    let mut lora_parts: BTreeMap<String, (Option<HostTensor>, Option<HostTensor>, Option<HostTensor>)> = BTreeMap::new();
+    let mut own = Owned::new();
     let mut replaced = 0;
-    let mut ia3_modules = 0;
-    let mut prompt_table = None;
     let mut extras = vec![];
     let mut originals = vec![];
     for key in w.names().into_iter().map(String::from).collect::<Vec<_>>() {
@@ -166,161 +207,77 @@ pub fn load_adapter(model: &mut Model, config_json: &[u8], weights: &[u8]) -> Re
         }
         // (`.modules_to_save.default.` inside a head of several layers, see `models::head_param`.)
         let path = path.replace(".modules_to_save.default.", ".").replace(".modules_to_save.", ".");
-        let (module, part) = classify(&path);
-        let missing = || {
-            Error::format(WEIGHTS, format!("tensor {key} targets module '{module}', which does not exist in this model ({arch})"))
+        if let Some((module, suffix, owner)) = method_key(&path, tuner) {
+            if owner.peft_type() != tuner.peft_type() {
+                return Err(Error::format(WEIGHTS, format!("tensor {key} is a {} tensor but peft_type is {peft_type}", owner.peft_type())));
+            }
+            own.entry(module).or_default().insert(suffix, t);
+            continue;
+        }
+        let (module, kind) = match path.strip_suffix(".base_layer.bias").or_else(|| path.strip_suffix(".bias")) {
+            Some(m) => (m.to_string(), "bias"),
+            None => match path.strip_suffix(".base_layer.weight").or_else(|| path.strip_suffix(".weight")) {
+                Some(m) => (m.to_string(), "weight"),
+                None => return Err(Error::format(WEIGHTS, format!("unrecognised tensor {key}"))),
+            },
         };
-        match part {
-            Part::LoraA | Part::LoraB | Part::Magnitude => {
-                if lora_cfg.is_none() {
-                    return Err(Error::format(WEIGHTS, format!("tensor {key} is a LoRA tensor but peft_type is {peft_type}")));
-                }
-                let entry = lora_parts.entry(module).or_default();
-                match part {
-                    Part::LoraA => entry.0 = Some(t),
-                    Part::LoraB => entry.1 = Some(t),
-                    _ => entry.2 = Some(t),
-                }
-            }
-            Part::Ia3 => {
-                let cfg = ia3_cfg.as_ref().ok_or_else(|| Error::format(WEIGHTS, format!("tensor {key} is an IA3 tensor but peft_type is {peft_type}")))?;
-                let lin = linears.get_mut(&module).ok_or_else(missing)?;
-                let (d_in, d_out) = lin.dims();
-                let feedforward = matches_targets(cfg.feedforward_modules.as_ref(), &module);
-                let want = if feedforward { vec![1, d_in] } else { vec![d_out, 1] };
-                if t.shape != want {
-                    let why = if feedforward { "a feed-forward module's input size" } else { "the module's output size" };
-                    return Err(shape_err(&key, &t.shape, &want, why));
-                }
-                let n = t.data.len();
-                lin.ia3 = Some(Ia3Layer { vector: param(HostTensor { shape: vec![n], ..t }, &device), feedforward, enabled: true });
-                ia3_modules += 1;
-            }
-            Part::PromptEmbeddings => {
-                if prompt_cfg.is_none() && prefix_cfg.is_none() {
-                    return Err(Error::format(WEIGHTS, format!("tensor {key} belongs to prompt or prefix tuning, but peft_type is {peft_type}")));
-                }
-                prompt_table = Some(t);
-            }
-            Part::Base("") => return Err(Error::format(WEIGHTS, format!("unrecognised tensor {key}"))),
-            Part::Base(kind) => {
-                if let Some(lin) = linears.get_mut(&module) {
-                    let (d_in, d_out) = lin.dims();
-                    match kind {
-                        "bias" => {
-                            if t.shape != [d_out] {
-                                return Err(shape_err(&key, &t.shape, &[d_out], "the module's output size"));
-                            }
-                            if let Some(b) = lin.bias.as_ref().filter(|_| first(&originals, &module, "bias")) {
-                                originals.push(Original { module: module.clone(), kind: "bias", value: b.val().detach() });
-                            }
-                            lin.bias = Some(param(t, &device));
-                        }
-                        _ => {
-                            if t.shape != [d_out, d_in] {
-                                return Err(shape_err(&key, &t.shape, &[d_out, d_in], "the module's [out, in] size"));
-                            }
-                            if first(&originals, &module, "weight") {
-                                originals.push(Original { module: module.clone(), kind: "weight", value: lin.weight().detach().reshape([d_in * d_out]) });
-                            }
-                            lin.weight = LinearWeight::Dense(param(t.transposed(), &device));
-                        }
-                    }
-                } else if let Some(norm) = norms.get_mut(&module) {
-                    let d = norm.weight.dims()[0];
-                    if t.shape != [d] {
-                        return Err(shape_err(&key, &t.shape, &[d], "the norm's size"));
-                    }
-                    match kind {
-                        "bias" => {
-                            let Some(b) = norm.bias.as_mut() else {
-                                return Err(Error::format(WEIGHTS, format!("tensor {key}: the model's {module} has no bias")));
-                            };
-                            if first(&originals, &module, "bias") {
-                                originals.push(Original { module: module.clone(), kind: "bias", value: b.val().detach() });
-                            }
-                            *b = param(t, &device);
-                        }
-                        _ => {
-                            if first(&originals, &module, "weight") {
-                                originals.push(Original { module: module.clone(), kind: "weight", value: norm.weight.val().detach() });
-                            }
-                            norm.weight = param(t, &device);
-                        }
-                    }
-                } else {
-                    return Err(missing());
-                }
-                replaced += 1;
-            }
-        }
-    }
-
-    let lora_modules = lora_parts.len();
-    if let Some(cfg) = &lora_cfg {
-        for (module, (a, b, m)) in lora_parts {
-            let lin = linears.get_mut(&module).ok_or_else(|| {
-                Error::format(WEIGHTS, format!("LoRA tensors target module '{module}', which does not exist in this model ({arch})"))
-            })?;
-            let (a, b) = match (a, b) {
-                (Some(a), Some(b)) => (a, b),
-                _ => return Err(Error::format(WEIGHTS, format!("module {module} needs both lora_A.weight and lora_B.weight"))),
-            };
+        let missing = || Error::format(WEIGHTS, format!("tensor {key} targets module '{module}', which does not exist in this model ({arch})"));
+        if let Some(lin) = linears.get_mut(&module) {
             let (d_in, d_out) = lin.dims();
-            let r = cfg.rank_for(&module);
-            let why = format!("r={r} from {CONFIG} and the module's size");
-            if a.shape != [r, d_in] {
-                return Err(shape_err(&format!("{module}.lora_A.weight"), &a.shape, &[r, d_in], &why));
+            match kind {
+                "bias" => {
+                    if t.shape != [d_out] {
+                        return Err(shape_err(&key, &t.shape, &[d_out], "the module's output size"));
+                    }
+                    if let Some(b) = lin.bias.as_ref().filter(|_| first(&originals, &module, "bias")) {
+                        originals.push(Original { module: module.clone(), kind: "bias", value: b.val().detach() });
+                    }
+                    lin.bias = Some(param(t, &device));
+                }
+                _ => {
+                    if t.shape != [d_out, d_in] {
+                        return Err(shape_err(&key, &t.shape, &[d_out, d_in], "the module's [out, in] size"));
+                    }
+                    if first(&originals, &module, "weight") {
+                        originals.push(Original { module: module.clone(), kind: "weight", value: lin.weight().detach().reshape([d_in * d_out]) });
+                    }
+                    lin.weight = LinearWeight::Dense(param(t.transposed(), &device));
+                }
             }
-            if b.shape != [d_out, r] {
-                return Err(shape_err(&format!("{module}.lora_B.weight"), &b.shape, &[d_out, r], &why));
+        } else if let Some(norm) = norms.get_mut(&module) {
+            let d = norm.weight.dims()[0];
+            if t.shape != [d] {
+                return Err(shape_err(&key, &t.shape, &[d], "the norm's size"));
             }
-            let magnitude = match (cfg.use_dora, m) {
-                (true, Some(m)) if m.shape == [d_out] => Some(param(m, &device)),
-                (true, Some(m)) => return Err(shape_err(&format!("{module}.lora_magnitude_vector"), &m.shape, &[d_out], "the module's output size")),
-                (true, None) => return Err(Error::format(WEIGHTS, format!("use_dora is set but {module}.lora_magnitude_vector is missing"))),
-                (false, Some(_)) => return Err(Error::format(WEIGHTS, format!("{module}.lora_magnitude_vector is present but use_dora is false"))),
-                (false, None) => None,
-            };
-            lin.lora = Some(LoraLayer {
-                lora_a: param(a.transposed(), &device),
-                lora_b: param(b.transposed(), &device),
-                scaling: cfg.scaling_for(&module),
-                magnitude,
-                dropout: cfg.lora_dropout,
-                training: false,
-                enabled: true,
-            });
-        }
-    }
-    let mut virtual_tokens = 0;
-    if prompt_cfg.is_some() || prefix_cfg.is_some() {
-        let t = prompt_table.ok_or_else(|| Error::format(WEIGHTS, "prompt_embeddings is missing"))?;
-        let n = prompt_cfg.as_ref().map(|c| c.num_virtual_tokens).or(prefix_cfg.as_ref().map(|c| c.num_virtual_tokens)).unwrap_or(0);
-        if let Some(cfg) = &prefix_cfg {
-            let (layers, kv_heads, head_dim) = model.kv_layout().expect("checked above");
-            let want = [n, layers * 2 * kv_heads * head_dim];
-            if t.shape != want {
-                let why = format!("num_virtual_tokens={n} and the model's {layers} layers x 2 x {kv_heads} KV heads x {head_dim}");
-                return Err(shape_err("prompt_embeddings", &t.shape, &want, &why));
+            match kind {
+                "bias" => {
+                    let Some(b) = norm.bias.as_mut() else {
+                        return Err(Error::format(WEIGHTS, format!("tensor {key}: the model's {module} has no bias")));
+                    };
+                    if first(&originals, &module, "bias") {
+                        originals.push(Original { module: module.clone(), kind: "bias", value: b.val().detach() });
+                    }
+                    *b = param(t, &device);
+                }
+                _ => {
+                    if first(&originals, &module, "weight") {
+                        originals.push(Original { module: module.clone(), kind: "weight", value: norm.weight.val().detach() });
+                    }
+                    norm.weight = param(t, &device);
+                }
             }
-            if cfg.num_layers.is_some_and(|l| l != layers) {
-                return Err(Error::format(CONFIG, format!("num_layers is {}, but the model has {layers} layers", cfg.num_layers.unwrap_or(0))));
-            }
-            model.prefix = Some(PrefixEncoder { weight: param(t, &device), num_layers: layers, kv_heads, head_dim });
         } else {
-            let want = [n, model.info.hidden_size];
-            if t.shape != want {
-                return Err(shape_err("prompt_embeddings", &t.shape, &want, "num_virtual_tokens and the model's hidden size"));
-            }
-            model.prompt = Some(PromptEmbedding { weight: param(t, &device) });
+            return Err(missing());
         }
-        virtual_tokens = n;
+        replaced += 1;
     }
+    tuner.load(model, &config, own)?;
+    let adapted_modules = model.named_layers().linears.iter().filter(|(_, l)| !l.adapters.is_empty()).count();
+    let virtual_tokens = model.virtual_tokens.as_ref().map_or(0, |v| v.len());
     model.adapter_config = Some(config);
     model.adapter_extras = extras;
     model.adapter_originals = originals;
-    Ok(AdapterSummary { peft_type, adapted_modules: lora_modules + ia3_modules, replaced_tensors: replaced, virtual_tokens })
+    Ok(AdapterSummary { peft_type, adapted_modules, replaced_tensors: replaced, virtual_tokens })
 }
 
 /// True if `module` is selected by `targets`, as PEFT decides: a list entry
@@ -402,5 +359,35 @@ pub fn set_label_names(config: &mut serde_json::Value, labels: &[String]) {
     if let Some(c) = config.as_object_mut() {
         c.insert("id2label".into(), id2label.into());
         c.insert("label2id".into(), label2id.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every method the CLI and the package offer has a module in the registry, and each
+    /// registered `peft_type` finds that module again (a load of its adapters would).
+    #[test]
+    fn every_method_is_registered_once() {
+        let all = [Method::Lora, Method::Dora, Method::Bitfit, Method::Ia3, Method::Prompt, Method::Prefix];
+        assert_eq!(METHODS.len(), all.len(), "a method in METHODS twice, or one missing");
+        for m in all {
+            let t = m.tuner();
+            assert!(std::ptr::addr_eq(tuner_for(t.peft_type()).expect("registered"), t), "{}", m.name());
+        }
+        assert_eq!(peft_types(), ["LORA", "IA3", "PROMPT_TUNING", "PREFIX_TUNING"]);
+    }
+
+    /// A tensor key finds its method's module path, and only at a `.` boundary.
+    #[test]
+    fn keys_split_at_module_boundaries() {
+        assert_eq!(split_key("model.layers.0.q_proj.lora_A.weight", "lora_A.weight"), Some("model.layers.0.q_proj"));
+        assert_eq!(split_key("prompt_embeddings", "prompt_embeddings"), Some(""));
+        assert_eq!(split_key("model.x_lora_A.weight", "lora_A.weight"), None);
+        let lora = Method::Lora.tuner();
+        let (module, suffix, owner) = method_key("h.0.ia3_l", lora).expect("an (IA)³ key");
+        assert_eq!((module.as_str(), suffix, owner.peft_type()), ("h.0", "ia3_l", "IA3"));
+        assert!(method_key("h.0.attn.c_attn.bias", lora).is_none(), "a base tensor is no method's");
     }
 }

@@ -33,11 +33,8 @@ pub struct TrainerState {
 /// Every trainable parameter by a stable name (its module path and role).
 pub fn trainable_names(model: &mut Model) -> Vec<(String, ParamId)> {
     let mut out = vec![];
-    if let Some(p) = &model.prompt {
-        out.push(("prompt_embeddings".into(), p.weight.id));
-    }
-    if let Some(p) = &model.prefix {
-        out.push(("prefix_embeddings".into(), p.weight.id));
+    if let Some(v) = &model.virtual_tokens {
+        out.push((v.method.checkpoint_name().into(), v.table.id));
     }
     let named = model.named_layers();
     for (name, l) in named.linears {
@@ -49,15 +46,8 @@ pub fn trainable_names(model: &mut Model) -> Vec<(String, ParamId)> {
         if let Some(b) = l.bias.as_ref().filter(|b| b.val().is_require_grad()) {
             out.push((format!("{name}.bias"), b.id));
         }
-        if let Some(lora) = &l.lora {
-            out.push((format!("{name}.lora_A"), lora.lora_a.id));
-            out.push((format!("{name}.lora_B"), lora.lora_b.id));
-            if let Some(m) = &lora.magnitude {
-                out.push((format!("{name}.lora_magnitude_vector"), m.id));
-            }
-        }
-        if let Some(v) = &l.ia3 {
-            out.push((format!("{name}.ia3_l"), v.vector.id));
+        for a in &l.adapters {
+            out.extend(a.named().into_iter().map(|(n, id)| (format!("{name}.{n}"), id)));
         }
     }
     for (name, n) in named.norms {

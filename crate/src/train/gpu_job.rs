@@ -145,8 +145,7 @@ async fn exported_with(model: &Model, values: &HashMap<ParamId, Tensor<1>>) -> R
     }
     let mut copy = model.clone();
     copy.network = copy.network.map(&mut Swap(values));
-    copy.prompt = copy.prompt.map(|p| p.map(&mut Swap(values)));
-    copy.prefix = copy.prefix.map(|p| p.map(&mut Swap(values)));
+    copy.virtual_tokens = copy.virtual_tokens.map(|v| v.map(&mut Swap(values)));
     // Tensors an adapter keeps only to write back (a saved head's frozen original) stay as they are.
     Ok(export_adapter(&mut copy).await?.weights)
 }

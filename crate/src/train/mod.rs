@@ -284,7 +284,7 @@ fn loss_of(model: &Model, out: ForwardOutput, head: Option<FrozenHead>, ids: &[V
 /// Freezes every parameter of the base network. Adapters attached afterwards
 /// (and base tensors an adapter replaces) are the trainable set, as in PEFT.
 pub fn freeze(model: Model) -> Model {
-    Model { network: model.network.no_grad(), prompt: model.prompt.map(|p| p.no_grad()), prefix: model.prefix.map(|p| p.no_grad()), ..model }
+    Model { network: model.network.no_grad(), virtual_tokens: model.virtual_tokens.map(|v| v.no_grad()), ..model }
 }
 
 /// How the learning rate moves over training (HF `get_*_schedule_with_warmup`),
@@ -338,8 +338,8 @@ pub struct TrainOptions {
     pub total_steps: usize,
     /// Clip the global gradient norm to this value.
     pub clip: Option<f64>,
-    /// Switch LoRA dropout on during steps (set by [`Trainer::new`] when a layer has it).
-    pub lora_dropout_in_use: bool,
+    /// Switch the adapters' dropout (LoRA's) on during steps (set by [`Trainer::new`] when a layer has it).
+    pub dropout_in_use: bool,
     /// Recompute each decoder layer in the backward pass instead of keeping its activations
     /// ([`checkpointed`]; not with LoRA dropout, whose masks would be drawn twice).
     pub gradient_checkpointing: bool,
@@ -347,7 +347,7 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { optimizer: OptimizerKind::adamw(), lr: 1e-3, schedule: Schedule::Constant, warmup_steps: 0, total_steps: 1, clip: None, lora_dropout_in_use: false, gradient_checkpointing: false }
+        Self { optimizer: OptimizerKind::adamw(), lr: 1e-3, schedule: Schedule::Constant, warmup_steps: 0, total_steps: 1, clip: None, dropout_in_use: false, gradient_checkpointing: false }
     }
 }
 
@@ -385,7 +385,7 @@ pub struct Trainer {
 impl Trainer {
     /// Starts training `model` (already frozen, with its adapter attached).
     pub fn new(mut model: Model, mut opts: TrainOptions) -> Self {
-        opts.lora_dropout_in_use = model.named_layers().linears.iter().any(|(_, l)| l.lora.as_ref().is_some_and(|l| l.dropout > 0.0));
+        opts.dropout_in_use = model.named_layers().linears.iter().any(|(_, l)| l.adapters.iter().any(|a| a.method.dropout() > 0.0));
         Self { model: Some(model), optimizer: Optimizer::new(opts.optimizer.clone()), opts, checkpointed: Default::default(), dp_per_example: Default::default() }
     }
 
@@ -408,7 +408,7 @@ impl Trainer {
     pub fn trainable_parameters(&self) -> usize {
         let m = self.model();
         let net = count_trainable(&m.network);
-        net + m.prompt.as_ref().map_or(0, count_trainable) + m.prefix.as_ref().map_or(0, count_trainable)
+        net + m.virtual_tokens.as_ref().map_or(0, count_trainable)
     }
 
     /// Learning rate of the next step.
@@ -426,11 +426,11 @@ impl Trainer {
         if micro.is_empty() {
             return Err(Error::input("train", "a step needs at least one batch"));
         }
-        if self.opts.lora_dropout_in_use {
+        if self.opts.dropout_in_use {
             set_training(self.model_mut(), true);
         }
         let result = self.accumulate(micro).await;
-        if self.opts.lora_dropout_in_use {
+        if self.opts.dropout_in_use {
             set_training(self.model_mut(), false);
         }
         let (grads, loss_value, grad_norm, norm) = result?;
@@ -457,7 +457,7 @@ impl Trainer {
     /// layer by layer when the options ask and the model allows it.
     fn loss_backward(&self, mb: &MicroBatch, scale: f64, grads: &mut Grads) -> Result<Tensor<1>> {
         let model = self.model();
-        if self.opts.gradient_checkpointing && !self.opts.lora_dropout_in_use {
+        if self.opts.gradient_checkpointing && !self.opts.dropout_in_use {
             if let Some(l) = checkpointed(model, &mb.ids, mb.attention_mask.as_deref(), &mb.targets, scale, grads)? {
                 self.checkpointed.set(self.checkpointed.get() + 1);
                 return Ok(l);
@@ -576,11 +576,8 @@ impl Trainer {
             None => self.clipped_sum_looped(examples, max_grad_norm)?,
         };
         sum.grads.zeros_for(&model.network);
-        if let Some(p) = &model.prompt {
-            sum.grads.zeros_for(p);
-        }
-        if let Some(p) = &model.prefix {
-            sum.grads.zeros_for(p);
+        if let Some(v) = &model.virtual_tokens {
+            sum.grads.zeros_for(v);
         }
         if sum.grads.map.is_empty() {
             return Err(Error::input("train", "the model has no trainable parameters (attach an adapter)"));
@@ -652,11 +649,11 @@ impl Trainer {
     /// per-example clipping replaces it). The stats are the mean per-example
     /// loss and unclipped gradient norm (NaN for an empty batch).
     pub async fn dp_step(&mut self, examples: &[MicroBatch], plan: &dp::DpPlan, rng: &mut rand::rngs::StdRng) -> Result<StepStats> {
-        if self.opts.lora_dropout_in_use {
+        if self.opts.dropout_in_use {
             set_training(self.model_mut(), true);
         }
         let result = self.clipped_sum(examples, plan.max_grad_norm);
-        if self.opts.lora_dropout_in_use {
+        if self.opts.dropout_in_use {
             set_training(self.model_mut(), false);
         }
         let ClippedSum { mut grads, stats, .. } = result?;
@@ -692,28 +689,24 @@ impl Trainer {
     }
 }
 
-/// Turns LoRA dropout on (inside a step) or off.
+/// Turns the adapters' dropout on (inside a step) or off.
 fn set_training(model: &mut Model, on: bool) {
     for (_, l) in model.named_layers().linears {
-        if let Some(lora) = l.lora.as_mut() {
-            lora.training = on;
+        for a in l.adapters.iter_mut() {
+            a.training = on;
         }
     }
 }
 
 fn collect_grads(model: &Model, grads: &mut Grads, g: &mut burn::tensor::Gradients) {
     grads.collect(&model.network, g);
-    if let Some(p) = &model.prompt {
-        grads.collect(p, g);
-    }
-    if let Some(p) = &model.prefix {
-        grads.collect(p, g);
+    if let Some(v) = &model.virtual_tokens {
+        grads.collect(v, g);
     }
 }
 
 fn apply_update(model: Model, opt: &mut Optimizer, grads: &mut Grads, lr: f64) -> Model {
     let network = opt.apply(model.network, grads, lr);
-    let prompt = model.prompt.map(|p| opt.apply(p, grads, lr));
-    let prefix = model.prefix.map(|p| opt.apply(p, grads, lr));
-    Model { network, prompt, prefix, ..model }
+    let virtual_tokens = model.virtual_tokens.map(|v| opt.apply(v, grads, lr));
+    Model { network, virtual_tokens, ..model }
 }

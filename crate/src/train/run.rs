@@ -384,7 +384,7 @@ pub async fn evaluate(model: &Model, examples: &[Example], task: Task, batch: us
             Task::CausalLm => {
                 // Every label except the first of a row is scored (HF's shift),
                 // plus the first when prompt tuning puts virtual tokens before it.
-                let skip_first = model.prompt.is_none();
+                let skip_first = model.prompt().is_none();
                 let n: usize = b.labels.iter().map(|r| r.iter().skip(skip_first as usize).filter(|&&l| l != super::IGNORE).count()).sum();
                 if n == 0 {
                     continue;

@@ -486,7 +486,7 @@ pub fn prepare(current: &Model, base: &Model, spec: &TrainSpec, train: &Dataset,
         patience: spec.patience,
         pad_id,
         dp: spec.dp.clone(),
-        optim: TrainOptions { optimizer, lr: spec.lr, schedule: spec.schedule, warmup_steps: spec.warmup, total_steps: 1, clip: spec.clip, lora_dropout_in_use: false, gradient_checkpointing: spec.gradient_checkpointing },
+        optim: TrainOptions { optimizer, lr: spec.lr, schedule: spec.schedule, warmup_steps: spec.warmup, total_steps: 1, clip: spec.clip, dropout_in_use: false, gradient_checkpointing: spec.gradient_checkpointing },
     };
     let total_parameters = model.info.num_parameters;
     let (train_examples, eval_examples) = (train_ex.len(), eval_ex.len());
