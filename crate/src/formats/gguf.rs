@@ -805,6 +805,12 @@ pub trait GgufFamily: Sync {
     /// indices must be below `n_layers`.
     fn tensor_name(&self, arch: &str, name: &str, n_layers: u64) -> Option<String>;
 
+    /// The `blk.N.<part>.weight` projections a llama.cpp LoRA adapter may target (named as in
+    /// the base file; the GGUF LoRA export maps each adapted HF module back to one of them).
+    fn projection_parts(&self) -> &'static [&'static str] {
+        &["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+    }
+
     /// For a projection llama.cpp's converter permuted for ggml's interleaved RoPE (its llama
     /// converter permutes q/k): how many heads to undo it over, from the HF config.
     fn permuted_heads(&self, _arch: &str, _hf_name: &str, _config: &Value) -> Option<usize> {

@@ -432,6 +432,11 @@ impl GgufFamily for Phi3Gguf {
         &[("phi3", "Phi3ForCausalLM")]
     }
 
+    /// The fused `qkv_proj` and `gate_up_proj` are `attn_qkv` and `ffn_up`.
+    fn projection_parts(&self) -> &'static [&'static str] {
+        &["attn_qkv", "attn_output", "ffn_up", "ffn_down"]
+    }
+
     /// transformers' `Phi3Config` from what llama.cpp's `Phi3MiniModel` converter writes:
     /// `rope.dimension_count` is the rotated part of each head (Phi-4-mini rotates 3/4), a
     /// `sliding_window` of 0 means none, and a longrope model's factors are the

@@ -1,10 +1,12 @@
-//! New adapters: PEFT's targets, initialisation and `adapter_config.json`
-//! for a method, attached to a (frozen) model ready to train.
+//! New adapters: the method option ([`Method`]), what to create ([`AdapterSpec`]), and the
+//! steps every method shares around its own `create` (`Tuner::create`, in its module): a
+//! classification head made or checked, `modules_to_save`, the head trained whole, and the
+//! base tensors made trainable remembered for switching the adapter off.
 //!
-//! Initialisation follows PEFT: LoRA A kaiming-uniform (a = sqrt 5, so
-//! U(±1/sqrt(in))) or Gaussian N(0, 1/r), B zero, DoRA magnitude = the row norms
-//! of W; (IA)³ ones; prompt and prefix tables N(0, 1) (`nn.Embedding`), or a
-//! prompt copied from the init text's token embeddings.
+//! Each method initialises as PEFT does (in its module): LoRA A kaiming-uniform (a = sqrt 5,
+//! so U(±1/sqrt(in))) or Gaussian N(0, 1/r), B zero, DoRA magnitude = the row norms of W;
+//! (IA)³ ones; prompt and prefix tables N(0, 1) (`nn.Embedding`), or a prompt copied from the
+//! init text's token embeddings.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

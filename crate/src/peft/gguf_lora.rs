@@ -21,7 +21,8 @@ use crate::models::{gguf_architecture, gguf_architectures, Model};
 /// `blk.3.ffn_up.weight`), the inverse of the family's `GgufFamily::tensor_name`.
 fn gguf_name(family: &dyn GgufFamily, arch: &str, module: &str, n_layers: u64) -> Option<String> {
     let layer: u64 = module.strip_prefix("model.layers.")?.split('.').next()?.parse().ok()?;
-    ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+    family
+        .projection_parts()
         .iter()
         .map(|part| format!("blk.{layer}.{part}.weight"))
         .find(|g| family.tensor_name(arch, g, n_layers).as_deref() == Some(&format!("{module}.weight")))
