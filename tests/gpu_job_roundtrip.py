@@ -14,6 +14,7 @@ Needs torch, transformers, peft and accelerate. Exits non-zero on any mismatch.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,27 @@ CASES = [
     ("bert-seqcls-lora", "tiny-bert", CLASSES, ["--method", "lora"]),
     ("phi3-lora", "tiny-phi3", CAUSAL, ["--method", "lora"]),
     ("modernbert-seqcls-ia3", "tiny-modernbert", CLASSES, ["--method", "ia3"]),
+    # A GGUF base, as the page's bundled SmolLM2 and Qwen are: transformers dequantises it.
+    ("llama-gguf-lora", os.path.join("gguf", "tiny-llama", "model.gguf"), CAUSAL, ["--method", "lora"]),
+    # Dropout in the base's config, as all-MiniLM-L6-v2 has (0.1): webpeft trains the frozen base
+    # without dropout, so the job must too, or its losses wander off webpeft's.
+    ("bert-dropout-seqcls-lora", "tiny-bert+dropout", CLASSES, ["--method", "lora"]),
 ]
+
+
+def with_dropout(src, tmp):
+    """A copy of the fixture `src` whose config sets every dropout probability to 0.1."""
+    dst = os.path.join(tmp, os.path.basename(src) + "-dropout")
+    shutil.copytree(src, dst)
+    cfg_path = os.path.join(dst, "config.json")
+    with open(cfg_path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    for k, v in cfg.items():
+        if ("dropout" in k or k.endswith("pdrop")) and isinstance(v, float):
+            cfg[k] = 0.1
+    with open(cfg_path, "w", encoding="utf-8") as f:
+        json.dump(cfg, f)
+    return dst
 
 
 def run(cmd, **kw):
@@ -53,7 +74,9 @@ def main():
         if args.cases and name not in args.cases:
             continue
         tmp = tempfile.mkdtemp(prefix=f"webpeft-gpujob-{name}-")
-        base = os.path.join(FIX, model)
+        base = os.path.join(FIX, model.split("+")[0])
+        if model.endswith("+dropout"):
+            base = with_dropout(base, tmp)
         flags = [base, *data, *method, "--steps", "6", "--batch", "2", "--seq-len", "64", "--seed", "3", "--save-every", "3"]
         if "--lr" not in method:
             flags += ["--lr", "1e-2"]

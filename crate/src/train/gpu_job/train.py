@@ -23,8 +23,10 @@ import warnings
 import torch
 from safetensors.torch import load_file
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    PretrainedConfig,
     Trainer,
     TrainerCallback,
     TrainerState,
@@ -42,17 +44,39 @@ def load_job():
         return json.load(f)
 
 
+def without_dropout(config):
+    """Every dropout probability in `config` (and its sub-configs) set to 0: webpeft trains the
+    frozen base without dropout (only the adapter's own, e.g. lora_dropout), and modules read
+    these when they are built, so the config must say so before the model is."""
+    for k, v in vars(config).items():
+        if isinstance(v, PretrainedConfig):
+            without_dropout(v)
+        elif ("dropout" in k or k.endswith("pdrop")) and isinstance(v, float):
+            setattr(config, k, 0.0)
+    return config
+
+
 def load_base(job, path):
-    """The base model as webpeft trained on it (float32), with its classification head size."""
-    kw = {"dtype": torch.float32}
+    """The base model as webpeft trained on it (float32, no dropout), with its classification head size."""
+    kw = {}
     if path.endswith(".gguf"):
         kw["gguf_file"] = os.path.basename(path)
         path = os.path.dirname(path) or "."
+    head = {}
     if job["task"] == "seq-cls":
         labels = job["labels"] or []
-        kw.update(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
-        return AutoModelForSequenceClassification.from_pretrained(path, **kw)
-    return AutoModelForCausalLM.from_pretrained(path, **kw)
+        head = dict(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    config = without_dropout(AutoConfig.from_pretrained(path, **kw, **head))
+    auto = AutoModelForSequenceClassification if job["task"] == "seq-cls" else AutoModelForCausalLM
+    model = auto.from_pretrained(path, config=config, dtype=torch.float32, **kw)
+    if "gguf_file" in kw:
+        # transformers 5 dequantises a GGUF to float32 but keeps it marked as quantized, and its
+        # Trainer refuses to train a model so marked; the weights are plain tensors, so the mark goes.
+        model.hf_quantizer, model.is_quantized = None, False
+        model.__dict__.pop("quantization_method", None)
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model
 
 
 class Rows(torch.utils.data.Dataset):
