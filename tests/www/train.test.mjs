@@ -99,6 +99,9 @@ test("train MiniLM on the ticket CSV: chart, pause/resume, stop, compare, downlo
   await dl.saveAs(zipPath);
   const files = unzipSync(new Uint8Array(readFileSync(zipPath)));
   assert.ok(files["README.md"], "README.md in the zip");
+  // Its Python names the labels with int keys, as the model's predictions are (transformers 5 keeps
+  // string keys given to from_pretrained; tests/flow_check.py runs this snippet).
+  assert.match(strFromU8(files["README.md"]), /id2label=\{0: "billing", 1: "bug", 2: "feature"\}\)/);
   const config = JSON.parse(strFromU8(files["adapter_config.json"]));
   assert.equal(config.peft_type, "LORA");
   assert.equal(config.base_model_name_or_path, "sentence-transformers/all-MiniLM-L6-v2");

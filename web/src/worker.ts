@@ -704,8 +704,10 @@ function adapterReadme(config: Uint8Array, sidecar: Uint8Array): string {
   const seqCls = cfg.task_type === "SEQ_CLS" || side.task === "seq-cls";
   const labels = Array.isArray(side.labels) ? (side.labels as string[]) : undefined;
   const auto = seqCls ? "AutoModelForSequenceClassification" : "AutoModelForCausalLM";
+  // A Python dict with int keys: transformers 5 keeps the string keys given to from_pretrained,
+  // and the model's predictions (ints) would not find their names in `model.config.id2label`.
   const extra = seqCls && labels
-    ? `, num_labels=${labels.length},\n    id2label=${JSON.stringify(Object.fromEntries(labels.map((l, i) => [i, l])))}`
+    ? `, num_labels=${labels.length},\n    id2label={${labels.map((l, i) => `${i}: ${JSON.stringify(l)}`).join(", ")}}`
     : "";
   return `# PEFT adapter trained in the browser with webpeft
 

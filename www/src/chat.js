@@ -39,7 +39,7 @@ export const chatTranscript = () => snapshot;
 /** Takes the snapshot the project saves (after an exchange, or a new conversation). */
 function keep() {
   snapshot = SIDES[0].messages.length ? { model: conv.model, adapter: conv.adapter, dropped: conv.dropped, base: SIDES[0].messages.slice(), adapted: SIDES[1].messages.slice() } : null;
-  workChanged();
+  workChanged({ now: true });
 }
 
 /** Section 5 shows the chat for a causal-lm task on a model with a chat template (else the single-prompt comparison). */

@@ -511,7 +511,7 @@ async function loadRun(p, run) {
 
 export function wireProjects() {
   // After a change, and after the data's check (the default name reads the classes it found).
-  for (const kind of ["webpeft:work-changed", "webpeft:data-checked"]) document.addEventListener(kind, () => saving.soon(800));
+  for (const kind of ["webpeft:work-changed", "webpeft:data-checked"]) document.addEventListener(kind, (e) => saving.soon(e.detail?.now ? 0 : 800));
   for (const kind of ["input", "change"]) $("method-section").addEventListener(kind, () => saving.soon(800));
   $("eval-split").addEventListener("input", () => saving.soon(800));
   $("project-name").addEventListener("input", () => {

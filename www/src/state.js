@@ -35,5 +35,9 @@ export async function takeAdapterOff() {
   adapterChanged();
 }
 
-/** Says that the work changed (the model loaded, the data, a setting): projects.js saves the project soon. */
-export const workChanged = () => document.dispatchEvent(new CustomEvent("webpeft:work-changed"));
+/**
+ * Says that the work changed (the model loaded, the data, a setting): projects.js saves the project
+ * soon, or at once with `now` (a finished chat exchange: nothing more is coming to wait for, and a
+ * reload right after it would otherwise lose it).
+ */
+export const workChanged = ({ now = false } = {}) => document.dispatchEvent(new CustomEvent("webpeft:work-changed", { detail: { now } }));
