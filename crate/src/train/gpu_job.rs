@@ -27,7 +27,8 @@ use crate::peft::export::export_adapter;
 /// The Python side: static, it reads everything from `job.json`.
 const TRAIN_PY: &str = include_str!("gpu_job/train.py");
 const README: &str = include_str!("gpu_job/README.md");
-const REQUIREMENTS: &str = "torch>=2.2\ntransformers>=4.56\npeft>=0.17\naccelerate>=1.0\nsafetensors\n";
+// gguf: transformers reads a .gguf base (the page's bundled SmolLM2 and Qwen) with it.
+const REQUIREMENTS: &str = "torch>=2.2\ntransformers>=4.56\npeft>=0.17\naccelerate>=1.0\nsafetensors\ngguf>=0.10\n";
 
 /// The files of a GPU job for `run`, which stands at a checkpoint (its adapter and optimiser
 /// state loaded, see [`super::checkpoint::load_state`]). `spec` is the run's job; `labels` its
