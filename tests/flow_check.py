@@ -143,9 +143,9 @@ def check_llama_cpp(c, replies, tokenizer, tmp):
         side = "adapted" if call["adapter"] else "base"
         text = tokenizer.decode(res["greedy"], skip_special_tokens=True)
         same += text.strip() == call["text"].strip()
-        llama = [lt for _, lt, _ in res["forced"]]
+        llama = [lt for _, lt in res["forced"]]
         want = r["on"] if call["adapter"] else r["off"]
-        gap = max(mx - lt for mx, lt, _ in res["forced"])
+        gap = max(mx - lt for mx, lt in res["forced"])
         diff = max(abs(a - b) for a, b in zip(llama, want))
         worst_gap, worst_diff = max(worst_gap, gap), max(worst_diff, diff)
         effect = max(abs(a - b) for a, b in zip(r["on"], r["off"]))

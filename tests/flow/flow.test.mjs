@@ -58,26 +58,28 @@ async function download(page, button, name) {
   return path;
 }
 
-/** The current project's saved record in OPFS (the runs with their loss series). */
+/** The saved record of the project named like `nameRe` in OPFS (null when none), with its saved conversation as `savedChat` (null when none). */
 const savedProject = (page, nameRe) =>
   page.evaluate(async (src) => {
     const re = new RegExp(src);
+    const read = async (dir, name) => JSON.parse(await (await (await dir.getFileHandle(name)).getFile()).text());
     const projects = await (await navigator.storage.getDirectory()).getDirectoryHandle("webpeft-projects");
     for await (const dir of projects.values()) {
-      const p = JSON.parse(await (await (await dir.getFileHandle("project.json")).getFile()).text());
-      if (re.test(p.name)) return p;
+      const p = await read(dir, "project.json");
+      if (re.test(p.name)) return { ...p, savedChat: p.chat ? await read(dir, p.chat) : null };
     }
     return null;
   }, nameRe.source);
 
-/** Waits until the project named like `nameRe` has saved a run; returns that run. */
-async function savedRun(page, nameRe) {
+/** Waits until the project named like `nameRe` is saved with `ready(project)` true (it is saved a moment after the work); returns the project. */
+async function savedWhen(page, nameRe, ready, what) {
+  let last = null;
   for (let tries = 0; tries < 100; tries++) {
-    const p = await savedProject(page, nameRe);
-    if (p?.runs?.length) return p.runs.at(-1);
+    last = await savedProject(page, nameRe);
+    if (last && ready(last)) return last;
     await page.waitForTimeout(200);
   }
-  throw new Error(`no run saved in a project named ${nameRe}`);
+  throw new Error(`no ${what} saved in the project ${nameRe}: ${JSON.stringify(last)?.slice(0, 500)}; console: ${b.console.slice(-20).join(" | ")}`);
 }
 
 /** Starts with the suggested settings, pauses after a step, downloads the GPU job, resumes, and waits for the end. */
@@ -93,25 +95,6 @@ async function trainWithPause(page, jobName) {
   const steps = Number((await trainStatus(page).textContent()).match(/^Finished: (\d+) steps/)[1]);
   assert.ok(pausedAt >= 1 && pausedAt < steps, `paused at ${pausedAt} of ${steps}`);
   return { job, pausedAt, steps };
-}
-
-/** Waits until the project named like `nameRe` has saved a conversation of `n` messages a side (a moment after each exchange). */
-async function savedChat(page, nameRe, n) {
-  let last = null;
-  for (let tries = 0; tries < 100; tries++) {
-    last = await page.evaluate(async (src) => {
-      const re = new RegExp(src);
-      const projects = await (await navigator.storage.getDirectory()).getDirectoryHandle("webpeft-projects");
-      for await (const dir of projects.values()) {
-        const p = JSON.parse(await (await (await dir.getFileHandle("project.json")).getFile()).text());
-        if (re.test(p.name)) return p.chat ? JSON.parse(await (await (await dir.getFileHandle(p.chat)).getFile()).text()) : null;
-      }
-      return null;
-    }, nameRe.source);
-    if (last?.base.length === n) return last;
-    await page.waitForTimeout(200);
-  }
-  throw new Error(`no conversation of ${n} messages a side saved in the project ${nameRe}: ${JSON.stringify(last)}; console: ${b.console.slice(-20).join(" | ")}`);
 }
 
 /** Every tuner.chat call from now on, with what it was given and what it answered. */
@@ -160,7 +143,7 @@ test("classification: typed classes, the suggested settings, at least 85% held o
   );
   assert.deepEqual(predictions.map((p) => p.text), texts);
 
-  const run = await savedRun(page, /on all-MiniLM-L6-v2$/);
+  const run = (await savedWhen(page, /on all-MiniLM-L6-v2$/, (p) => p.runs.length > 0, "run")).runs.at(-1);
   Object.assign(manifest.classification, {
     model: "models/all-MiniLM-L6-v2",
     adapter: await download(page, "Download adapter", "classification-adapter.zip"),
@@ -215,10 +198,9 @@ test("chat: typed conversations, the suggested settings, a multi-turn chat with 
   // The style shows: the adapted replies are not the base model's.
   assert.notDeepEqual(replies(true), replies(false), "the adapted replies differ from the base model's");
   manifest.chat.calls = calls;
-  // The conversation is kept with the project, as the rest of the work is.
-  await savedChat(page, /^Typed conversations on SmolLM2-135M-Instruct$/, 2 * CHAT_PROMPTS.length);
-
-  const run = await savedRun(page, /^Typed conversations on SmolLM2-135M-Instruct$/);
+  // The conversation is kept with the project, as the rest of the work is, and so is the run.
+  const saved = await savedWhen(page, /^Typed conversations on SmolLM2-135M-Instruct$/, (p) => p.runs.length > 0 && p.savedChat?.base.length === 2 * CHAT_PROMPTS.length, `run and conversation of ${2 * CHAT_PROMPTS.length} messages a side`);
+  const run = saved.runs.at(-1);
   Object.assign(manifest.chat, {
     model: "models/SmolLM2-135M-Instruct.Q4_1.gguf",
     adapter: await download(page, "Download adapter", "chat-adapter.zip"),
