@@ -3,7 +3,10 @@
 # wgpu, and burn's Flex CPU backend on one thread) into web/pkg/, and the CPU-only
 # threads build (`web-threads`: Flex on a pool of Web Workers, for cross-origin
 # isolated pages) into web/pkg-threads/. Each is wasm-bindgen's `web` target, then
-# binaryen's wasm-opt -O2 (the npm package `binaryen`; WEBPEFT_WASM_OPT=0 skips it).
+# binaryen's wasm-opt -O2 (the npm package `binaryen`). WEBPEFT_WASM_OPT: 1 (default, and
+# what `npm pack` ships) optimises both; `main` only the main build, as the test scripts
+# choose (the threads build's wasm-opt took 2 of a cold `npm test`'s minutes, and its
+# output is tested by `WEBPEFT_WASM_OPT=1 npm run test:web`); 0 neither.
 # Prints the wasm sizes, raw, gzip and brotli (scripts/wasm-sizes.mjs).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -24,8 +27,11 @@ opt_keys=""
 # (WebAssembly.Table.set rejects wasm-bindgen's externref table entries).
 wasm_opt=node_modules/.bin/wasm-opt
 optimise() {
-  local file="$1"; shift
-  [ "${WEBPEFT_WASM_OPT:-1}" != "0" ] || return 0
+  local which="$1" file="$2"; shift 2
+  case "${WEBPEFT_WASM_OPT:-1}" in
+    0) return 0 ;;
+    main) [ "$which" = main ] || { echo "== wasm-opt skipped for $file (WEBPEFT_WASM_OPT=main)"; return 0; } ;;
+  esac
   local key cached
   # Keyed by the input and the tool's version (binaryen versions give different outputs).
   key=$({ sha256sum < "$file"; "$wasm_opt" --version; } | sha256sum | cut -c1-16)
@@ -53,7 +59,7 @@ RUSTFLAGS="${RUSTFLAGS:-} --cfg getrandom_backend=\"wasm_js\" -C target-feature=
   cargo rustc --profile "$profile" --target wasm32-unknown-unknown -p webpeft --features web --lib --crate-type cdylib
 rm -rf web/pkg
 wasm-bindgen --target web --out-dir web/pkg --out-name webpeft "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/webpeft.wasm"
-optimise web/pkg/webpeft_bg.wasm
+optimise main web/pkg/webpeft_bg.wasm
 
 echo "== cargo build (wasm32 with atomics, features web-threads)"
 # The CPU backend on a pool of Web Workers (wasm-bindgen-rayon) needs wasm
@@ -94,12 +100,12 @@ else
     cargo rustc --release --target wasm32-unknown-unknown -p webpeft --features web-threads --lib --crate-type cdylib \
     -Z build-std=panic_abort,std --target-dir "$threads_target" -- "${link[@]}"
   wasm-bindgen --target web --out-dir web/pkg-threads --out-name webpeft "$threads_target/wasm32-unknown-unknown/release/webpeft.wasm"
-  optimise web/pkg-threads/webpeft_bg.wasm --enable-threads
+  optimise threads web/pkg-threads/webpeft_bg.wasm --enable-threads
 fi
 
-# Keep the cache to the two current outputs (only when wasm-opt ran: with
-# WEBPEFT_WASM_OPT=0 there are no current keys, and the cache is shared).
-if [ -n "$opt_keys" ]; then
+# Keep the cache to the two current outputs (only when both were optimised: otherwise
+# there are fewer current keys, and a kept output may still be wanted).
+if [ "${WEBPEFT_WASM_OPT:-1}" = "1" ] && [ -n "$opt_keys" ]; then
   for f in "$CARGO_TARGET_DIR"/wasm-opt/*.wasm; do
     [ -e "$f" ] || continue
     case "$opt_keys" in *"$(basename "$f" .wasm)"*) ;; *) rm -f "$f" ;; esac

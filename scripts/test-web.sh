@@ -10,12 +10,16 @@ set -euo pipefail
 # Tests build the native side with the `ci` profile (scripts/env.sh).
 export WEBPEFT_PROFILE="${WEBPEFT_PROFILE:-ci}"
 source "$(dirname "$0")/env.sh"
+# wasm-opt on the main wasm only (its size is checked as shipped); the threads build is
+# tested as rustc and wasm-bindgen emit it (scripts/build-web.sh). WEBPEFT_WASM_OPT=1
+# tests both optimised, as `npm pack` ships them.
+export WEBPEFT_WASM_OPT="${WEBPEFT_WASM_OPT:-main}"
 cd "$WEBPEFT_ROOT"
 bash scripts/setup-web.sh
 
 if [ ! -x "$WEBPEFT_BIN" ]; then
   echo "== native CLI (for the adapter parity checks)"
-  cargo build --profile "$WEBPEFT_PROFILE" --features cli -p webpeft
+  cargo build --profile "$WEBPEFT_PROFILE" --features cli-cpu -p webpeft
 fi
 
 echo "== wasm (scripts/build-web.sh)"

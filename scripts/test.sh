@@ -13,7 +13,7 @@ bash scripts/setup.sh
 log="$(mktemp)"
 echo "== native tests (cargo test --profile $WEBPEFT_PROFILE)"
 # Two test threads: the GPU tests run on lavapipe, which uses every core anyway.
-cargo test --profile "$WEBPEFT_PROFILE" --features cli -p webpeft -- --test-threads=2 2>&1 | tee "$log"
+cargo test --profile "$WEBPEFT_PROFILE" --features cli-cpu -p webpeft -- --test-threads=2 2>&1 | tee "$log"
 
 echo "== browser: wasm build, npm package, tests"
 weblog="$(mktemp)"

@@ -347,6 +347,7 @@ fn dp_falls_back_to_a_pass_per_example_without_a_rule() {
 }
 
 /// The same on wgpu (lavapipe here), for a decoder, an encoder and BitFit.
+#[cfg(feature = "gpu")]
 #[test]
 fn batched_per_example_gradients_equal_one_pass_per_example_on_gpu() {
     batched_equals_looped(Backend::Gpu, &[("llama", "llama-lora"), ("bert", "bert-ia3"), ("gpt2", "gpt2-bitfit")]);

@@ -238,8 +238,11 @@ fn safetensors_bf16_f16_and_sharded() {
     // The 16-bit matrices stay 16-bit on the device (every one here has rows of 64 or 128).
     assert_eq!(m.info.device_blocks, vec!["BF16".to_string()]);
     assert_eq!(load(&fixture("tiny-llama-f16"), Backend::Cpu).info.device_blocks, vec!["F16".to_string()]);
-    check_decoder("tiny-llama-bf16", "tiny-llama-bf16", Backend::Gpu);
-    check_decoder("tiny-llama-f16", "tiny-llama-f16", Backend::Gpu);
+    #[cfg(feature = "gpu")]
+    {
+        check_decoder("tiny-llama-bf16", "tiny-llama-bf16", Backend::Gpu);
+        check_decoder("tiny-llama-f16", "tiny-llama-f16", Backend::Gpu);
+    }
 }
 
 #[test]

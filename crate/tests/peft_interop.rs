@@ -76,6 +76,7 @@ fn peft_adapters_give_peft_logits_on_cpu() {
     assert_eq!(n, 80);
 }
 
+#[cfg(feature = "gpu")]
 #[test]
 fn peft_adapters_give_peft_logits_on_gpu() {
     for model in MODELS {

@@ -109,6 +109,7 @@ fn qwen_coder_logits_match_on_cpu() {
 
 /// On wgpu (lavapipe here) through the quantized base: the f32 head (544 MB) was more than
 /// lavapipe would allocate; its Q6_K blocks take 136 MB of codes.
+#[cfg(feature = "gpu")]
 #[test]
 #[ignore = "needs the 491 MB Qwen2.5-Coder GGUF: npm run test:big"]
 fn qwen_coder_logits_match_on_wgpu() {
@@ -173,6 +174,7 @@ fn gemma3_270m_loads_and_tokenizes_as_transformers_does() {
 }
 
 /// Gemma-3-270M's 262,144 x 640 embedding is 671 MB as f32; in its blocks it fits lavapipe.
+#[cfg(feature = "gpu")]
 #[test]
 #[ignore = "needs the 253 MB Gemma-3-270M GGUF: npm run test:big"]
 fn gemma3_270m_logits_match_on_wgpu() {

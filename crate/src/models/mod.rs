@@ -387,7 +387,7 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(value: &serde_json::V
 /// How the frozen base's weights are held on the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli-cpu", derive(clap::ValueEnum))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Quantize {
     /// As stored: GGUF block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) stay in
@@ -398,11 +398,11 @@ pub enum Quantize {
     F32,
     /// Float linear and embedding weights quantized to Q8_0 on load (GGUF blocks stay as stored).
     #[serde(rename = "q8_0")]
-    #[cfg_attr(feature = "cli", value(name = "q8_0"))]
+    #[cfg_attr(feature = "cli-cpu", value(name = "q8_0"))]
     Q8_0,
     /// Float linear and embedding weights quantized to Q4_0 on load.
     #[serde(rename = "q4_0")]
-    #[cfg_attr(feature = "cli", value(name = "q4_0"))]
+    #[cfg_attr(feature = "cli-cpu", value(name = "q4_0"))]
     Q4_0,
 }
 

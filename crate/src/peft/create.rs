@@ -22,7 +22,7 @@ use crate::models::{in_head, Model, Original};
 /// `prompt` or `prefix` (CLI flags and JS options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli-cpu", derive(clap::ValueEnum))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Method {
     Lora,

@@ -467,7 +467,7 @@ fn parse_txt(source: &str, text: &str) -> Dataset {
 /// (CLI flags, JS options, `webpeft.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli-cpu", derive(clap::ValueEnum))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Task {
     /// Next-token prediction.

@@ -20,7 +20,7 @@ use crate::peft::{set_label_names, TargetModules};
 /// spec's `weight_decay` and `momentum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli-cpu", derive(clap::ValueEnum))]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename = "Optimizer"))]
 pub enum OptimizerName {
     /// PyTorch's AdamW (betas 0.9, 0.999, eps 1e-8).
@@ -32,7 +32,7 @@ pub enum OptimizerName {
 /// Which adapter a run trains when the model already carries one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli-cpu", derive(clap::ValueEnum))]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename = "AdapterChoice"))]
 pub enum AdapterMode {
     /// A fresh adapter built from the options on the adapter-free base model;
@@ -51,102 +51,102 @@ pub enum AdapterMode {
 /// a model is touched.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli-cpu", derive(clap::Args))]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase", optional_fields))]
 pub struct TrainSpec {
     /// `causal-lm` (next-token prediction) or `seq-cls` (classification).
-    #[cfg_attr(feature = "cli", arg(long, value_enum))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, value_enum))]
     pub task: Task,
     /// The PEFT method.
-    #[cfg_attr(feature = "cli", arg(long, value_enum))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, value_enum))]
     pub method: Method,
     /// With an adapter already on the model: `new` or `continue`. Unset, it
     /// is `continue` when the adapter these options would create has the
     /// attached adapter's settings (see `prepare`), else `new`.
-    #[cfg_attr(feature = "cli", arg(skip))]
+    #[cfg_attr(feature = "cli-cpu", arg(skip))]
     pub adapter: Option<AdapterMode>,
     /// LoRA rank (PEFT's default 8).
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub r: Option<usize>,
     /// LoRA alpha (PEFT's default 8).
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub alpha: Option<f64>,
     /// LoRA dropout, applied in training steps only.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().dropout))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().dropout))]
     pub dropout: f64,
     /// Module names, or one `re:<regex>` (the CLI's `--targets` takes them comma-separated).
-    #[cfg_attr(feature = "cli", arg(skip))]
+    #[cfg_attr(feature = "cli-cpu", arg(skip))]
     pub targets: Option<Vec<String>>,
     /// rsLoRA: scale by alpha / sqrt(r) instead of alpha / r.
-    #[cfg_attr(feature = "cli", arg(long = "rslora"))]
+    #[cfg_attr(feature = "cli-cpu", arg(long = "rslora"))]
     pub rslora: bool,
     /// LoRA init `gaussian` instead of kaiming-uniform.
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub gaussian_init: bool,
     /// Prompt / prefix tuning length (default 8).
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub virtual_tokens: Option<usize>,
     /// Prompt tuning: initialise from this text's token embeddings.
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub init_text: Option<String>,
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().epochs))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().epochs))]
     pub epochs: usize,
     /// Optimiser steps (overrides epochs).
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub steps: Option<usize>,
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().lr))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().lr))]
     pub lr: f64,
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().batch))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().batch))]
     pub batch: usize,
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().seq_len))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().seq_len))]
     pub seq_len: usize,
     /// Warm-up steps (linear from 0).
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().warmup))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().warmup))]
     pub warmup: usize,
-    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = defaults().schedule))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, value_enum, default_value_t = defaults().schedule))]
     pub schedule: Schedule,
-    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = defaults().optimizer))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, value_enum, default_value_t = defaults().optimizer))]
     pub optimizer: OptimizerName,
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().weight_decay))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().weight_decay))]
     pub weight_decay: f64,
     /// SGD momentum.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().momentum))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().momentum))]
     pub momentum: f64,
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().seed))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().seed))]
     pub seed: u64,
     /// Shuffle the training rows each epoch (the CLI's `--no-shuffle` turns it off).
-    #[cfg_attr(feature = "cli", arg(long = "no-shuffle", action = clap::ArgAction::SetFalse))]
+    #[cfg_attr(feature = "cli-cpu", arg(long = "no-shuffle", action = clap::ArgAction::SetFalse))]
     pub shuffle: bool,
     /// Micro-batches per optimiser step.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().grad_accum))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().grad_accum))]
     pub grad_accum: usize,
     /// Clip the global gradient norm.
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub clip: Option<f64>,
     /// Evaluate every N steps (and always at the end).
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub eval_every: Option<usize>,
     /// Share of the training data held out for eval when no eval file is given.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = defaults().eval_split))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, default_value_t = defaults().eval_split))]
     pub eval_split: f64,
     /// Early stopping: evaluations without improvement of the eval loss.
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub patience: Option<usize>,
     /// Written to `base_model_name_or_path` (the CLI writes the model's path).
-    #[cfg_attr(feature = "cli", arg(skip))]
+    #[cfg_attr(feature = "cli-cpu", arg(skip))]
     pub base_model: String,
     /// Differentially private training (DP-SGD); unset trains normally (the CLI's `--dp`).
-    #[cfg_attr(feature = "cli", arg(skip))]
+    #[cfg_attr(feature = "cli-cpu", arg(skip))]
     pub dp: Option<super::dp::DpSpec>,
     /// Recompute each decoder layer (the layer-stack families) in the backward pass instead of
     /// keeping its activations: about one layer's activations in memory, for a second forward
     /// pass. Not with LoRA dropout or prefix tuning (those train without it).
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli-cpu", arg(long))]
     pub gradient_checkpointing: bool,
 }
 
 /// The defaults, which the CLI's flags show too.
-#[cfg(feature = "cli")]
+#[cfg(feature = "cli-cpu")]
 fn defaults() -> TrainSpec {
     TrainSpec::default()
 }

@@ -103,9 +103,14 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     eprintln!("{what}: max abs diff {d:e} (tolerance {tol:e})");
 }
 
-/// Backends to test: the CPU always, the GPU through wgpu (lavapipe here).
+/// Backends to test: the CPU always, and the GPU through wgpu (lavapipe here) in a build
+/// with the `gpu` feature (`npm run test:gpu`; `npm test` builds without it).
 pub fn backends() -> Vec<Backend> {
-    vec![Backend::Cpu, Backend::Gpu]
+    if cfg!(feature = "gpu") {
+        vec![Backend::Cpu, Backend::Gpu]
+    } else {
+        vec![Backend::Cpu]
+    }
 }
 
 /// Name -> (shape, values) of an adapter safetensors file; checks every tensor

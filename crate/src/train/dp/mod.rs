@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// The privacy accountant of a DP run, named as Opacus's `mechanism()` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli-cpu", derive(clap::ValueEnum))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Accountant {
     /// Privacy loss random variables composed numerically (Gopi et al. 2021):
@@ -68,30 +68,30 @@ impl Accountant {
 /// The CLI takes these flags after `--dp`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli-cpu", derive(clap::Args))]
 #[cfg_attr(test, derive(ts_rs::TS), ts(rename = "DpOptions", rename_all = "camelCase", optional_fields))]
 pub struct DpSpec {
     /// The epsilon to reach at the end of the run; the noise multiplier is
     /// found with Opacus's `get_noise_multiplier` and `accountant`. Ignored
     /// when `noise_multiplier` is given.
-    #[cfg_attr(feature = "cli", arg(long, requires = "dp"))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, requires = "dp"))]
     pub target_epsilon: Option<f64>,
-    #[cfg_attr(feature = "cli", arg(long, requires = "dp", default_value_t = DpSpec::default().delta))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, requires = "dp", default_value_t = DpSpec::default().delta))]
     pub delta: f64,
     /// Per-example clipping norm `C`, over all trainable tensors together.
-    #[cfg_attr(feature = "cli", arg(long, requires = "dp", default_value_t = DpSpec::default().max_grad_norm))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, requires = "dp", default_value_t = DpSpec::default().max_grad_norm))]
     pub max_grad_norm: f64,
     /// Noise std relative to `max_grad_norm`; overrides `target_epsilon`.
-    #[cfg_attr(feature = "cli", arg(long, requires = "dp"))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, requires = "dp"))]
     pub noise_multiplier: Option<f64>,
     /// Seeds the noise and the Poisson sampling. For tests only: anyone who
     /// knows the seed can subtract the noise, which voids the guarantee. Unset,
     /// both come from the operating system's entropy.
-    #[cfg_attr(feature = "cli", arg(long = "dp-seed", id = "dp_seed", requires = "dp", hide = true))]
+    #[cfg_attr(feature = "cli-cpu", arg(long = "dp-seed", id = "dp_seed", requires = "dp", hide = true))]
     pub seed: Option<u64>,
     /// The accountant that calibrates the noise and reports epsilon: `prv`
     /// (Opacus's `PrivacyEngine` default) or `rdp`.
-    #[cfg_attr(feature = "cli", arg(long, requires = "dp", value_enum, default_value_t = DpSpec::default().accountant))]
+    #[cfg_attr(feature = "cli-cpu", arg(long, requires = "dp", value_enum, default_value_t = DpSpec::default().accountant))]
     pub accountant: Accountant,
 }
 
