@@ -26,7 +26,13 @@ opt_keys=""
 # npm's binaryen, not Debian's (108): that one's -O2 output fails to instantiate
 # (WebAssembly.Table.set rejects wasm-bindgen's externref table entries).
 wasm_opt=node_modules/.bin/wasm-opt
+# optimise [--background] main|threads FILE [wasm-opt flags]. With --background, wasm-opt
+# (one thread) runs beside what follows and $opt_pid is set: the main build's runs during
+# the threads build's compile, which leaves a core idle for part of its time.
+opt_pid=""
 optimise() {
+  local bg=0
+  if [ "$1" = --background ]; then bg=1; shift; fi
   local which="$1" file="$2"; shift 2
   case "${WEBPEFT_WASM_OPT:-1}" in
     0) return 0 ;;
@@ -37,6 +43,15 @@ optimise() {
   key=$({ sha256sum < "$file"; "$wasm_opt" --version; } | sha256sum | cut -c1-16)
   opt_keys="$opt_keys $key"
   cached="$CARGO_TARGET_DIR/wasm-opt/$key.wasm"
+  if [ "$bg" = 1 ]; then
+    run_wasm_opt "$cached" "$file" "$@" &
+    opt_pid=$!
+  else
+    run_wasm_opt "$cached" "$file" "$@"
+  fi
+}
+run_wasm_opt() {
+  local cached="$1" file="$2"; shift 2
   if [ ! -f "$cached" ]; then
     echo "== wasm-opt -O2 $file ($("$wasm_opt" --version))"
     mkdir -p "$(dirname "$cached")"
@@ -59,7 +74,7 @@ RUSTFLAGS="${RUSTFLAGS:-} --cfg getrandom_backend=\"wasm_js\" -C target-feature=
   cargo rustc --profile "$profile" --target wasm32-unknown-unknown -p webpeft --features web --lib --crate-type cdylib
 rm -rf web/pkg
 wasm-bindgen --target web --out-dir web/pkg --out-name webpeft "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/webpeft.wasm"
-optimise main web/pkg/webpeft_bg.wasm
+optimise --background main web/pkg/webpeft_bg.wasm
 
 echo "== cargo build (wasm32 with atomics, features web-threads)"
 # The CPU backend on a pool of Web Workers (wasm-bindgen-rayon) needs wasm
@@ -101,6 +116,11 @@ else
     -Z build-std=panic_abort,std --target-dir "$threads_target" -- "${link[@]}"
   wasm-bindgen --target web --out-dir web/pkg-threads --out-name webpeft "$threads_target/wasm32-unknown-unknown/release/webpeft.wasm"
   optimise threads web/pkg-threads/webpeft_bg.wasm --enable-threads
+fi
+
+# The main build's wasm-opt (a failure there fails the build here).
+if [ -n "$opt_pid" ]; then
+  wait "$opt_pid"
 fi
 
 # Keep the cache to the two current outputs (only when both were optimised: otherwise
