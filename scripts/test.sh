@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Every test: the native core and CLI (CPU and wgpu backends, parity with
-# transformers and PEFT, real models, bad input), then the wasm build and the
-# browser tests (headless Chromium on WebGPU and the wasm CPU backend) and the
-# web page's tests.
+# The CI tests: the native core and CLI on the CPU backend (parity with transformers
+# and PEFT, real models, bad input; built without wgpu, whose native tests are
+# `npm run test:gpu`), then the wasm build and the browser tests (headless Chromium on
+# WebGPU and the wasm CPU backend) and the web page's tests.
 set -euo pipefail
 # Tests build the native side with the `ci` profile (scripts/env.sh).
 export WEBPEFT_PROFILE="${WEBPEFT_PROFILE:-ci}"
@@ -12,7 +12,7 @@ bash scripts/setup.sh
 
 log="$(mktemp)"
 echo "== native tests (cargo test --profile $WEBPEFT_PROFILE)"
-# Two test threads: the GPU tests run on lavapipe, which uses every core anyway.
+# Two test threads: Flex runs its kernels on every core anyway.
 cargo test --profile "$WEBPEFT_PROFILE" --features cli-cpu -p webpeft -- --test-threads=2 2>&1 | tee "$log"
 
 echo "== browser: wasm build, npm package, tests"

@@ -14,8 +14,8 @@ fn webpeft(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn forward_writes_logits_and_hidden_states() {
     // GPT-2 on wgpu (lavapipe here) where the build has it (`npm run test:gpu`).
-    let gpu = if cfg!(feature = "gpu") { "gpu" } else { "cpu" };
-    for (model, device) in [("tiny-llama", "cpu"), ("tiny-gpt2", gpu), ("tiny-bert", "cpu")] {
+    let gpt2_device = if cfg!(feature = "gpu") { "gpu" } else { "cpu" };
+    for (model, device) in [("tiny-llama", "cpu"), ("tiny-gpt2", gpt2_device), ("tiny-bert", "cpu")] {
         let r = read_ref(&fixture(model).join("reference.safetensors"));
         let tokens: Vec<String> = r["input_ids"].ids().iter().map(|t| t.to_string()).collect();
         let out = std::env::temp_dir().join(format!("webpeft-cli-{model}-{}.safetensors", std::process::id()));
