@@ -7,8 +7,6 @@
 # what `npm pack` ships) optimises both; `main` only the main build, as the test scripts
 # choose (the threads build's wasm-opt took 2 of a cold `npm test`'s minutes, and its
 # output is tested by `WEBPEFT_WASM_OPT=1 npm run test:web`); 0 neither.
-# WEBPEFT_THREADS_PROFILE: the threads build's cargo profile, `release` (default, what
-# `npm pack` and `npm start` build) or `ci` (the test scripts' choice: compiles faster).
 # Prints the wasm sizes, raw, gzip and brotli (scripts/wasm-sizes.mjs).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -78,6 +76,7 @@ rm -rf web/pkg
 wasm-bindgen --target web --out-dir web/pkg --out-name webpeft "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/webpeft.wasm"
 optimise --background main web/pkg/webpeft_bg.wasm
 
+echo "== cargo build (wasm32 with atomics, features web-threads)"
 # The CPU backend on a pool of Web Workers (wasm-bindgen-rayon) needs wasm
 # atomics and shared memory, so std is rebuilt with them (-Z build-std, from the
 # rust-src component; RUSTC_BOOTSTRAP lets the stable toolchain take -Z flags).
@@ -112,15 +111,10 @@ else
   for a in --shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base; do
     link+=(-C "link-arg=$a")
   done
-  # Its cargo profile: `release` (what `npm pack` and `npm start` build), or the test
-  # scripts' `ci` (WEBPEFT_THREADS_PROFILE=ci: the dependencies at opt-level 1 but for the
-  # CPU backend's hot loops, as in the native tests' build; the same code, compiled faster).
-  threads_profile="${WEBPEFT_THREADS_PROFILE:-release}"
-  echo "== cargo build (wasm32 with atomics, features web-threads, profile $threads_profile)"
   RUSTC_BOOTSTRAP=1 RUSTFLAGS="${RUSTFLAGS:-} --cfg getrandom_backend=\"wasm_js\" -C target-feature=+atomics,+bulk-memory,+simd128" \
-    cargo rustc --profile "$threads_profile" --target wasm32-unknown-unknown -p webpeft --features web-threads --lib --crate-type cdylib \
+    cargo rustc --release --target wasm32-unknown-unknown -p webpeft --features web-threads --lib --crate-type cdylib \
     -Z build-std=panic_abort,std --target-dir "$threads_target" -- "${link[@]}"
-  wasm-bindgen --target web --out-dir web/pkg-threads --out-name webpeft "$threads_target/wasm32-unknown-unknown/$threads_profile/webpeft.wasm"
+  wasm-bindgen --target web --out-dir web/pkg-threads --out-name webpeft "$threads_target/wasm32-unknown-unknown/release/webpeft.wasm"
   optimise threads web/pkg-threads/webpeft_bg.wasm --enable-threads
 fi
 

@@ -14,10 +14,6 @@ source "$(dirname "$0")/env.sh"
 # tested as rustc and wasm-bindgen emit it (scripts/build-web.sh). WEBPEFT_WASM_OPT=1
 # tests both optimised, as `npm pack` ships them.
 export WEBPEFT_WASM_OPT="${WEBPEFT_WASM_OPT:-main}"
-# The threads build with the `ci` profile (dependencies at opt-level 1 but for the CPU
-# backend's hot loops, as the native tests build them): it compiles in less time than
-# `release`, which `npm pack` and `npm start` build. WEBPEFT_THREADS_PROFILE=release tests that.
-export WEBPEFT_THREADS_PROFILE="${WEBPEFT_THREADS_PROFILE:-ci}"
 cd "$WEBPEFT_ROOT"
 bash scripts/setup-web.sh
 
